@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { configureProgram, handleCommanderExit } from './common.js';
+import { registerDev } from './dev.js';
+
+const program = configureProgram(new Command('strand'))
+  .description('Strand: ordered, schema-governed job pipelines on Apache Kafka')
+  .version('0.1.0')
+  .showSuggestionAfterError();
+
+registerDev(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  handleCommanderExit(error);
+}

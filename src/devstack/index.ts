@@ -1,0 +1,12 @@
+export { APICURIO_VERSION, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
+export { DevStackError } from './errors.js';
+export {
+  type StackInfo,
+  type StackOptions,
+  type StackProcess,
+  stackDown,
+  stackHome,
+  stackStatus,
+  stackUp,
+  stopStackProcess,
+} from './stack.js';

@@ -1,0 +1,406 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { createKafka } from '../kafka/client.js';
+import { APICURIO_VERSION, apicurioHome, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
+import { DevStackError } from './errors.js';
+import { findJava } from './java.js';
+
+const run = promisify(execFile);
+
+export interface StackOptions {
+  /** Folder for state, logs and the artifact cache. @defaultValue `$STRAND_HOME` or `./.strand` */
+  home?: string;
+  /** Number of KRaft nodes (each broker+controller). @defaultValue 1 */
+  brokers?: number;
+  /** First broker port; node i listens on basePort + 2i, its controller on basePort + 2i + 1. @defaultValue 9092 */
+  kafkaPort?: number;
+  /** Registry HTTP port. @defaultValue 8081 */
+  registryPort?: number;
+  /** Progress lines for a human. */
+  onProgress?: (line: string) => void;
+}
+
+export interface StackProcess {
+  name: string;
+  pid: number;
+  port: number;
+  log: string;
+  startedAt: number;
+}
+
+/** What a running stack offers, as written to `<home>/run/stack.json`. */
+export interface StackInfo {
+  brokers: string[];
+  registryUrl: string;
+  kafkaVersion: string;
+  registryVersion: string;
+  processes: StackProcess[];
+  startedAt: number;
+}
+
+export function stackHome(home?: string): string {
+  return resolve(home ?? process.env.STRAND_HOME ?? '.strand');
+}
+
+const stateFile = (home: string) => join(home, 'run', 'stack.json');
+
+function readState(home: string): StackInfo | undefined {
+  try {
+    return JSON.parse(readFileSync(stateFile(home), 'utf8')) as StackInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` is alive and is a process this stack home started (its command line carries the marker). */
+export function isOurProcess(pid: number, home: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(`-Dstrand.devstack=${home}`);
+  } catch {
+    return false;
+  }
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.once('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+  });
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function kafkaProperties(nodeId: number, n: number, basePort: number, dataDir: string): string {
+  const port = (id: number) => basePort + 2 * (id - 1);
+  const voters = Array.from({ length: n }, (_, i) => `${i + 1}@127.0.0.1:${port(i + 1) + 1}`).join(',');
+  const rf = Math.min(3, n);
+  return [
+    'process.roles=broker,controller',
+    `node.id=${nodeId}`,
+    `controller.quorum.voters=${voters}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},CONTROLLER://127.0.0.1:${port(nodeId) + 1}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port(nodeId)}`,
+    'controller.listener.names=CONTROLLER',
+    'inter.broker.listener.name=PLAINTEXT',
+    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    `log.dirs=${dataDir}`,
+    `num.partitions=1`,
+    `default.replication.factor=${rf}`,
+    `offsets.topic.replication.factor=${rf}`,
+    'offsets.topic.num.partitions=12',
+    `transaction.state.log.replication.factor=${rf}`,
+    `transaction.state.log.min.isr=${Math.min(2, rf)}`,
+    `share.coordinator.state.topic.replication.factor=${rf}`,
+    `share.coordinator.state.topic.min.isr=${Math.min(2, rf)}`,
+    'group.initial.rebalance.delay.ms=0',
+    'auto.create.topics.enable=false',
+    'delete.topic.enable=true',
+    '',
+  ].join('\n');
+}
+
+function spawnJava(home: string, javaBin: string, args: string[], logFile: string, cwd: string): number {
+  const fd = openSync(logFile, 'a');
+  const child = spawn(javaBin, [`-Dstrand.devstack=${home}`, ...args], {
+    cwd,
+    detached: true,
+    stdio: ['ignore', fd, fd],
+  });
+  child.unref();
+  if (child.pid === undefined) throw new DevStackError(`could not start ${javaBin}`);
+  return child.pid;
+}
+
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  watch: StackProcess[],
+  home: string,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const p of watch) {
+      if (!isOurProcess(p.pid, home)) {
+        throw new DevStackError(`${p.name} exited during start; last lines of ${p.log}:\n${tail(p.log)}`);
+      }
+    }
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      throw new DevStackError(
+        `${what} not ready after ${Math.round(timeoutMs / 1000)}s; see ${watch.map((p) => p.log).join(', ')}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function kafkaReady(brokers: string[], expected: number): Promise<boolean> {
+  const admin = createKafka({
+    brokers,
+    clientId: 'strand-devstack',
+    connectionTimeoutMs: 1000,
+    requestTimeoutMs: 3000,
+  }).admin({
+    retry: { retries: 0 },
+  });
+  try {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    return cluster.brokers.length >= expected && cluster.controller !== null;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+async function registryReady(url: string): Promise<boolean> {
+  const res = await fetch(`${url}/subjects`, { signal: AbortSignal.timeout(2000) });
+  return res.status === 200;
+}
+
+/** Status of a stack home: the recorded state, with each process marked alive or not. */
+export function stackStatus(opts: { home?: string } = {}): (StackInfo & { alive: boolean[] }) | undefined {
+  const home = stackHome(opts.home);
+  const state = readState(home);
+  if (!state) return undefined;
+  return { ...state, alive: state.processes.map((p) => isOurProcess(p.pid, home)) };
+}
+
+/**
+ * Starts Kafka (KRaft) and the schema registry unless they already run from this home.
+ * Resolves when a metadata request succeeds on every broker and the registry answers `/subjects`.
+ */
+export async function stackUp(
+  opts: StackOptions = {},
+): Promise<{ info: StackInfo; alreadyRunning: boolean }> {
+  const home = stackHome(opts.home);
+  const n = opts.brokers ?? 1;
+  const basePort = opts.kafkaPort ?? 9092;
+  const registryPort = opts.registryPort ?? 8081;
+  const say = opts.onProgress ?? (() => undefined);
+  if (!Number.isInteger(n) || n < 1 || n > 5) throw new DevStackError(`--brokers: expected 1 to 5, got ${n}`);
+
+  const current = stackStatus({ home });
+  if (current?.alive.every(Boolean)) {
+    if (current.brokers.length !== n) {
+      throw new DevStackError(
+        `the stack already runs with ${current.brokers.length} broker(s); run "strand dev down" before asking for ${n}`,
+      );
+    }
+    return { info: current, alreadyRunning: true };
+  }
+  if (current) {
+    say('a previous stack is partly running; stopping what is left of it');
+    await stackDown({ home });
+  }
+
+  const kafkaPorts = Array.from({ length: n }, (_, i) => basePort + 2 * i);
+  for (const port of [...kafkaPorts.flatMap((p) => [p, p + 1]), registryPort]) {
+    if (!(await portFree(port))) {
+      throw new DevStackError(
+        `port ${port} on 127.0.0.1 is already in use by another process; stop it or choose other ports (--kafka-port, --registry-port)`,
+      );
+    }
+  }
+
+  const cache = join(home, 'cache');
+  mkdirSync(join(home, 'logs'), { recursive: true });
+  mkdirSync(join(home, 'run'), { recursive: true });
+  const [kafkaJava, registryJava] = await Promise.all([
+    findJava(17, `Kafka ${KAFKA_VERSION}`),
+    findJava(21, `Apicurio Registry ${APICURIO_VERSION}`),
+  ]);
+  say(
+    `resolving Kafka ${KAFKA_VERSION} and Apicurio Registry ${APICURIO_VERSION} (Maven Central, cached after the first run)`,
+  );
+  const [classpath, registryDir] = await Promise.all([kafkaClasspath(cache), apicurioHome(cache)]);
+
+  // Separate data for each cluster size: a 1-node and a 3-node cluster cannot share a quorum.
+  const clusterDir = join(home, `kafka-${n}node`);
+  mkdirSync(clusterDir, { recursive: true });
+  const clusterIdFile = join(clusterDir, 'cluster-id');
+  if (!existsSync(clusterIdFile)) {
+    const { stdout } = await run(kafkaJava.bin, ['-cp', classpath, 'kafka.tools.StorageTool', 'random-uuid']);
+    writeFileSync(clusterIdFile, stdout.trim());
+  }
+  const clusterId = readFileSync(clusterIdFile, 'utf8').trim();
+
+  const processes: StackProcess[] = [];
+  const started = Date.now();
+  for (let id = 1; id <= n; id++) {
+    const nodeDir = join(clusterDir, `node-${id}`);
+    const dataDir = join(nodeDir, 'data');
+    mkdirSync(dataDir, { recursive: true });
+    const props = join(nodeDir, 'server.properties');
+    writeFileSync(props, kafkaProperties(id, n, basePort, dataDir));
+    if (!existsSync(join(dataDir, 'meta.properties'))) {
+      say(`formatting storage of node ${id}`);
+      try {
+        await run(kafkaJava.bin, [
+          '-cp',
+          classpath,
+          'kafka.tools.StorageTool',
+          'format',
+          '-t',
+          clusterId,
+          '-c',
+          props,
+          '--ignore-formatted',
+        ]);
+      } catch (error) {
+        throw new DevStackError(
+          `formatting Kafka storage failed: ${String((error as { stderr?: string }).stderr ?? error).trim()}`,
+        );
+      }
+    }
+    const log = join(home, 'logs', `kafka-${id}.log`);
+    writeFileSync(log, '');
+    const pid = spawnJava(
+      home,
+      kafkaJava.bin,
+      [
+        '-Xms256m',
+        '-Xmx1g',
+        '-XX:+UseG1GC',
+        '-Djava.awt.headless=true',
+        '-Dorg.slf4j.simpleLogger.showDateTime=true',
+        '-cp',
+        classpath,
+        'kafka.Kafka',
+        props,
+      ],
+      log,
+      nodeDir,
+    );
+    processes.push({ name: `kafka-${id}`, pid, port: kafkaPorts[id - 1]!, log, startedAt: started });
+  }
+
+  const registryLog = join(home, 'logs', 'registry.log');
+  writeFileSync(registryLog, '');
+  const registryData = join(home, 'registry');
+  mkdirSync(registryData, { recursive: true });
+  const registryPid = spawnJava(
+    home,
+    registryJava.bin,
+    [
+      '-Xmx512m',
+      '-Dquarkus.http.host=127.0.0.1',
+      `-Dquarkus.http.port=${registryPort}`,
+      // File-backed H2 keeps schema ids across restarts, so records already on the topics stay decodable.
+      `-Dapicurio.datasource.url=jdbc:h2:file:${join(registryData, 'registry')};DB_CLOSE_ON_EXIT=FALSE`,
+      '-Dapicurio.rest.deletion.artifact.enabled=true',
+      '-Dapicurio.rest.deletion.artifact-version.enabled=true',
+      '-Dquarkus.log.level=WARN',
+      '-jar',
+      join(registryDir, 'quarkus-run.jar'),
+    ],
+    registryLog,
+    registryDir,
+  );
+  processes.push({
+    name: 'registry',
+    pid: registryPid,
+    port: registryPort,
+    log: registryLog,
+    startedAt: started,
+  });
+
+  const info: StackInfo = {
+    brokers: kafkaPorts.map((p) => `127.0.0.1:${p}`),
+    registryUrl: `http://127.0.0.1:${registryPort}/apis/ccompat/v7`,
+    kafkaVersion: KAFKA_VERSION,
+    registryVersion: APICURIO_VERSION,
+    processes,
+    startedAt: started,
+  };
+  // Written before waiting, so `down` can stop a stack whose start failed half-way.
+  writeFileSync(stateFile(home), JSON.stringify(info, null, 2));
+  try {
+    say('waiting for Kafka and the registry to answer');
+    await Promise.all([
+      waitFor(
+        'Kafka',
+        () => kafkaReady(info.brokers, n),
+        processes.filter((p) => p.name.startsWith('kafka')),
+        home,
+        120_000,
+      ),
+      waitFor(
+        'schema registry',
+        () => registryReady(info.registryUrl),
+        processes.filter((p) => p.name === 'registry'),
+        home,
+        120_000,
+      ),
+    ]);
+  } catch (error) {
+    await stackDown({ home });
+    throw error;
+  }
+  return { info, alreadyRunning: false };
+}
+
+async function stopPid(pid: number, home: string, timeoutMs: number): Promise<void> {
+  if (!isOurProcess(pid, home)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (isOurProcess(pid, home) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  if (isOurProcess(pid, home)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    while (isOurProcess(pid, home)) await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Stops only the processes this home started (checked by their command-line marker). */
+export async function stackDown(
+  opts: { home?: string; timeoutMs?: number } = {},
+): Promise<{ stopped: string[] }> {
+  const home = stackHome(opts.home);
+  const state = readState(home);
+  if (!state) return { stopped: [] };
+  const stopped: string[] = [];
+  // Registry first, then brokers together so the quorum shuts down cleanly.
+  const registry = state.processes.filter((p) => p.name === 'registry');
+  const brokers = state.processes.filter((p) => p.name !== 'registry');
+  for (const group of [registry, brokers]) {
+    await Promise.all(
+      group.map(async (p) => {
+        if (isOurProcess(p.pid, home)) stopped.push(p.name);
+        await stopPid(p.pid, home, opts.timeoutMs ?? 20_000);
+      }),
+    );
+  }
+  rmSync(stateFile(home), { force: true });
+  return { stopped };
+}
+
+/** Stops one process of a running stack (chaos tests: kill a broker or the registry). */
+export async function stopStackProcess(
+  name: string,
+  opts: { home?: string; signal?: 'SIGTERM' | 'SIGKILL' } = {},
+): Promise<void> {
+  const home = stackHome(opts.home);
+  const p = readState(home)?.processes.find((x) => x.name === name);
+  if (!p) throw new DevStackError(`no stack process named ${name}`);
+  if (opts.signal === 'SIGKILL' && isOurProcess(p.pid, home)) process.kill(p.pid, 'SIGKILL');
+  await stopPid(p.pid, home, 20_000);
+}

@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
+
+/** How to reach a Kafka cluster. */
+export interface KafkaConnection {
+  /** Bootstrap brokers, `host:port`. */
+  brokers: string[];
+  /** Client id sent to the broker (shows in broker logs and quotas). @defaultValue `'strand'` */
+  clientId?: string;
+  /** TLS: `true` for the system CAs, or explicit CA/cert/key PEMs. */
+  tls?: boolean | { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
+  /** SASL credentials. The password is never logged. */
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  /** Socket connection timeout. @defaultValue 3000 */
+  connectionTimeoutMs?: number;
+  /** Request timeout. @defaultValue 30000 */
+  requestTimeoutMs?: number;
+}
+
+const LEVELS: Record<number, string> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+/** Where kafkajs log lines go; by default warnings and errors are kept, routed to the caller. */
+export type KafkaLogSink = (
+  level: 'error' | 'warn' | 'info' | 'debug',
+  message: string,
+  extra: object,
+) => void;
+
+/** Builds a kafkajs client. The only place that decides how kafkajs is configured. */
+export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
+  const config: KafkaConfig = {
+    clientId: conn.clientId ?? 'strand',
+    brokers: conn.brokers,
+    connectionTimeout: conn.connectionTimeoutMs ?? 3000,
+    requestTimeout: conn.requestTimeoutMs ?? 30_000,
+    logLevel: sink ? logLevel.WARN : logLevel.NOTHING,
+    retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5_000 },
+  };
+  if (sink) {
+    config.logCreator =
+      () =>
+      ({ level, log }) => {
+        const { message, ...extra } = log;
+        sink((LEVELS[level] ?? 'info') as 'error', String(message), extra);
+      };
+  }
+  if (conn.tls) {
+    config.ssl = conn.tls === true ? true : { ...conn.tls };
+  }
+  if (conn.sasl) {
+    config.sasl = { ...conn.sasl } as SASLOptions;
+  }
+  return new Kafka(config);
+}
+
+/**
+ * Reads the connection settings shared by every CLI command and the test harness from the
+ * environment (`STRAND_BROKERS`, `STRAND_SASL_*`, `STRAND_TLS`, `STRAND_TLS_CA_FILE`).
+ */
+export function connectionFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  fallbackBrokers?: string[],
+): KafkaConnection {
+  const brokers = (env.STRAND_BROKERS ?? '')
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
+  const conn: KafkaConnection = {
+    brokers: brokers.length > 0 ? brokers : (fallbackBrokers ?? ['127.0.0.1:9092']),
+  };
+  if (env.STRAND_TLS === '1' || env.STRAND_TLS === 'true' || env.STRAND_TLS_CA_FILE) {
+    conn.tls = env.STRAND_TLS_CA_FILE ? { ca: readFileSync(env.STRAND_TLS_CA_FILE, 'utf8') } : true;
+  }
+  const mechanism = env.STRAND_SASL_MECHANISM?.toLowerCase();
+  if (mechanism) {
+    if (mechanism !== 'plain' && mechanism !== 'scram-sha-256' && mechanism !== 'scram-sha-512') {
+      throw new Error(
+        `STRAND_SASL_MECHANISM: expected plain, scram-sha-256 or scram-sha-512, got "${mechanism}"`,
+      );
+    }
+    conn.sasl = {
+      mechanism,
+      username: env.STRAND_SASL_USERNAME ?? '',
+      password: env.STRAND_SASL_PASSWORD ?? '',
+    };
+  }
+  return conn;
+}

@@ -1,0 +1,66 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { TestProject } from 'vitest/node';
+import { stackDown, stackStatus, stackUp } from '../../src/devstack/index.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    brokers: string[];
+    registryUrl: string;
+    stackSource: 'env' | 'testcontainers' | 'devstack';
+  }
+}
+
+const run = promisify(execFile);
+
+async function dockerAnswers(): Promise<boolean> {
+  try {
+    await run('docker', ['info', '--format', '{{.ServerVersion}}'], { timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let teardown: (() => Promise<void>) | undefined;
+
+/**
+ * Gives every test a real broker and registry: `STRAND_BROKERS`/`STRAND_REGISTRY_URL` when set,
+ * else containers when a Docker engine answers, else the devstack (started here and stopped after
+ * the run unless it was already running).
+ */
+export async function setup(project: TestProject): Promise<void> {
+  const envBrokers = process.env.STRAND_BROKERS;
+  const envRegistry = process.env.STRAND_REGISTRY_URL;
+  if (envBrokers && envRegistry) {
+    project.provide('brokers', envBrokers.split(','));
+    project.provide('registryUrl', envRegistry);
+    project.provide('stackSource', 'env');
+    return;
+  }
+  if (process.env.STRAND_TEST_DOCKER !== '0' && (await dockerAnswers())) {
+    const { startContainers } = await import('./containers.js');
+    const stack = await startContainers();
+    project.provide('brokers', stack.brokers);
+    project.provide('registryUrl', stack.registryUrl);
+    project.provide('stackSource', 'testcontainers');
+    teardown = stack.stop;
+    return;
+  }
+  const wasRunning = stackStatus()?.alive.every(Boolean) === true;
+  const { info } = await stackUp({ onProgress: (line) => process.stderr.write(`[devstack] ${line}\n`) });
+  project.provide('brokers', info.brokers);
+  project.provide('registryUrl', info.registryUrl);
+  project.provide('stackSource', 'devstack');
+  if (!wasRunning && process.env.STRAND_TEST_KEEP_STACK !== '1') {
+    teardown = async () => {
+      await stackDown();
+    };
+  }
+}
+
+export async function teardownAll(): Promise<void> {
+  await teardown?.();
+}
+
+export { teardownAll as teardown };

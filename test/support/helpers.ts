@@ -1,0 +1,54 @@
+import { randomUUID } from 'node:crypto';
+import { inject } from 'vitest';
+import { createKafka, type KafkaConnection } from '../../src/kafka/client.js';
+
+/** The broker and registry the global setup found or started. */
+export function stack(): { brokers: string[]; registryUrl: string; connection: KafkaConnection } {
+  const brokers = inject('brokers');
+  return { brokers, registryUrl: inject('registryUrl'), connection: { brokers, clientId: 'strand-test' } };
+}
+
+/** A name no other test or earlier run uses: `<prefix>-<8 hex chars>`. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Polls `check` until it returns a truthy value (returned) or the timeout passes (throws, with the last value). */
+export async function waitUntil<T>(
+  check: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+      last = value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out waiting for ${opts.what ?? 'condition'} (last: ${last instanceof Error ? last.message : String(last)})`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+  }
+}
+
+/** Creates topics for one test and returns a function that deletes them. */
+export async function createTopics(
+  topics: { topic: string; numPartitions?: number; configEntries?: { name: string; value: string }[] }[],
+): Promise<() => Promise<void>> {
+  const admin = createKafka(stack().connection).admin();
+  await admin.connect();
+  await admin.createTopics({ topics, waitForLeaders: true });
+  await admin.disconnect();
+  return async () => {
+    const a = createKafka(stack().connection).admin();
+    await a.connect();
+    await a.deleteTopics({ topics: topics.map((t) => t.topic) }).catch(() => undefined);
+    await a.disconnect();
+  };
+}
