@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { configureProgram, handleCommanderExit } from './common.js';
 import { registerDev } from './dev.js';
+import { registerEnqueue } from './enqueue.js';
 
 const program = configureProgram(new Command('strand'))
   .description('Strand: ordered, schema-governed job pipelines on Apache Kafka')
@@ -9,6 +10,7 @@ const program = configureProgram(new Command('strand'))
   .showSuggestionAfterError();
 
 registerDev(program);
+registerEnqueue(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import { stackStatus } from '../devstack/index.js';
+import { connectionFromEnv, type KafkaConnection } from '../kafka/client.js';
+
+export interface ConnectionFlags {
+  brokers?: string;
+  registryUrl?: string;
+}
+
+/** Adds `--brokers` and `--registry-url` (defaults: environment, then the running devstack, then localhost). */
+export function withConnectionFlags(cmd: Command, opts: { registry?: boolean } = {}): Command {
+  cmd.option('--brokers <list>', 'bootstrap brokers, comma-separated (env STRAND_BROKERS)');
+  if (opts.registry !== false)
+    cmd.option('--registry-url <url>', 'schema registry Confluent API URL (env STRAND_REGISTRY_URL)');
+  return cmd;
+}
+
+export function resolveConnection(flags: ConnectionFlags): { kafka: KafkaConnection; registryUrl: string } {
+  const env = { ...process.env };
+  if (flags.brokers) env.STRAND_BROKERS = flags.brokers;
+  const running = stackStatus();
+  const stackUp = running?.alive.every(Boolean) ? running : undefined;
+  const kafka = connectionFromEnv(env, stackUp?.brokers);
+  kafka.clientId = 'strand-cli';
+  const registryUrl =
+    flags.registryUrl ??
+    process.env.STRAND_REGISTRY_URL ??
+    stackUp?.registryUrl ??
+    'http://127.0.0.1:8081/apis/ccompat/v7';
+  return { kafka, registryUrl };
+}

@@ -1,0 +1,192 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { assertValid, loadAvroSchemaFile, parseAvroSchema } from '../codec/index.js';
+import { ConfigError } from '../config/index.js';
+import { createLogger } from '../observability/logger.js';
+import { type EnqueueResult, type JobInput, JobProducer } from '../producer/job-producer.js';
+import { action, CliError, EXIT, parseIntOption } from './common.js';
+import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
+
+interface EnqueueFlags extends ConnectionFlags {
+  schema: string;
+  data?: string;
+  file?: string;
+  keyField?: string;
+  jobIdField?: string;
+  batchSize: number;
+  json?: boolean;
+}
+
+async function* lines(source: NodeJS.ReadableStream): AsyncGenerator<{ n: number; text: string }> {
+  let n = 0;
+  for await (const text of createInterface({ input: source, crlfDelay: Number.POSITIVE_INFINITY })) {
+    n++;
+    if (text.trim()) yield { n, text };
+  }
+}
+
+function toJob(record: unknown, where: string, flags: EnqueueFlags): JobInput {
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+    throw new CliError(`${where}: expected a JSON object`, EXIT.usage);
+  }
+  const data = record as Record<string, unknown>;
+  let key: string | null = null;
+  if (flags.keyField) {
+    const value = data[flags.keyField];
+    if (value === undefined || value === null)
+      throw new CliError(`${where}: --key-field ${flags.keyField} is missing`, EXIT.usage);
+    key = String(value);
+  }
+  const job: JobInput = { key, data };
+  if (flags.jobIdField && data[flags.jobIdField] !== undefined) job.jobId = String(data[flags.jobIdField]);
+  return job;
+}
+
+function parseLine(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new CliError(`${where}: not JSON (${(error as Error).message})`, EXIT.usage);
+  }
+}
+
+export function registerEnqueue(program: Command): void {
+  const cmd = program
+    .command('enqueue')
+    .description('validate jobs against an Avro schema and enqueue them (all or nothing)')
+    .argument('<topic>', 'job topic')
+    .requiredOption('--schema <file.avsc>', 'Avro schema of the jobs')
+    .option('--data <json>', 'one job as JSON')
+    .option('--file <jobs.ndjson>', 'jobs as newline-delimited JSON ("-" or no --data/--file: stdin)')
+    .option('--key-field <field>', 'field whose value is the ordering key (default: no key)')
+    .option('--job-id-field <field>', 'field whose value is the job id (idempotency key)')
+    .option('--batch-size <n>', 'jobs per produce request', parseIntOption('--batch-size', 1), 500)
+    .option('--json', 'print the summary as JSON');
+  withConnectionFlags(cmd).addHelpText(
+    'after',
+    `
+Every job is validated before the first one is sent: one invalid line sends nothing.
+
+Examples:
+  strand enqueue payments --schema schemas/payment.avsc --key-field accountId \\
+    --data '{"paymentId":"p1","accountId":"a1","amountCents":500,"currency":"EUR","sequence":1,"createdAt":1700000000000,"memo":null}'
+  strand enqueue payments --schema schemas/payment.avsc --key-field accountId --file jobs.ndjson
+  cat jobs.ndjson | strand enqueue payments --schema schemas/payment.avsc --key-field accountId`,
+  );
+  cmd.action(
+    action(async (topic: string, flags: EnqueueFlags) => {
+      const schema = loadAvroSchemaFile(flags.schema);
+      const type = parseAvroSchema(schema);
+      if (flags.data && flags.file)
+        throw new CliError('--data and --file cannot be used together', EXIT.usage);
+
+      // Pass 1: parse and validate everything (a file is read twice, stdin is kept in memory).
+      let total = 0;
+      const kept: JobInput[] = [];
+      const fromStdin = !flags.data && (!flags.file || flags.file === '-');
+      const validate = (job: JobInput, where: string) => {
+        try {
+          assertValid(type, job.data, where);
+        } catch (error) {
+          throw new CliError((error as Error).message, EXIT.usage);
+        }
+      };
+      if (flags.data) {
+        const job = toJob(parseLine(flags.data, '--data'), '--data', flags);
+        validate(job, '--data');
+        kept.push(job);
+        total = 1;
+      } else {
+        const source = fromStdin ? process.stdin : createReadStream(flags.file!);
+        source.on('error', () => undefined);
+        try {
+          for await (const { n, text } of lines(source)) {
+            const where = `line ${n}`;
+            const job = toJob(parseLine(text, where), where, flags);
+            validate(job, where);
+            if (fromStdin) kept.push(job);
+            total++;
+          }
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+            throw new ConfigError('--file', `${flags.file} not found`);
+          throw error;
+        }
+      }
+      if (total === 0) throw new CliError('no jobs to enqueue (empty input)', EXIT.usage);
+
+      const { kafka, registryUrl } = resolveConnection(flags);
+      const producer = new JobProducer({
+        kafka,
+        registry: { url: registryUrl },
+        topic,
+        schema,
+        logger: createLogger({ name: 'strand-enqueue', level: process.env.STRAND_LOG_LEVEL ?? 'error' }),
+      });
+      await producer.connect();
+      const bar =
+        total > 1 && process.stderr.isTTY && !flags.json
+          ? new cliProgress.SingleBar(
+              {
+                format: 'enqueue [{bar}] {value}/{total} jobs  {rate} jobs/s',
+                stream: process.stderr,
+                hideCursor: true,
+              },
+              cliProgress.Presets.shades_classic,
+            )
+          : undefined;
+      bar?.start(total, 0, { rate: 0 });
+      const t0 = Date.now();
+      let first: EnqueueResult | undefined;
+      let last: EnqueueResult | undefined;
+      let sent = 0;
+      const flush = async (batch: JobInput[]) => {
+        if (batch.length === 0) return;
+        const results = await producer.enqueueMany(batch);
+        first ??= results[0];
+        last = results[results.length - 1];
+        sent += results.length;
+        bar?.update(sent, { rate: Math.round(sent / Math.max(0.001, (Date.now() - t0) / 1000)) });
+      };
+      try {
+        if (kept.length > 0) {
+          for (let i = 0; i < kept.length; i += flags.batchSize)
+            await flush(kept.slice(i, i + flags.batchSize));
+        } else {
+          let batch: JobInput[] = [];
+          for await (const { n, text } of lines(createReadStream(flags.file!))) {
+            batch.push(toJob(parseLine(text, `line ${n}`), `line ${n}`, flags));
+            if (batch.length >= flags.batchSize) {
+              await flush(batch);
+              batch = [];
+            }
+          }
+          await flush(batch);
+        }
+      } finally {
+        bar?.stop();
+        await producer.disconnect();
+      }
+      const seconds = (Date.now() - t0) / 1000;
+      const summary = {
+        topic,
+        jobs: sent,
+        seconds: Number(seconds.toFixed(3)),
+        jobsPerSecond: Math.round(sent / Math.max(seconds, 0.001)),
+        first,
+        last,
+      };
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(summary)}\n`);
+      } else {
+        const at = (r?: EnqueueResult) => (r ? `partition ${r.partition} offset ${r.offset}` : '-');
+        process.stdout.write(
+          `enqueued ${sent} job(s) to ${topic} in ${summary.seconds}s (${summary.jobsPerSecond} jobs/s)\n` +
+            `first: ${at(first)} (job ${first?.jobId})\nlast:  ${at(last)} (job ${last?.jobId})\n`,
+        );
+      }
+    }),
+  );
+}

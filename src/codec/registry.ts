@@ -1,0 +1,217 @@
+import registryPkg from '@kafkajs/confluent-schema-registry';
+import avro from 'avsc';
+import { isStrandError } from '../errors.js';
+import { RegistryUnavailableError, SchemaNotFoundError, SchemaRejectedError } from './errors.js';
+
+const { SchemaRegistry } = registryPkg;
+type Client = InstanceType<typeof SchemaRegistry>;
+
+/** A parsed Avro schema (avsc `Type`). */
+export type AvroType = avro.Type;
+
+/** How to reach the schema registry (Confluent API). */
+export interface RegistryOptions {
+  /** Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`. */
+  url: string;
+  /** Basic auth for the registry. */
+  auth?: { username: string; password: string };
+  /**
+   * How long one operation keeps retrying an unreachable registry before failing.
+   * @defaultValue 10000
+   */
+  timeoutMs?: number;
+}
+
+export type Compatibility =
+  | 'BACKWARD'
+  | 'BACKWARD_TRANSITIVE'
+  | 'FORWARD'
+  | 'FORWARD_TRANSITIVE'
+  | 'FULL'
+  | 'FULL_TRANSITIVE'
+  | 'NONE';
+
+const NETWORK =
+  /ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|timeout|network/i;
+
+type Classified = 'not-found' | 'rejected' | 'unavailable' | 'other';
+
+function classify(error: unknown): Classified {
+  if (isStrandError(error)) return error.retriable ? 'unavailable' : 'other';
+  const status = (error as { status?: number }).status;
+  const message = error instanceof Error ? error.message : String(error);
+  if (status === 404 || /does not match any schema|not found/i.test(message)) return 'not-found';
+  if (status === 409 || status === 422) return 'rejected';
+  if (status === undefined || status === 0 || status >= 500 || NETWORK.test(message)) return 'unavailable';
+  return 'other';
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // The client prefixes its client id ("strand - "); Apicurio prefixes the Java exception class.
+  return (message.split('\n')[0] ?? message)
+    .replace(/^[\w-]+ - /, '')
+    .replace(/^(?:[a-z]+\.)+[A-Za-z]+Exception: /, '');
+}
+
+/** Parses an Avro schema, failing with a message that names the problem. */
+export function parseAvroSchema(schema: unknown): AvroType {
+  return avro.Type.forSchema(schema as avro.Schema, { wrapUnions: false });
+}
+
+/**
+ * The registry as Strand uses it: schema ids by subject (registered or looked up) and writer
+ * schemas by id, each cached for the life of the process (ids are immutable), with bounded retries
+ * while the registry is unreachable.
+ */
+export class SchemaRegistryGateway {
+  readonly url: string;
+  private readonly client: Client;
+  private readonly timeoutMs: number;
+  private readonly typesById = new Map<number, Promise<AvroType>>();
+  private readonly idsBySubject = new Map<string, number>();
+
+  constructor(opts: RegistryOptions) {
+    this.url = opts.url.replace(/\/+$/, '');
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.client = new SchemaRegistry({
+      host: this.url,
+      clientId: 'strand',
+      // Retries are ours (bounded by time, classified); the client's own would hide 404s behind delays.
+      retry: { retries: 0 },
+      ...(opts.auth ? { auth: opts.auth } : {}),
+    });
+  }
+
+  private async withRetry<T>(what: string, op: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.timeoutMs;
+    let delay = 100;
+    for (;;) {
+      try {
+        return await op();
+      } catch (error) {
+        const kind = classify(error);
+        if (kind !== 'unavailable') throw error;
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          throw new RegistryUnavailableError(
+            `schema registry at ${this.url} unreachable while ${what} (retried for ${Math.round(this.timeoutMs / 1000)}s): ${firstLine(error)}`,
+            error,
+          );
+        }
+        await new Promise((r) => setTimeout(r, Math.min(delay, remaining)));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  /**
+   * The id of `schema` under `subject`: registered when `autoRegister` (the subject's compatibility
+   * rule decides whether it is accepted), else looked up only.
+   */
+  async schemaId(
+    subject: string,
+    schema: object,
+    opts: { autoRegister: boolean; compatibility?: Compatibility },
+  ): Promise<number> {
+    const key = `${subject}\u0000${JSON.stringify(schema)}`;
+    const cached = this.idsBySubject.get(key);
+    if (cached !== undefined) return cached;
+    const id = await this.withRetry(`resolving the schema id for ${subject}`, async () => {
+      try {
+        if (!opts.autoRegister) {
+          return await this.client.getRegistryIdBySchema(subject, schema as never);
+        }
+        // The client refuses to register unless told the subject's current rule, so pass it.
+        const level = await this.ensureCompatibility(subject, opts.compatibility ?? 'BACKWARD');
+        const { id } = await this.client.register(
+          { type: 'AVRO' as never, schema: JSON.stringify(schema) },
+          { subject, compatibility: level as never },
+        );
+        return id;
+      } catch (error) {
+        const kind = classify(error);
+        if (kind === 'not-found' && !opts.autoRegister) {
+          throw new SchemaNotFoundError(
+            `schema is not registered under subject ${subject} (autoRegister is off): ${firstLine(error)}`,
+            error,
+          );
+        }
+        if (kind === 'rejected') {
+          throw new SchemaRejectedError(
+            `registry rejected the schema for ${subject}: ${firstLine(error)}`,
+            error,
+          );
+        }
+        throw error;
+      }
+    });
+    this.idsBySubject.set(key, id);
+    return id;
+  }
+
+  /** The subject's compatibility rule, set to `compatibility` when the subject has none yet. */
+  private async ensureCompatibility(subject: string, compatibility: Compatibility): Promise<string> {
+    const res = await this.http('GET', `/config/${encodeURIComponent(subject)}`);
+    if (res.status === 200) {
+      const { compatibilityLevel } = (await res.json()) as { compatibilityLevel?: string };
+      if (compatibilityLevel) return compatibilityLevel.toUpperCase();
+    } else if (res.status !== 404) {
+      throw Object.assign(new Error(`GET /config/${subject}: HTTP ${res.status}`), { status: res.status });
+    }
+    await this.setCompatibility(subject, compatibility);
+    return compatibility;
+  }
+
+  /** Sets the compatibility rule of a subject (`PUT /config/{subject}`). */
+  async setCompatibility(subject: string, compatibility: Compatibility): Promise<void> {
+    const res = await this.http('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility });
+    if (res.status !== 200)
+      throw new SchemaRejectedError(`could not set ${compatibility} on ${subject}: HTTP ${res.status}`);
+  }
+
+  private async http(method: string, path: string, body?: unknown): Promise<Response> {
+    try {
+      return await fetch(`${this.url}${path}`, {
+        method,
+        headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+        signal: AbortSignal.timeout(5000),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (error) {
+      throw Object.assign(new Error(`network: ${(error as Error).message}`), { status: 0, cause: error });
+    }
+  }
+
+  /**
+   * The writer schema for `id`. Throws `SchemaNotFoundError` when the registry answers that the id
+   * does not exist, `RegistryUnavailableError` when it does not answer.
+   */
+  async typeById(id: number): Promise<AvroType> {
+    let pending = this.typesById.get(id);
+    if (!pending) {
+      pending = this.withRetry(`fetching schema id ${id}`, async () => {
+        try {
+          const res = await this.http('GET', `/schemas/ids/${id}`);
+          if (res.status === 404)
+            throw Object.assign(new Error(`schema id ${id} not found`), { status: 404 });
+          if (res.status !== 200)
+            throw Object.assign(new Error(`HTTP ${res.status}`), { status: res.status });
+          const { schema, schemaType } = (await res.json()) as { schema: string; schemaType?: string };
+          if (schemaType && schemaType !== 'AVRO') {
+            throw new SchemaRejectedError(`schema id ${id} is ${schemaType}, not AVRO`);
+          }
+          return parseAvroSchema(JSON.parse(schema));
+        } catch (error) {
+          if (classify(error) === 'not-found')
+            throw new SchemaNotFoundError(`schema id ${id} is not in the registry`, error);
+          throw error;
+        }
+      });
+      this.typesById.set(id, pending);
+      // A failure is not cached: the next record asks again (the registry may be back).
+      pending.catch(() => this.typesById.delete(id));
+    }
+    return pending;
+  }
+}

@@ -1,0 +1,26 @@
+/** Record header names (DESIGN §2). */
+export const HEADERS = {
+  jobId: 'strand-job-id',
+  enqueuedAt: 'strand-enqueued-at',
+  attempt: 'strand-attempt',
+  dueAt: 'strand-due-at',
+  originTopic: 'strand-origin-topic',
+  originPartition: 'strand-origin-partition',
+  originOffset: 'strand-origin-offset',
+  errorClass: 'strand-error-class',
+  errorMessage: 'strand-error-message',
+  errorStack: 'strand-error-stack',
+  failedAt: 'strand-failed-at',
+  group: 'strand-group',
+  replayCount: 'strand-replay-count',
+  decodeReason: 'strand-decode-reason',
+  traceparent: 'traceparent',
+} as const;
+
+/** Reads a header as a string (kafkajs gives Buffers, arrays or undefined). */
+export function headerString(headers: Record<string, unknown> | undefined, name: string): string | undefined {
+  const raw = headers?.[name];
+  const one = Array.isArray(raw) ? raw[0] : raw;
+  if (one === undefined || one === null) return undefined;
+  return Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
+}

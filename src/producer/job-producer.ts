@@ -1,0 +1,239 @@
+import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import {
+  AvroCodec,
+  type AvroType,
+  assertValid,
+  type Compatibility,
+  parseAvroSchema,
+  SchemaRegistryGateway,
+} from '../codec/index.js';
+import {
+  avroSchemaObject,
+  ConfigError,
+  connectionSchema,
+  parseOptions,
+  registrySchema,
+} from '../config/index.js';
+import { StrandError } from '../errors.js';
+import { HEADERS } from '../headers.js';
+import { type Admin, createKafka, type KafkaConnection, type Producer } from '../kafka/client.js';
+import { createKeyPartitioner } from '../kafka/partitioner.js';
+import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
+
+/** Options of a {@link JobProducer}. */
+export interface JobProducerOptions {
+  /** Bootstrap brokers (`host:port`). Shorthand for `kafka.brokers`. */
+  brokers?: string[];
+  /** Full connection settings (TLS, SASL, timeouts). */
+  kafka?: KafkaConnection;
+  /** Schema registry (Confluent API). */
+  registry: { url: string; auth?: { username: string; password: string }; timeoutMs?: number };
+  /** The job topic. */
+  topic: string;
+  /** The job's Avro schema (parsed `.avsc` JSON). */
+  schema: object;
+  /** Registry subject. @defaultValue `<topic>-value` (TopicNameStrategy) */
+  subject?: string;
+  /** Register the schema on first use; `false` only looks it up (production setups). @defaultValue true */
+  autoRegister?: boolean;
+  /** Compatibility rule set on a new subject. @defaultValue `'BACKWARD'` */
+  compatibility?: Compatibility;
+  /** pino logger. @defaultValue a logger at `STRAND_LOG_LEVEL` */
+  logger?: Logger;
+}
+
+/** One job to enqueue. */
+export interface JobInput<T = Record<string, unknown>> {
+  /** Ordering key: jobs with the same key run one at a time, in order. `null` = no ordering. */
+  key: string | null;
+  /** Job payload; must match the schema. */
+  data: T;
+  /** Idempotency key; a UUIDv7 is generated when absent. */
+  jobId?: string;
+  /** W3C trace context, carried through every hop. */
+  traceparent?: string;
+  /** Extra headers (strings). */
+  headers?: Record<string, string>;
+}
+
+/** Where an enqueued job landed. */
+export interface EnqueueResult {
+  jobId: string;
+  partition: number;
+  /** Kafka offset (a decimal string, as Kafka offsets exceed 2^53 in principle). */
+  offset: string;
+}
+
+const optionsSchema = z
+  .object({
+    brokers: connectionSchema.shape.brokers.optional(),
+    kafka: connectionSchema.optional(),
+    registry: registrySchema,
+    topic: z
+      .string()
+      .min(1)
+      .max(249)
+      .regex(/^[a-zA-Z0-9._-]+$/, 'expected a Kafka topic name'),
+    schema: avroSchemaObject,
+    subject: z.string().min(1).optional(),
+    autoRegister: z.boolean().default(true),
+    compatibility: z
+      .enum([
+        'BACKWARD',
+        'BACKWARD_TRANSITIVE',
+        'FORWARD',
+        'FORWARD_TRANSITIVE',
+        'FULL',
+        'FULL_TRANSITIVE',
+        'NONE',
+      ])
+      .default('BACKWARD'),
+    logger: z.custom<Logger>().optional(),
+  })
+  .strict()
+  .refine((o) => o.brokers !== undefined || o.kafka !== undefined, {
+    message: 'expected brokers or kafka.brokers',
+    path: ['brokers'],
+  });
+
+/**
+ * Schema-governed producer of jobs: validates every job against its Avro schema before anything
+ * is sent, writes the Confluent wire format, and uses an idempotent producer with acks=all.
+ */
+export class JobProducer<T = Record<string, unknown>> {
+  readonly topic: string;
+  readonly subject: string;
+  private readonly opts: z.output<typeof optionsSchema>;
+  private readonly type: AvroType;
+  private readonly registry: SchemaRegistryGateway;
+  private readonly codec: AvroCodec;
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private readonly logger: Logger;
+  private readonly partitionFor = createKeyPartitioner();
+  private partitions = 0;
+  private connected = false;
+
+  constructor(options: JobProducerOptions) {
+    this.opts = parseOptions(optionsSchema, options, 'producer');
+    try {
+      this.type = parseAvroSchema(this.opts.schema);
+    } catch (error) {
+      throw new ConfigError('schema', `not a valid Avro schema: ${(error as Error).message}`);
+    }
+    this.topic = this.opts.topic;
+    this.subject = this.opts.subject ?? `${this.topic}-value`;
+    this.logger = this.opts.logger ?? createLogger({ name: 'strand-producer' });
+    const conn: KafkaConnection = { ...(this.opts.kafka ?? { brokers: [] }) } as KafkaConnection;
+    if (this.opts.brokers) conn.brokers = this.opts.brokers;
+    const kafka = createKafka(conn, kafkaLogSink(this.logger));
+    // Unlimited retries keep the idempotent producer's no-duplicate, in-order guarantee (kafkajs warns otherwise).
+    this.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 5,
+      allowAutoTopicCreation: false,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 5000 },
+    });
+    this.admin = kafka.admin();
+    this.registry = new SchemaRegistryGateway(this.opts.registry as never);
+    this.codec = new AvroCodec(this.registry);
+  }
+
+  /** Connects and checks that the topic exists (a clear error if it does not). */
+  async connect(): Promise<void> {
+    await Promise.all([this.producer.connect(), this.admin.connect()]);
+    await this.refreshPartitions();
+    this.connected = true;
+  }
+
+  private async refreshPartitions(): Promise<void> {
+    try {
+      const meta = await this.admin.fetchTopicMetadata({ topics: [this.topic] });
+      this.partitions = meta.topics[0]?.partitions.length ?? 0;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (/does not host this topic-partition|UNKNOWN_TOPIC|not exist/i.test(message)) {
+        throw new StrandError(
+          'KAFKA',
+          `topic ${this.topic} does not exist (create it with "strand topics create ${this.topic}")`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw error;
+    }
+    if (this.partitions === 0) throw new StrandError('KAFKA', `topic ${this.topic} has no partitions`);
+  }
+
+  /** The registry id of this producer's schema (registered or looked up on first use, then cached). */
+  schemaId(): Promise<number> {
+    return this.registry.schemaId(this.subject, this.opts.schema, {
+      autoRegister: this.opts.autoRegister,
+      compatibility: this.opts.compatibility,
+    });
+  }
+
+  async enqueue(job: JobInput<T>): Promise<EnqueueResult> {
+    const [result] = await this.enqueueMany([job]);
+    return result!;
+  }
+
+  /**
+   * Enqueues jobs in one request. Every job is validated first: one invalid job rejects the whole
+   * call and nothing is sent. Jobs of one key keep their order.
+   */
+  async enqueueMany(jobs: readonly JobInput<T>[]): Promise<EnqueueResult[]> {
+    if (!this.connected) throw new StrandError('KAFKA', 'producer is not connected (call connect() first)');
+    jobs.forEach((job, i) => {
+      if (job.key !== null && typeof job.key !== 'string') {
+        throw new ConfigError(`jobs[${i}].key`, 'expected a string or null');
+      }
+      assertValid(this.type, job.data, jobs.length > 1 ? `jobs[${i}].data` : 'job data');
+    });
+    if (jobs.length === 0) return [];
+    const schemaId = await this.schemaId();
+    const now = String(Date.now());
+    const perPartition = new Map<number, number>();
+    const planned = jobs.map((job) => {
+      const jobId = job.jobId ?? uuidv7();
+      const partition = this.partitionFor(this.topic, job.key, this.partitions);
+      const index = perPartition.get(partition) ?? 0;
+      perPartition.set(partition, index + 1);
+      const headers: Record<string, string> = {
+        ...job.headers,
+        [HEADERS.jobId]: jobId,
+        [HEADERS.enqueuedAt]: now,
+      };
+      if (job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
+      return {
+        jobId,
+        partition,
+        index,
+        message: {
+          key: job.key,
+          value: this.codec.encode(schemaId, this.type, job.data),
+          headers,
+          partition,
+        },
+      };
+    });
+    const meta = await this.producer.send({
+      topic: this.topic,
+      acks: -1,
+      messages: planned.map((p) => p.message),
+    });
+    const base = new Map(meta.map((m) => [m.partition, BigInt(m.baseOffset ?? '0')]));
+    return planned.map((p) => ({
+      jobId: p.jobId,
+      partition: p.partition,
+      offset: String((base.get(p.partition) ?? 0n) + BigInt(p.index)),
+    }));
+  }
+
+  async disconnect(): Promise<void> {
+    this.connected = false;
+    await Promise.all([this.producer.disconnect(), this.admin.disconnect()]);
+  }
+}
