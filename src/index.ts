@@ -10,11 +10,25 @@ export {
 } from './codec/index.js';
 export { ConfigError } from './config/index.js';
 export { isStrandError, StrandError, type StrandErrorCode } from './errors.js';
+export { type FailureKind, JobTimeoutError, NonRetriableError, RetryLaterError } from './failure/errors.js';
 export { HEADERS } from './headers.js';
+export { MemoryIdempotencyStore } from './idempotency/memory-store.js';
+export { type BeginResult, type IdempotencyStore, StoreUnavailableError } from './idempotency/store.js';
 export type { KafkaConnection } from './kafka/client.js';
+export { createJobTopics, type JobTopicsSpec, type TopicOutcome } from './kafka/topics.js';
 export {
   type EnqueueResult,
   type JobInput,
   JobProducer,
   type JobProducerOptions,
 } from './producer/job-producer.js';
+export type { OrderingMode } from './worker/key-scheduler.js';
+export {
+  defineWorker,
+  type Job,
+  type JobContext,
+  type JobHandler,
+  type WorkerDefinition,
+  type WorkerOptions,
+} from './worker/options.js';
+export { Worker, type WorkerEvents } from './worker/worker.js';

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { configureProgram, handleCommanderExit } from './common.js';
 import { registerDev } from './dev.js';
 import { registerEnqueue } from './enqueue.js';
+import { registerTopics } from './topics.js';
 
 const program = configureProgram(new Command('strand'))
   .description('Strand: ordered, schema-governed job pipelines on Apache Kafka')
@@ -11,6 +12,7 @@ const program = configureProgram(new Command('strand'))
 
 registerDev(program);
 registerEnqueue(program);
+registerTopics(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -52,3 +52,38 @@ export async function createTopics(
     await a.disconnect();
   };
 }
+
+/** Creates a job topic with its tiers and DLQ (unique name) and returns its name and a cleanup. */
+export async function jobTopic(
+  prefix: string,
+  opts: { partitions?: number; tierDelays?: number[] } = {},
+): Promise<{ topic: string; cleanup: () => Promise<void> }> {
+  const { createJobTopics } = await import('../../src/kafka/topics.js');
+  const topic = uniqueName(prefix);
+  const outcome = await createJobTopics(stack().connection, {
+    topic,
+    partitions: opts.partitions ?? 6,
+    tierDelays: opts.tierDelays ?? [],
+  });
+  return {
+    topic,
+    cleanup: async () => {
+      const a = createKafka(stack().connection).admin();
+      await a.connect();
+      await a.deleteTopics({ topics: outcome.map((o) => o.topic) }).catch(() => undefined);
+      await a.disconnect();
+    },
+  };
+}
+
+/** Committed offsets of a group for a topic, by partition. */
+export async function committedOffsets(groupId: string, topic: string): Promise<Map<number, number>> {
+  const admin = createKafka(stack().connection).admin();
+  await admin.connect();
+  try {
+    const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
+}

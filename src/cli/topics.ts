@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { parseDuration } from '../config/index.js';
+import { createJobTopics } from '../kafka/topics.js';
+import { action, parseIntOption } from './common.js';
+import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
+
+export function registerTopics(program: Command): void {
+  const topics = program.command('topics').description('provision job topics');
+  const create = topics
+    .command('create')
+    .description('create a job topic, its retry tiers and its dead-letter topic (idempotent)')
+    .argument('<topic>', 'job topic')
+    .option('--partitions <n>', 'partitions of each topic', parseIntOption('--partitions', 1), 6)
+    .option(
+      '--replication <r>',
+      'replication factor (default: the broker default)',
+      parseIntOption('--replication', 1),
+    )
+    .option('--retry-tiers <delays>', 'comma-separated tier delays ("" for none)', '1s,10s,60s')
+    .option('--dlq <topic>', 'dead-letter topic name (default <topic>.dlq)')
+    .option(
+      '--min-insync-replicas <n>',
+      'min.insync.replicas of each topic',
+      parseIntOption('--min-insync-replicas', 1),
+    )
+    .option('--json', 'machine-readable output');
+  withConnectionFlags(create, { registry: false }).addHelpText(
+    'after',
+    `
+Examples:
+  strand topics create payments --partitions 12 --retry-tiers 1s,10s,60s
+  strand topics create orders --partitions 6 --replication 3 --min-insync-replicas 2 --retry-tiers ""`,
+  );
+  create.action(
+    action(
+      async (
+        topic: string,
+        flags: ConnectionFlags & {
+          partitions: number;
+          replication?: number;
+          retryTiers: string;
+          dlq?: string;
+          minInsyncReplicas?: number;
+          json?: boolean;
+        },
+      ) => {
+        const tierDelays = flags.retryTiers
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map((d, i) => parseDuration(d, `--retry-tiers[${i}]`));
+        const { kafka } = resolveConnection(flags);
+        const outcome = await createJobTopics(kafka, {
+          topic,
+          partitions: flags.partitions,
+          tierDelays,
+          ...(flags.replication ? { replication: flags.replication } : {}),
+          ...(flags.dlq ? { dlqTopic: flags.dlq } : {}),
+          ...(flags.minInsyncReplicas
+            ? { configs: { 'min.insync.replicas': String(flags.minInsyncReplicas) } }
+            : {}),
+        });
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(outcome)}\n`);
+          return;
+        }
+        for (const o of outcome) {
+          const note =
+            o.existingPartitions !== undefined
+              ? ` (exists with ${o.existingPartitions} partitions, left unchanged)`
+              : '';
+          process.stdout.write(
+            `${o.status === 'created' ? 'created' : 'exists '}  ${o.role.padEnd(5)}  ${o.topic}  ${o.partitions} partitions${note}\n`,
+          );
+        }
+        const created = outcome.filter((o) => o.status === 'created').length;
+        process.stdout.write(
+          created === 0 ? 'nothing to do: every topic already exists\n' : `${created} topic(s) created\n`,
+        );
+      },
+    ),
+  );
+}

@@ -1,0 +1,19 @@
+/** Names of a job topic's retry tiers and dead-letter topic (DESIGN §3). */
+export interface TopicNames {
+  main: string;
+  tiers: string[];
+  dlq: string;
+}
+
+export function topicNames(
+  topic: string,
+  tierCount: number,
+  opts: { tierPrefix?: string; dlq?: string } = {},
+): TopicNames {
+  const prefix = opts.tierPrefix ?? `${topic}.retry.`;
+  return {
+    main: topic,
+    tiers: Array.from({ length: tierCount }, (_, i) => `${prefix}${i + 1}`),
+    dlq: opts.dlq ?? `${topic}.dlq`,
+  };
+}

@@ -1,0 +1,105 @@
+import client from 'prom-client';
+
+/** Job outcomes counted in `queue_jobs_total`. */
+export type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'duplicate';
+
+/**
+ * The metrics contract (DESIGN §8). One instance per registry; a worker gets its own registry so
+ * several workers in one process (tests, the demo) do not collide.
+ */
+export class QueueMetrics {
+  readonly registry: client.Registry;
+  readonly depthPending: client.Gauge<'topic' | 'partition' | 'group'>;
+  readonly oldestPendingAge: client.Gauge<'topic' | 'group'>;
+  readonly inflight: client.Gauge<'topic' | 'group'>;
+  readonly jobs: client.Counter<'topic' | 'group' | 'outcome'>;
+  readonly processingLatency: client.Histogram<'topic' | 'group'>;
+  readonly endToEndLatency: client.Histogram<'topic' | 'group'>;
+  readonly retries: client.Counter<'topic' | 'group' | 'tier'>;
+  readonly failures: client.Counter<'topic' | 'group' | 'error_class'>;
+  readonly dlqDepth: client.Gauge<'topic' | 'group'>;
+  readonly rebalances: client.Counter<'group'>;
+  readonly heartbeat: client.Gauge<'worker'>;
+  readonly desiredReplicas: client.Gauge<'group'>;
+
+  constructor(opts: { registry?: client.Registry; defaultMetrics?: boolean } = {}) {
+    this.registry = opts.registry ?? new client.Registry();
+    const registers = [this.registry];
+    if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    const latencyBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+    this.depthPending = new client.Gauge({
+      name: 'queue_depth_pending',
+      help: 'Log-end offset minus committed offset, per partition',
+      labelNames: ['topic', 'partition', 'group'],
+      registers,
+    });
+    this.oldestPendingAge = new client.Gauge({
+      name: 'queue_oldest_pending_age_seconds',
+      help: 'Age of the oldest accepted, unfinished job',
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.inflight = new client.Gauge({
+      name: 'queue_inflight_jobs',
+      help: 'Jobs running now',
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.jobs = new client.Counter({
+      name: 'queue_jobs_total',
+      help: 'Jobs by outcome: completed, retried, dead_lettered, duplicate',
+      labelNames: ['topic', 'group', 'outcome'],
+      registers,
+    });
+    this.processingLatency = new client.Histogram({
+      name: 'queue_processing_latency_seconds',
+      help: 'Handler duration',
+      labelNames: ['topic', 'group'],
+      buckets: latencyBuckets,
+      registers,
+    });
+    this.endToEndLatency = new client.Histogram({
+      name: 'queue_end_to_end_latency_seconds',
+      help: 'From strand-enqueued-at to completion',
+      labelNames: ['topic', 'group'],
+      buckets: latencyBuckets,
+      registers,
+    });
+    this.retries = new client.Counter({
+      name: 'queue_retries_total',
+      help: 'Records sent to each retry tier',
+      labelNames: ['topic', 'group', 'tier'],
+      registers,
+    });
+    this.failures = new client.Counter({
+      name: 'queue_failures_total',
+      help: 'Handler and decode failures by error class',
+      labelNames: ['topic', 'group', 'error_class'],
+      registers,
+    });
+    this.dlqDepth = new client.Gauge({
+      name: 'queue_dlq_depth',
+      help: 'Dead-lettered records not yet replayed',
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.rebalances = new client.Counter({
+      name: 'queue_rebalances_total',
+      help: 'Assignments received',
+      labelNames: ['group'],
+      registers,
+    });
+    this.heartbeat = new client.Gauge({
+      name: 'queue_worker_heartbeat_timestamp_seconds',
+      help: 'Last worker loop heartbeat',
+      labelNames: ['worker'],
+      registers,
+    });
+    this.desiredReplicas = new client.Gauge({
+      name: 'queue_desired_replicas',
+      help: 'clamp(ceil(total lag / target per replica), min, max)',
+      labelNames: ['group'],
+      registers,
+    });
+  }
+}

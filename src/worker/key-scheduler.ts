@@ -1,0 +1,161 @@
+/** How jobs of one partition may overlap. */
+export type OrderingMode = 'key' | 'partition' | 'unordered';
+
+/** What the scheduler needs to know of a job. */
+export interface Schedulable {
+  /** `topic:partition` */
+  readonly tp: string;
+  readonly key: string | null;
+  /** Acceptance order across the worker (oldest first). */
+  readonly seq: number;
+}
+
+/** A binary min-heap on `seq`. */
+class SeqHeap<T extends Schedulable> {
+  private items: T[] = [];
+  get size(): number {
+    return this.items.length;
+  }
+  push(item: T): void {
+    const a = this.items;
+    a.push(item);
+    let i = a.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent]!.seq <= a[i]!.seq) break;
+      [a[parent], a[i]] = [a[i]!, a[parent]!];
+      i = parent;
+    }
+  }
+  pop(): T | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l]!.seq < a[m]!.seq) m = l;
+        if (r < a.length && a[r]!.seq < a[m]!.seq) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+  removeWhere(pred: (item: T) => boolean): T[] {
+    const removed = this.items.filter(pred);
+    if (removed.length) {
+      const kept = this.items.filter((x) => !pred(x));
+      this.items = [];
+      for (const x of kept) this.push(x);
+    }
+    return removed;
+  }
+}
+
+/**
+ * Per-key FIFO scheduling. In `key` mode a job is runnable only when no earlier job with the same
+ * key from the same partition is running or waiting; `partition` mode uses one lane per partition;
+ * `unordered` (and null keys) run as soon as there is capacity. Runnable jobs are handed out
+ * oldest-first across partitions so commit points keep advancing.
+ */
+export class KeyScheduler<T extends Schedulable> {
+  private readonly ready = new SeqHeap<T>();
+  /** Lanes with a running job; the array holds jobs of that lane waiting behind it. */
+  private readonly lanes = new Map<string, T[]>();
+  private waitingCount = 0;
+
+  constructor(readonly mode: OrderingMode) {}
+
+  private laneOf(job: T): string | undefined {
+    if (this.mode === 'unordered') return undefined;
+    if (this.mode === 'partition') return job.tp;
+    return job.key === null ? undefined : `${job.tp}\u0000${job.key}`;
+  }
+
+  /** True when `nextRunnable()` would return a job (ignoring `skip`). */
+  get hasRunnable(): boolean {
+    return this.ready.size > 0;
+  }
+
+  /** Jobs accepted and not yet handed out. */
+  get waiting(): number {
+    return this.waitingCount;
+  }
+
+  add(job: T): void {
+    this.waitingCount++;
+    const lane = this.laneOf(job);
+    if (lane === undefined) {
+      this.ready.push(job);
+      return;
+    }
+    const queue = this.lanes.get(lane);
+    if (queue) queue.push(job);
+    else {
+      // The lane is claimed now; it is released when its last job finishes.
+      this.lanes.set(lane, []);
+      this.ready.push(job);
+    }
+  }
+
+  /** The oldest runnable job, or undefined. `skip` leaves jobs in place (e.g. a paused partition). */
+  nextRunnable(skip?: (job: T) => boolean): T | undefined {
+    if (!skip) {
+      const job = this.ready.pop();
+      if (job) this.waitingCount--;
+      return job;
+    }
+    const held: T[] = [];
+    let found: T | undefined;
+    for (let job = this.ready.pop(); job; job = this.ready.pop()) {
+      if (skip(job)) held.push(job);
+      else {
+        found = job;
+        break;
+      }
+    }
+    for (const job of held) this.ready.push(job);
+    if (found) this.waitingCount--;
+    return found;
+  }
+
+  /** A handed-out job reached its outcome: the next job of its lane becomes runnable. */
+  finish(job: T): void {
+    const lane = this.laneOf(job);
+    if (lane === undefined) return;
+    const queue = this.lanes.get(lane);
+    if (!queue) return;
+    const next = queue.shift();
+    if (next) this.ready.push(next);
+    else this.lanes.delete(lane);
+  }
+
+  /** Forgets waiting jobs of a partition (revoked); running ones finish and call `finish` as usual. */
+  dropPartition(tp: string): T[] {
+    const heads = this.ready.removeWhere((j) => j.tp === tp);
+    const dropped = [...heads];
+    // A lane whose head was still waiting has nothing running: release it.
+    for (const job of heads) {
+      const lane = this.laneOf(job);
+      if (lane !== undefined) {
+        dropped.push(...(this.lanes.get(lane) ?? []));
+        this.lanes.delete(lane);
+      }
+    }
+    // Lanes whose head is running keep the lane until `finish`, but lose their queue.
+    for (const [lane, queue] of this.lanes) {
+      if (queue.length > 0 && queue[0]!.tp === tp) {
+        dropped.push(...queue);
+        this.lanes.set(lane, []);
+      }
+    }
+    this.waitingCount -= dropped.length;
+    return dropped;
+  }
+}

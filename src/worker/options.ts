@@ -1,0 +1,258 @@
+import { z } from 'zod';
+import {
+  avroSchemaObject,
+  connectionSchema,
+  duration,
+  parseOptions,
+  registrySchema,
+} from '../config/validate.js';
+import type { FailureKind } from '../failure/errors.js';
+import type { IdempotencyStore } from '../idempotency/store.js';
+import type { KafkaConnection } from '../kafka/client.js';
+import type { Logger } from '../observability/logger.js';
+import type { OrderingMode } from './key-scheduler.js';
+
+/** A job as the handler sees it. */
+export interface Job<T = Record<string, unknown>> {
+  /** `strand-job-id` (the idempotency key). */
+  readonly id: string;
+  /** Ordering key (record key), or null. */
+  readonly key: string | null;
+  readonly data: T;
+  /** 1 for the first delivery, +1 for every retry. */
+  readonly attempt: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  /** `strand-enqueued-at`, ms since epoch, when known. */
+  readonly enqueuedAt: number | undefined;
+}
+
+/** What the handler gets besides the job. */
+export interface JobContext {
+  /** Aborts on job timeout and on shutdown past its budget. */
+  readonly signal: AbortSignal;
+  /** A logger bound to the job (topic, partition, offset, key, job id, attempt). */
+  readonly logger: Logger;
+}
+
+export type JobHandler<T = Record<string, unknown>> = (job: Job<T>, ctx: JobContext) => Promise<void> | void;
+
+/** Options of a {@link Worker}. Durations accept milliseconds or strings like `"10s"`. */
+export interface WorkerOptions<T = Record<string, unknown>> {
+  /** Bootstrap brokers; shorthand for `kafka.brokers`. */
+  brokers?: string[];
+  /** Full connection settings (TLS, SASL). */
+  kafka?: KafkaConnection;
+  /** Schema registry (Confluent API). */
+  registry: { url: string; auth?: { username: string; password: string }; timeoutMs?: number };
+  /** The job topic. */
+  topic: string;
+  /** Consumer group id. */
+  groupId: string;
+  /** The job handler. */
+  handler: JobHandler<T>;
+  /** Reader schema for decoding (schema evolution); default: each record's writer schema. */
+  readerSchema?: object;
+  /** Max jobs running at once in this worker. @defaultValue 16 */
+  concurrency?: number;
+  /** `key` (default): per-key order; `partition`: per-partition order; `unordered`. */
+  ordering?: OrderingMode;
+  /** Max accepted, unfinished jobs held in memory. @defaultValue 1000 */
+  maxBufferedJobs?: number;
+  /** Max bytes of accepted, unfinished record values held in memory. @defaultValue 64 MiB */
+  maxBufferedBytes?: number;
+  /** Starts per window, per worker (token bucket). */
+  limiter?: { max: number; durationMs: number | string };
+  /** Handler time budget; the signal aborts and the attempt fails (retriable). 0 = none. @defaultValue 30000 */
+  jobTimeoutMs?: number | string;
+  /** Commit period. @defaultValue 1000 */
+  commitIntervalMs?: number | string;
+  /** Time in-flight jobs get on stop before their signals abort. @defaultValue 30000 */
+  shutdownTimeoutMs?: number | string;
+  /** Time in-flight jobs of revoked partitions get to finish after a rebalance. @defaultValue 30000 */
+  rebalanceTimeoutMs?: number | string;
+  /** Consumer session timeout. @defaultValue 30000 */
+  sessionTimeoutMs?: number | string;
+  /** Consumer heartbeat interval. @defaultValue 3000 */
+  heartbeatIntervalMs?: number | string;
+  /** Start a new group at the earliest offset. @defaultValue true */
+  fromBeginning?: boolean;
+  /** Failure routing. */
+  retry?: {
+    /** Immediate retries in this worker, per delivery. @defaultValue 1 */
+    inPlace?: number;
+    /** Backoff between in-place retries. @defaultValue `{ baseMs: 100, maxMs: 5000, jitter: 0.2 }` */
+    inPlaceBackoff?: { baseMs?: number; maxMs?: number; jitter?: number };
+    /** Retry tier delays; one topic `<topic>.retry.<n>` each. @defaultValue `['1s', '10s', '60s']` */
+    tiers?: (number | string)[];
+    /** Total handler attempts before the DLQ. @defaultValue 5 */
+    maxAttempts?: number;
+  };
+  /** Overrides how an error is routed. Return undefined to keep the default. */
+  classify?: (error: unknown) => FailureKind | undefined;
+  /** Dead-letter topic. @defaultValue `<topic>.dlq` */
+  dlqTopic?: string;
+  /** Duplicate suppression (see README, Idempotency). */
+  idempotency?: {
+    store: 'memory' | IdempotencyStore;
+    /** Lease a running job holds on its id. @defaultValue 60000 */
+    leaseMs?: number | string;
+    /** How long a completed id suppresses duplicates. @defaultValue 7 days */
+    retainMs?: number | string;
+    /** The id to deduplicate on. @defaultValue the `strand-job-id` header */
+    key?: (job: Job<T>) => string;
+  };
+  /** Prometheus `/metrics`, `/healthz`, `/readyz`. */
+  metrics?: { port: number; host?: string };
+  /** Lag refresh period. @defaultValue 5000 */
+  lagIntervalMs?: number | string;
+  /** Desired-replica signal. */
+  autoscale?: {
+    targetLagPerReplica?: number;
+    minReplicas?: number;
+    maxReplicas?: number;
+    scaleDownWindowMs?: number | string;
+  };
+  /** Kafka consumer fetch tuning: partitions fetched concurrently. @defaultValue 3 */
+  partitionsConsumedConcurrently?: number;
+  /** pino logger. */
+  logger?: Logger;
+}
+
+const positiveInt = z.number().int().positive();
+
+export const workerOptionsSchema = z
+  .object({
+    brokers: connectionSchema.shape.brokers.optional(),
+    kafka: connectionSchema.optional(),
+    registry: registrySchema,
+    topic: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[a-zA-Z0-9._-]+$/, 'expected a Kafka topic name'),
+    groupId: z.string().min(1),
+    handler: z.custom<JobHandler<never>>(
+      (v) => typeof v === 'function',
+      'expected a function (job, ctx) => Promise<void>',
+    ),
+    readerSchema: avroSchemaObject.optional(),
+    concurrency: positiveInt.max(10_000).default(16),
+    ordering: z.enum(['key', 'partition', 'unordered']).default('key'),
+    maxBufferedJobs: positiveInt.default(1000),
+    maxBufferedBytes: positiveInt.default(64 * 1024 * 1024),
+    limiter: z
+      .object({ max: positiveInt, durationMs: duration.pipe(z.number().positive()) })
+      .strict()
+      .optional(),
+    jobTimeoutMs: duration.default(30_000),
+    commitIntervalMs: duration.pipe(z.number().min(10)).default(1000),
+    shutdownTimeoutMs: duration.default(30_000),
+    rebalanceTimeoutMs: duration.default(30_000),
+    sessionTimeoutMs: duration.pipe(z.number().min(6000)).default(30_000),
+    heartbeatIntervalMs: duration.pipe(z.number().min(100)).default(3000),
+    fromBeginning: z.boolean().default(true),
+    retry: z
+      .object({
+        inPlace: z.number().int().min(0).max(100).default(1),
+        inPlaceBackoff: z
+          .object({
+            baseMs: z.number().int().min(0).default(100),
+            maxMs: z.number().int().min(0).default(5000),
+            jitter: z.number().min(0).max(1).default(0.2),
+          })
+          .strict()
+          .default({ baseMs: 100, maxMs: 5000, jitter: 0.2 }),
+        tiers: z
+          .array(duration.pipe(z.number().positive('a tier delay must be > 0')))
+          .max(20)
+          .default([1000, 10_000, 60_000]),
+        maxAttempts: positiveInt.default(5),
+      })
+      .strict()
+      .default({
+        inPlace: 1,
+        inPlaceBackoff: { baseMs: 100, maxMs: 5000, jitter: 0.2 },
+        tiers: [1000, 10_000, 60_000],
+        maxAttempts: 5,
+      }),
+    classify: z
+      .custom<(error: unknown) => FailureKind | undefined>(
+        (v) => typeof v === 'function',
+        'expected a function',
+      )
+      .optional(),
+    dlqTopic: z.string().min(1).optional(),
+    idempotency: z
+      .object({
+        store: z.union([
+          z.literal('memory'),
+          z.custom<IdempotencyStore>(
+            (v) => typeof v === 'object' && v !== null && typeof (v as IdempotencyStore).begin === 'function',
+            'expected "memory" or an IdempotencyStore',
+          ),
+        ]),
+        leaseMs: duration.pipe(z.number().min(100)).default(60_000),
+        retainMs: duration.pipe(z.number().min(1000)).default(7 * 24 * 3600_000),
+        key: z
+          .custom<(job: Job<never>) => string>((v) => typeof v === 'function', 'expected a function')
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    metrics: z
+      .object({ port: z.number().int().min(0).max(65535), host: z.string().default('0.0.0.0') })
+      .strict()
+      .optional(),
+    lagIntervalMs: duration.pipe(z.number().min(100)).default(5000),
+    autoscale: z
+      .object({
+        targetLagPerReplica: positiveInt.default(500),
+        minReplicas: z.number().int().min(0).default(1),
+        maxReplicas: positiveInt.default(50),
+        scaleDownWindowMs: duration.default(300_000),
+      })
+      .strict()
+      .refine((a) => a.minReplicas <= a.maxReplicas, {
+        message: 'minReplicas must be <= maxReplicas',
+        path: ['minReplicas'],
+      })
+      .default({ targetLagPerReplica: 500, minReplicas: 1, maxReplicas: 50, scaleDownWindowMs: 300_000 }),
+    partitionsConsumedConcurrently: positiveInt.max(64).default(3),
+    logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
+  })
+  .strict()
+  .refine((o) => o.brokers !== undefined || o.kafka !== undefined, {
+    message: 'expected brokers or kafka.brokers',
+    path: ['brokers'],
+  })
+  .refine((o) => o.heartbeatIntervalMs < o.sessionTimeoutMs, {
+    message: 'must be lower than sessionTimeoutMs',
+    path: ['heartbeatIntervalMs'],
+  });
+
+export type ResolvedWorkerOptions = z.output<typeof workerOptionsSchema>;
+
+const DEFINED = Symbol.for('strand.worker-definition');
+
+/** A validated worker definition, as `strand worker <module>` expects from a module's default export. */
+export type WorkerDefinition<T = Record<string, unknown>> = WorkerOptions<T> & { readonly [DEFINED]: true };
+
+/**
+ * Validates worker options (a `ConfigError` names the bad field) and marks them as a definition,
+ * the shape `strand worker <module>` loads.
+ */
+export function defineWorker<T = Record<string, unknown>>(options: WorkerOptions<T>): WorkerDefinition<T> {
+  parseOptions(workerOptionsSchema, options, 'worker');
+  return Object.assign({}, options, { [DEFINED]: true as const });
+}
+
+export function isWorkerDefinition(value: unknown): value is WorkerDefinition {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[DEFINED] === true;
+}
+
+export function resolveWorkerOptions(options: WorkerOptions<never>): ResolvedWorkerOptions {
+  return parseOptions(workerOptionsSchema, options, 'worker');
+}

@@ -1,0 +1,81 @@
+/**
+ * Accepted offsets of one partition and which of them are done. The commit point is the first
+ * accepted offset not yet done, or the last accepted + 1 when all are done. Offsets need not be
+ * contiguous (compaction, transaction markers): only accepted offsets count.
+ */
+export class PartitionTracker {
+  // A ring of accepted offsets in order, with a parallel done flag; the head advances past done ones.
+  private offsets: number[] = [];
+  private done: boolean[] = [];
+  private head = 0;
+  private lastAccepted = -1;
+  private pending = 0;
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+
+  /** True when `offset` was already accepted in this ownership (re-fetched after a rejoin). */
+  seen(offset: number): boolean {
+    return offset <= this.lastAccepted;
+  }
+
+  accept(offset: number): void {
+    if (offset <= this.lastAccepted) {
+      throw new Error(
+        `offset ${offset} of ${this.topic}[${this.partition}] accepted twice (last ${this.lastAccepted})`,
+      );
+    }
+    this.offsets.push(offset);
+    this.done.push(false);
+    this.lastAccepted = offset;
+    this.pending++;
+  }
+
+  /** Marks an accepted offset done. Returns false for an offset this tracker does not hold. */
+  complete(offset: number): boolean {
+    const index = this.indexOf(offset);
+    if (index < 0 || this.done[index]) return false;
+    this.done[index] = true;
+    this.pending--;
+    while (this.head < this.offsets.length && this.done[this.head]) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.offsets.length) {
+      this.offsets = this.offsets.slice(this.head);
+      this.done = this.done.slice(this.head);
+      this.head = 0;
+    }
+    return true;
+  }
+
+  private indexOf(offset: number): number {
+    // Binary search: offsets are increasing.
+    let lo = this.head;
+    let hi = this.offsets.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const value = this.offsets[mid]!;
+      if (value === offset) return mid;
+      if (value < offset) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** The offset to commit (the next record to read), or undefined before anything was accepted. */
+  commitPoint(): number | undefined {
+    if (this.lastAccepted < 0) return undefined;
+    if (this.head < this.offsets.length) return this.offsets[this.head]!;
+    return this.lastAccepted + 1;
+  }
+
+  /** Accepted jobs not yet done. */
+  pendingCount(): number {
+    return this.pending;
+  }
+
+  /** The oldest accepted offset not yet done. */
+  oldestPending(): number | undefined {
+    return this.head < this.offsets.length ? this.offsets[this.head] : undefined;
+  }
+}

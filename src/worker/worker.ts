@@ -1,0 +1,702 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { AvroCodec, DecodeError, RegistryUnavailableError, SchemaRegistryGateway } from '../codec/index.js';
+import { StrandError } from '../errors.js';
+import { backoffDelay } from '../failure/backoff.js';
+import { defaultClassify, errorClassName, type FailureKind, JobTimeoutError } from '../failure/errors.js';
+import { OutcomeRouter, type Route } from '../failure/router.js';
+import { type TopicNames, topicNames } from '../failure/topics.js';
+import { HEADERS } from '../headers.js';
+import { MemoryIdempotencyStore } from '../idempotency/memory-store.js';
+import type { IdempotencyStore } from '../idempotency/store.js';
+import {
+  type Admin,
+  type Consumer,
+  createKafka,
+  type EachBatchPayload,
+  type KafkaConnection,
+  type Producer,
+} from '../kafka/client.js';
+import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
+import { QueueMetrics } from '../observability/metrics.js';
+import { KeyScheduler } from './key-scheduler.js';
+import { RateLimiter } from './limiter.js';
+import { type Job, type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.js';
+import { PartitionTracker } from './partition-tracker.js';
+import { toWorkItem, tpKey, type WorkItem } from './work-item.js';
+
+/** Events a worker emits (all synchronous; listeners must not throw). */
+export interface WorkerEvents {
+  'job:started': [job: Job<unknown>];
+  'job:completed': [job: Job<unknown>, info: { durationMs: number }];
+  'job:failed': [
+    job: Job<unknown>,
+    error: unknown,
+    info: { next: 'in-place' | 'tier' | 'dlq' | 'abandoned'; attempt: number },
+  ];
+  'job:retried': [job: Job<unknown>, route: Route];
+  'job:dead': [
+    item: { topic: string; partition: number; offset: string; key: string | null; jobId: string },
+    error: unknown,
+  ];
+  'job:duplicate': [job: Job<unknown>];
+  rebalance: [assignment: { topic: string; partitions: number[] }[]];
+  commit: [offsets: { topic: string; partition: number; offset: string }[]];
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface OwnedPartition {
+  tracker: PartitionTracker;
+  resumeTimer?: NodeJS.Timeout;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+/** Why a job stopped without an outcome (it stays uncommitted and is redelivered). */
+class Abandoned extends Error {}
+
+/**
+ * A consumer-group worker: per-key ordering with concurrency beyond the partition count, commits
+ * only after each job (and every earlier one of its partition) reached an outcome, failure routing
+ * through retry tiers to a DLQ, bounded memory, graceful shutdown and rebalances.
+ */
+export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEvents> {
+  readonly options: ResolvedWorkerOptions;
+  readonly topics: TopicNames;
+  readonly metrics: QueueMetrics;
+  readonly logger: Logger;
+  readonly workerId = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+  private readonly connection: KafkaConnection;
+  private readonly codec: AvroCodec;
+  private readonly scheduler: KeyScheduler<WorkItem>;
+  private readonly limiter: RateLimiter | undefined;
+  private readonly store: IdempotencyStore | undefined;
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private router: OutcomeRouter | undefined;
+
+  private state: State = 'new';
+  private paused = false;
+  private rebalancing = false;
+  private joined = false;
+  private seq = 0;
+  private readonly owned = new Map<string, OwnedPartition>();
+  private readonly lastCommitted = new Map<string, number>();
+  private readonly running = new Map<WorkItem, AbortController>();
+  private bufferedJobs = 0;
+  private bufferedBytes = 0;
+  private roomWaiters: (() => void)[] = [];
+  private commitTimer: NodeJS.Timeout | undefined;
+  private limiterTimer: NodeJS.Timeout | undefined;
+  private commitChain: Promise<void> = Promise.resolve();
+  private readonly stopController = new AbortController();
+  private readonly labels: { topic: string; group: string };
+
+  constructor(options: WorkerOptions<T>) {
+    super();
+    this.options = resolveWorkerOptions(options as WorkerOptions<never>);
+    const o = this.options;
+    this.logger = o.logger ?? createLogger({ name: 'strand-worker' });
+    this.connection = { ...(o.kafka ?? { brokers: [] }) } as KafkaConnection;
+    if (o.brokers) this.connection.brokers = o.brokers;
+    this.topics = topicNames(o.topic, o.retry.tiers.length, o.dlqTopic ? { dlq: o.dlqTopic } : {});
+    this.codec = new AvroCodec(
+      new SchemaRegistryGateway(o.registry as never),
+      o.readerSchema ? { readerSchema: o.readerSchema } : {},
+    );
+    this.scheduler = new KeyScheduler(o.ordering);
+    this.limiter = o.limiter ? new RateLimiter(o.limiter.max, o.limiter.durationMs) : undefined;
+    if (o.idempotency) {
+      this.store = o.idempotency.store === 'memory' ? new MemoryIdempotencyStore() : o.idempotency.store;
+    }
+    this.metrics = new QueueMetrics();
+    this.labels = { topic: o.topic, group: o.groupId };
+  }
+
+  /** Accepted jobs not yet finished, and their bytes. */
+  get buffered(): { jobs: number; bytes: number } {
+    return { jobs: this.bufferedJobs, bytes: this.bufferedBytes };
+  }
+
+  /** Jobs running now. */
+  get inflight(): number {
+    return this.running.size;
+  }
+
+  /** Joined the group and holding an assignment (possibly empty, by design). */
+  get ready(): boolean {
+    return this.state === 'running' && this.joined;
+  }
+
+  /** Partitions this worker owns now. */
+  assignment(): { topic: string; partition: number }[] {
+    return [...this.owned.values()].map((p) => ({ topic: p.tracker.topic, partition: p.tracker.partition }));
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new StrandError('CONFIG', `worker already ${this.state}`);
+    this.state = 'starting';
+    const o = this.options;
+    const kafka = createKafka(
+      { clientId: `strand-${o.groupId}`, ...this.connection },
+      kafkaLogSink(this.logger),
+    );
+    this.admin = kafka.admin();
+    await this.admin.connect();
+    const subscribed = [this.topics.main, ...this.topics.tiers];
+    const existing = new Set(await this.admin.listTopics());
+    const missing = [...subscribed, this.topics.dlq].filter((t) => !existing.has(t));
+    if (missing.length > 0) {
+      await this.admin.disconnect();
+      this.state = 'new';
+      throw new StrandError(
+        'KAFKA',
+        `topic(s) ${missing.join(', ')} do not exist; create them with "strand topics create ${o.topic} --retry-tiers ${o.retry.tiers.map((d) => `${d}ms`).join(',') || '""'}"`,
+      );
+    }
+    this.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 5,
+      allowAutoTopicCreation: false,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 5000 },
+    });
+    await this.producer.connect();
+    this.router = new OutcomeRouter(this.producer, this.topics, o.retry.tiers, o.groupId);
+    this.consumer = kafka.consumer({
+      groupId: o.groupId,
+      sessionTimeout: o.sessionTimeoutMs,
+      heartbeatInterval: o.heartbeatIntervalMs,
+      rebalanceTimeout: Math.max(60_000, o.rebalanceTimeoutMs),
+      allowAutoTopicCreation: false,
+      maxBytesPerPartition: 1024 * 1024,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
+    });
+    const ev = this.consumer.events;
+    this.consumer.on(ev.REBALANCING, () => this.onRebalancing());
+    this.consumer.on(ev.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
+    this.consumer.on(ev.CRASH, (e) => {
+      this.logger.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      this.joined = false;
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: subscribed, fromBeginning: o.fromBeginning });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
+      eachBatch: (payload) => this.intake(payload),
+    });
+    this.commitTimer = setInterval(() => void this.commit(), o.commitIntervalMs);
+    this.commitTimer.unref();
+    this.state = 'running';
+    this.logger.info(
+      {
+        topic: o.topic,
+        group: o.groupId,
+        worker: this.workerId,
+        concurrency: o.concurrency,
+        ordering: o.ordering,
+      },
+      'worker started',
+    );
+  }
+
+  // ---- intake -------------------------------------------------------------------------------
+
+  private tierOf(topic: string): number {
+    return topic === this.topics.main ? 0 : this.topics.tiers.indexOf(topic) + 1;
+  }
+
+  private hasRoom(): boolean {
+    return (
+      this.bufferedJobs < this.options.maxBufferedJobs && this.bufferedBytes < this.options.maxBufferedBytes
+    );
+  }
+
+  private waitForRoom(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.roomWaiters.push(done);
+    });
+  }
+
+  private wakeIntake(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private async intake(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
+    const tp = tpKey(batch.topic, batch.partition);
+    const tier = this.tierOf(batch.topic);
+    let owned = this.owned.get(tp);
+    if (!owned) {
+      owned = { tracker: new PartitionTracker(batch.topic, batch.partition) };
+      this.owned.set(tp, owned);
+    }
+    const tracker = owned.tracker;
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale() || this.state !== 'running' || this.owned.get(tp)?.tracker !== tracker)
+        return;
+      const offset = Number(message.offset);
+      if (tracker.seen(offset)) {
+        resolveOffset(message.offset);
+        continue;
+      }
+      if (tier > 0) {
+        const dueAt = Number(message.headers?.[HEADERS.dueAt]?.toString() ?? '0');
+        const wait = dueAt - Date.now();
+        if (wait > 5) {
+          // Not due: pause this tier partition and fetch it again from this offset when due.
+          const resume = pause();
+          clearTimeout(owned.resumeTimer);
+          owned.resumeTimer = setTimeout(() => {
+            if (this.owned.get(tp)?.tracker === tracker) resume();
+          }, wait);
+          owned.resumeTimer.unref();
+          return;
+        }
+      }
+      while (!this.hasRoom()) {
+        await this.waitForRoom(1000);
+        if (!isRunning() || isStale() || this.state !== 'running') return;
+        // Throws the rebalance error when the group rebalances, so kafkajs can rejoin.
+        await heartbeat();
+      }
+      const item = toWorkItem(batch.topic, batch.partition, message, tier, tracker, this.seq++);
+      tracker.accept(offset);
+      this.bufferedJobs++;
+      this.bufferedBytes += item.size;
+      this.scheduler.add(item);
+      resolveOffset(message.offset);
+      this.pump();
+    }
+  }
+
+  private onRebalancing(): void {
+    this.rebalancing = true;
+    // The old generation is still valid until the group finishes joining: commit what is done now.
+    void this.commit({ duringRebalance: true });
+  }
+
+  private onGroupJoin(memberAssignment: Record<string, number[]>): void {
+    const next = new Set<string>();
+    for (const [topic, partitions] of Object.entries(memberAssignment))
+      for (const p of partitions) next.add(tpKey(topic, p));
+    for (const [tp, owned] of this.owned) {
+      if (next.has(tp)) continue;
+      // Revoked: its waiting jobs are dropped; running ones finish but cannot be committed by us.
+      clearTimeout(owned.resumeTimer);
+      const dropped = this.scheduler.dropPartition(tp);
+      for (const item of dropped) this.release(item);
+      this.owned.delete(tp);
+      this.lastCommitted.delete(tp);
+      this.logger.info({ tp, dropped: dropped.length }, 'partition revoked');
+    }
+    for (const tp of next) {
+      if (!this.owned.has(tp)) {
+        const i = tp.lastIndexOf(':');
+        this.owned.set(tp, { tracker: new PartitionTracker(tp.slice(0, i), Number(tp.slice(i + 1))) });
+      }
+    }
+    this.rebalancing = false;
+    this.joined = true;
+    this.metrics.rebalances.inc({ group: this.options.groupId });
+    const assignment = Object.entries(memberAssignment).map(([topic, partitions]) => ({ topic, partitions }));
+    this.logger.info({ assignment }, 'assignment received');
+    this.emit('rebalance', assignment);
+    this.pump();
+  }
+
+  // ---- commits ------------------------------------------------------------------------------
+
+  /** Commits each owned partition's commit point that moved forward. Serialised; never backwards. */
+  commit(opts: { duringRebalance?: boolean } = {}): Promise<void> {
+    this.commitChain = this.commitChain.then(async () => {
+      const consumer = this.consumer;
+      if (!consumer || (this.rebalancing && !opts.duringRebalance)) return;
+      const offsets: { topic: string; partition: number; offset: string }[] = [];
+      for (const [tp, { tracker }] of this.owned) {
+        const point = tracker.commitPoint();
+        if (point === undefined) continue;
+        if (point <= (this.lastCommitted.get(tp) ?? -1)) continue;
+        offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: String(point) });
+      }
+      if (offsets.length === 0) return;
+      try {
+        await consumer.commitOffsets(offsets);
+        for (const o of offsets) {
+          const tp = tpKey(o.topic, o.partition);
+          // Only record it if we still own the partition (the commit itself was filtered above).
+          if (this.owned.has(tp)) this.lastCommitted.set(tp, Number(o.offset));
+        }
+        this.emit('commit', offsets);
+      } catch (error) {
+        this.logger.warn({ err: error, offsets }, 'offset commit failed; it is retried at the next interval');
+      }
+    });
+    return this.commitChain;
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------------
+
+  private pump(): void {
+    if (this.state !== 'running' || this.paused) return;
+    while (this.running.size < this.options.concurrency && this.scheduler.hasRunnable) {
+      if (this.limiter && !this.limiter.tryTake()) {
+        if (!this.limiterTimer) {
+          this.limiterTimer = setTimeout(() => {
+            this.limiterTimer = undefined;
+            this.pump();
+          }, this.limiter.msUntilNext());
+        }
+        return;
+      }
+      const item = this.scheduler.nextRunnable();
+      if (!item) return;
+      const controller = new AbortController();
+      this.running.set(item, controller);
+      this.metrics.inflight.set(this.labels, this.running.size);
+      void this.execute(item, controller);
+    }
+  }
+
+  private release(item: WorkItem): void {
+    this.bufferedJobs--;
+    this.bufferedBytes -= item.size;
+    this.wakeIntake();
+  }
+
+  private owns(item: WorkItem): boolean {
+    return this.owned.get(item.tp)?.tracker === item.tracker;
+  }
+
+  private async execute(item: WorkItem, controller: AbortController): Promise<void> {
+    const log = this.logger.child({
+      topic: item.topic,
+      partition: item.partition,
+      offset: item.offset,
+      key: item.key,
+      jobId: item.jobId,
+      attempt: item.attempt,
+    });
+    try {
+      const done = await this.process(item, controller, log);
+      if (done && this.owns(item)) item.tracker.complete(Number(item.offset));
+    } catch (error) {
+      if (!(error instanceof Abandoned))
+        log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
+    } finally {
+      this.running.delete(item);
+      this.metrics.inflight.set(this.labels, this.running.size);
+      this.scheduler.finish(item);
+      this.release(item);
+      this.pump();
+    }
+  }
+
+  /** Waits while the worker runs and owns the item; throws `Abandoned` when it no longer should continue. */
+  private async retryWait(item: WorkItem, ms: number): Promise<void> {
+    await sleep(ms, this.stopController.signal);
+    if (this.state !== 'running' || !this.owns(item)) throw new Abandoned();
+  }
+
+  private async decode(item: WorkItem, log: Logger): Promise<unknown> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return (await this.codec.decode(item.value)).data;
+      } catch (error) {
+        if (error instanceof DecodeError) throw error;
+        const reason = error instanceof RegistryUnavailableError ? 'registry unavailable' : 'decode failed';
+        if (attempt % 10 === 0)
+          log.warn({ err: error }, `${reason}; the job waits and retries (not dead-lettered)`);
+        await this.retryWait(item, backoffDelay({ baseMs: 500, maxMs: 10_000, jitter: 0.2 }, attempt));
+      }
+    }
+  }
+
+  /** Takes the idempotency lease; 'completed' means a duplicate. Fails closed while the store is down. */
+  private async acquire(
+    item: WorkItem,
+    job: Job<unknown>,
+    log: Logger,
+  ): Promise<'acquired' | 'completed' | 'none'> {
+    const idem = this.options.idempotency;
+    if (!this.store || !idem) return 'none';
+    const id = idem.key ? idem.key(job as never) : item.jobId;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await this.store.begin(id, this.workerId, idem.leaseMs);
+        if (result !== 'busy') return result;
+        if (attempt % 20 === 0)
+          log.info({ idempotencyKey: id }, 'job id is leased by another worker; waiting');
+        await this.retryWait(item, Math.min(idem.leaseMs / 4, 250 * 2 ** Math.min(attempt, 4)));
+      } catch (error) {
+        if (error instanceof Abandoned) throw error;
+        if (attempt % 10 === 0)
+          log.warn({ err: error }, 'idempotency store unavailable; the job waits (fail closed)');
+        this.metrics.failures.inc({ ...this.labels, error_class: 'StoreUnavailable' });
+        await this.retryWait(item, backoffDelay({ baseMs: 200, maxMs: 5000, jitter: 0.2 }, attempt));
+      }
+    }
+  }
+
+  private idemKey(item: WorkItem, job: Job<unknown>): string {
+    const idem = this.options.idempotency;
+    return idem?.key ? idem.key(job as never) : item.jobId;
+  }
+
+  private classify(error: unknown): FailureKind {
+    return this.options.classify?.(error) ?? defaultClassify(error);
+  }
+
+  /** Runs the item to an outcome. Returns true when its offset may count as done. */
+  private async process(item: WorkItem, controller: AbortController, log: Logger): Promise<boolean> {
+    const o = this.options;
+    let data: unknown;
+    try {
+      data = await this.decode(item, log);
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      log.warn(
+        { reason: error.reason, bytes: error.byteLength, schemaId: error.schemaId },
+        `undecodable record: ${error.message}`,
+      );
+      this.metrics.failures.inc({ ...this.labels, error_class: 'DecodeError' });
+      await this.route(item, error, log, () => this.router!.toDlq(item, error, item.attempt));
+      this.emit('job:dead', item, error);
+      return true;
+    }
+
+    let attempt = item.attempt;
+    let inPlaceLeft = o.retry.inPlace;
+    let inPlaceDone = 0;
+    for (;;) {
+      const job: Job<unknown> = {
+        id: item.jobId,
+        key: item.key,
+        data,
+        attempt,
+        headers: item.headers,
+        topic: item.topic,
+        partition: item.partition,
+        offset: item.offset,
+        enqueuedAt: item.headers[HEADERS.enqueuedAt] ? Number(item.headers[HEADERS.enqueuedAt]) : undefined,
+      };
+      const lease = await this.acquire(item, job, log);
+      if (lease === 'completed') {
+        this.metrics.jobs.inc({ ...this.labels, outcome: 'duplicate' });
+        log.info('duplicate job id: handler skipped');
+        this.emit('job:duplicate', job);
+        return true;
+      }
+      this.emit('job:started', job);
+      const started = performance.now();
+      const error = await this.runHandler(job, controller, log.child({ attempt }));
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics.processingLatency.observe(this.labels, seconds);
+      if (error === undefined) {
+        if (lease === 'acquired') await this.finishLease(item, job, log);
+        this.metrics.jobs.inc({ ...this.labels, outcome: 'completed' });
+        if (job.enqueuedAt)
+          this.metrics.endToEndLatency.observe(this.labels, Math.max(0, Date.now() - job.enqueuedAt) / 1000);
+        this.emit('job:completed', job, { durationMs: seconds * 1000 });
+        return true;
+      }
+      if (lease === 'acquired')
+        await this.store!.release(this.idemKey(item, job), this.workerId).catch(() => undefined);
+      if (this.state !== 'running' && this.stopController.signal.aborted) {
+        this.emit('job:failed', job, error, { next: 'abandoned', attempt });
+        throw new Abandoned();
+      }
+      const kind = this.classify(error);
+      const errorClass = errorClassName(error);
+      this.metrics.failures.inc({ ...this.labels, error_class: errorClass });
+      if (kind === 'retry-later' && this.router!.hasTiers) {
+        const delayMs = (error as { delayMs?: number }).delayMs ?? 0;
+        const tier = this.router!.tierForDelay(delayMs);
+        this.emit('job:failed', job, error, { next: 'tier', attempt });
+        const route = await this.route(item, error, log, () =>
+          this.router!.toTier(item, error, { tier, nextAttempt: attempt, delayMs }),
+        );
+        this.metrics.retries.inc({ ...this.labels, tier: String(tier) });
+        this.metrics.jobs.inc({ ...this.labels, outcome: 'retried' });
+        this.emit('job:retried', job, route);
+        return true;
+      }
+      const exhausted = attempt >= o.retry.maxAttempts;
+      if (kind === 'non-retriable' || exhausted) {
+        log.warn({ err: error, errorClass, exhausted }, 'job failed; sending it to the dead-letter topic');
+        this.emit('job:failed', job, error, { next: 'dlq', attempt });
+        await this.route(item, error, log, () => this.router!.toDlq(item, error, attempt));
+        this.metrics.jobs.inc({ ...this.labels, outcome: 'dead_lettered' });
+        this.emit('job:dead', item, error);
+        return true;
+      }
+      const inPlace = inPlaceLeft > 0 || !this.router!.hasTiers;
+      if (inPlace) {
+        this.emit('job:failed', job, error, { next: 'in-place', attempt });
+        const delay =
+          kind === 'retry-later'
+            ? ((error as { delayMs?: number }).delayMs ?? 0)
+            : backoffDelay(o.retry.inPlaceBackoff, inPlaceDone);
+        log.info({ err: error, delayMs: delay }, 'job failed; retrying in place');
+        inPlaceLeft--;
+        inPlaceDone++;
+        await this.retryWait(item, delay);
+        attempt++;
+        continue;
+      }
+      const tier = this.router!.nextTier(item);
+      this.emit('job:failed', job, error, { next: 'tier', attempt });
+      log.info({ err: error, tier }, 'job failed; sending it to a retry tier');
+      const route = await this.route(item, error, log, () =>
+        this.router!.toTier(item, error, { tier, nextAttempt: attempt + 1 }),
+      );
+      this.metrics.retries.inc({ ...this.labels, tier: String(tier) });
+      this.metrics.jobs.inc({ ...this.labels, outcome: 'retried' });
+      this.emit('job:retried', job, route);
+      return true;
+    }
+  }
+
+  private async finishLease(item: WorkItem, job: Job<unknown>, log: Logger): Promise<void> {
+    const idem = this.options.idempotency!;
+    const id = this.idemKey(item, job);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store!.complete(id, this.workerId, idem.retainMs);
+        return;
+      } catch (error) {
+        if (attempt % 10 === 0)
+          log.warn({ err: error }, 'could not mark the job done in the idempotency store; retrying');
+        // The side effect happened: keep trying (the lease still blocks other holders meanwhile).
+        if (this.state !== 'running' && attempt > 5) throw new Abandoned();
+        await sleep(backoffDelay({ baseMs: 200, maxMs: 5000, jitter: 0.2 }, attempt));
+      }
+    }
+  }
+
+  /** Sends to a tier or the DLQ, retrying the send until acknowledged (or the worker stops). */
+  private async route(
+    item: WorkItem,
+    error: unknown,
+    log: Logger,
+    send: () => Promise<Route>,
+  ): Promise<Route> {
+    // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
+    if (!this.owns(item)) throw new Abandoned();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await send();
+      } catch (sendError) {
+        log.warn(
+          { err: sendError, original: errorClassName(error) },
+          'could not publish the failed job; retrying',
+        );
+        await this.retryWait(item, backoffDelay({ baseMs: 200, maxMs: 5000, jitter: 0.2 }, attempt));
+      }
+    }
+  }
+
+  private async runHandler(job: Job<unknown>, controller: AbortController, log: Logger): Promise<unknown> {
+    const timeoutMs = this.options.jobTimeoutMs;
+    const attemptController = new AbortController();
+    const onStop = () => attemptController.abort(controller.signal.reason);
+    controller.signal.addEventListener('abort', onStop, { once: true });
+    let timedOut = false;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            attemptController.abort(new JobTimeoutError(timeoutMs));
+          }, timeoutMs)
+        : undefined;
+    try {
+      await this.options.handler(job as never, { signal: attemptController.signal, logger: log });
+      return timedOut ? new JobTimeoutError(timeoutMs) : undefined;
+    } catch (error) {
+      return timedOut
+        ? new JobTimeoutError(timeoutMs)
+        : (error ?? new Error('handler threw a nullish value'));
+    } finally {
+      clearTimeout(timer);
+      controller.signal.removeEventListener('abort', onStop);
+    }
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  /** Stops starting jobs and pauses fetching; running jobs finish. */
+  pause(): void {
+    this.paused = true;
+    this.consumer?.pause([this.topics.main, ...this.topics.tiers].map((topic) => ({ topic })));
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.consumer?.resume([this.topics.main, ...this.topics.tiers].map((topic) => ({ topic })));
+    this.pump();
+  }
+
+  /**
+   * Graceful stop: no new jobs; running jobs get `timeoutMs` (default `shutdownTimeoutMs`) before
+   * their signals abort; then the final commit, and the consumer leaves the group.
+   */
+  async stop(opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    if (this.state === 'new') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopping';
+    this.wakeIntake();
+    clearInterval(this.commitTimer);
+    clearTimeout(this.limiterTimer);
+    for (const owned of this.owned.values()) clearTimeout(owned.resumeTimer);
+    this.consumer?.pause([this.topics.main, ...this.topics.tiers].map((topic) => ({ topic })));
+    const budget = opts.timeoutMs ?? this.options.shutdownTimeoutMs;
+    const deadline = Date.now() + budget;
+    while (this.running.size > 0 && Date.now() < deadline) await sleep(20);
+    if (this.running.size > 0) {
+      this.logger.warn({ running: this.running.size }, 'shutdown budget spent; aborting running jobs');
+      for (const c of this.running.values())
+        c.abort(new StrandError('JOB_TIMEOUT', 'worker is shutting down'));
+      this.stopController.abort();
+      const grace = Date.now() + 5000;
+      while (this.running.size > 0 && Date.now() < grace) await sleep(20);
+    }
+    this.stopController.abort();
+    this.rebalancing = false;
+    await this.commit();
+    await this.consumer
+      ?.disconnect()
+      .catch((e: unknown) => this.logger.warn({ err: e }, 'consumer disconnect failed'));
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+    await this.store?.close?.().catch(() => undefined);
+    this.state = 'stopped';
+    this.joined = false;
+    this.logger.info({ worker: this.workerId }, 'worker stopped');
+  }
+}
