@@ -4,6 +4,7 @@ import { configureProgram, handleCommanderExit } from './common.js';
 import { registerDev } from './dev.js';
 import { registerEnqueue } from './enqueue.js';
 import { registerTopics } from './topics.js';
+import { registerWorker } from './worker.js';
 
 const program = configureProgram(new Command('strand'))
   .description('Strand: ordered, schema-governed job pipelines on Apache Kafka')
@@ -13,6 +14,7 @@ const program = configureProgram(new Command('strand'))
 registerDev(program);
 registerEnqueue(program);
 registerTopics(program);
+registerWorker(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -123,7 +123,7 @@ export interface WorkerOptions<T = Record<string, unknown>> {
 
 const positiveInt = z.number().int().positive();
 
-export const workerOptionsSchema = z
+const workerOptionsObject = z
   .object({
     brokers: connectionSchema.shape.brokers.optional(),
     kafka: connectionSchema.optional(),
@@ -223,29 +223,48 @@ export const workerOptionsSchema = z
     partitionsConsumedConcurrently: positiveInt.max(64).default(3),
     logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
   })
-  .strict()
+  .strict();
+
+const heartbeatBelowSession = {
+  check: (o: { heartbeatIntervalMs: number; sessionTimeoutMs: number }) =>
+    o.heartbeatIntervalMs < o.sessionTimeoutMs,
+  params: { message: 'must be lower than sessionTimeoutMs', path: ['heartbeatIntervalMs'] },
+};
+
+export const workerOptionsSchema = workerOptionsObject
   .refine((o) => o.brokers !== undefined || o.kafka !== undefined, {
     message: 'expected brokers or kafka.brokers',
     path: ['brokers'],
   })
-  .refine((o) => o.heartbeatIntervalMs < o.sessionTimeoutMs, {
-    message: 'must be lower than sessionTimeoutMs',
-    path: ['heartbeatIntervalMs'],
-  });
+  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params);
+
+/** A definition may leave the connection to `strand worker` (flags and STRAND_* environment). */
+const definitionSchema = workerOptionsObject
+  .partial({ brokers: true, kafka: true, registry: true })
+  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params);
 
 export type ResolvedWorkerOptions = z.output<typeof workerOptionsSchema>;
 
 const DEFINED = Symbol.for('strand.worker-definition');
 
+/** A worker's options where the connection may come from `strand worker` (flags, STRAND_* env). */
+export type WorkerDefinitionOptions<T = Record<string, unknown>> = Omit<WorkerOptions<T>, 'registry'> & {
+  registry?: WorkerOptions<T>['registry'];
+};
+
 /** A validated worker definition, as `strand worker <module>` expects from a module's default export. */
-export type WorkerDefinition<T = Record<string, unknown>> = WorkerOptions<T> & { readonly [DEFINED]: true };
+export type WorkerDefinition<T = Record<string, unknown>> = WorkerDefinitionOptions<T> & {
+  readonly [DEFINED]: true;
+};
 
 /**
  * Validates worker options (a `ConfigError` names the bad field) and marks them as a definition,
  * the shape `strand worker <module>` loads.
  */
-export function defineWorker<T = Record<string, unknown>>(options: WorkerOptions<T>): WorkerDefinition<T> {
-  parseOptions(workerOptionsSchema, options, 'worker');
+export function defineWorker<T = Record<string, unknown>>(
+  options: WorkerDefinitionOptions<T>,
+): WorkerDefinition<T> {
+  parseOptions(definitionSchema, options, 'worker');
   return Object.assign({}, options, { [DEFINED]: true as const });
 }
 

@@ -166,7 +166,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       this.state = 'new';
       throw new StrandError(
         'KAFKA',
-        `topic(s) ${missing.join(', ')} do not exist; create them with "strand topics create ${o.topic} --retry-tiers ${o.retry.tiers.map((d) => `${d}ms`).join(',') || '""'}"`,
+        `topic(s) ${missing.join(', ')} do not exist; create them with "strand topics create ${o.topic} --retry-tiers ${o.retry.tiers.map((d: number) => `${d}ms`).join(',') || '""'}"`,
       );
     }
     this.producer = kafka.producer({
@@ -183,7 +183,9 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       heartbeatInterval: o.heartbeatIntervalMs,
       rebalanceTimeout: Math.max(60_000, o.rebalanceTimeoutMs),
       allowAutoTopicCreation: false,
-      maxBytesPerPartition: 1024 * 1024,
+      // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.
+      maxBytesPerPartition: 512 * 1024,
+      maxBytes: 4 * 1024 * 1024,
       retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
     });
     const ev = this.consumer.events;

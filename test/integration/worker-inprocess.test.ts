@@ -1,0 +1,171 @@
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.js';
+import type { WorkerOptions } from '../../src/worker/options.js';
+import { Worker } from '../../src/worker/worker.js';
+import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
+import { enqueuePayments, type Payment } from '../support/jobs.js';
+
+const quiet = createLogger({ level: 'error' });
+
+function worker(
+  topic: string,
+  groupId: string,
+  opts: Partial<WorkerOptions<Payment>> & Pick<WorkerOptions<Payment>, 'handler'>,
+) {
+  return new Worker<Payment>({
+    brokers: stack().brokers,
+    registry: { url: stack().registryUrl },
+    topic,
+    groupId,
+    retry: { tiers: [] },
+    logger: quiet,
+    commitIntervalMs: 200,
+    ...opts,
+  });
+}
+
+async function runToEnd(topic: string, ordering: 'key' | 'partition', count: number): Promise<number> {
+  let done = 0;
+  const w = worker(topic, uniqueName(`speed-${ordering}`), {
+    concurrency: 50,
+    ordering,
+    handler: async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      done++;
+    },
+  });
+  await w.start();
+  const t0 = Date.now();
+  await waitUntil(() => done > 0, { timeoutMs: 30_000, what: 'first job' });
+  const started = Date.now();
+  await waitUntil(() => done >= count, { timeoutMs: 120_000, intervalMs: 20, what: `${ordering} run` });
+  const elapsed = Date.now() - started;
+  await w.stop();
+  return Math.max(elapsed, Date.now() - t0 > 0 ? elapsed : 1);
+}
+
+describe('Worker in process', () => {
+  it('key ordering runs one partition at least 10x faster than partition ordering (1 partition, 100 keys)', async () => {
+    const { topic, cleanup } = await jobTopic('speed', { partitions: 1 });
+    await enqueuePayments(topic, 2000, 100);
+    const partitionMs = await runToEnd(topic, 'partition', 2000);
+    const keyMs = await runToEnd(topic, 'key', 2000);
+    console.info(
+      `1 partition, 2000 jobs x 5 ms, concurrency 50: partition order ${partitionMs} ms, key order ${keyMs} ms (${(partitionMs / keyMs).toFixed(1)}x)`,
+    );
+    expect(partitionMs / keyMs).toBeGreaterThanOrEqual(10);
+    await cleanup();
+  });
+
+  it('stop() while a slow job runs: the commit stays at that job, and a restarted worker runs it', async () => {
+    const { topic, cleanup } = await jobTopic('commit-safety', { partitions: 1 });
+    const groupId = uniqueName('commit-safety-g');
+    await enqueuePayments(topic, 50, 5);
+    const slowSequence = { account: 'acct-2', sequence: 4 }; // job #17 (acct-2's 4th)
+    let slowOffset = -1;
+    const completed: number[] = [];
+    const first = worker(topic, groupId, {
+      concurrency: 8,
+      handler: async (job, ctx) => {
+        if (job.data.accountId === slowSequence.account && job.data.sequence === slowSequence.sequence) {
+          slowOffset = Number(job.offset);
+          await new Promise((_resolve, reject) => {
+            ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
+          });
+        }
+        completed.push(Number(job.offset));
+      },
+    });
+    await first.start();
+    // acct-2's jobs after the slow one wait behind it (key order): 40 + 3 complete.
+    await waitUntil(() => slowOffset >= 0 && completed.length >= 43, {
+      timeoutMs: 30_000,
+      what: 'all but the slow key done',
+    });
+    await first.stop({ timeoutMs: 300 });
+    const committed = (await committedOffsets(groupId, topic)).get(0) ?? -1;
+    expect(committed).toBeLessThanOrEqual(slowOffset);
+    expect(completed).not.toContain(slowOffset);
+
+    const rerun: number[] = [];
+    const second = worker(topic, groupId, { handler: async (job) => void rerun.push(Number(job.offset)) });
+    await second.start();
+    await waitUntil(() => rerun.includes(slowOffset), { timeoutMs: 30_000, what: 'the slow job re-run' });
+    await waitUntil(async () => (await committedOffsets(groupId, topic)).get(0) === 50, {
+      timeoutMs: 10_000,
+      what: 'commit to the end',
+    });
+    await second.stop();
+    expect(Math.min(...rerun)).toBe(committed); // restarted exactly at the commit point
+    await cleanup();
+  });
+
+  it('caps buffered jobs and bytes whatever the backlog', async () => {
+    const { topic, cleanup } = await jobTopic('buffer-cap', { partitions: 3 });
+    await enqueuePayments(topic, 5000, 1000);
+    let maxBuffered = 0;
+    let done = 0;
+    const w = worker(topic, uniqueName('buffer-cap-g'), {
+      concurrency: 4,
+      maxBufferedJobs: 40,
+      handler: async () => {
+        maxBuffered = Math.max(maxBuffered, w.buffered.jobs);
+        await new Promise((r) => setTimeout(r, 1));
+        done++;
+      },
+    });
+    await w.start();
+    await waitUntil(() => done >= 600, { timeoutMs: 60_000, what: 'progress' });
+    await w.stop({ timeoutMs: 5000 });
+    expect(maxBuffered).toBeLessThanOrEqual(40);
+    expect(maxBuffered).toBeGreaterThanOrEqual(4);
+    await cleanup();
+  });
+
+  it('limiter caps job starts per window', async () => {
+    const { topic, cleanup } = await jobTopic('limiter', { partitions: 2 });
+    await enqueuePayments(topic, 200, 200);
+    const starts: number[] = [];
+    const w = worker(topic, uniqueName('limiter-g'), {
+      concurrency: 50,
+      limiter: { max: 20, durationMs: 500 },
+      handler: async () => void starts.push(Date.now()),
+    });
+    await w.start();
+    await waitUntil(() => starts.length >= 100, { timeoutMs: 30_000, what: '100 starts' });
+    await w.stop();
+    // Token bucket: at most max (burst) + rate * elapsed starts in any window.
+    const elapsed = starts[99]! - starts[0]!;
+    expect(elapsed).toBeGreaterThanOrEqual(((100 - 20) / 20) * 500 * 0.9);
+    await cleanup();
+  });
+
+  it('jobTimeoutMs aborts ctx.signal and the attempt counts as failed, never as done', async () => {
+    const { topic, cleanup } = await jobTopic('timeout', { partitions: 1 });
+    await enqueuePayments(topic, 1, 1);
+    const attempts: number[] = [];
+    let completedAttempt = 0;
+    const w = worker(topic, uniqueName('timeout-g'), {
+      jobTimeoutMs: 200,
+      retry: { tiers: [], inPlace: 3, maxAttempts: 3, inPlaceBackoff: { baseMs: 10, maxMs: 10, jitter: 0 } },
+      handler: async (job, ctx) => {
+        attempts.push(job.attempt);
+        if (job.attempt < 3) {
+          await new Promise((_, reject) =>
+            ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)),
+          );
+        }
+        completedAttempt = job.attempt;
+      },
+    });
+    const failures: string[] = [];
+    w.on('job:failed', (_job, error) => failures.push((error as Error).name));
+    await w.start();
+    await waitUntil(() => attempts.includes(3), { timeoutMs: 20_000, what: 'third attempt' });
+    await w.stop();
+    expect(attempts).toEqual([1, 2, 3]);
+    expect(completedAttempt).toBe(3);
+    expect(failures).toEqual(['JobTimeoutError', 'JobTimeoutError']);
+    await cleanup();
+  });
+});

@@ -1,0 +1,62 @@
+/**
+ * A worker module for multi-process tests, run with `strand worker test/support/ledger-worker.ts`.
+ * Its settings come from STRAND_TEST_WORKER (JSON); it appends one line per handler start (S) and
+ * completion (C) to the ledger file, synchronously, so a SIGKILL loses nothing already written.
+ */
+import { appendFileSync } from 'node:fs';
+import { NonRetriableError } from '../../src/failure/errors.js';
+import { defineWorker } from '../../src/worker/options.js';
+import type { Payment } from './jobs.js';
+
+interface Settings {
+  topic: string;
+  groupId: string;
+  ledger: string;
+  concurrency?: number;
+  ordering?: 'key' | 'partition' | 'unordered';
+  minMs?: number;
+  maxMs?: number;
+  maxBufferedJobs?: number;
+  tiers?: number[];
+  inPlace?: number;
+  maxAttempts?: number;
+  commitIntervalMs?: number;
+  shutdownTimeoutMs?: number;
+  redisIdempotency?: boolean;
+  leaseMs?: number;
+}
+
+const s = JSON.parse(process.env.STRAND_TEST_WORKER ?? '{}') as Settings;
+const tag = `${process.pid}`;
+
+export default defineWorker<Payment>({
+  topic: s.topic,
+  groupId: s.groupId,
+  concurrency: s.concurrency ?? 16,
+  ordering: s.ordering ?? 'key',
+  maxBufferedJobs: s.maxBufferedJobs ?? 1000,
+  commitIntervalMs: s.commitIntervalMs ?? 500,
+  shutdownTimeoutMs: s.shutdownTimeoutMs ?? 10_000,
+  sessionTimeoutMs: 10_000,
+  heartbeatIntervalMs: 1000,
+  retry: { tiers: s.tiers ?? [], inPlace: s.inPlace ?? 1, maxAttempts: s.maxAttempts ?? 5 },
+  handler: async (job) => {
+    appendFileSync(
+      s.ledger,
+      `S ${job.id} ${job.data.accountId} ${job.data.sequence} ${job.attempt} ${tag} ${Date.now()}\n`,
+    );
+    const min = s.minMs ?? 0;
+    const max = s.maxMs ?? 0;
+    if (max > 0) await new Promise((r) => setTimeout(r, min + Math.random() * (max - min)));
+    const memo = job.data.memo ?? '';
+    if (memo === 'fail-always') throw new Error('downstream rejected the payment');
+    if (memo === 'poison') throw new NonRetriableError('payment can never be applied');
+    if (memo.startsWith('fail-times-') && job.attempt <= Number(memo.slice('fail-times-'.length))) {
+      throw new Error(`transient failure on attempt ${job.attempt}`);
+    }
+    appendFileSync(
+      s.ledger,
+      `C ${job.id} ${job.data.accountId} ${job.data.sequence} ${job.attempt} ${tag} ${Date.now()}\n`,
+    );
+  },
+});

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/config/errors.js';
+import { defineWorker, type WorkerOptions } from '../../../src/worker/options.js';
+import { Worker } from '../../../src/worker/worker.js';
+
+const base: WorkerOptions = {
+  brokers: ['127.0.0.1:9092'],
+  registry: { url: 'http://127.0.0.1:8081/apis/ccompat/v7' },
+  topic: 'payments',
+  groupId: 'g',
+  handler: async () => undefined,
+};
+
+function errorOf(options: unknown): ConfigError {
+  try {
+    new Worker(options as WorkerOptions);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('worker options', () => {
+  it('accepts a minimal definition and fills the defaults', () => {
+    const w = new Worker(base);
+    expect(w.options.concurrency).toBe(16);
+    expect(w.options.ordering).toBe('key');
+    expect(w.options.commitIntervalMs).toBe(1000);
+    expect(w.options.retry.tiers).toEqual([1000, 10_000, 60_000]);
+    expect(w.topics.tiers).toEqual(['payments.retry.1', 'payments.retry.2', 'payments.retry.3']);
+    expect(w.topics.dlq).toBe('payments.dlq');
+  });
+
+  it.each([
+    [{ concurrency: 0 }, 'concurrency', /worker options: concurrency: .*>0|too small/i],
+    [{ ordering: 'by-key' }, 'ordering', /ordering: .*"key"/],
+    [
+      { retry: { tiers: ['1s', '10s', 'soon'] } },
+      'retry.tiers[2]',
+      /retry\.tiers\[2\]: expected a duration like "10s", got "soon"/,
+    ],
+    [{ limiter: { max: 10 } }, 'limiter.durationMs', /limiter\.durationMs/],
+    [
+      { heartbeatIntervalMs: 40_000 },
+      'heartbeatIntervalMs',
+      /heartbeatIntervalMs: must be lower than sessionTimeoutMs/,
+    ],
+    [{ handler: 'nope' }, 'handler', /handler: expected a function/],
+    [{ registry: { url: 'not a url' } }, 'registry.url', /registry\.url/],
+    [{ brokers: ['localhost'] }, 'brokers[0]', /brokers\[0\]: expected host:port/],
+    [{ concurency: 3 }, '', /[Uu]nrecognized key.*concurency/],
+  ])('rejects %j at construction, naming %s', (patch, path, message) => {
+    const error = errorOf({ ...base, ...patch });
+    expect(error.path).toBe(path);
+    expect(error.message).toMatch(message);
+    expect(error.message).not.toContain('\n');
+  });
+
+  it('defineWorker validates too, and may leave the connection to the CLI', () => {
+    expect(() =>
+      defineWorker({ topic: 'payments', groupId: 'g', handler: async () => undefined }),
+    ).not.toThrow();
+    expect(() =>
+      defineWorker({ topic: 'payments', groupId: 'g', handler: async () => undefined, concurrency: -1 }),
+    ).toThrow(/concurrency/);
+  });
+});
