@@ -10,6 +10,13 @@ export {
 } from './codec/index.js';
 export { ConfigError } from './config/index.js';
 export { isStrandError, StrandError, type StrandErrorCode } from './errors.js';
+export {
+  type DeadJob,
+  listDeadJobs,
+  type ReplayOptions,
+  type ReplayResult,
+  replayDeadJobs,
+} from './failure/dlq.js';
 export { type FailureKind, JobTimeoutError, NonRetriableError, RetryLaterError } from './failure/errors.js';
 export { HEADERS } from './headers.js';
 export { MemoryIdempotencyStore } from './idempotency/memory-store.js';

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { configureProgram, handleCommanderExit } from './common.js';
 import { registerDev } from './dev.js';
+import { registerDlq } from './dlq.js';
 import { registerEnqueue } from './enqueue.js';
 import { registerTopics } from './topics.js';
 import { registerWorker } from './worker.js';
@@ -15,6 +16,7 @@ registerDev(program);
 registerEnqueue(program);
 registerTopics(program);
 registerWorker(program);
+registerDlq(program);
 
 try {
   await program.parseAsync(process.argv);

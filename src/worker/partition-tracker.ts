@@ -11,6 +11,12 @@ export class PartitionTracker {
   private lastAccepted = -1;
   private pending = 0;
 
+  /**
+   * Offsets the previous owner finished above its commit point (from the commit metadata): they
+   * are accepted as done without running again.
+   */
+  preloadedDone: Set<number> = new Set();
+
   constructor(
     readonly topic: string,
     readonly partition: number,
@@ -67,6 +73,13 @@ export class PartitionTracker {
     if (this.lastAccepted < 0) return undefined;
     if (this.head < this.offsets.length) return this.offsets[this.head]!;
     return this.lastAccepted + 1;
+  }
+
+  /** Done offsets above the commit point (finished out of order), ascending. */
+  doneAbove(): number[] {
+    const out: number[] = [];
+    for (let i = this.head; i < this.offsets.length; i++) if (this.done[i]) out.push(this.offsets[i]!);
+    return out;
   }
 
   /** Accepted jobs not yet done. */

@@ -21,6 +21,7 @@ import { createLogger, kafkaLogSink, type Logger } from '../observability/logger
 import { QueueMetrics } from '../observability/metrics.js';
 import { KeyScheduler } from './key-scheduler.js';
 import { RateLimiter } from './limiter.js';
+import { decodeOffsetMap, encodeOffsetMap } from './offset-map.js';
 import { type Job, type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.js';
 import { PartitionTracker } from './partition-tracker.js';
 import { toWorkItem, tpKey, type WorkItem } from './work-item.js';
@@ -48,6 +49,8 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 interface OwnedPartition {
   tracker: PartitionTracker;
+  /** Resolves once the previous owner's offset map (commit metadata) is loaded. */
+  ready: Promise<void>;
   resumeTimer?: NodeJS.Timeout;
 }
 
@@ -96,7 +99,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private joined = false;
   private seq = 0;
   private readonly owned = new Map<string, OwnedPartition>();
-  private readonly lastCommitted = new Map<string, number>();
+  /** Last commit per partition: `point` and the offset map sent with it. */
+  private readonly lastCommitted = new Map<string, { point: number; metadata: string }>();
+  private rebalanceCommitTimer: NodeJS.Timeout | undefined;
+  private draining: Promise<void> | undefined;
   private readonly running = new Map<WorkItem, AbortController>();
   private bufferedJobs = 0;
   private bufferedBytes = 0;
@@ -186,6 +192,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.
       maxBytesPerPartition: 512 * 1024,
       maxBytes: 4 * 1024 * 1024,
+      // A resumed retry-tier partition is fetched only when the current long poll returns: keep it short.
+      maxWaitTimeInMs: 200,
       retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
     });
     const ev = this.consumer.events;
@@ -247,21 +255,60 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     for (const w of waiters) w();
   }
 
+  /**
+   * The group is rebalancing and this member has not rejoined yet, so the old generation (and our
+   * ownership) still holds: stop starting jobs, let running ones finish (up to rebalanceTimeoutMs)
+   * and commit them, so the next owner of a revoked partition does not run them again. Delaying
+   * our JoinGroup is how the Java client's onPartitionsRevoked works; kafkajs has no such hook, so
+   * the intake does it where the rebalance error reaches it.
+   */
+  private drainForRebalance(): Promise<void> {
+    this.draining ??= (async () => {
+      this.rebalancing = true;
+      const deadline = Date.now() + this.options.rebalanceTimeoutMs;
+      while (this.running.size > 0 && Date.now() < deadline && this.state === 'running') await sleep(10);
+      await this.commit({ duringRebalance: true });
+      this.logger.info(
+        { stillRunning: this.running.size },
+        'group rebalancing: finished and committed in-flight jobs before rejoining',
+      );
+    })().finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
   private async intake(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
+    const { batch, resolveOffset, isRunning, isStale, pause } = payload;
+    const heartbeat = async () => {
+      try {
+        await payload.heartbeat();
+      } catch (error) {
+        if ((error as { type?: string }).type === 'REBALANCE_IN_PROGRESS') await this.drainForRebalance();
+        throw error;
+      }
+    };
     const tp = tpKey(batch.topic, batch.partition);
     const tier = this.tierOf(batch.topic);
     let owned = this.owned.get(tp);
     if (!owned) {
-      owned = { tracker: new PartitionTracker(batch.topic, batch.partition) };
+      owned = { tracker: new PartitionTracker(batch.topic, batch.partition), ready: Promise.resolve() };
       this.owned.set(tp, owned);
     }
+    await owned.ready;
     const tracker = owned.tracker;
     for (const message of batch.messages) {
       if (!isRunning() || isStale() || this.state !== 'running' || this.owned.get(tp)?.tracker !== tracker)
         return;
       const offset = Number(message.offset);
       if (tracker.seen(offset)) {
+        resolveOffset(message.offset);
+        continue;
+      }
+      if (tracker.preloadedDone.delete(offset)) {
+        // The previous owner finished it out of order (offset map): done, without running again.
+        tracker.accept(offset);
+        tracker.complete(offset);
         resolveOffset(message.offset);
         continue;
       }
@@ -293,6 +340,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       resolveOffset(message.offset);
       this.pump();
     }
+    // kafkajs heartbeats right after this batch; doing it here first lets a rebalance be drained.
+    await heartbeat();
   }
 
   private onRebalancing(): void {
@@ -315,11 +364,18 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       this.lastCommitted.delete(tp);
       this.logger.info({ tp, dropped: dropped.length }, 'partition revoked');
     }
+    const fresh: PartitionTracker[] = [];
     for (const tp of next) {
       if (!this.owned.has(tp)) {
         const i = tp.lastIndexOf(':');
-        this.owned.set(tp, { tracker: new PartitionTracker(tp.slice(0, i), Number(tp.slice(i + 1))) });
+        const tracker = new PartitionTracker(tp.slice(0, i), Number(tp.slice(i + 1)));
+        fresh.push(tracker);
+        this.owned.set(tp, { tracker, ready: Promise.resolve() });
       }
+    }
+    if (fresh.length > 0) {
+      const ready = this.loadOffsetMaps(fresh);
+      for (const t of fresh) this.owned.get(tpKey(t.topic, t.partition))!.ready = ready;
     }
     this.rebalancing = false;
     this.joined = true;
@@ -330,6 +386,27 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.pump();
   }
 
+  /** Reads the committed offset maps of newly assigned partitions (best effort: a failure only costs re-runs). */
+  private async loadOffsetMaps(trackers: PartitionTracker[]): Promise<void> {
+    const topics = [...new Set(trackers.map((t) => t.topic))];
+    try {
+      const res = await this.admin!.fetchOffsets({ groupId: this.options.groupId, topics });
+      for (const { topic, partitions } of res) {
+        for (const p of partitions) {
+          const tracker = trackers.find((t) => t.topic === topic && t.partition === p.partition);
+          const point = Number(p.offset);
+          if (!tracker || point < 0 || !p.metadata) continue;
+          tracker.preloadedDone = decodeOffsetMap(point, p.metadata);
+        }
+      }
+    } catch (error) {
+      this.logger.warn(
+        { err: error },
+        'could not read committed offset maps; out-of-order completions may run again',
+      );
+    }
+  }
+
   // ---- commits ------------------------------------------------------------------------------
 
   /** Commits each owned partition's commit point that moved forward. Serialised; never backwards. */
@@ -337,12 +414,15 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.commitChain = this.commitChain.then(async () => {
       const consumer = this.consumer;
       if (!consumer || (this.rebalancing && !opts.duringRebalance)) return;
-      const offsets: { topic: string; partition: number; offset: string }[] = [];
+      const offsets: { topic: string; partition: number; offset: string; metadata: string }[] = [];
       for (const [tp, { tracker }] of this.owned) {
         const point = tracker.commitPoint();
         if (point === undefined) continue;
-        if (point <= (this.lastCommitted.get(tp) ?? -1)) continue;
-        offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: String(point) });
+        const last = this.lastCommitted.get(tp);
+        if (last && point < last.point) continue;
+        const metadata = encodeOffsetMap(point, tracker.doneAbove());
+        if (last && point === last.point && metadata === last.metadata) continue;
+        offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: String(point), metadata });
       }
       if (offsets.length === 0) return;
       try {
@@ -350,9 +430,13 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         for (const o of offsets) {
           const tp = tpKey(o.topic, o.partition);
           // Only record it if we still own the partition (the commit itself was filtered above).
-          if (this.owned.has(tp)) this.lastCommitted.set(tp, Number(o.offset));
+          if (this.owned.has(tp))
+            this.lastCommitted.set(tp, { point: Number(o.offset), metadata: o.metadata });
         }
-        this.emit('commit', offsets);
+        this.emit(
+          'commit',
+          offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })),
+        );
       } catch (error) {
         this.logger.warn({ err: error, offsets }, 'offset commit failed; it is retried at the next interval');
       }
@@ -363,7 +447,9 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   // ---- dispatch -----------------------------------------------------------------------------
 
   private pump(): void {
-    if (this.state !== 'running' || this.paused) return;
+    // While the group rebalances no job starts: in-flight ones finish and are committed with the
+    // old generation, so the next owner does not run them again.
+    if (this.state !== 'running' || this.paused || this.rebalancing) return;
     while (this.running.size < this.options.concurrency && this.scheduler.hasRunnable) {
       if (this.limiter && !this.limiter.tryTake()) {
         if (!this.limiterTimer) {
@@ -404,7 +490,15 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     });
     try {
       const done = await this.process(item, controller, log);
-      if (done && this.owns(item)) item.tracker.complete(Number(item.offset));
+      if (done && this.owns(item)) {
+        item.tracker.complete(Number(item.offset));
+        if (this.rebalancing && !this.rebalanceCommitTimer) {
+          this.rebalanceCommitTimer = setTimeout(() => {
+            this.rebalanceCommitTimer = undefined;
+            if (this.rebalancing) void this.commit({ duringRebalance: true });
+          }, 50);
+        }
+      }
     } catch (error) {
       if (!(error instanceof Abandoned))
         log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');

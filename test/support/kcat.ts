@@ -63,12 +63,21 @@ export async function kcatProduce(
   const dir = mkdtempSync(join(tmpdir(), 'strand-kcat-'));
   try {
     for (const [i, r] of records.entries()) {
+      const args = ['-P', '-b', brokers.join(','), '-t', topic];
+      if (r.partition !== undefined) args.push('-p', String(r.partition));
+      if (r.value.length === 0) {
+        // kcat skips empty files; an empty line with -Z is sent as a NULL value (a tombstone).
+        await new Promise<void>((done, fail) => {
+          const child = execFile('kcat', [...args, '-K', '\t', '-Z'], { timeout: 30_000 }, (e) =>
+            e ? fail(e) : done(),
+          );
+          child.stdin?.end(`${r.key ?? ''}\t\n`);
+        });
+        continue;
+      }
       const file = join(dir, `v${i}`);
       writeFileSync(file, r.value);
-      const args = ['-P', '-b', brokers.join(','), '-t', topic];
       if (r.key !== undefined) args.push('-k', r.key);
-      if (r.partition !== undefined) args.push('-p', String(r.partition));
-      if (r.value.length === 0) args.push('-Z');
       args.push(file);
       await run('kcat', args, { timeout: 30_000 });
     }

@@ -1,0 +1,289 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { HEADERS, headerString } from '../headers.js';
+import { createKafka, type IHeaders, type KafkaConnection, type KafkaMessage } from '../kafka/client.js';
+import { RateLimiter } from '../worker/limiter.js';
+import { topicNames } from './topics.js';
+
+/** One dead-lettered job, as `strand dlq list` shows it. */
+export interface DeadJob {
+  partition: number;
+  offset: string;
+  key: string | null;
+  jobId: string | undefined;
+  errorClass: string | undefined;
+  errorMessage: string | undefined;
+  decodeReason: string | undefined;
+  attempts: number | undefined;
+  failedAt: number | undefined;
+  replayCount: number;
+  originTopic: string | undefined;
+  valueBytes: number;
+}
+
+function toDeadJob(partition: number, m: KafkaMessage): DeadJob {
+  const h = m.headers;
+  const num = (name: string) => {
+    const v = headerString(h, name);
+    return v === undefined ? undefined : Number(v);
+  };
+  return {
+    partition,
+    offset: m.offset,
+    key: m.key ? m.key.toString('utf8') : null,
+    jobId: headerString(h, HEADERS.jobId),
+    errorClass: headerString(h, HEADERS.errorClass),
+    errorMessage: headerString(h, HEADERS.errorMessage),
+    decodeReason: headerString(h, HEADERS.decodeReason),
+    attempts: num(HEADERS.attempt),
+    failedAt: num(HEADERS.failedAt),
+    replayCount: num(HEADERS.replayCount) ?? 0,
+    originTopic: headerString(h, HEADERS.originTopic),
+    valueBytes: m.value?.length ?? 0,
+  };
+}
+
+/**
+ * Reads a topic from a group's position (or the beginning) up to the end offsets as they were when
+ * the call started, batch by batch. Resolves when every partition reached its snapshot end.
+ */
+async function readToEnd(
+  conn: KafkaConnection,
+  topic: string,
+  groupId: string,
+  onBatch: (partition: number, messages: KafkaMessage[]) => Promise<'continue' | 'stop'>,
+): Promise<void> {
+  const kafka = createKafka(conn);
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
+  const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  const lows = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.low)]));
+  await admin.disconnect();
+  const remaining = new Set<number>();
+  for (const [p, end] of ends) {
+    const at = Number(committed?.partitions.find((x) => x.partition === p)?.offset ?? -1);
+    const start = at >= 0 ? at : (lows.get(p) ?? 0);
+    if (start < end) remaining.add(p);
+  }
+  if (remaining.size === 0) return;
+  const consumer = kafka.consumer({
+    groupId,
+    maxWaitTimeInMs: 200,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1000,
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let stop = false;
+  let lastProgress = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    // Records past the committed position may all be invisible (aborted transactions, markers):
+    // a read that makes no progress for a while has reached the end.
+    const idle = setInterval(() => {
+      if (Date.now() - lastProgress > 15_000) resolve();
+    }, 1000);
+    const finish = () => {
+      clearInterval(idle);
+      resolve();
+    };
+    consumer
+      .run({
+        autoCommit: false,
+        eachBatch: async ({ batch, heartbeat }) => {
+          lastProgress = Date.now();
+          if (stop || !remaining.has(batch.partition)) return;
+          const end = ends.get(batch.partition) ?? 0;
+          const messages = batch.messages.filter((m) => Number(m.offset) < end);
+          if (messages.length > 0 && (await onBatch(batch.partition, messages)) === 'stop') stop = true;
+          await heartbeat();
+          const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
+          if (last + 1 >= end || Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
+          if (stop || remaining.size === 0) finish();
+        },
+      })
+      .catch((error: unknown) => {
+        clearInterval(idle);
+        reject(error);
+      });
+  });
+  await consumer.disconnect();
+}
+
+/** Lists dead-lettered jobs (the newest `limit` when more exist). Leaves no consumer group behind. */
+export async function listDeadJobs(
+  conn: KafkaConnection,
+  topic: string,
+  opts: { limit?: number; dlqTopic?: string } = {},
+): Promise<DeadJob[]> {
+  const dlq = opts.dlqTopic ?? topicNames(topic, 0).dlq;
+  const groupId = `strand-dlq-list-${randomUUID()}`;
+  const jobs: DeadJob[] = [];
+  await readToEnd(conn, dlq, groupId, async (partition, messages) => {
+    for (const m of messages) jobs.push(toDeadJob(partition, m));
+    return 'continue';
+  });
+  const admin = createKafka(conn).admin();
+  await admin.connect();
+  await admin.deleteGroups([groupId]).catch(() => undefined);
+  await admin.disconnect();
+  jobs.sort(
+    (a, b) =>
+      (a.failedAt ?? 0) - (b.failedAt ?? 0) ||
+      a.partition - b.partition ||
+      Number(a.offset) - Number(b.offset),
+  );
+  return opts.limit !== undefined && jobs.length > opts.limit ? jobs.slice(jobs.length - opts.limit) : jobs;
+}
+
+export interface ReplayFilter {
+  errorClass?: string;
+  key?: string;
+  /** Only jobs that failed at or after this time (ms since epoch). */
+  since?: number;
+}
+
+export interface ReplayOptions extends ReplayFilter {
+  dlqTopic?: string;
+  /** Max jobs to replay in this run. */
+  limit?: number;
+  /** Max jobs per second. */
+  rate?: number;
+  dryRun?: boolean;
+  onProgress?: (p: { scanned: number; matched: number; sent: number }) => void;
+}
+
+export interface ReplayResult {
+  scanned: number;
+  matched: number;
+  sent: number;
+  dryRun: boolean;
+  group: string;
+  jobs: DeadJob[];
+}
+
+function matches(job: DeadJob, f: ReplayFilter): boolean {
+  if (f.errorClass !== undefined && job.errorClass !== f.errorClass) return false;
+  if (f.key !== undefined && job.key !== f.key) return false;
+  if (f.since !== undefined && (job.failedAt ?? 0) < f.since) return false;
+  return true;
+}
+
+const FAILURE_HEADERS = [
+  HEADERS.dueAt,
+  HEADERS.failedAt,
+  HEADERS.errorClass,
+  HEADERS.errorMessage,
+  HEADERS.errorStack,
+  HEADERS.decodeReason,
+  HEADERS.group,
+];
+
+function replayHeaders(m: KafkaMessage): IHeaders {
+  const out: IHeaders = {};
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
+    if (v !== undefined && !FAILURE_HEADERS.includes(k as never)) out[k] = v;
+  }
+  out[HEADERS.attempt] = '1';
+  out[HEADERS.replayCount] = String(Number(headerString(m.headers, HEADERS.replayCount) ?? '0') + 1);
+  return out;
+}
+
+/** The replay group: one per job topic and filter, so each filter resumes where it stopped. */
+export function replayGroup(topic: string, f: ReplayFilter): string {
+  const hash = createHash('sha256')
+    .update(JSON.stringify([f.errorClass ?? null, f.key ?? null, f.since ?? null]))
+    .digest('hex')
+    .slice(0, 12);
+  return `strand-dlq-replay.${topic}.${hash}`;
+}
+
+/**
+ * Re-publishes matching dead jobs to the job topic (key and bytes kept, `strand-attempt` reset,
+ * `strand-replay-count` incremented). Each batch is sent and its DLQ position committed in one Kafka
+ * transaction, so an interrupted replay resumes where it stopped and never sends a job twice.
+ */
+export async function replayDeadJobs(
+  conn: KafkaConnection,
+  topic: string,
+  opts: ReplayOptions = {},
+): Promise<ReplayResult> {
+  const dlq = opts.dlqTopic ?? topicNames(topic, 0).dlq;
+  const filter: ReplayFilter = {
+    ...(opts.errorClass !== undefined ? { errorClass: opts.errorClass } : {}),
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.since !== undefined ? { since: opts.since } : {}),
+  };
+  const group = opts.dryRun ? `strand-dlq-dryrun-${randomUUID()}` : replayGroup(topic, filter);
+  const result: ReplayResult = {
+    scanned: 0,
+    matched: 0,
+    sent: 0,
+    dryRun: opts.dryRun === true,
+    group,
+    jobs: [],
+  };
+  const kafka = createKafka(conn);
+  const producer = opts.dryRun
+    ? undefined
+    : kafka.producer({
+        transactionalId: group,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+      });
+  await producer?.connect();
+  const limiter = opts.rate ? new RateLimiter(Math.max(1, opts.rate), 1000) : undefined;
+  const limit = opts.limit ?? Number.POSITIVE_INFINITY;
+  try {
+    await readToEnd(conn, dlq, group, async (partition, messages) => {
+      const toSend: KafkaMessage[] = [];
+      let lastOffset = Number(messages[0]!.offset) - 1;
+      for (const m of messages) {
+        if (result.matched >= limit) break;
+        result.scanned++;
+        lastOffset = Number(m.offset);
+        const job = toDeadJob(partition, m);
+        if (!matches(job, filter)) continue;
+        result.matched++;
+        result.jobs.push(job);
+        toSend.push(m);
+      }
+      if (producer) {
+        // Rate limiting happens before the transaction opens, so no transaction stays open for long.
+        for (let i = 0; i < toSend.length && limiter; i++) {
+          while (!limiter.tryTake()) await new Promise((r) => setTimeout(r, limiter.msUntilNext()));
+        }
+        const tx = await producer.transaction();
+        try {
+          if (toSend.length > 0) {
+            await tx.send({
+              topic,
+              acks: -1,
+              messages: toSend.map((m) => ({ key: m.key, value: m.value, headers: replayHeaders(m) })),
+            });
+          }
+          await tx.sendOffsets({
+            consumerGroupId: group,
+            topics: [{ topic: dlq, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
+          });
+          await tx.commit();
+        } catch (error) {
+          await tx.abort().catch(() => undefined);
+          throw error;
+        }
+        result.sent += toSend.length;
+      }
+      opts.onProgress?.({ scanned: result.scanned, matched: result.matched, sent: result.sent });
+      return result.matched >= limit ? 'stop' : 'continue';
+    });
+  } finally {
+    await producer?.disconnect();
+    if (opts.dryRun) {
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.deleteGroups([group]).catch(() => undefined);
+      await admin.disconnect();
+    }
+  }
+  return result;
+}
