@@ -20,6 +20,7 @@ export {
 export { type FailureKind, JobTimeoutError, NonRetriableError, RetryLaterError } from './failure/errors.js';
 export { HEADERS } from './headers.js';
 export { MemoryIdempotencyStore } from './idempotency/memory-store.js';
+export { RedisIdempotencyStore, type RedisStoreOptions } from './idempotency/redis-store.js';
 export { type BeginResult, type IdempotencyStore, StoreUnavailableError } from './idempotency/store.js';
 export type { KafkaConnection } from './kafka/client.js';
 export { createJobTopics, type JobTopicsSpec, type TopicOutcome } from './kafka/topics.js';

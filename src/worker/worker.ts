@@ -608,7 +608,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       }
       this.emit('job:started', job);
       const started = performance.now();
-      const error = await this.runHandler(job, controller, log.child({ attempt }));
+      const renewal = lease === 'acquired' ? this.renewLease(item, job, log) : undefined;
+      const error = await this.runHandler(job, controller, log.child({ attempt })).finally(() =>
+        clearInterval(renewal),
+      );
       const seconds = (performance.now() - started) / 1000;
       this.metrics.processingLatency.observe(this.labels, seconds);
       if (error === undefined) {
@@ -674,6 +677,29 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       this.emit('job:retried', job, route);
       return true;
     }
+  }
+
+  /** Keeps the idempotency lease alive while the handler runs (every third of the lease). */
+  private renewLease(item: WorkItem, job: Job<unknown>, log: Logger): NodeJS.Timeout {
+    const idem = this.options.idempotency!;
+    const id = this.idemKey(item, job);
+    const timer = setInterval(
+      () => {
+        this.store!.renew(id, this.workerId, idem.leaseMs).then(
+          (held) => {
+            if (!held)
+              log.warn(
+                { idempotencyKey: id },
+                'idempotency lease lost while the job ran (it outlived leaseMs?)',
+              );
+          },
+          (error: unknown) => log.warn({ err: error }, 'could not renew the idempotency lease'),
+        );
+      },
+      Math.max(50, Math.floor(idem.leaseMs / 3)),
+    );
+    timer.unref();
+    return timer;
   }
 
   private async finishLease(item: WorkItem, job: Job<unknown>, log: Logger): Promise<void> {
@@ -790,7 +816,6 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       .catch((e: unknown) => this.logger.warn({ err: e }, 'consumer disconnect failed'));
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
-    await this.store?.close?.().catch(() => undefined);
     this.state = 'stopped';
     this.joined = false;
     this.logger.info({ worker: this.workerId }, 'worker stopped');

@@ -4,7 +4,9 @@
  * completion (C) to the ledger file, synchronously, so a SIGKILL loses nothing already written.
  */
 import { appendFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import { NonRetriableError } from '../../src/failure/errors.js';
+import { RedisIdempotencyStore } from '../../src/idempotency/redis-store.js';
 import { defineWorker } from '../../src/worker/options.js';
 import type { Payment } from './jobs.js';
 
@@ -22,12 +24,19 @@ interface Settings {
   maxAttempts?: number;
   commitIntervalMs?: number;
   shutdownTimeoutMs?: number;
-  redisIdempotency?: boolean;
+  /** Use the Redis idempotency store with this key prefix. */
+  redisPrefix?: string;
   leaseMs?: number;
+  sessionTimeoutMs?: number;
+  /** RPUSH the job id to this Redis list as the handler's side effect, after its work. */
+  sideEffectList?: string;
+  /** Jobs whose memo is "long" sleep this long before their side effect. */
+  longMs?: number;
 }
 
 const s = JSON.parse(process.env.STRAND_TEST_WORKER ?? '{}') as Settings;
 const tag = `${process.pid}`;
+const redis = s.sideEffectList ? new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: false }) : undefined;
 
 export default defineWorker<Payment>({
   topic: s.topic,
@@ -37,9 +46,17 @@ export default defineWorker<Payment>({
   maxBufferedJobs: s.maxBufferedJobs ?? 1000,
   commitIntervalMs: s.commitIntervalMs ?? 500,
   shutdownTimeoutMs: s.shutdownTimeoutMs ?? 10_000,
-  sessionTimeoutMs: 10_000,
+  sessionTimeoutMs: s.sessionTimeoutMs ?? 10_000,
   heartbeatIntervalMs: 1000,
   retry: { tiers: s.tiers ?? [], inPlace: s.inPlace ?? 1, maxAttempts: s.maxAttempts ?? 5 },
+  ...(s.redisPrefix
+    ? {
+        idempotency: {
+          store: new RedisIdempotencyStore({ keyPrefix: s.redisPrefix }),
+          leaseMs: s.leaseMs ?? 5000,
+        },
+      }
+    : {}),
   handler: async (job) => {
     appendFileSync(
       s.ledger,
@@ -49,6 +66,8 @@ export default defineWorker<Payment>({
     const max = s.maxMs ?? 0;
     if (max > 0) await new Promise((r) => setTimeout(r, min + Math.random() * (max - min)));
     const memo = job.data.memo ?? '';
+    if (memo === 'long') await new Promise((r) => setTimeout(r, s.longMs ?? 1000));
+    if (redis && s.sideEffectList) await redis.rpush(s.sideEffectList, job.id);
     if (memo === 'fail-always') throw new Error('downstream rejected the payment');
     if (memo === 'poison') throw new NonRetriableError('payment can never be applied');
     if (memo.startsWith('fail-times-') && job.attempt <= Number(memo.slice('fail-times-'.length))) {

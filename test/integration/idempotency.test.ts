@@ -1,0 +1,226 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { RedisIdempotencyStore } from '../../src/idempotency/redis-store.js';
+import { createKafka } from '../../src/kafka/client.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { JobProducer } from '../../src/producer/job-producer.js';
+import type { WorkerOptions } from '../../src/worker/options.js';
+import { Worker } from '../../src/worker/worker.js';
+import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
+import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
+import { WorkerFleet } from '../support/processes.js';
+import { TcpProxy } from '../support/proxy.js';
+
+const quiet = createLogger({ level: 'error' });
+const redis = new Redis({ host: '127.0.0.1', port: 6379 });
+let fleet: WorkerFleet | undefined;
+afterEach(async () => {
+  await fleet?.killAll();
+  fleet = undefined;
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+function payment(i: number, key = 'acct-1'): Payment {
+  return {
+    paymentId: `p${i}`,
+    accountId: key,
+    amountCents: i,
+    currency: 'EUR',
+    sequence: i,
+    createdAt: Date.now(),
+    memo: null,
+  };
+}
+
+function worker(
+  topic: string,
+  opts: Partial<WorkerOptions<Payment>> & Pick<WorkerOptions<Payment>, 'handler'>,
+) {
+  return new Worker<Payment>({
+    brokers: stack().brokers,
+    registry: { url: stack().registryUrl },
+    topic,
+    groupId: uniqueName(`${topic}-g`),
+    retry: { tiers: [] },
+    logger: quiet,
+    commitIntervalMs: 200,
+    ...opts,
+  });
+}
+
+async function dlqDepth(topic: string): Promise<number> {
+  const admin = createKafka(stack().connection).admin();
+  await admin.connect();
+  const n = (await admin.fetchTopicOffsets(`${topic}.dlq`)).reduce((s, o) => s + Number(o.high), 0);
+  await admin.disconnect();
+  return n;
+}
+
+describe('idempotency with a real Redis', () => {
+  it.each(['redis', 'memory'] as const)(
+    'the same job id enqueued three times runs its side effect once (%s store)',
+    async (kind) => {
+      const { topic, cleanup } = await jobTopic('idem-dup', { partitions: 2 });
+      const producer = new JobProducer<Payment>({
+        brokers: stack().brokers,
+        registry: { url: stack().registryUrl },
+        topic,
+        schema: paymentSchema,
+        logger: quiet,
+      });
+      await producer.connect();
+      for (let i = 0; i < 3; i++)
+        await producer.enqueue({ key: 'acct-1', data: payment(i), jobId: 'order-42-capture' });
+      await producer.enqueue({ key: 'acct-1', data: payment(9), jobId: 'order-43-capture' });
+      await producer.disconnect();
+      const effects: string[] = [];
+      const store =
+        kind === 'redis' ? new RedisIdempotencyStore({ keyPrefix: `${uniqueName('t')}:` }) : 'memory';
+      const w = worker(topic, {
+        idempotency: { store, leaseMs: 5000 },
+        handler: async (job) => void effects.push(job.id),
+      });
+      let duplicates = 0;
+      w.on('job:duplicate', () => void duplicates++);
+      await w.start();
+      await waitUntil(() => effects.length === 2 && duplicates === 2, {
+        timeoutMs: 20_000,
+        what: '2 runs and 2 duplicates',
+      });
+      const metrics = await w.metrics.registry.getSingleMetricAsString('queue_jobs_total');
+      await w.stop();
+      if (typeof store !== 'string') await store.close();
+      expect(effects.sort()).toEqual(['order-42-capture', 'order-43-capture']);
+      expect(metrics).toMatch(/outcome="duplicate"} 2/);
+      expect(metrics).toMatch(/outcome="completed"} 2/);
+      await cleanup();
+    },
+  );
+
+  it('a job whose lease holder died is taken over after leaseMs, not before', async () => {
+    const { topic, cleanup } = await jobTopic('idem-lease', { partitions: 1 });
+    const prefix = `${uniqueName('lease')}:`;
+    const store = new RedisIdempotencyStore({ keyPrefix: prefix });
+    const producer = new JobProducer<Payment>({
+      brokers: stack().brokers,
+      registry: { url: stack().registryUrl },
+      topic,
+      schema: paymentSchema,
+      logger: quiet,
+    });
+    await producer.connect();
+    await producer.enqueue({ key: 'acct-1', data: payment(1), jobId: 'held-by-a-dead-worker' });
+    await producer.disconnect();
+    const leaseMs = 3000;
+    const heldAt = Date.now();
+    expect(await store.begin('held-by-a-dead-worker', 'crashed-worker', leaseMs)).toBe('acquired');
+    let startedAt = 0;
+    const w = worker(topic, {
+      idempotency: { store, leaseMs },
+      handler: async () => void (startedAt = Date.now()),
+    });
+    await w.start();
+    await waitUntil(() => startedAt > 0, { timeoutMs: 20_000, what: 'takeover' });
+    await w.stop();
+    await store.close();
+    const waited = startedAt - heldAt;
+    console.info(`lease ${leaseMs} ms: taken over after ${waited} ms`);
+    expect(waited).toBeGreaterThanOrEqual(leaseMs);
+    expect(waited).toBeLessThan(leaseMs + 2500);
+    await cleanup();
+  });
+
+  it('Redis unreachable mid-run: no job runs without the store, none is dead-lettered, all complete after', async () => {
+    const { topic, cleanup } = await jobTopic('idem-outage', { partitions: 3, tierDelays: [500] });
+    const proxy = new TcpProxy('127.0.0.1', 6379);
+    const port = await proxy.start();
+    const store = new RedisIdempotencyStore({
+      port,
+      keyPrefix: `${uniqueName('outage')}:`,
+      socketTimeoutMs: 500,
+      connectTimeoutMs: 500,
+    });
+    await enqueuePayments(topic, 100, 20);
+    const ran = new Set<string>();
+    let outage = false;
+    let ranDuringOutage = 0;
+    const w = worker(topic, {
+      retry: { tiers: [500] },
+      idempotency: { store, leaseMs: 5000 },
+      handler: async (job) => {
+        if (outage) ranDuringOutage++;
+        ran.add(job.id);
+      },
+    });
+    await w.start();
+    await waitUntil(() => ran.size === 100, { timeoutMs: 20_000, what: 'first 100' });
+    await proxy.cut();
+    outage = true;
+    await enqueuePayments(topic, 100, 20);
+    await new Promise((r) => setTimeout(r, 4000));
+    const failures = await w.metrics.registry.getSingleMetricAsString('queue_failures_total');
+    expect(ranDuringOutage).toBe(0);
+    expect(failures).toMatch(/error_class="StoreUnavailable"} [1-9]/);
+    outage = false;
+    await proxy.restore();
+    await waitUntil(() => ran.size === 200, { timeoutMs: 60_000, what: 'all 200 after Redis is back' });
+    await w.stop();
+    await store.close();
+    await proxy.cut();
+    expect(await dlqDepth(topic)).toBe(0);
+    await cleanup();
+  });
+
+  it('two workers, SIGKILL one in the middle of long jobs, 20 times: every side effect exactly once', async () => {
+    const { topic, cleanup } = await jobTopic('idem-kill', { partitions: 4 });
+    const groupId = uniqueName('idem-kill-g');
+    const list = uniqueName('ledger');
+    const jobs = 40;
+    const { jobIds } = await enqueuePayments(topic, jobs, 8, { memo: () => 'long' });
+    fleet = new WorkerFleet({
+      topic,
+      groupId,
+      concurrency: 2,
+      redisPrefix: `${uniqueName('kill')}:`,
+      leaseMs: 1500,
+      sideEffectList: list,
+      longMs: 800,
+      sessionTimeoutMs: 6000,
+    });
+    fleet.start();
+    fleet.start();
+    let kills = 0;
+    while (kills < 20) {
+      // Kill a worker that is inside a long job (started, not completed).
+      const lines = fleet.read();
+      const done = new Set(lines.filter((l) => l.kind === 'C').map((l) => l.jobId));
+      if (done.size >= jobs) break;
+      const busyPids = new Set(lines.filter((l) => l.kind === 'S' && !done.has(l.jobId)).map((l) => l.pid));
+      const victim = fleet.alive.find((c) => busyPids.has(String(c.pid)));
+      if (victim) {
+        await new Promise((r) => setTimeout(r, 200));
+        await fleet.kill(victim, 'SIGKILL');
+        kills++;
+        fleet.start();
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await waitUntil(() => fleet!.completedIds().size >= jobs, {
+      timeoutMs: 120_000,
+      intervalMs: 500,
+      what: 'all jobs',
+    });
+    const effects = await redis.lrange(list, 0, -1);
+    const counts = new Map<string, number>();
+    for (const id of effects) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const starts = fleet.read().filter((l) => l.kind === 'S').length;
+    console.info(`${kills} kills: ${starts} handler starts for ${jobs} jobs, ${effects.length} side effects`);
+    expect(kills).toBeGreaterThanOrEqual(10);
+    expect(new Set(counts.keys())).toEqual(new Set(jobIds));
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    await redis.del(list);
+    await cleanup();
+  }, 300_000);
+});
