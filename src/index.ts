@@ -24,6 +24,7 @@ export { RedisIdempotencyStore, type RedisStoreOptions } from './idempotency/red
 export { type BeginResult, type IdempotencyStore, StoreUnavailableError } from './idempotency/store.js';
 export type { KafkaConnection } from './kafka/client.js';
 export { createJobTopics, type JobTopicsSpec, type TopicOutcome } from './kafka/topics.js';
+export { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from './lag/lag.js';
 export {
   type EnqueueResult,
   type JobInput,

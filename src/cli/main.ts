@@ -4,6 +4,7 @@ import { configureProgram, handleCommanderExit } from './common.js';
 import { registerDev } from './dev.js';
 import { registerDlq } from './dlq.js';
 import { registerEnqueue } from './enqueue.js';
+import { registerLag } from './lag.js';
 import { registerTopics } from './topics.js';
 import { registerWorker } from './worker.js';
 
@@ -17,6 +18,7 @@ registerEnqueue(program);
 registerTopics(program);
 registerWorker(program);
 registerDlq(program);
+registerLag(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { AvroCodec, DecodeError, RegistryUnavailableError, SchemaRegistryGateway } from '../codec/index.js';
 import { StrandError } from '../errors.js';
@@ -17,6 +18,8 @@ import {
   type KafkaConnection,
   type Producer,
 } from '../kafka/client.js';
+import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from '../lag/lag.js';
+import { startMetricsServer } from '../observability/http.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
 import { QueueMetrics } from '../observability/metrics.js';
 import { KeyScheduler } from './key-scheduler.js';
@@ -111,6 +114,14 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private limiterTimer: NodeJS.Timeout | undefined;
   private commitChain: Promise<void> = Promise.resolve();
   private readonly stopController = new AbortController();
+  /** Accepted, unfinished items in acceptance order (the first is the oldest). */
+  private readonly pending = new Map<WorkItem, true>();
+  private lagTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private server: Server | undefined;
+  private readonly desired: DesiredReplicas;
+  /** The last lag reading (also exported as queue_depth_pending). */
+  lastLag: PartitionLag[] = [];
   private readonly labels: { topic: string; group: string };
 
   constructor(options: WorkerOptions<T>) {
@@ -132,6 +143,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     }
     this.metrics = new QueueMetrics();
     this.labels = { topic: o.topic, group: o.groupId };
+    this.desired = new DesiredReplicas(o.autoscale);
   }
 
   /** Accepted jobs not yet finished, and their bytes. */
@@ -183,6 +195,15 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     });
     await this.producer.connect();
     this.router = new OutcomeRouter(this.producer, this.topics, o.retry.tiers, o.groupId);
+    if (o.metrics) {
+      // Up before the group join, so /readyz can say "not yet" and /healthz answers throughout.
+      this.server = await startMetricsServer({
+        port: o.metrics.port,
+        host: o.metrics.host,
+        registry: this.metrics.registry,
+        ready: () => this.ready,
+      });
+    }
     this.consumer = kafka.consumer({
       groupId: o.groupId,
       sessionTimeout: o.sessionTimeoutMs,
@@ -213,7 +234,13 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     });
     this.commitTimer = setInterval(() => void this.commit(), o.commitIntervalMs);
     this.commitTimer.unref();
+    this.heartbeatTimer = setInterval(() => this.beat(), 1000);
+    this.heartbeatTimer.unref();
+    this.beat();
+    this.lagTimer = setInterval(() => void this.refreshLag(), o.lagIntervalMs);
+    this.lagTimer.unref();
     this.state = 'running';
+    void this.refreshLag();
     this.logger.info(
       {
         topic: o.topic,
@@ -224,6 +251,42 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       },
       'worker started',
     );
+  }
+
+  /** Port of the metrics server (useful with `metrics: { port: 0 }`). */
+  get metricsPort(): number | undefined {
+    const address = this.server?.address();
+    return typeof address === 'object' && address ? address.port : undefined;
+  }
+
+  private beat(): void {
+    this.metrics.heartbeat.set({ worker: this.workerId }, Date.now() / 1000);
+    const oldest = this.pending.keys().next().value;
+    this.metrics.oldestPendingAge.set(this.labels, oldest ? (Date.now() - oldest.acceptedAt) / 1000 : 0);
+  }
+
+  /** Reads lag, DLQ depth and the desired replica count from the broker. */
+  async refreshLag(): Promise<PartitionLag[]> {
+    if (!this.admin) return this.lastLag;
+    try {
+      const lag = await computeLag(this.admin, this.options.groupId, [
+        this.topics.main,
+        ...this.topics.tiers,
+      ]);
+      this.metrics.depthPending.reset();
+      for (const l of lag)
+        this.metrics.depthPending.set(
+          { topic: l.topic, partition: String(l.partition), group: this.options.groupId },
+          l.lag,
+        );
+      const total = lag.reduce((sum, l) => sum + l.lag, 0);
+      this.metrics.desiredReplicas.set({ group: this.options.groupId }, this.desired.update(total));
+      this.metrics.dlqDepth.set(this.labels, await dlqDepth(this.admin, this.topics.main, this.topics.dlq));
+      this.lastLag = lag;
+    } catch (error) {
+      this.logger.warn({ err: error }, 'lag refresh failed');
+    }
+    return this.lastLag;
   }
 
   // ---- intake -------------------------------------------------------------------------------
@@ -336,6 +399,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       tracker.accept(offset);
       this.bufferedJobs++;
       this.bufferedBytes += item.size;
+      this.pending.set(item, true);
       this.scheduler.add(item);
       resolveOffset(message.offset);
       this.pump();
@@ -470,6 +534,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   }
 
   private release(item: WorkItem): void {
+    this.pending.delete(item);
     this.bufferedJobs--;
     this.bufferedBytes -= item.size;
     this.wakeIntake();
@@ -542,7 +607,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     const id = idem.key ? idem.key(job as never) : item.jobId;
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await this.store.begin(id, this.workerId, idem.leaseMs);
+        const result = await this.store.begin(id, this.leaseOwner(item), idem.leaseMs);
         if (result !== 'busy') return result;
         if (attempt % 20 === 0)
           log.info({ idempotencyKey: id }, 'job id is leased by another worker; waiting');
@@ -555,6 +620,14 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         await this.retryWait(item, backoffDelay({ baseMs: 200, maxMs: 5000, jitter: 0.2 }, attempt));
       }
     }
+  }
+
+  /**
+   * The lease owner is this worker *and* this record: two records with one job id (a duplicate
+   * enqueue) must not both hold the lease, even inside one worker.
+   */
+  private leaseOwner(item: WorkItem): string {
+    return `${this.workerId}/${item.tp}/${item.offset}`;
   }
 
   private idemKey(item: WorkItem, job: Job<unknown>): string {
@@ -623,7 +696,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         return true;
       }
       if (lease === 'acquired')
-        await this.store!.release(this.idemKey(item, job), this.workerId).catch(() => undefined);
+        await this.store!.release(this.idemKey(item, job), this.leaseOwner(item)).catch(() => undefined);
       if (this.state !== 'running' && this.stopController.signal.aborted) {
         this.emit('job:failed', job, error, { next: 'abandoned', attempt });
         throw new Abandoned();
@@ -685,7 +758,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     const id = this.idemKey(item, job);
     const timer = setInterval(
       () => {
-        this.store!.renew(id, this.workerId, idem.leaseMs).then(
+        this.store!.renew(id, this.leaseOwner(item), idem.leaseMs).then(
           (held) => {
             if (!held)
               log.warn(
@@ -707,7 +780,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     const id = this.idemKey(item, job);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.store!.complete(id, this.workerId, idem.retainMs);
+        await this.store!.complete(id, this.leaseOwner(item), idem.retainMs);
         return;
       } catch (error) {
         if (attempt % 10 === 0)
@@ -794,7 +867,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.state = 'stopping';
     this.wakeIntake();
     clearInterval(this.commitTimer);
+    clearInterval(this.lagTimer);
+    clearInterval(this.heartbeatTimer);
     clearTimeout(this.limiterTimer);
+    clearTimeout(this.rebalanceCommitTimer);
     for (const owned of this.owned.values()) clearTimeout(owned.resumeTimer);
     this.consumer?.pause([this.topics.main, ...this.topics.tiers].map((topic) => ({ topic })));
     const budget = opts.timeoutMs ?? this.options.shutdownTimeoutMs;
@@ -816,6 +892,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       .catch((e: unknown) => this.logger.warn({ err: e }, 'consumer disconnect failed'));
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.state = 'stopped';
     this.joined = false;
     this.logger.info({ worker: this.workerId }, 'worker stopped');

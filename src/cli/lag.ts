@@ -1,0 +1,245 @@
+import type { Command } from 'commander';
+import { topicNames } from '../failure/topics.js';
+import { createKafka, type KafkaConnection } from '../kafka/client.js';
+import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from '../lag/lag.js';
+import { startMetricsServer } from '../observability/http.js';
+import { QueueMetrics } from '../observability/metrics.js';
+import { action, CliError, colour, EXIT, parseIntOption } from './common.js';
+import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
+
+async function topicsOf(
+  conn: KafkaConnection,
+  groupId: string,
+  topic: string | undefined,
+): Promise<string[]> {
+  if (topic) return [topic];
+  const admin = createKafka(conn).admin();
+  await admin.connect();
+  try {
+    const res = await admin.fetchOffsets({ groupId });
+    const topics = res.map((r) => r.topic).filter((t) => !/\.(dlq|retry\.\d+)$/.test(t));
+    if (topics.length === 0) {
+      throw new CliError(
+        `group ${groupId} has no committed offsets; name the topic with --topic`,
+        EXIT.usage,
+      );
+    }
+    return topics;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function readLag(conn: KafkaConnection, groupId: string, topics: string[]): Promise<PartitionLag[]> {
+  const admin = createKafka(conn).admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t));
+    if (missing.length) throw new CliError(`topic ${missing.join(', ')} does not exist`, EXIT.failure);
+    return await computeLag(admin, groupId, topics);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function render(lag: PartitionLag[], previous: Map<string, number>, seconds: number): string {
+  const rows = lag.map((l) => {
+    const key = `${l.topic}:${l.partition}`;
+    const before = previous.get(key);
+    let trend = '';
+    if (before !== undefined && seconds > 0) {
+      const rate = (l.lag - before) / seconds;
+      trend =
+        rate > 0
+          ? colour.red(`↑ ${rate.toFixed(1)}/s`)
+          : rate < 0
+            ? colour.green(`↓ ${(-rate).toFixed(1)}/s`)
+            : '=';
+    }
+    return [
+      l.topic,
+      String(l.partition),
+      String(l.end),
+      l.committed === null ? '-' : String(l.committed),
+      String(l.lag),
+      trend,
+    ];
+  });
+  const head = ['TOPIC', 'PARTITION', 'END', 'COMMITTED', 'LAG', 'TREND'];
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => r[i]!.replace(/\u001b\[\d+m/g, '').length)),
+  );
+  const lines = [head, ...rows].map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
+  lines.push(`total lag ${lag.reduce((s, l) => s + l.lag, 0)}`);
+  return lines.join('\n');
+}
+
+export function registerLag(program: Command): void {
+  const lag = program
+    .command('lag')
+    .description('consumer lag per partition (end offset − committed), without a running worker')
+    .requiredOption('--group <id>', 'consumer group')
+    .option('--topic <topic>', 'job topic (default: every topic the group committed on)')
+    .option('--json', 'machine-readable output')
+    .option('--watch', 'refresh every --interval')
+    .option('--interval <ms>', 'refresh period for --watch', parseIntOption('--interval', 100), 2000);
+  withConnectionFlags(lag, { registry: false }).addHelpText(
+    'after',
+    `
+A partition without a committed offset counts every retained record (end − log start).
+
+Examples:
+  strand lag --group payments-workers
+  strand lag --group payments-workers --topic payments --json
+  strand lag --group payments-workers --watch`,
+  );
+  lag.action(
+    action(
+      async (
+        flags: ConnectionFlags & {
+          group: string;
+          topic?: string;
+          json?: boolean;
+          watch?: boolean;
+          interval: number;
+        },
+      ) => {
+        const { kafka } = resolveConnection(flags);
+        const topics = await topicsOf(kafka, flags.group, flags.topic);
+        const previous = new Map<string, number>();
+        let last = Date.now();
+        for (;;) {
+          const rows = await readLag(kafka, flags.group, topics);
+          const now = Date.now();
+          if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+          else {
+            if (flags.watch && process.stdout.isTTY) process.stdout.write('\u001b[2J\u001b[H');
+            process.stdout.write(`${render(rows, previous, (now - last) / 1000)}\n`);
+          }
+          if (!flags.watch) return;
+          for (const r of rows) previous.set(`${r.topic}:${r.partition}`, r.lag);
+          last = now;
+          await new Promise((r) => setTimeout(r, flags.interval));
+        }
+      },
+    ),
+  );
+
+  const exporter = program
+    .command('exporter')
+    .description(
+      'standalone Prometheus exporter of lag, DLQ depth and desired replicas (workers may be down)',
+    )
+    .requiredOption('--group <id>', 'consumer group')
+    .option('--topic <topic>', 'job topic (default: every topic the group committed on)')
+    .option('--port <port>', 'HTTP port', parseIntOption('--port', 0), 9464)
+    .option('--host <host>', 'bind address', '0.0.0.0')
+    .option('--interval <ms>', 'refresh period', parseIntOption('--interval', 100), 5000)
+    .option(
+      '--target-lag-per-replica <n>',
+      'lag one replica should handle',
+      parseIntOption('--target-lag-per-replica', 1),
+      500,
+    )
+    .option(
+      '--min-replicas <n>',
+      'lower bound of queue_desired_replicas',
+      parseIntOption('--min-replicas', 0),
+      1,
+    )
+    .option(
+      '--max-replicas <n>',
+      'upper bound of queue_desired_replicas',
+      parseIntOption('--max-replicas', 1),
+      50,
+    );
+  withConnectionFlags(exporter, { registry: false }).addHelpText(
+    'after',
+    `
+Exposes queue_depth_pending, queue_dlq_depth and queue_desired_replicas on /metrics, with the
+same names and labels as a worker, so an HPA or KEDA keeps a signal when workers are scaled to zero.
+
+Examples:
+  strand exporter --group payments-workers --topic payments --port 9464`,
+  );
+  exporter.action(
+    action(
+      async (
+        flags: ConnectionFlags & {
+          group: string;
+          topic?: string;
+          port: number;
+          host: string;
+          interval: number;
+          targetLagPerReplica: number;
+          minReplicas: number;
+          maxReplicas: number;
+        },
+      ) => {
+        const { kafka } = resolveConnection(flags);
+        const topics = await topicsOf(kafka, flags.group, flags.topic);
+        const metrics = new QueueMetrics();
+        const desired = new DesiredReplicas({
+          targetLagPerReplica: flags.targetLagPerReplica,
+          minReplicas: flags.minReplicas,
+          maxReplicas: flags.maxReplicas,
+          scaleDownWindowMs: 300_000,
+        });
+        const admin = createKafka(kafka).admin();
+        await admin.connect();
+        let healthy = false;
+        const refresh = async () => {
+          try {
+            const lag = await computeLag(admin, flags.group, topics);
+            metrics.depthPending.reset();
+            for (const l of lag)
+              metrics.depthPending.set(
+                { topic: l.topic, partition: String(l.partition), group: flags.group },
+                l.lag,
+              );
+            metrics.desiredReplicas.set(
+              { group: flags.group },
+              desired.update(lag.reduce((s, l) => s + l.lag, 0)),
+            );
+            for (const t of topics) {
+              metrics.dlqDepth.set(
+                { topic: t, group: flags.group },
+                await dlqDepth(admin, t, topicNames(t, 0).dlq).catch(() => 0),
+              );
+            }
+            healthy = true;
+          } catch (error) {
+            healthy = false;
+            process.stderr.write(`strand exporter: refresh failed: ${(error as Error).message}\n`);
+          }
+        };
+        await refresh();
+        const server = await startMetricsServer({
+          port: flags.port,
+          host: flags.host,
+          registry: metrics.registry,
+          ready: () => healthy,
+        });
+        const address = server.address();
+        process.stdout.write(
+          `exporting lag of group ${flags.group} on http://${flags.host}:${typeof address === 'object' && address ? address.port : flags.port}/metrics\n`,
+        );
+        const timer = setInterval(() => void refresh(), flags.interval);
+        const stop = () => {
+          clearInterval(timer);
+          server.close();
+          void admin.disconnect().finally(() => process.exit(EXIT.ok));
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        await new Promise(() => undefined);
+      },
+    ),
+  );
+}
