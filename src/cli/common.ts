@@ -23,9 +23,19 @@ export const colour = {
   dim: (s: string) => (useColour() ? `\u001b[2m${s}\u001b[22m` : s),
 };
 
+const UNREACHABLE =
+  /Connection error|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|KafkaJSNonRetriableError.*connect/i;
+
 /** One line: the message, with the first cause appended when it adds something. */
 export function oneLine(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
+  if (
+    error.name.startsWith('KafkaJS') &&
+    UNREACHABLE.test(`${error.message} ${String((error as { cause?: Error }).cause?.message ?? '')}`)
+  ) {
+    const detail = (error.message.split('\n')[0] ?? '').replace(/^Connection error: /, '');
+    return `cannot reach Kafka (${detail}); check --brokers or STRAND_BROKERS`;
+  }
   const code = (error as { exitCode?: number; code?: string }).code;
   let message = error.message.split('\n')[0] ?? error.message;
   if (code === 'DEVSTACK') message = error.message; // devstack errors may carry a log tail on purpose

@@ -22,6 +22,8 @@ export function resolveConnection(flags: ConnectionFlags): { kafka: KafkaConnect
   const stackUp = running?.alive.every(Boolean) ? running : undefined;
   const kafka = connectionFromEnv(env, stackUp?.brokers);
   kafka.clientId = 'strand-cli';
+  // A person is waiting: fail within seconds when the brokers do not answer.
+  kafka.retries = 2;
   const registryUrl =
     flags.registryUrl ??
     process.env.STRAND_REGISTRY_URL ??

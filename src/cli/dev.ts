@@ -40,6 +40,10 @@ export function registerDev(program: Command): void {
     .option('--kafka-port <port>', 'first broker port', parseIntOption('--kafka-port', 1), 9092)
     .option('--registry-port <port>', 'registry port', parseIntOption('--registry-port', 1), 8081)
     .option('--home <dir>', 'state folder (default $STRAND_HOME or ./.strand)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  strand dev up\n  strand dev up --brokers 3\n  strand dev up --kafka-port 19092 --registry-port 18081 --home /tmp/stack2',
+    )
     .action(
       action(async (opts: { brokers: number; kafkaPort: number; registryPort: number; home?: string }) => {
         const t0 = Date.now();
@@ -61,6 +65,10 @@ export function registerDev(program: Command): void {
     .command('down')
     .description('stop the processes that "strand dev up" started (data is kept)')
     .option('--home <dir>', 'state folder')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  strand dev down\n  rm -rf .strand   # also forget the data and the cached jars',
+    )
     .action(
       action(async (opts: { home?: string }) => {
         const { stopped } = await stackDown(opts.home ? { home: opts.home } : {});
@@ -73,6 +81,10 @@ export function registerDev(program: Command): void {
     .description('brokers, registry URL, pids and uptime of the local stack')
     .option('--json', 'machine-readable output')
     .option('--home <dir>', 'state folder')
+    .addHelpText(
+      'after',
+      '\nExit code 1 when the stack is not (fully) running.\n\nExamples:\n  strand dev status\n  strand dev status --json',
+    )
     .action(
       action(async (opts: { json?: boolean; home?: string }) => {
         const status = stackStatus(opts.home ? { home: opts.home } : {});

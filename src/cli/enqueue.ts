@@ -123,7 +123,7 @@ Examples:
         registry: { url: registryUrl },
         topic,
         schema,
-        logger: createLogger({ name: 'strand-enqueue', level: process.env.STRAND_LOG_LEVEL ?? 'error' }),
+        logger: createLogger({ name: 'strand-enqueue', level: process.env.STRAND_LOG_LEVEL ?? 'silent' }),
       });
       await producer.connect();
       const bar =

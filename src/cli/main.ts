@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { configureProgram, handleCommanderExit } from './common.js';
+import { registerDemo } from './demo.js';
 import { registerDev } from './dev.js';
 import { registerDlq } from './dlq.js';
 import { registerEnqueue } from './enqueue.js';
@@ -19,6 +20,7 @@ registerTopics(program);
 registerWorker(program);
 registerDlq(program);
 registerLag(program);
+registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -14,12 +14,20 @@ async function loadDefinition(modulePath: string): Promise<unknown> {
   if (!existsSync(file)) throw new ConfigError('<module>', `${modulePath} not found`);
   const url = pathToFileURL(file).href;
   let mod: { default?: unknown };
-  if (/\.(c|m)?tsx?$/.test(file)) {
-    // TypeScript modules load through tsx's ESM loader, scoped to this import.
-    const { tsImport } = await import('tsx/esm/api');
-    mod = (await tsImport(url, import.meta.url)) as { default?: unknown };
-  } else {
-    mod = (await import(url)) as { default?: unknown };
+  try {
+    if (/\.(c|m)?tsx?$/.test(file)) {
+      // TypeScript modules load through tsx's ESM loader, scoped to this import.
+      const { tsImport } = await import('tsx/esm/api');
+      mod = (await tsImport(url, import.meta.url)) as { default?: unknown };
+    } else {
+      mod = (await import(url)) as { default?: unknown };
+    }
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ConfigError') throw error;
+    throw new ConfigError(
+      '<module>',
+      `cannot load ${modulePath}: ${(error as Error).message.split('\n')[0]}`,
+    );
   }
   const def = (mod.default as { default?: unknown } | undefined)?.default ?? mod.default;
   if (!isWorkerDefinition(def)) {
@@ -50,6 +58,8 @@ Examples:
     action(async (modulePath: string, flags: ConnectionFlags & { concurrency?: number }) => {
       const def = (await loadDefinition(modulePath)) as WorkerOptions;
       const { kafka, registryUrl } = resolveConnection(flags);
+      delete kafka.clientId; // the worker names its client after its group
+      delete kafka.retries; // a long-running worker keeps retrying
       const logger = def.logger ?? createLogger({ name: 'strand-worker' });
       const options: WorkerOptions = {
         ...def,

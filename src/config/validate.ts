@@ -70,6 +70,7 @@ export const connectionSchema = z
       .optional(),
     connectionTimeoutMs: z.number().int().positive().optional(),
     requestTimeoutMs: z.number().int().positive().optional(),
+    retries: z.number().int().min(0).optional(),
   })
   .strict();
 

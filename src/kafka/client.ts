@@ -17,6 +17,8 @@ export interface KafkaConnection {
   connectionTimeoutMs?: number;
   /** Request timeout. @defaultValue 30000 */
   requestTimeoutMs?: number;
+  /** Retries of a failed request or connection (kafkajs backoff). @defaultValue 8 */
+  retries?: number;
 }
 
 const LEVELS: Record<number, string> = {
@@ -41,7 +43,7 @@ export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
     connectionTimeout: conn.connectionTimeoutMs ?? 3000,
     requestTimeout: conn.requestTimeoutMs ?? 30_000,
     logLevel: sink ? logLevel.WARN : logLevel.NOTHING,
-    retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5_000 },
+    retry: { retries: conn.retries ?? 8, initialRetryTime: 200, maxRetryTime: 5_000 },
   };
   if (sink) {
     config.logCreator =

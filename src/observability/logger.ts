@@ -23,6 +23,11 @@ export function createLogger(
 /** Routes kafkajs log lines into a pino logger. */
 export function kafkaLogSink(logger: Logger) {
   return (level: 'error' | 'warn' | 'info' | 'debug', message: string, extra: object) => {
-    logger[level]({ kafka: extra }, message);
+    // kafkajs logs every rebalance response as an error; a rebalance is routine for a worker.
+    const error = String((extra as { error?: unknown }).error ?? '');
+    const routine = /rebalanc|not the correct coordinator|coordinator is loading|leadership election/i.test(
+      error + message,
+    );
+    logger[routine && (level === 'error' || level === 'warn') ? 'debug' : level]({ kafka: extra }, message);
   };
 }

@@ -653,6 +653,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       );
       this.metrics.failures.inc({ ...this.labels, error_class: 'DecodeError' });
       await this.route(item, error, log, () => this.router!.toDlq(item, error, item.attempt));
+      this.metrics.jobs.inc({ ...this.labels, outcome: 'dead_lettered' });
       this.emit('job:dead', item, error);
       return true;
     }
