@@ -26,9 +26,10 @@ export default defineWorker<Payment>({
   metrics: { port: 9464 }, // /metrics, /healthz, /readyz
   handler: async (job, ctx) => {
     const { accountId, amountCents } = job.data;
-    if (!Number.isSafeInteger(amountCents)) throw new NonRetriableError(`bad amount ${amountCents}`);
-    // Anything thrown here is retried (in place, then through the tiers), then dead-lettered.
     const next = (balances.get(accountId) ?? 0) + amountCents;
+    // NonRetriableError: straight to the dead-letter topic. Anything else thrown here is retried
+    // (in place, then through the tiers), then dead-lettered after maxAttempts.
+    if (next < 0) throw new NonRetriableError(`insufficient funds on ${accountId}`);
     balances.set(accountId, next);
     ctx.logger.info({ balance: next }, 'payment applied');
   },

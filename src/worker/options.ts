@@ -275,3 +275,6 @@ export function isWorkerDefinition(value: unknown): value is WorkerDefinition {
 export function resolveWorkerOptions(options: WorkerOptions<never>): ResolvedWorkerOptions {
   return parseOptions(workerOptionsSchema, options, 'worker');
 }
+
+/** Every top-level worker option name (the README's configuration table is checked against it). */
+export const workerOptionNames: readonly string[] = Object.keys(workerOptionsObject.shape);
