@@ -24,7 +24,7 @@ function table(jobs: DeadJob[]): string {
     j.key ?? '(null)',
     j.jobId ?? '-',
     j.errorClass ?? '-',
-    (j.decodeReason ? `[${j.decodeReason}] ` : '') + (j.errorMessage ?? '').replace(/\s+/g, ' ').slice(0, 60),
+    (j.errorMessage ?? '').replace(/\s+/g, ' ').slice(0, 60),
     String(j.attempts ?? '-'),
     j.failedAt ? new Date(j.failedAt).toISOString() : '-',
   ]);
