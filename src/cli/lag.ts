@@ -43,6 +43,8 @@ async function readLag(conn: KafkaConnection, groupId: string, topics: string[])
   }
 }
 
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, 'g');
+
 function render(lag: PartitionLag[], previous: Map<string, number>, seconds: number): string {
   const rows = lag.map((l) => {
     const key = `${l.topic}:${l.partition}`;
@@ -67,9 +69,7 @@ function render(lag: PartitionLag[], previous: Map<string, number>, seconds: num
     ];
   });
   const head = ['TOPIC', 'PARTITION', 'END', 'COMMITTED', 'LAG', 'TREND'];
-  const widths = head.map((h, i) =>
-    Math.max(h.length, ...rows.map((r) => r[i]!.replace(/\u001b\[\d+m/g, '').length)),
-  );
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.replace(ANSI, '').length)));
   const lines = [head, ...rows].map((r) =>
     r
       .map((c, i) => c.padEnd(widths[i]!))

@@ -683,9 +683,11 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       this.emit('job:started', job);
       const started = performance.now();
       const renewal = lease === 'acquired' ? this.renewLease(item, job, log) : undefined;
-      const error = await this.runHandler(job, controller, log.child({ attempt })).finally(() =>
-        clearInterval(renewal),
-      );
+      const error = await this.runHandler(
+        job,
+        controller,
+        attempt === item.attempt ? log : log.child({ attempt }),
+      ).finally(() => clearInterval(renewal));
       const seconds = (performance.now() - started) / 1000;
       this.metrics.processingLatency.observe(this.labels, seconds);
       if (error === undefined) {

@@ -119,7 +119,9 @@ describe('idempotency with a real Redis', () => {
     let startedAt = 0;
     const w = worker(topic, {
       idempotency: { store, leaseMs },
-      handler: async () => void (startedAt = Date.now()),
+      handler: async () => {
+        startedAt = Date.now();
+      },
     });
     await w.start();
     await waitUntil(() => startedAt > 0, { timeoutMs: 20_000, what: 'takeover' });
@@ -179,10 +181,12 @@ describe('idempotency with a real Redis', () => {
     const list = uniqueName('ledger');
     const jobs = 40;
     const { jobIds } = await enqueuePayments(topic, jobs, 8, { memo: () => 'long' });
+    // One job at a time per worker, so "in the middle of a long job" is exact: the victim is a
+    // worker whose open job started under 400 ms ago (its side effect comes at 800 ms).
     fleet = new WorkerFleet({
       topic,
       groupId,
-      concurrency: 2,
+      concurrency: 1,
       redisPrefix: `${uniqueName('kill')}:`,
       leaseMs: 1500,
       sideEffectList: list,
@@ -193,19 +197,18 @@ describe('idempotency with a real Redis', () => {
     fleet.start();
     let kills = 0;
     while (kills < 20) {
-      // Kill a worker that is inside a long job (started, not completed).
       const lines = fleet.read();
       const done = new Set(lines.filter((l) => l.kind === 'C').map((l) => l.jobId));
       if (done.size >= jobs) break;
-      const busyPids = new Set(lines.filter((l) => l.kind === 'S' && !done.has(l.jobId)).map((l) => l.pid));
-      const victim = fleet.alive.find((c) => busyPids.has(String(c.pid)));
+      const now = Date.now();
+      const fresh = lines.filter((l) => l.kind === 'S' && !done.has(l.jobId) && now - l.at < 400);
+      const victim = fleet.alive.find((c) => fresh.some((l) => l.pid === String(c.pid)));
       if (victim) {
-        await new Promise((r) => setTimeout(r, 200));
         await fleet.kill(victim, 'SIGKILL');
         kills++;
         fleet.start();
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 50));
     }
     await waitUntil(() => fleet!.completedIds().size >= jobs, {
       timeoutMs: 120_000,
