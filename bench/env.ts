@@ -7,9 +7,10 @@ import { join } from 'node:path';
 export function machine() {
   const sh = (cmd: string, args: string[]) => {
     try {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    } catch (error) {
-      return String((error as { stderr?: string }).stderr ?? '').trim() || 'unknown';
+      // `java -version` prints on stderr: take both streams.
+      return execFileSync('sh', ['-c', `${cmd} ${args.join(' ')} 2>&1`], { encoding: 'utf8' }).trim();
+    } catch {
+      return 'unknown';
     }
   };
   return {

@@ -70,6 +70,7 @@ export class SchemaRegistryGateway {
   private readonly timeoutMs: number;
   private readonly typesById = new Map<number, Promise<AvroType>>();
   private readonly idsBySubject = new Map<string, number>();
+  private readonly pendingIds = new Map<string, Promise<number>>();
 
   constructor(opts: RegistryOptions) {
     this.url = opts.url.replace(/\/+$/, '');
@@ -117,7 +118,23 @@ export class SchemaRegistryGateway {
     const key = `${subject}\u0000${JSON.stringify(schema)}`;
     const cached = this.idsBySubject.get(key);
     if (cached !== undefined) return cached;
-    const id = await this.withRetry(`resolving the schema id for ${subject}`, async () => {
+    // Concurrent first calls share one registration (parallel ones race on the subject's rules).
+    let pending = this.pendingIds.get(key);
+    if (!pending) {
+      pending = this.resolveId(subject, schema, opts).finally(() => this.pendingIds.delete(key));
+      this.pendingIds.set(key, pending);
+    }
+    const id = await pending;
+    this.idsBySubject.set(key, id);
+    return id;
+  }
+
+  private resolveId(
+    subject: string,
+    schema: object,
+    opts: { autoRegister: boolean; compatibility?: Compatibility },
+  ): Promise<number> {
+    return this.withRetry(`resolving the schema id for ${subject}`, async () => {
       try {
         if (!opts.autoRegister) {
           return await this.client.getRegistryIdBySchema(subject, schema as never);
@@ -146,8 +163,6 @@ export class SchemaRegistryGateway {
         throw error;
       }
     });
-    this.idsBySubject.set(key, id);
-    return id;
   }
 
   /** The subject's compatibility rule, set to `compatibility` when the subject has none yet. */

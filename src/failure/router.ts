@@ -1,6 +1,6 @@
 import { DecodeError } from '../codec/errors.js';
 import { HEADERS } from '../headers.js';
-import type { IHeaders, Producer } from '../kafka/client.js';
+import type { IHeaders, Message, Producer } from '../kafka/client.js';
 import type { WorkItem } from '../worker/work-item.js';
 import { errorClassName } from './errors.js';
 import type { TopicNames } from './topics.js';
@@ -40,12 +40,48 @@ function mergeHeaders(raw: IHeaders | undefined, ours: Record<string, string>): 
  * may count the original offset as done.
  */
 export class OutcomeRouter {
+  private pending: { topic: string; message: Message; resolve: () => void; reject: (e: unknown) => void }[] =
+    [];
+  private flushTimer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly producer: Producer,
     private readonly topics: TopicNames,
     private readonly tierDelays: readonly number[],
     private readonly group: string,
   ) {}
+
+  /**
+   * Sends one record, batched with the others routed within 2 ms into one produce request
+   * (acks=all); resolves when the broker acknowledged it.
+   */
+  private send(topic: string, message: Message): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ topic, message, resolve, reject });
+      if (this.pending.length >= 500) this.flush();
+      else this.flushTimer ??= setTimeout(() => this.flush(), 2);
+    });
+  }
+
+  private flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const byTopic = new Map<string, Message[]>();
+    for (const b of batch) byTopic.set(b.topic, [...(byTopic.get(b.topic) ?? []), b.message]);
+    this.producer
+      .sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
+      .then(
+        () => {
+          for (const b of batch) b.resolve();
+        },
+        (error: unknown) => {
+          for (const b of batch) b.reject(error);
+        },
+      );
+  }
 
   /** The tier after the one this item came from (the last tier repeats). */
   nextTier(item: WorkItem): number {
@@ -75,7 +111,7 @@ export class OutcomeRouter {
       [HEADERS.attempt]: String(opts.nextAttempt),
       [HEADERS.dueAt]: String(dueAt),
     });
-    await this.producer.send({ topic, acks: -1, messages: [{ key: item.key, value: item.value, headers }] });
+    await this.send(topic, { key: item.key, value: item.value, headers });
     return { kind: 'tier', tier: opts.tier, topic, dueAt };
   }
 

@@ -22,6 +22,11 @@ export class QueueMetrics {
   readonly heartbeat: client.Gauge<'worker'>;
   readonly desiredReplicas: client.Gauge<'group'>;
 
+  /** Runs `sample` whenever `metric` is scraped (for values that change per job). */
+  sampleOnScrape(metric: client.Gauge<string>, sample: () => void): void {
+    (metric as unknown as { collect?: () => void }).collect = sample;
+  }
+
   constructor(opts: { registry?: client.Registry; defaultMetrics?: boolean } = {}) {
     this.registry = opts.registry ?? new client.Registry();
     const registers = [this.registry];

@@ -71,6 +71,49 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     );
   });
 
+/** An object made on first property access (for per-job loggers that are rarely used). */
+function lazy<T extends object>(make: () => T): T {
+  let value: T | undefined;
+  return new Proxy({} as T, {
+    get: (_target, property) => {
+      value ??= make();
+      const member = (value as Record<PropertyKey, unknown>)[property];
+      return typeof member === 'function' ? member.bind(value) : member;
+    },
+  });
+}
+
+/**
+ * A handler attempt's abort signal, made only if the handler reads `ctx.signal` (most do not, and
+ * an AbortController per job is a measurable cost at tens of thousands of jobs per second).
+ */
+class AttemptSignal {
+  private controller: AbortController | undefined;
+  private aborted = false;
+  private reason: unknown;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+/** A running job: its current attempt's signal, and why the worker stopped it (if it did). */
+interface JobSlot {
+  attempt?: AttemptSignal | undefined;
+  stopReason?: unknown;
+}
+
 /** Why a job stopped without an outcome (it stays uncommitted and is redelivered). */
 class Abandoned extends Error {}
 
@@ -106,7 +149,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private readonly lastCommitted = new Map<string, { point: number; metadata: string }>();
   private rebalanceCommitTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
-  private readonly running = new Map<WorkItem, AbortController>();
+  private readonly running = new Map<WorkItem, JobSlot>();
   private bufferedJobs = 0;
   private bufferedBytes = 0;
   private roomWaiters: (() => void)[] = [];
@@ -123,6 +166,15 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   /** The last lag reading (also exported as queue_depth_pending). */
   lastLag: PartitionLag[] = [];
   private readonly labels: { topic: string; group: string };
+  /** Label-bound metric children for the per-job path (no label hashing per job). */
+  private readonly counters: {
+    completed: { inc(): void };
+    retried: { inc(): void };
+    dead: { inc(): void };
+    duplicate: { inc(): void };
+    processing: { observe(v: number): void };
+    endToEnd: { observe(v: number): void };
+  };
 
   constructor(options: WorkerOptions<T>) {
     super();
@@ -143,6 +195,19 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     }
     this.metrics = new QueueMetrics();
     this.labels = { topic: o.topic, group: o.groupId };
+    const outcome = (name: string) => this.metrics.jobs.labels({ ...this.labels, outcome: name });
+    this.counters = {
+      completed: outcome('completed'),
+      retried: outcome('retried'),
+      dead: outcome('dead_lettered'),
+      duplicate: outcome('duplicate'),
+      processing: this.metrics.processingLatency.labels(this.labels),
+      endToEnd: this.metrics.endToEndLatency.labels(this.labels),
+    };
+    // Sampled when scraped, not per job.
+    this.metrics.sampleOnScrape(this.metrics.inflight, () =>
+      this.metrics.inflight.set(this.labels, this.running.size),
+    );
     this.desired = new DesiredReplicas(o.autoscale);
   }
 
@@ -526,10 +591,9 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       }
       const item = this.scheduler.nextRunnable();
       if (!item) return;
-      const controller = new AbortController();
-      this.running.set(item, controller);
-      this.metrics.inflight.set(this.labels, this.running.size);
-      void this.execute(item, controller);
+      const slot: JobSlot = {};
+      this.running.set(item, slot);
+      void this.execute(item, slot);
     }
   }
 
@@ -544,17 +608,20 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     return this.owned.get(item.tp)?.tracker === item.tracker;
   }
 
-  private async execute(item: WorkItem, controller: AbortController): Promise<void> {
-    const log = this.logger.child({
-      topic: item.topic,
-      partition: item.partition,
-      offset: item.offset,
-      key: item.key,
-      jobId: item.jobId,
-      attempt: item.attempt,
-    });
+  private async execute(item: WorkItem, slot: JobSlot): Promise<void> {
+    // Most jobs never log: the child logger is made on first use.
+    const log = lazy(() =>
+      this.logger.child({
+        topic: item.topic,
+        partition: item.partition,
+        offset: item.offset,
+        key: item.key,
+        jobId: item.jobId,
+        attempt: item.attempt,
+      }),
+    );
     try {
-      const done = await this.process(item, controller, log);
+      const done = await this.process(item, slot, log);
       if (done && this.owns(item)) {
         item.tracker.complete(Number(item.offset));
         if (this.rebalancing && !this.rebalanceCommitTimer) {
@@ -569,7 +636,6 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
     } finally {
       this.running.delete(item);
-      this.metrics.inflight.set(this.labels, this.running.size);
       this.scheduler.finish(item);
       this.release(item);
       this.pump();
@@ -640,7 +706,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   }
 
   /** Runs the item to an outcome. Returns true when its offset may count as done. */
-  private async process(item: WorkItem, controller: AbortController, log: Logger): Promise<boolean> {
+  private async process(item: WorkItem, slot: JobSlot, log: Logger): Promise<boolean> {
     const o = this.options;
     let data: unknown;
     try {
@@ -653,7 +719,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       );
       this.metrics.failures.inc({ ...this.labels, error_class: 'DecodeError' });
       await this.route(item, error, log, () => this.router!.toDlq(item, error, item.attempt));
-      this.metrics.jobs.inc({ ...this.labels, outcome: 'dead_lettered' });
+      this.counters.dead.inc();
       this.emit('job:dead', item, error);
       return true;
     }
@@ -675,7 +741,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       };
       const lease = await this.acquire(item, job, log);
       if (lease === 'completed') {
-        this.metrics.jobs.inc({ ...this.labels, outcome: 'duplicate' });
+        this.counters.duplicate.inc();
         log.info('duplicate job id: handler skipped');
         this.emit('job:duplicate', job);
         return true;
@@ -685,16 +751,15 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       const renewal = lease === 'acquired' ? this.renewLease(item, job, log) : undefined;
       const error = await this.runHandler(
         job,
-        controller,
+        slot,
         attempt === item.attempt ? log : log.child({ attempt }),
       ).finally(() => clearInterval(renewal));
       const seconds = (performance.now() - started) / 1000;
-      this.metrics.processingLatency.observe(this.labels, seconds);
+      this.counters.processing.observe(seconds);
       if (error === undefined) {
         if (lease === 'acquired') await this.finishLease(item, job, log);
-        this.metrics.jobs.inc({ ...this.labels, outcome: 'completed' });
-        if (job.enqueuedAt)
-          this.metrics.endToEndLatency.observe(this.labels, Math.max(0, Date.now() - job.enqueuedAt) / 1000);
+        this.counters.completed.inc();
+        if (job.enqueuedAt) this.counters.endToEnd.observe(Math.max(0, Date.now() - job.enqueuedAt) / 1000);
         this.emit('job:completed', job, { durationMs: seconds * 1000 });
         return true;
       }
@@ -715,7 +780,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
           this.router!.toTier(item, error, { tier, nextAttempt: attempt, delayMs }),
         );
         this.metrics.retries.inc({ ...this.labels, tier: String(tier) });
-        this.metrics.jobs.inc({ ...this.labels, outcome: 'retried' });
+        this.counters.retried.inc();
         this.emit('job:retried', job, route);
         return true;
       }
@@ -724,7 +789,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         log.warn({ err: error, errorClass, exhausted }, 'job failed; sending it to the dead-letter topic');
         this.emit('job:failed', job, error, { next: 'dlq', attempt });
         await this.route(item, error, log, () => this.router!.toDlq(item, error, attempt));
-        this.metrics.jobs.inc({ ...this.labels, outcome: 'dead_lettered' });
+        this.counters.dead.inc();
         this.emit('job:dead', item, error);
         return true;
       }
@@ -749,7 +814,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         this.router!.toTier(item, error, { tier, nextAttempt: attempt + 1 }),
       );
       this.metrics.retries.inc({ ...this.labels, tier: String(tier) });
-      this.metrics.jobs.inc({ ...this.labels, outcome: 'retried' });
+      this.counters.retried.inc();
       this.emit('job:retried', job, route);
       return true;
     }
@@ -817,21 +882,27 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     }
   }
 
-  private async runHandler(job: Job<unknown>, controller: AbortController, log: Logger): Promise<unknown> {
+  private async runHandler(job: Job<unknown>, slot: JobSlot, log: Logger): Promise<unknown> {
     const timeoutMs = this.options.jobTimeoutMs;
-    const attemptController = new AbortController();
-    const onStop = () => attemptController.abort(controller.signal.reason);
-    controller.signal.addEventListener('abort', onStop, { once: true });
+    const attempt = new AttemptSignal();
+    slot.attempt = attempt;
+    if (slot.stopReason !== undefined) attempt.abort(slot.stopReason);
     let timedOut = false;
     const timer =
       timeoutMs > 0
         ? setTimeout(() => {
             timedOut = true;
-            attemptController.abort(new JobTimeoutError(timeoutMs));
+            attempt.abort(new JobTimeoutError(timeoutMs));
           }, timeoutMs)
         : undefined;
+    const ctx = {
+      get signal() {
+        return attempt.signal;
+      },
+      logger: log,
+    };
     try {
-      await this.options.handler(job as never, { signal: attemptController.signal, logger: log });
+      await this.options.handler(job as never, ctx);
       return timedOut ? new JobTimeoutError(timeoutMs) : undefined;
     } catch (error) {
       return timedOut
@@ -839,7 +910,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         : (error ?? new Error('handler threw a nullish value'));
     } finally {
       clearTimeout(timer);
-      controller.signal.removeEventListener('abort', onStop);
+      slot.attempt = undefined;
     }
   }
 
@@ -881,8 +952,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     while (this.running.size > 0 && Date.now() < deadline) await sleep(20);
     if (this.running.size > 0) {
       this.logger.warn({ running: this.running.size }, 'shutdown budget spent; aborting running jobs');
-      for (const c of this.running.values())
-        c.abort(new StrandError('JOB_TIMEOUT', 'worker is shutting down'));
+      for (const slot of this.running.values()) {
+        slot.stopReason = new StrandError('JOB_TIMEOUT', 'worker is shutting down');
+        slot.attempt?.abort(slot.stopReason);
+      }
       this.stopController.abort();
       const grace = Date.now() + 5000;
       while (this.running.size > 0 && Date.now() < grace) await sleep(20);
