@@ -71,6 +71,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     );
   });
 
+/** How long before its due time a retry-tier record is fetched and held (covers the fetch latency). */
+const DUE_LEAD_MS = 300;
+
 /** An object made on first property access (for per-job loggers that are rarely used). */
 function lazy<T extends object>(make: () => T): T {
   let value: T | undefined;
@@ -440,19 +443,22 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         resolveOffset(message.offset);
         continue;
       }
+      let holdMs = 0;
       if (tier > 0) {
         const dueAt = Number(message.headers?.[HEADERS.dueAt]?.toString() ?? '0');
         const wait = dueAt - Date.now();
-        if (wait > 5) {
-          // Not due: pause this tier partition and fetch it again from this offset when due.
+        if (wait > DUE_LEAD_MS) {
+          // Not due: pause this tier partition and fetch it again from this offset shortly before
+          // it is due (the lead covers the fetch round trip), instead of holding it in memory.
           const resume = pause();
           clearTimeout(owned.resumeTimer);
           owned.resumeTimer = setTimeout(() => {
             if (this.owned.get(tp)?.tracker === tracker) resume();
-          }, wait);
+          }, wait - DUE_LEAD_MS);
           owned.resumeTimer.unref();
           return;
         }
+        holdMs = wait;
       }
       while (!this.hasRoom()) {
         await this.waitForRoom(1000);
@@ -465,7 +471,16 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       this.bufferedJobs++;
       this.bufferedBytes += item.size;
       this.pending.set(item, true);
-      this.scheduler.add(item);
+      if (holdMs > 1) {
+        // Due within the lead: accepted now (counted, buffered), started on time.
+        setTimeout(() => {
+          if (!this.owns(item) || this.state !== 'running') return this.release(item);
+          this.scheduler.add(item);
+          this.pump();
+        }, holdMs).unref();
+      } else {
+        this.scheduler.add(item);
+      }
       resolveOffset(message.offset);
       this.pump();
     }

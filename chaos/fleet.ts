@@ -1,0 +1,104 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface LedgerLine {
+  kind: 'S' | 'C';
+  jobId: string;
+  key: string;
+  sequence: number;
+  attempt: number;
+  pid: string;
+  at: number;
+}
+
+/** Worker processes (`strand worker test/support/ledger-worker.ts`) for chaos scenarios. */
+export class ChaosFleet {
+  readonly dir = mkdtempSync(join(tmpdir(), 'strand-chaos-'));
+  readonly ledger = join(this.dir, 'ledger.txt');
+  private readonly children = new Set<ChildProcess>();
+
+  constructor(
+    private readonly conn: { brokers: string[]; registryUrl: string },
+    private readonly settings: Record<string, unknown>,
+  ) {}
+
+  start(): ChildProcess {
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'worker', 'test/support/ledger-worker.ts'], {
+      env: {
+        ...process.env,
+        STRAND_BROKERS: this.conn.brokers.join(','),
+        STRAND_REGISTRY_URL: this.conn.registryUrl,
+        STRAND_LOG_LEVEL: 'error',
+        STRAND_TEST_WORKER: JSON.stringify({ ...this.settings, ledger: this.ledger }),
+      },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  get alive(): ChildProcess[] {
+    return [...this.children];
+  }
+
+  kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
+  }
+
+  async killAll(): Promise<void> {
+    await Promise.all(this.alive.map((c) => this.kill(c)));
+  }
+
+  read(): LedgerLine[] {
+    if (!existsSync(this.ledger)) return [];
+    return readFileSync(this.ledger, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [kind, jobId, key, sequence, attempt, pid, at] = line.split(' ');
+        return {
+          kind: kind as 'S' | 'C',
+          jobId: jobId!,
+          key: key!,
+          sequence: Number(sequence),
+          attempt: Number(attempt),
+          pid: pid!,
+          at: Number(at),
+        };
+      });
+  }
+}
+
+/** Per key, the first completions (or first starts) must follow the enqueue sequence. */
+export function firstEventOrderViolations(lines: LedgerLine[], kind: 'S' | 'C'): string[] {
+  const first = new Map<string, LedgerLine>();
+  for (const l of lines) if (l.kind === kind && !first.has(l.jobId)) first.set(l.jobId, l);
+  const byKey = new Map<string, number[]>();
+  for (const l of first.values()) byKey.set(l.key, [...(byKey.get(l.key) ?? []), l.sequence]);
+  const out: string[] = [];
+  for (const [key, seqs] of byKey) {
+    for (let i = 1; i < seqs.length; i++) {
+      if (seqs[i]! < seqs[i - 1]!) {
+        out.push(`${key}: ${seqs[i - 1]} before ${seqs[i]}`);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export function rssMiB(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
