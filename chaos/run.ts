@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
 import { stackUp } from '../src/devstack/index.js';
-import { badInputScenario, crashScenario, type Verdict } from './scenarios.js';
+import { badInputScenario, crashScenario, rebalanceScenario, type Verdict } from './scenarios.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' } } });
 const quick = values.quick === true;
@@ -43,6 +43,7 @@ const scenarios: [string, () => Promise<Verdict>][] = [
           : { jobs: 50_000, keys: 200, workers: 3, kills: 10, concurrency: 4, handlerMs: [5, 15] },
       ),
   ],
+  ['rebalance', () => rebalanceScenario(s, quick ? { jobs: 6000, keys: 200 } : { jobs: 30_000, keys: 200 })],
   [
     'bad-input',
     () =>
