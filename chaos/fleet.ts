@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -25,16 +25,18 @@ export class ChaosFleet {
   ) {}
 
   start(): ChildProcess {
+    if (process.env.CHAOS_LOG_LEVEL) console.error(`worker logs in ${this.dir}`);
     const child = spawn(process.execPath, ['dist/cli/main.js', 'worker', 'test/support/ledger-worker.ts'], {
       env: {
         ...process.env,
         STRAND_BROKERS: this.conn.brokers.join(','),
         STRAND_REGISTRY_URL: this.conn.registryUrl,
-        STRAND_LOG_LEVEL: 'error',
+        STRAND_LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'error',
         STRAND_TEST_WORKER: JSON.stringify({ ...this.settings, ledger: this.ledger }),
       },
-      stdio: ['ignore', 'ignore', 'ignore'],
+      stdio: ['ignore', 'ignore', process.env.CHAOS_LOG_LEVEL ? 'pipe' : 'ignore'],
     });
+    child.stderr?.on('data', (d: Buffer) => appendFileSync(join(this.dir, `worker-${child.pid}.log`), d));
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;

@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
 import { stackUp } from '../src/devstack/index.js';
-import { badInputScenario, crashScenario, rebalanceScenario, type Verdict } from './scenarios.js';
+import {
+  badInputScenario,
+  crashScenario,
+  failoverScenario,
+  rebalanceScenario,
+  type Verdict,
+} from './scenarios.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' } } });
 const quick = values.quick === true;
@@ -41,6 +47,16 @@ const scenarios: [string, () => Promise<Verdict>][] = [
               killEveryMs: [2000, 3000],
             }
           : { jobs: 50_000, keys: 200, workers: 3, kills: 10, concurrency: 4, handlerMs: [5, 15] },
+      ),
+  ],
+  [
+    'failover',
+    () =>
+      failoverScenario(
+        registryUrl,
+        quick
+          ? { jobs: 6000, rate: 300, kills: 2, downMs: 5000 }
+          : { jobs: 30_000, rate: 500, kills: 4, downMs: 10_000 },
       ),
   ],
   ['rebalance', () => rebalanceScenario(s, quick ? { jobs: 6000, keys: 200 } : { jobs: 30_000, keys: 200 })],

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { loadAvroSchemaFile } from '../src/codec/index.js';
+import { restartStackProcess, stackDown, stackUp, stopStackProcess } from '../src/devstack/index.js';
 import { createKafka } from '../src/kafka/client.js';
 import { createJobTopics } from '../src/kafka/topics.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -466,4 +467,136 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
   if (backwards.length) failures.push(`commits moved backwards: ${backwards.slice(0, 3).join(', ')}`);
   if (committed !== o.jobs) failures.push(`committed ${committed} of ${o.jobs}`);
   return { scenario: 'rebalance', passed: failures.length === 0, figures, failures };
+}
+
+/**
+ * Broker failover: a 3-node KRaft cluster (its own devstack home and ports), a topic with
+ * replication 3 and min.insync.replicas 2, a producer enqueueing at a steady rate (acks=all,
+ * idempotent) and 2 workers with the Redis idempotency store. The leader of the most partitions is
+ * SIGKILLed `kills` times and restarted after `downMs`. Verdict: every acknowledged enqueue
+ * completed exactly once, no worker exited; the longest processing pause is reported.
+ */
+export async function failoverScenario(
+  registryUrl: string,
+  o: { jobs: number; rate: number; kills: number; downMs: number },
+): Promise<Verdict> {
+  const home = '.strand/failover';
+  const { info } = await stackUp({
+    home,
+    brokers: 3,
+    kafkaPort: 19092,
+    registryPort: 18081,
+    onProgress: (l) => console.error(`[failover stack] ${l}`),
+  });
+  const s: ChaosStack = { brokers: info.brokers, registryUrl };
+  const topic = `chaos-failover-${Date.now().toString(36)}`;
+  await createJobTopics(
+    { brokers: s.brokers },
+    { topic, partitions: 6, replication: 3, tierDelays: [], configs: { 'min.insync.replicas': '2' } },
+  );
+  const fleet = new ChaosFleet(s, {
+    topic,
+    groupId: `${topic}-g`,
+    concurrency: 8,
+    minMs: 1,
+    maxMs: 3,
+    redisPrefix: `${topic}:idem:`,
+    leaseMs: 5000,
+    sessionTimeoutMs: 10_000,
+  });
+  const workers = [fleet.start(), fleet.start()];
+  const p = await producer(s, topic);
+  const acknowledged: string[] = [];
+  const where = new Map<string, string>();
+  let enqueueFailures = 0;
+  let producing = true;
+  const seqs = new Map<string, number>();
+  const t0 = Date.now();
+  const producerLoop = (async () => {
+    let i = 0;
+    while (producing && acknowledged.length < o.jobs) {
+      const batch = Array.from({ length: Math.max(1, Math.round(o.rate / 20)) }, () =>
+        payment(i++, 200, seqs),
+      );
+      const tick = Date.now();
+      try {
+        const results = await p.enqueueMany(batch);
+        for (const r of results) {
+          acknowledged.push(r.jobId);
+          where.set(r.jobId, `${r.partition}/${r.offset}`);
+        }
+      } catch {
+        enqueueFailures++; // not acknowledged: not in the ledger of promises
+      }
+      await sleep(Math.max(0, 50 - (Date.now() - tick)));
+    }
+  })();
+  const admin = createKafka({ brokers: s.brokers, clientId: 'strand-chaos' }).admin();
+  await admin.connect();
+  const killed: { broker: string; at: number; leaderships: number }[] = [];
+  for (let k = 0; k < o.kills; k++) {
+    await sleep(5000);
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+    const leaders = new Map<number, number>();
+    for (const part of meta.topics[0]?.partitions ?? [])
+      leaders.set(part.leader, (leaders.get(part.leader) ?? 0) + 1);
+    const [leader, count] = [...leaders].sort((a, b) => b[1] - a[1])[0] ?? [1, 0];
+    const name = `kafka-${leader}`;
+    killed.push({ broker: name, at: Date.now() - t0, leaderships: count });
+    await stopStackProcess(name, { home, signal: 'SIGKILL' });
+    await sleep(o.downMs);
+    await restartStackProcess(name, { home });
+  }
+  const produceBy = Date.now() + 5 * 60_000;
+  while (acknowledged.length < o.jobs && Date.now() < produceBy) await sleep(200);
+  producing = false;
+  await producerLoop;
+  await p.disconnect().catch(() => undefined);
+  const completedSet = () =>
+    new Set(
+      fleet
+        .read()
+        .filter((l) => l.kind === 'C')
+        .map((l) => l.jobId),
+    );
+  const deadline = Date.now() + (process.env.CHAOS_WAIT_MS ? Number(process.env.CHAOS_WAIT_MS) : 5 * 60_000);
+  while (Date.now() < deadline && acknowledged.some((id) => !completedSet().has(id))) await sleep(500);
+  const [committedNow] = await admin.fetchOffsets({ groupId: `${topic}-g`, topics: [topic] });
+  const missingWhere = acknowledged.filter((id) => !completedSet().has(id)).map((id) => where.get(id));
+  if (missingWhere.length) {
+    console.error(`missing at partition/offset: ${missingWhere.join(' ')}`);
+    console.error(`committed: ${JSON.stringify(committedNow?.partitions)}`);
+  }
+  const exited = workers.filter((w) => w.exitCode !== null || w.signalCode !== null).length;
+  await fleet.killAll();
+  await admin.disconnect();
+  const lines = fleet.read();
+  const completions = new Map<string, number>();
+  for (const l of lines) if (l.kind === 'C') completions.set(l.jobId, (completions.get(l.jobId) ?? 0) + 1);
+  const times = lines
+    .filter((l) => l.kind === 'C')
+    .map((l) => l.at)
+    .sort((a, b) => a - b);
+  let longestPause = 0;
+  for (let i = 1; i < times.length; i++) longestPause = Math.max(longestPause, times[i]! - times[i - 1]!);
+  const missing = acknowledged.filter((id) => !completions.has(id)).length;
+  const twice = [...completions.values()].filter((n) => n > 1).length;
+  await stackDown({ home });
+  const figures = {
+    acknowledged: acknowledged.length,
+    enqueueFailures,
+    brokerKills: killed,
+    completed: completions.size,
+    missing,
+    completedMoreThanOnce: twice,
+    longestProcessingPauseMs: longestPause,
+    workersExited: exited,
+    seconds: Math.round((Date.now() - t0) / 1000),
+  };
+  const failures: string[] = [];
+  if (missing) failures.push(`${missing} acknowledged jobs never completed`);
+  if (twice) failures.push(`${twice} jobs completed more than once`);
+  if (exited) failures.push(`${exited} workers exited`);
+  if (killed.length < o.kills) failures.push('fewer broker kills than asked');
+  return { scenario: 'failover', passed: failures.length === 0, figures, failures };
 }

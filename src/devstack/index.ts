@@ -1,6 +1,7 @@
 export { APICURIO_VERSION, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
 export { DevStackError } from './errors.js';
 export {
+  restartStackProcess,
   type StackInfo,
   type StackOptions,
   type StackProcess,

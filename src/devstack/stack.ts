@@ -29,6 +29,8 @@ export interface StackProcess {
   port: number;
   log: string;
   startedAt: number;
+  /** How it was started, so a single process can be restarted (chaos tests). */
+  command?: { java: string; args: string[]; cwd: string };
 }
 
 /** What a running stack offers, as written to `<home>/run/stack.json`. */
@@ -206,7 +208,7 @@ export async function stackUp(
   }
 
   const kafkaPorts = Array.from({ length: n }, (_, i) => basePort + 2 * i);
-  for (const port of [...kafkaPorts.flatMap((p) => [p, p + 1]), registryPort]) {
+  for (const port of [...kafkaPorts.flatMap((p) => [p, p + 1]), registryPort, registryPort + 1]) {
     if (!(await portFree(port))) {
       throw new DevStackError(
         `port ${port} on 127.0.0.1 is already in use by another process; stop it or choose other ports (--kafka-port, --registry-port)`,
@@ -266,24 +268,26 @@ export async function stackUp(
     }
     const log = join(home, 'logs', `kafka-${id}.log`);
     writeFileSync(log, '');
-    const pid = spawnJava(
-      home,
-      kafkaJava.bin,
-      [
-        '-Xms256m',
-        '-Xmx1g',
-        '-XX:+UseG1GC',
-        '-Djava.awt.headless=true',
-        '-Dorg.slf4j.simpleLogger.showDateTime=true',
-        '-cp',
-        classpath,
-        'kafka.Kafka',
-        props,
-      ],
+    const args = [
+      '-Xms256m',
+      '-Xmx1g',
+      '-XX:+UseG1GC',
+      '-Djava.awt.headless=true',
+      '-Dorg.slf4j.simpleLogger.showDateTime=true',
+      '-cp',
+      classpath,
+      'kafka.Kafka',
+      props,
+    ];
+    const pid = spawnJava(home, kafkaJava.bin, args, log, nodeDir);
+    processes.push({
+      name: `kafka-${id}`,
+      pid,
+      port: kafkaPorts[id - 1]!,
       log,
-      nodeDir,
-    );
-    processes.push({ name: `kafka-${id}`, pid, port: kafkaPorts[id - 1]!, log, startedAt: started });
+      startedAt: started,
+      command: { java: kafkaJava.bin, args, cwd: nodeDir },
+    });
   }
 
   const registryLog = join(home, 'logs', 'registry.log');
@@ -297,6 +301,9 @@ export async function stackUp(
       '-Xmx512m',
       '-Dquarkus.http.host=127.0.0.1',
       `-Dquarkus.http.port=${registryPort}`,
+      // Quarkus' management interface defaults to *:9000; keep it on loopback, next to the API port.
+      '-Dquarkus.management.host=127.0.0.1',
+      `-Dquarkus.management.port=${registryPort + 1}`,
       // File-backed H2 keeps schema ids across restarts, so records already on the topics stay decodable.
       `-Dapicurio.datasource.url=jdbc:h2:file:${join(registryData, 'registry')};DB_CLOSE_ON_EXIT=FALSE`,
       '-Dapicurio.rest.deletion.artifact.enabled=true',
@@ -403,4 +410,32 @@ export async function stopStackProcess(
   if (!p) throw new DevStackError(`no stack process named ${name}`);
   if (opts.signal === 'SIGKILL' && isOurProcess(p.pid, home)) process.kill(p.pid, 'SIGKILL');
   await stopPid(p.pid, home, 20_000);
+}
+
+/**
+ * Starts again one stopped process of a running stack (chaos tests: a broker killed on purpose),
+ * with the command it was first started with. Resolves when its port accepts connections.
+ */
+export async function restartStackProcess(
+  name: string,
+  opts: { home?: string; timeoutMs?: number } = {},
+): Promise<StackProcess> {
+  const home = stackHome(opts.home);
+  const state = readState(home);
+  const p = state?.processes.find((x) => x.name === name);
+  if (!state || !p) throw new DevStackError(`no stack process named ${name}`);
+  if (isOurProcess(p.pid, home)) return p;
+  if (!p.command) throw new DevStackError(`${name} has no recorded command; restart the whole stack`);
+  p.pid = spawnJava(home, p.command.java, p.command.args, p.log, p.command.cwd);
+  p.startedAt = Date.now();
+  writeFileSync(stateFile(home), JSON.stringify(state, null, 2));
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  while (await portFree(p.port)) {
+    if (!isOurProcess(p.pid, home))
+      throw new DevStackError(`${name} exited during restart; last lines of ${p.log}:\n${tail(p.log)}`);
+    if (Date.now() > deadline)
+      throw new DevStackError(`${name} did not listen on ${p.port} within the timeout`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return p;
 }
