@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { rssMiB } from '../chaos/fleet.js';
 import { HEADERS } from '../src/headers.js';
 import { createKafka } from '../src/kafka/client.js';
+import { JobProducer } from '../src/producer/job-producer.js';
 import type { WorkerOptions } from '../src/worker/options.js';
 import { Worker } from '../src/worker/worker.js';
 import {
@@ -10,6 +11,8 @@ import {
   fill,
   kafkaTool,
   type Payment,
+  payment,
+  paymentSchema,
   percentile,
   quiet,
   round,
@@ -225,8 +228,6 @@ export async function latency(s: BenchStack, size: Size) {
   });
   await w.start();
   await new Promise((r) => setTimeout(r, 3000)); // joined
-  const { JobProducer } = await import('../src/producer/job-producer.js');
-  const { paymentSchema, payment } = await import('./lib.js');
   const producer = new JobProducer<Payment>({
     brokers: s.brokers,
     registry: { url: s.registryUrl },
@@ -270,14 +271,6 @@ export async function latency(s: BenchStack, size: Size) {
   };
 }
 
-function rssMiB(pid: number): number {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-  } catch {
-    return 0;
-  }
-}
-
 /** Scenario 5: peak RSS of a worker process over a small and a large backlog. */
 export async function memory(s: BenchStack, size: Size) {
   const backlogs = size.quick ? [20_000, 200_000] : [100_000, 1_000_000];
@@ -301,7 +294,7 @@ export async function memory(s: BenchStack, size: Size) {
     let peak = 0;
     const t0 = Date.now();
     for (;;) {
-      peak = Math.max(peak, rssMiB(child.pid!));
+      peak = Math.max(peak, rssMiB(child.pid));
       const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
       const committed = (res?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
       if (committed >= backlog || Date.now() - t0 > 30 * 60_000) break;

@@ -44,23 +44,24 @@ export function parseDuration(value: string | number, path: string): number {
   return r.data;
 }
 
+/** TLS: `true` for the system CAs, or explicit PEMs (Kafka and Redis take the same shape). */
+export const tlsSchema = z.union([
+  z.boolean(),
+  z.object({
+    ca: z.string().optional(),
+    cert: z.string().optional(),
+    key: z.string().optional(),
+    rejectUnauthorized: z.boolean().optional(),
+  }),
+]);
+
 export const connectionSchema = z
   .object({
     brokers: z
       .array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port'))
       .min(1, 'expected at least one broker'),
     clientId: z.string().min(1).optional(),
-    tls: z
-      .union([
-        z.boolean(),
-        z.object({
-          ca: z.string().optional(),
-          cert: z.string().optional(),
-          key: z.string().optional(),
-          rejectUnauthorized: z.boolean().optional(),
-        }),
-      ])
-      .optional(),
+    tls: tlsSchema.optional(),
     sasl: z
       .object({
         mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),

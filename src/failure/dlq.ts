@@ -55,9 +55,10 @@ async function readToEnd(
   const kafka = createKafka(conn);
   const admin = kafka.admin();
   await admin.connect();
-  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
+  const topicOffsets = await admin.fetchTopicOffsets(topic);
+  const ends = new Map(topicOffsets.map((o) => [o.partition, Number(o.high)]));
+  const lows = new Map(topicOffsets.map((o) => [o.partition, Number(o.low)]));
   const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-  const lows = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.low)]));
   await admin.disconnect();
   const remaining = new Set<number>();
   for (const [p, end] of ends) {

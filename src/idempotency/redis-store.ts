@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
-import { parseOptions } from '../config/validate.js';
+import { parseOptions, tlsSchema } from '../config/validate.js';
 import { type BeginResult, type IdempotencyStore, StoreUnavailableError } from './store.js';
 
 /** Connection settings of a {@link RedisIdempotencyStore}, as Redis users configure them. */
@@ -35,17 +35,7 @@ const schema = z
     db: z.number().int().min(0).default(0),
     username: z.string().optional(),
     password: z.string().optional(),
-    tls: z
-      .union([
-        z.boolean(),
-        z.object({
-          ca: z.string().optional(),
-          cert: z.string().optional(),
-          key: z.string().optional(),
-          rejectUnauthorized: z.boolean().optional(),
-        }),
-      ])
-      .optional(),
+    tls: tlsSchema.optional(),
     poolSize: z.number().int().min(1).max(64).default(2),
     socketTimeoutMs: z.number().int().positive().default(2000),
     connectTimeoutMs: z.number().int().positive().default(2000),

@@ -685,7 +685,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   ): Promise<'acquired' | 'completed' | 'none'> {
     const idem = this.options.idempotency;
     if (!this.store || !idem) return 'none';
-    const id = idem.key ? idem.key(job as never) : item.jobId;
+    const id = this.idemKey(item, job);
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await this.store.begin(id, this.leaseOwner(item), idem.leaseMs);

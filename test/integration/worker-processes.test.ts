@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rssMiB } from '../../chaos/fleet.js';
 import { committedOffsets, jobTopic, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments } from '../support/jobs.js';
 import { orderViolations, WorkerFleet } from '../support/processes.js';
@@ -39,11 +39,6 @@ function watchCommits(groupId: string, topic: string) {
       await loop;
     },
   };
-}
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 describe('worker processes against the real broker', () => {
@@ -148,7 +143,7 @@ describe('worker processes against the real broker', () => {
     let peak = 0;
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      peak = Math.max(peak, rssMiB(child.pid!));
+      peak = Math.max(peak, rssMiB(child.pid));
       await new Promise((r) => setTimeout(r, 250));
     }
     const done = fleet.completedIds().size;
