@@ -65,6 +65,18 @@ async function producer(s: ChaosStack, topic: string) {
   return p;
 }
 
+/** Enqueues `jobs` payments over `keys` accounts before the workers start. */
+async function enqueueBacklog(s: ChaosStack, topic: string, jobs: number, keys: number): Promise<void> {
+  const p = await producer(s, topic);
+  const seqs = new Map<string, number>();
+  for (let i = 0; i < jobs; i += 1000) {
+    await p.enqueueMany(
+      Array.from({ length: Math.min(1000, jobs - i) }, (_, k) => payment(i + k, keys, seqs)),
+    );
+  }
+  await p.disconnect();
+}
+
 /**
  * Worker crashes: `workers` processes with the Redis idempotency store; SIGKILL a random one every
  * 3–5 s and restart it, `kills` times. Verdict: no job lost, per-key first completions in enqueue
@@ -84,14 +96,7 @@ export async function crashScenario(
 ): Promise<Verdict> {
   const topic = await newTopic(s, 'crash', 6);
   const list = `${topic}:effects`;
-  const p = await producer(s, topic);
-  const seqs = new Map<string, number>();
-  for (let i = 0; i < o.jobs; i += 1000) {
-    await p.enqueueMany(
-      Array.from({ length: Math.min(1000, o.jobs - i) }, (_, k) => payment(i + k, o.keys, seqs)),
-    );
-  }
-  await p.disconnect();
+  await enqueueBacklog(s, topic, o.jobs, o.keys);
   const fleet = new ChaosFleet(s, {
     topic,
     groupId: `${topic}-g`,
@@ -374,14 +379,7 @@ export async function badInputScenario(
  */
 export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: number }): Promise<Verdict> {
   const topic = await newTopic(s, 'rebalance', 6);
-  const p = await producer(s, topic);
-  const seqs = new Map<string, number>();
-  for (let i = 0; i < o.jobs; i += 1000) {
-    await p.enqueueMany(
-      Array.from({ length: Math.min(1000, o.jobs - i) }, (_, k) => payment(i + k, o.keys, seqs)),
-    );
-  }
-  await p.disconnect();
+  await enqueueBacklog(s, topic, o.jobs, o.keys);
   const groupId = `${topic}-g`;
   const fleet = new ChaosFleet(s, {
     topic,
