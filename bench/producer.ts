@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { loadAvroSchemaFile, parseAvroSchema } from '../src/codec/index.js';
 import { stackUp } from '../src/devstack/index.js';
 import { createKafka } from '../src/kafka/client.js';
+import { createTopicsReady } from '../src/kafka/topics.js';
 import { JobProducer } from '../src/producer/job-producer.js';
 import { writeResult } from './env.js';
 
@@ -30,10 +31,10 @@ const admin = kafka.admin();
 await admin.connect();
 const stamp = Date.now();
 const topics = { strand: `bench-produce-strand-${stamp}`, raw: `bench-produce-raw-${stamp}` };
-await admin.createTopics({
-  topics: Object.values(topics).map((topic) => ({ topic, numPartitions: 12 })),
-  waitForLeaders: true,
-});
+await createTopicsReady(
+  admin,
+  Object.values(topics).map((topic) => ({ topic, numPartitions: 12 })),
+);
 
 const data = (i: number) => ({
   paymentId: `pay-${i}`,

@@ -1,5 +1,43 @@
+import type { ITopicConfig } from 'kafkajs';
 import { topicNames } from '../failure/topics.js';
-import { createKafka, type KafkaConnection } from './client.js';
+import { type Admin, createKafka, type KafkaConnection } from './client.js';
+
+/**
+ * Creates topics and waits until every partition has a leader that the brokers report.
+ *
+ * kafkajs' own `waitForLeaders` gives up on the first `UNKNOWN_TOPIC_OR_PARTITION`, which a KRaft
+ * broker answers for a moment after the controller committed the topic (its metadata cache lags
+ * the controller's log). This polls instead and treats that answer as "not yet".
+ * Topics that already exist are left as they are.
+ */
+export async function createTopicsReady(
+  admin: Admin,
+  topics: ITopicConfig[],
+  timeoutMs = 30_000,
+): Promise<void> {
+  if (topics.length === 0) return;
+  await admin.createTopics({ topics, waitForLeaders: false });
+  const names = topics.map((t) => t.topic);
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no metadata yet';
+  for (;;) {
+    try {
+      const meta = await admin.fetchTopicMetadata({ topics: names });
+      const waiting = meta.topics.flatMap((t) =>
+        t.partitions.filter((p) => p.leader < 0).map((p) => `${t.name}[${p.partitionId}]`),
+      );
+      const missing = names.filter((n) => !meta.topics.some((t) => t.name === n && t.partitions.length > 0));
+      if (waiting.length === 0 && missing.length === 0) return;
+      last = `no leader yet for ${[...missing, ...waiting].slice(0, 5).join(', ')}`;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`topics ${names.join(', ')} not ready after ${timeoutMs} ms: ${last}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 export interface JobTopicsSpec {
   topic: string;
@@ -38,17 +76,15 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
     const existing = new Set(await admin.listTopics());
     const toCreate = wanted.filter((w) => !existing.has(w.topic));
     const configEntries = Object.entries(spec.configs ?? {}).map(([name, value]) => ({ name, value }));
-    if (toCreate.length > 0) {
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: toCreate.map((w) => ({
-          topic: w.topic,
-          numPartitions: spec.partitions,
-          ...(spec.replication ? { replicationFactor: spec.replication } : {}),
-          configEntries,
-        })),
-      });
-    }
+    await createTopicsReady(
+      admin,
+      toCreate.map((w) => ({
+        topic: w.topic,
+        numPartitions: spec.partitions,
+        ...(spec.replication ? { replicationFactor: spec.replication } : {}),
+        configEntries,
+      })),
+    );
     const meta = await admin.fetchTopicMetadata({ topics: wanted.map((w) => w.topic) });
     const counts = new Map(meta.topics.map((t) => [t.name, t.partitions.length]));
     return wanted.map((w) => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { createKafka, type KafkaConnection } from '../../src/kafka/client.js';
+import { createTopicsReady } from '../../src/kafka/topics.js';
 
 /** The broker and registry the global setup found or started. */
 export function stack(): { brokers: string[]; registryUrl: string; connection: KafkaConnection } {
@@ -43,7 +44,7 @@ export async function createTopics(
 ): Promise<() => Promise<void>> {
   const admin = createKafka(stack().connection).admin();
   await admin.connect();
-  await admin.createTopics({ topics, waitForLeaders: true });
+  await createTopicsReady(admin, topics);
   await admin.disconnect();
   return async () => {
     const a = createKafka(stack().connection).admin();
