@@ -53,13 +53,13 @@ function payment(j: number, keys: number, seqs: Map<string, number>, memo: strin
   };
 }
 
-async function producer(s: ChaosStack, topic: string) {
+async function producer(s: ChaosStack, topic: string, logger = quiet) {
   const p = new JobProducer({
     brokers: s.brokers,
     registry: { url: s.registryUrl },
     topic,
     schema,
-    logger: quiet,
+    logger,
   });
   await p.connect();
   return p;
@@ -503,7 +503,17 @@ export async function failoverScenario(
     sessionTimeoutMs: 10_000,
   });
   const workers = [fleet.start(), fleet.start()];
-  const p = await producer(s, topic);
+  // Counts the sends the producer had to repeat because kafkajs answered without some partitions.
+  let producerResends = 0;
+  const counting = createLogger({
+    level: 'warn',
+    destination: {
+      write: (line: string) => {
+        if (line.includes('missing from the produce answer')) producerResends++;
+      },
+    },
+  });
+  const p = await producer(s, topic, counting);
   const acknowledged: string[] = [];
   const where = new Map<string, string>();
   let enqueueFailures = 0;
@@ -560,10 +570,24 @@ export async function failoverScenario(
   const deadline = Date.now() + (process.env.CHAOS_WAIT_MS ? Number(process.env.CHAOS_WAIT_MS) : 5 * 60_000);
   while (Date.now() < deadline && acknowledged.some((id) => !completedSet().has(id))) await sleep(500);
   const [committedNow] = await admin.fetchOffsets({ groupId: `${topic}-g`, topics: [topic] });
+  const deadLettered = (await admin.fetchTopicOffsets(`${topic}.dlq`)).reduce(
+    (n, x) => n + Number(x.high),
+    0,
+  );
   const missingWhere = acknowledged.filter((id) => !completedSet().has(id)).map((id) => where.get(id));
   if (missingWhere.length) {
     console.error(`missing at partition/offset: ${missingWhere.join(' ')}`);
     console.error(`committed: ${JSON.stringify(committedNow?.partitions)}`);
+    const started = new Set(
+      fleet
+        .read()
+        .filter((l) => l.kind === 'S')
+        .map((l) => l.jobId),
+    );
+    const missingIds = acknowledged.filter((id) => !completedSet().has(id));
+    console.error(
+      `missing but started: ${missingIds.filter((id) => started.has(id)).length}/${missingIds.length}`,
+    );
   }
   const exited = workers.filter((w) => w.exitCode !== null || w.signalCode !== null).length;
   await fleet.killAll();
@@ -587,6 +611,8 @@ export async function failoverScenario(
     completed: completions.size,
     missing,
     completedMoreThanOnce: twice,
+    deadLettered,
+    producerResends,
     longestProcessingPauseMs: longestPause,
     workersExited: exited,
     seconds: Math.round((Date.now() - t0) / 1000),
@@ -594,6 +620,7 @@ export async function failoverScenario(
   const failures: string[] = [];
   if (missing) failures.push(`${missing} acknowledged jobs never completed`);
   if (twice) failures.push(`${twice} jobs completed more than once`);
+  if (deadLettered) failures.push(`${deadLettered} jobs dead-lettered for a broker outage`);
   if (exited) failures.push(`${exited} workers exited`);
   if (killed.length < o.kills) failures.push('fewer broker kills than asked');
   return { scenario: 'failover', passed: failures.length === 0, figures, failures };

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { HEADERS, headerString } from '../headers.js';
 import { createKafka, type IHeaders, type KafkaConnection, type KafkaMessage } from '../kafka/client.js';
+import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
 import { RateLimiter } from '../worker/limiter.js';
 import { topicNames } from './topics.js';
 
@@ -233,6 +234,9 @@ export async function replayDeadJobs(
         allowAutoTopicCreation: false,
       });
   await producer?.connect();
+  const admin = producer ? kafka.admin() : undefined;
+  await admin?.connect();
+  const counts = admin ? partitionCounts(admin) : undefined;
   const limiter = opts.rate ? new RateLimiter(Math.max(1, opts.rate), 1000) : undefined;
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
   try {
@@ -257,11 +261,16 @@ export async function replayDeadJobs(
         const tx = await producer.transaction();
         try {
           if (toSend.length > 0) {
-            await tx.send({
-              topic,
-              acks: -1,
-              messages: toSend.map((m) => ({ key: m.key, value: m.value, headers: replayHeaders(m) })),
-            });
+            await sendAcknowledged(
+              tx,
+              [
+                {
+                  topic,
+                  messages: toSend.map((m) => ({ key: m.key, value: m.value, headers: replayHeaders(m) })),
+                },
+              ],
+              counts ? { counts } : {},
+            );
           }
           await tx.sendOffsets({
             consumerGroupId: group,
@@ -279,11 +288,12 @@ export async function replayDeadJobs(
     });
   } finally {
     await producer?.disconnect();
+    await admin?.disconnect();
     if (opts.dryRun) {
-      const admin = kafka.admin();
-      await admin.connect();
-      await admin.deleteGroups([group]).catch(() => undefined);
-      await admin.disconnect();
+      const cleanup = kafka.admin();
+      await cleanup.connect();
+      await cleanup.deleteGroups([group]).catch(() => undefined);
+      await cleanup.disconnect();
     }
   }
   return result;

@@ -1,6 +1,7 @@
 import { DecodeError } from '../codec/errors.js';
 import { HEADERS } from '../headers.js';
 import type { IHeaders, Message, Producer } from '../kafka/client.js';
+import { type PartitionCounts, sendAcknowledged } from '../kafka/send.js';
 import type { WorkItem } from '../worker/work-item.js';
 import { errorClassName } from './errors.js';
 import type { TopicNames } from './topics.js';
@@ -49,6 +50,8 @@ export class OutcomeRouter {
     private readonly topics: TopicNames,
     private readonly tierDelays: readonly number[],
     private readonly group: string,
+    private readonly counts: PartitionCounts,
+    private readonly onResend?: (partitions: string[]) => void,
   ) {}
 
   /**
@@ -71,16 +74,18 @@ export class OutcomeRouter {
     if (batch.length === 0) return;
     const byTopic = new Map<string, Message[]>();
     for (const b of batch) byTopic.set(b.topic, [...(byTopic.get(b.topic) ?? []), b.message]);
-    this.producer
-      .sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
-      .then(
-        () => {
-          for (const b of batch) b.resolve();
-        },
-        (error: unknown) => {
-          for (const b of batch) b.reject(error);
-        },
-      );
+    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    sendAcknowledged(this.producer, topicMessages, {
+      counts: this.counts,
+      ...(this.onResend ? { onResend: this.onResend } : {}),
+    }).then(
+      () => {
+        for (const b of batch) b.resolve();
+      },
+      (error: unknown) => {
+        for (const b of batch) b.reject(error);
+      },
+    );
   }
 
   /** The tier after the one this item came from (the last tier repeats). */
@@ -121,11 +126,7 @@ export class OutcomeRouter {
       [HEADERS.attempt]: String(attempt),
       [HEADERS.failedAt]: String(Date.now()),
     });
-    await this.producer.send({
-      topic: this.topics.dlq,
-      acks: -1,
-      messages: [{ key: item.key, value: item.value, headers }],
-    });
+    await this.send(this.topics.dlq, { key: item.key, value: item.value, headers });
     return { kind: 'dlq', topic: this.topics.dlq };
   }
 }

@@ -19,6 +19,7 @@ import { StrandError } from '../errors.js';
 import { HEADERS } from '../headers.js';
 import { type Admin, createKafka, type KafkaConnection, type Producer } from '../kafka/client.js';
 import { createKeyPartitioner } from '../kafka/partitioner.js';
+import { sendAcknowledged } from '../kafka/send.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
 
 /** Options of a {@link JobProducer}. */
@@ -195,12 +196,9 @@ export class JobProducer<T = Record<string, unknown>> {
     if (jobs.length === 0) return [];
     const schemaId = await this.schemaId();
     const now = String(Date.now());
-    const perPartition = new Map<number, number>();
     const planned = jobs.map((job) => {
       const jobId = job.jobId ?? uuidv7();
       const partition = this.partitionFor(this.topic, job.key, this.partitions);
-      const index = perPartition.get(partition) ?? 0;
-      perPartition.set(partition, index + 1);
       const headers: Record<string, string> = {
         ...job.headers,
         [HEADERS.jobId]: jobId,
@@ -210,7 +208,6 @@ export class JobProducer<T = Record<string, unknown>> {
       return {
         jobId,
         partition,
-        index,
         message: {
           key: job.key,
           value: this.codec.encode(schemaId, this.type, job.data),
@@ -219,17 +216,15 @@ export class JobProducer<T = Record<string, unknown>> {
         },
       };
     });
-    const meta = await this.producer.send({
-      topic: this.topic,
-      acks: -1,
-      messages: planned.map((p) => p.message),
-    });
-    const base = new Map(meta.map((m) => [m.partition, BigInt(m.baseOffset ?? '0')]));
-    return planned.map((p) => ({
-      jobId: p.jobId,
-      partition: p.partition,
-      offset: String((base.get(p.partition) ?? 0n) + BigInt(p.index)),
-    }));
+    const placed = await sendAcknowledged(
+      this.producer,
+      [{ topic: this.topic, messages: planned.map((p) => p.message) }],
+      {
+        onResend: (partitions) =>
+          this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
+      },
+    );
+    return planned.map((p, i) => ({ jobId: p.jobId, partition: p.partition, offset: placed[i]!.offset }));
   }
 
   async disconnect(): Promise<void> {

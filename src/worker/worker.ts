@@ -18,6 +18,7 @@ import {
   type KafkaConnection,
   type Producer,
 } from '../kafka/client.js';
+import { partitionCounts } from '../kafka/send.js';
 import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
@@ -262,7 +263,15 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 5000 },
     });
     await this.producer.connect();
-    this.router = new OutcomeRouter(this.producer, this.topics, o.retry.tiers, o.groupId);
+    this.router = new OutcomeRouter(
+      this.producer,
+      this.topics,
+      o.retry.tiers,
+      o.groupId,
+      partitionCounts(this.admin),
+      (partitions) =>
+        this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
+    );
     if (o.metrics) {
       // Up before the group join, so /readyz can say "not yet" and /healthz answers throughout.
       this.server = await startMetricsServer({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { badInputScenario, crashScenario } from '../../chaos/scenarios.js';
+import { badInputScenario, crashScenario, failoverScenario } from '../../chaos/scenarios.js';
 import { stack } from '../support/helpers.js';
 
 // Reduced sizes of `npm run test:chaos`; the verdict's failures say what broke.
@@ -26,4 +26,14 @@ describe('chaos (reduced size)', () => {
     expect(v.failures).toEqual([]);
     expect(v.passed).toBe(true);
   }, 300_000);
+});
+
+describe('chaos: broker failover (reduced size, own 3-node cluster)', () => {
+  it('leader SIGKILLed mid-run: every acknowledged enqueue completed exactly once, nothing dead-lettered', async () => {
+    const v = await failoverScenario(stack().registryUrl, { jobs: 3000, rate: 300, kills: 1, downMs: 5000 });
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    expect(v.figures.acknowledged).toBe(3000);
+    expect(v.passed).toBe(true);
+  }, 420_000);
 });
