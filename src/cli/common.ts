@@ -36,6 +36,10 @@ export function oneLine(error: unknown): string {
     const detail = (error.message.split('\n')[0] ?? '').replace(/^Connection error: /, '');
     return `cannot reach Kafka (${detail}); check --brokers or STRAND_BROKERS`;
   }
+  if (error.name === 'KafkaJSSASLAuthenticationError') {
+    const user = process.env.STRAND_SASL_USERNAME;
+    return `Kafka rejected the SASL credentials${user ? ` of user "${user}"` : ''}: authentication failed; check STRAND_SASL_USERNAME and STRAND_SASL_PASSWORD (${error.message.split('\n')[0]})`;
+  }
   const code = (error as { exitCode?: number; code?: string }).code;
   let message = error.message.split('\n')[0] ?? error.message;
   if (code === 'DEVSTACK') message = error.message; // devstack errors may carry a log tail on purpose

@@ -7,6 +7,11 @@ function describe(info: StackInfo, alive?: boolean[]): string {
   const lines = [
     `brokers       ${info.brokers.join(',')}   (Kafka ${info.kafkaVersion}, KRaft)`,
     `registry      ${info.registryUrl}   (Apicurio ${info.registryVersion}, Confluent API)`,
+    ...(info.sasl
+      ? [
+          `sasl          ${info.sasl.brokers.join(',')}   (SASL_PLAINTEXT, ${info.sasl.mechanism}, user ${info.sasl.username}, password ${info.sasl.password}; local only)`,
+        ]
+      : []),
     '',
     'process      pid       port   uptime   log',
   ];

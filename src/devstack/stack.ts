@@ -41,6 +41,11 @@ export interface StackInfo {
   registryVersion: string;
   processes: StackProcess[];
   startedAt: number;
+  /**
+   * A second listener on every broker that requires SASL/SCRAM (over plaintext: a local stack),
+   * with a development user, so clients' credential handling is tested against a real broker.
+   */
+  sasl?: { brokers: string[]; mechanism: 'scram-sha-256'; username: string; password: string };
 }
 
 export function stackHome(home?: string): string {
@@ -83,19 +88,30 @@ function tail(file: string, lines = 20): string {
   }
 }
 
+/** The development SCRAM user of the local stack's SASL listener (local only; printed by `dev up`). */
+export const DEV_SASL_USER = { username: 'strand', password: 'strand-dev-secret' } as const;
+
+/** Node i's SASL listener port: after every node's plaintext and controller ports. */
+const saslPort = (basePort: number, n: number, id: number) => basePort + 2 * n + (id - 1);
+
 function kafkaProperties(nodeId: number, n: number, basePort: number, dataDir: string): string {
   const port = (id: number) => basePort + 2 * (id - 1);
   const voters = Array.from({ length: n }, (_, i) => `${i + 1}@127.0.0.1:${port(i + 1) + 1}`).join(',');
   const rf = Math.min(3, n);
+  const sasl = saslPort(basePort, n, nodeId);
+  const scram = 'org.apache.kafka.common.security.scram.ScramLoginModule required;';
   return [
     'process.roles=broker,controller',
     `node.id=${nodeId}`,
     `controller.quorum.voters=${voters}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},CONTROLLER://127.0.0.1:${port(nodeId) + 1}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port(nodeId)}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},CONTROLLER://127.0.0.1:${port(nodeId) + 1},SASL_PLAINTEXT://127.0.0.1:${sasl}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},SASL_PLAINTEXT://127.0.0.1:${sasl}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+    'sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512',
+    `listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=${scram}`,
+    `listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=${scram}`,
     `log.dirs=${dataDir}`,
     `num.partitions=1`,
     `default.replication.factor=${rf}`,
@@ -166,6 +182,59 @@ async function kafkaReady(brokers: string[], expected: number): Promise<boolean>
   }
 }
 
+/** True when the dev user can log in on the SASL listener. */
+async function saslLoginWorks(sasl: NonNullable<StackInfo['sasl']>): Promise<boolean> {
+  const admin = createKafka({
+    brokers: sasl.brokers,
+    clientId: 'strand-devstack',
+    connectionTimeoutMs: 2000,
+    requestTimeoutMs: 5000,
+    sasl: { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password },
+  }).admin({ retry: { retries: 0 } });
+  try {
+    await admin.connect();
+    await admin.describeCluster();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * Storage formatted by an older Strand has no SCRAM user: add it through the plaintext listener
+ * (Kafka's own ConfigCommand), so every stack offers the SASL listener with the same user.
+ */
+async function ensureSaslUser(info: StackInfo, javaBin: string, classpath: string): Promise<void> {
+  if (!info.sasl || (await saslLoginWorks(info.sasl))) return;
+  const secret = info.sasl.password;
+  await run(javaBin, [
+    '-cp',
+    classpath,
+    'kafka.admin.ConfigCommand',
+    '--bootstrap-server',
+    info.brokers.join(','),
+    '--alter',
+    '--entity-type',
+    'users',
+    '--entity-name',
+    info.sasl.username,
+    '--add-config',
+    `SCRAM-SHA-256=[password=${secret}]`,
+  ]).catch((error: { stderr?: string; stdout?: string }) => {
+    const cause = `${error.stderr ?? ''}\n${error.stdout ?? ''}`
+      .split('\n')
+      .find((l) => l.startsWith('Caused by:'));
+    throw new DevStackError(`adding the SASL development user failed: ${cause?.trim() ?? 'no output'}`);
+  });
+  for (let i = 0; i < 20; i++) {
+    if (await saslLoginWorks(info.sasl)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new DevStackError('the SASL listener does not accept the development user after adding it');
+}
+
 async function registryReady(url: string): Promise<boolean> {
   const res = await fetch(`${url}/subjects`, { signal: AbortSignal.timeout(2000) });
   return res.status === 200;
@@ -208,7 +277,13 @@ export async function stackUp(
   }
 
   const kafkaPorts = Array.from({ length: n }, (_, i) => basePort + 2 * i);
-  for (const port of [...kafkaPorts.flatMap((p) => [p, p + 1]), registryPort, registryPort + 1]) {
+  const saslPorts = kafkaPorts.map((_, i) => saslPort(basePort, n, i + 1));
+  for (const port of [
+    ...kafkaPorts.flatMap((p) => [p, p + 1]),
+    ...saslPorts,
+    registryPort,
+    registryPort + 1,
+  ]) {
     if (!(await portFree(port))) {
       throw new DevStackError(
         `port ${port} on 127.0.0.1 is already in use by another process; stop it or choose other ports (--kafka-port, --registry-port)`,
@@ -259,6 +334,10 @@ export async function stackUp(
           '-c',
           props,
           '--ignore-formatted',
+          ...['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => [
+            '--add-scram',
+            `${m}=[name=${DEV_SASL_USER.username},password=${DEV_SASL_USER.password}]`,
+          ]),
         ]);
       } catch (error) {
         throw new DevStackError(
@@ -330,6 +409,11 @@ export async function stackUp(
     registryVersion: APICURIO_VERSION,
     processes,
     startedAt: started,
+    sasl: {
+      brokers: saslPorts.map((p) => `127.0.0.1:${p}`),
+      mechanism: 'scram-sha-256',
+      ...DEV_SASL_USER,
+    },
   };
   // Written before waiting, so `down` can stop a stack whose start failed half-way.
   writeFileSync(stateFile(home), JSON.stringify(info, null, 2));
@@ -351,6 +435,7 @@ export async function stackUp(
         120_000,
       ),
     ]);
+    await ensureSaslUser(info, kafkaJava.bin, classpath);
   } catch (error) {
     await stackDown({ home });
     throw error;

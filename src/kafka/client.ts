@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
+import { StrandError } from '../errors.js';
 
 export type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 
@@ -60,6 +61,21 @@ export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
     config.sasl = { ...conn.sasl } as SASLOptions;
   }
   return new Kafka(config);
+}
+
+/**
+ * Turns kafkajs' SASL failure into one line naming the user, mechanism and brokers (never the
+ * password); other errors pass through. Bad credentials are not retried: kafkajs gives up on the
+ * first authentication failure, and so does Strand.
+ */
+export function explainConnectError(error: unknown, conn: KafkaConnection): unknown {
+  if ((error as Error | undefined)?.name !== 'KafkaJSSASLAuthenticationError') return error;
+  const who = conn.sasl ? `user "${conn.sasl.username}" (${conn.sasl.mechanism})` : 'this client';
+  return new StrandError(
+    'KAFKA',
+    `Kafka rejected the SASL credentials of ${who} at ${conn.brokers.join(',')}: authentication failed; check the username and password`,
+    { cause: error },
+  );
 }
 
 /**

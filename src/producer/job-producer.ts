@@ -17,7 +17,13 @@ import {
 } from '../config/index.js';
 import { StrandError } from '../errors.js';
 import { HEADERS } from '../headers.js';
-import { type Admin, createKafka, type KafkaConnection, type Producer } from '../kafka/client.js';
+import {
+  type Admin,
+  createKafka,
+  explainConnectError,
+  type KafkaConnection,
+  type Producer,
+} from '../kafka/client.js';
 import { createKeyPartitioner } from '../kafka/partitioner.js';
 import { sendAcknowledged } from '../kafka/send.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
@@ -112,6 +118,7 @@ export class JobProducer<T = Record<string, unknown>> {
   private readonly producer: Producer;
   private readonly admin: Admin;
   private readonly logger: Logger;
+  private readonly connection: KafkaConnection;
   private readonly partitionFor = createKeyPartitioner();
   private partitions = 0;
   private connected = false;
@@ -128,6 +135,7 @@ export class JobProducer<T = Record<string, unknown>> {
     this.logger = this.opts.logger ?? createLogger({ name: 'strand-producer' });
     const conn: KafkaConnection = { ...(this.opts.kafka ?? { brokers: [] }) } as KafkaConnection;
     if (this.opts.brokers) conn.brokers = this.opts.brokers;
+    this.connection = conn;
     const kafka = createKafka(conn, kafkaLogSink(this.logger));
     // Unlimited retries keep the idempotent producer's no-duplicate, in-order guarantee (kafkajs warns otherwise).
     this.producer = kafka.producer({
@@ -143,7 +151,14 @@ export class JobProducer<T = Record<string, unknown>> {
 
   /** Connects and checks that the topic exists (a clear error if it does not). */
   async connect(): Promise<void> {
-    await Promise.all([this.producer.connect(), this.admin.connect()]);
+    // The admin first: a refused login (bad credentials) then fails once, before the producer,
+    // whose unlimited retries are meant for broker outages, tries at all.
+    try {
+      await this.admin.connect();
+      await this.producer.connect();
+    } catch (error) {
+      throw explainConnectError(error, this.connection);
+    }
     await this.refreshPartitions();
     this.connected = true;
   }

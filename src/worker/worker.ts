@@ -15,6 +15,7 @@ import {
   type Consumer,
   createKafka,
   type EachBatchPayload,
+  explainConnectError,
   type KafkaConnection,
   type Producer,
 } from '../kafka/client.js';
@@ -244,7 +245,12 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       kafkaLogSink(this.logger),
     );
     this.admin = kafka.admin();
-    await this.admin.connect();
+    try {
+      await this.admin.connect();
+    } catch (error) {
+      this.state = 'new';
+      throw explainConnectError(error, this.connection);
+    }
     const subscribed = [this.topics.main, ...this.topics.tiers];
     const existing = new Set(await this.admin.listTopics());
     const missing = [...subscribed, this.topics.dlq].filter((t) => !existing.has(t));

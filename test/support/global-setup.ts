@@ -8,6 +8,8 @@ declare module 'vitest' {
     brokers: string[];
     registryUrl: string;
     stackSource: 'env' | 'testcontainers' | 'devstack';
+    /** A SASL/SCRAM listener and its user (the devstack's, or STRAND_TEST_SASL_* in env mode). */
+    sasl: { brokers: string[]; mechanism: 'scram-sha-256'; username: string; password: string } | null;
   }
 }
 
@@ -36,6 +38,18 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('brokers', envBrokers.split(','));
     project.provide('registryUrl', envRegistry);
     project.provide('stackSource', 'env');
+    const saslBrokers = process.env.STRAND_TEST_SASL_BROKERS;
+    project.provide(
+      'sasl',
+      saslBrokers
+        ? {
+            brokers: saslBrokers.split(','),
+            mechanism: 'scram-sha-256',
+            username: process.env.STRAND_TEST_SASL_USERNAME ?? '',
+            password: process.env.STRAND_TEST_SASL_PASSWORD ?? '',
+          }
+        : null,
+    );
     return;
   }
   if (process.env.STRAND_TEST_DOCKER !== '0' && (await dockerAnswers())) {
@@ -44,6 +58,7 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('brokers', stack.brokers);
     project.provide('registryUrl', stack.registryUrl);
     project.provide('stackSource', 'testcontainers');
+    project.provide('sasl', null);
     teardown = stack.stop;
     return;
   }
@@ -52,6 +67,7 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('brokers', info.brokers);
   project.provide('registryUrl', info.registryUrl);
   project.provide('stackSource', 'devstack');
+  project.provide('sasl', info.sasl ?? null);
   if (!wasRunning && process.env.STRAND_TEST_KEEP_STACK !== '1') {
     teardown = async () => {
       await stackDown();

@@ -8,6 +8,8 @@ export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   port = 0;
+  /** Client connections accepted so far. */
+  connections = 0;
 
   constructor(
     private readonly targetHost: string,
@@ -16,6 +18,7 @@ export class TcpProxy {
 
   async start(port = 0): Promise<number> {
     this.server = createServer((client) => {
+      this.connections++;
       const upstream = connect(this.targetPort, this.targetHost);
       this.sockets.add(client).add(upstream);
       const drop = () => {

@@ -1,0 +1,149 @@
+import { describe, expect, inject, it } from 'vitest';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
+import { JobProducer } from '../../src/producer/job-producer.js';
+import { Worker } from '../../src/worker/worker.js';
+import { runCli } from '../support/cli.js';
+import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
+import { type Payment, paymentSchema } from '../support/jobs.js';
+import { TcpProxy } from '../support/proxy.js';
+
+function saslListener() {
+  const sasl = inject('sasl');
+  if (!sasl) {
+    throw new Error(
+      'no SASL listener: the devstack provides one; with STRAND_BROKERS set, also set STRAND_TEST_SASL_BROKERS/USERNAME/PASSWORD',
+    );
+  }
+  return sasl;
+}
+
+/** A logger at debug level whose lines are kept, to search them for secrets. */
+function capturingLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'debug', destination: { write: (l: string) => lines.push(l) } });
+  return { logger, lines };
+}
+
+describe('SASL/SCRAM against the real broker', () => {
+  it('a producer and a worker authenticate on the SASL listener and run jobs; the password is never logged', async () => {
+    const sasl = saslListener();
+    const { topic, cleanup } = await jobTopic('sasl', { partitions: 2, tierDelays: [] });
+    const kafka = {
+      brokers: sasl.brokers,
+      sasl: { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password },
+    };
+    const { logger, lines } = capturingLogger();
+    const producer = new JobProducer<Payment>({
+      kafka,
+      registry: { url: stack().registryUrl },
+      topic,
+      schema: paymentSchema,
+      logger,
+    });
+    await producer.connect();
+    const sent = await producer.enqueueMany(
+      Array.from({ length: 40 }, (_, i) => ({
+        key: `acct-${i % 5}`,
+        data: {
+          paymentId: `pay-${i}`,
+          accountId: `acct-${i % 5}`,
+          amountCents: 100 + i,
+          currency: 'EUR',
+          sequence: i,
+          createdAt: Date.now(),
+          memo: null,
+        },
+      })),
+    );
+    const done = new Set<string>();
+    const worker = new Worker<Payment>({
+      kafka,
+      registry: { url: stack().registryUrl },
+      topic,
+      groupId: uniqueName('sasl-g'),
+      retry: { tiers: [] },
+      logger,
+      handler: async (job) => {
+        done.add(job.id);
+      },
+    });
+    await worker.start();
+    await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: 'all jobs over SASL' });
+    await worker.stop();
+    await producer.disconnect();
+    await cleanup();
+    expect([...done].sort()).toEqual(sent.map((s) => s.jobId).sort());
+    expect(lines.length).toBeGreaterThan(3);
+    expect(lines.join('\n')).not.toContain(sasl.password);
+  });
+
+  it('a wrong password: start() fails fast with one clear line, after few connection attempts, and the password is not in it', async () => {
+    const sasl = saslListener();
+    const [host, port] = sasl.brokers[0]!.split(':');
+    const proxy = new TcpProxy(host!, Number(port));
+    await proxy.start();
+    const wrong = `not-the-password-${uniqueName('x')}`;
+    const { logger, lines } = capturingLogger();
+    const worker = new Worker<Payment>({
+      kafka: {
+        brokers: [`127.0.0.1:${proxy.port}`],
+        sasl: { mechanism: sasl.mechanism, username: sasl.username, password: wrong },
+      },
+      registry: { url: stack().registryUrl },
+      topic: 'never-reached',
+      groupId: uniqueName('sasl-bad'),
+      retry: { tiers: [] },
+      logger,
+      handler: async () => undefined,
+    });
+    const t0 = Date.now();
+    const error = (await worker.start().catch((e: unknown) => e)) as Error;
+    const elapsed = Date.now() - t0;
+    await worker.stop().catch(() => undefined);
+    await proxy.cut();
+    expect(error).toBeInstanceOf(Error);
+    expect(error.message).toMatch(/authentication failed/i);
+    expect(error.message).toContain(sasl.username);
+    expect(error.message).not.toContain('\n');
+    expect(error.message).not.toContain(wrong);
+    expect(lines.join('\n')).not.toContain(wrong);
+    // Bad credentials are not a transient fault: no retry storm against the broker.
+    expect(proxy.connections).toBeLessThanOrEqual(2);
+    expect(elapsed).toBeLessThan(10_000);
+
+    // The producer (whose sends retry without limit through outages) gives up on a refused login too.
+    const producer = new JobProducer<Payment>({
+      kafka: {
+        brokers: sasl.brokers,
+        sasl: { mechanism: sasl.mechanism, username: sasl.username, password: wrong },
+      },
+      registry: { url: stack().registryUrl },
+      topic: 'never-reached',
+      schema: paymentSchema,
+      logger,
+    });
+    const p0 = Date.now();
+    const producerError = (await producer.connect().catch((e: unknown) => e)) as Error;
+    expect(Date.now() - p0).toBeLessThan(10_000);
+    expect(producerError.message).toMatch(/rejected the SASL credentials of user .*authentication failed/);
+    expect(lines.join('\n')).not.toContain(wrong);
+    await producer.disconnect().catch(() => undefined);
+  });
+
+  it('the CLI with a wrong STRAND_SASL_PASSWORD exits 1 with one line and never prints the password', async () => {
+    const sasl = saslListener();
+    const wrong = `bad-${uniqueName('pw')}`;
+    const r = await runCli(['topics', 'create', uniqueName('sasl-cli'), '--partitions', '1'], {
+      env: {
+        STRAND_BROKERS: sasl.brokers.join(','),
+        STRAND_SASL_MECHANISM: sasl.mechanism,
+        STRAND_SASL_USERNAME: sasl.username,
+        STRAND_SASL_PASSWORD: wrong,
+      },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/rejected the SASL credentials of user "strand".*authentication failed/i);
+    expect(r.stdout + r.stderr).not.toContain(wrong);
+  });
+});
