@@ -2,6 +2,7 @@ export {
   AvroCodec,
   DecodeError,
   type DecodeReason,
+  RegistryAccessError,
   RegistryUnavailableError,
   SchemaNotFoundError,
   SchemaRegistryGateway,

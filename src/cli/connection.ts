@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import type { RegistryOptions } from '../codec/index.js';
 import { stackStatus } from '../devstack/index.js';
 import { connectionFromEnv, type KafkaConnection } from '../kafka/client.js';
 
@@ -15,7 +17,23 @@ export function withConnectionFlags(cmd: Command, opts: { registry?: boolean } =
   return cmd;
 }
 
-export function resolveConnection(flags: ConnectionFlags): { kafka: KafkaConnection; registryUrl: string } {
+/**
+ * The registry settings from the environment: `STRAND_REGISTRY_USERNAME`/`STRAND_REGISTRY_PASSWORD`
+ * (basic auth) and `STRAND_REGISTRY_CA_FILE` (a CA to trust for an https URL).
+ */
+export function registryFromEnv(url: string, env: NodeJS.ProcessEnv = process.env): RegistryOptions {
+  const registry: RegistryOptions = { url };
+  if (env.STRAND_REGISTRY_USERNAME)
+    registry.auth = { username: env.STRAND_REGISTRY_USERNAME, password: env.STRAND_REGISTRY_PASSWORD ?? '' };
+  if (env.STRAND_REGISTRY_CA_FILE) registry.tls = { ca: readFileSync(env.STRAND_REGISTRY_CA_FILE, 'utf8') };
+  return registry;
+}
+
+export function resolveConnection(flags: ConnectionFlags): {
+  kafka: KafkaConnection;
+  registryUrl: string;
+  registry: RegistryOptions;
+} {
   const env = { ...process.env };
   if (flags.brokers) env.STRAND_BROKERS = flags.brokers;
   const running = stackStatus();
@@ -29,5 +47,5 @@ export function resolveConnection(flags: ConnectionFlags): { kafka: KafkaConnect
     process.env.STRAND_REGISTRY_URL ??
     stackUp?.registryUrl ??
     'http://127.0.0.1:8081/apis/ccompat/v7';
-  return { kafka, registryUrl };
+  return { kafka, registryUrl, registry: registryFromEnv(registryUrl) };
 }

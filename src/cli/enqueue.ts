@@ -117,10 +117,10 @@ Examples:
       }
       if (total === 0) throw new CliError('no jobs to enqueue (empty input)', EXIT.usage);
 
-      const { kafka, registryUrl } = resolveConnection(flags);
+      const { kafka, registry } = resolveConnection(flags);
       const producer = new JobProducer({
         kafka,
-        registry: { url: registryUrl },
+        registry,
         topic,
         schema,
         logger: createLogger({ name: 'strand-enqueue', level: process.env.STRAND_LOG_LEVEL ?? 'silent' }),

@@ -57,14 +57,14 @@ Examples:
   cmd.action(
     action(async (modulePath: string, flags: ConnectionFlags & { concurrency?: number }) => {
       const def = (await loadDefinition(modulePath)) as WorkerOptions;
-      const { kafka, registryUrl } = resolveConnection(flags);
+      const { kafka, registry } = resolveConnection(flags);
       delete kafka.clientId; // the worker names its client after its group
       delete kafka.retries; // a long-running worker keeps retrying
       const logger = def.logger ?? createLogger({ name: 'strand-worker' });
       const options: WorkerOptions = {
         ...def,
         logger,
-        registry: def.registry ?? { url: registryUrl },
+        registry: def.registry ?? registry,
         ...(def.brokers || def.kafka ? {} : { kafka }),
         ...(flags.concurrency !== undefined ? { concurrency: flags.concurrency } : {}),
       };

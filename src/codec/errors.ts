@@ -26,6 +26,16 @@ export class RegistryUnavailableError extends StrandError {
   }
 }
 
+/**
+ * The registry refused this client (HTTP 401/403) or its TLS certificate could not be verified:
+ * a configuration fault, so it is not retried like an outage.
+ */
+export class RegistryAccessError extends StrandError {
+  constructor(message: string, cause?: unknown) {
+    super('CONFIG', message, { retriable: false, cause });
+  }
+}
+
 /** The registry refused a schema (incompatible with the subject's rule, or invalid). */
 export class SchemaRejectedError extends StrandError {
   constructor(message: string, cause?: unknown) {

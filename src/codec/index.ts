@@ -2,6 +2,7 @@ export { AvroCodec, assertValid, type DecodedValue, validationProblems } from '.
 export {
   DecodeError,
   type DecodeReason,
+  RegistryAccessError,
   RegistryUnavailableError,
   SchemaNotFoundError,
   SchemaRejectedError,

@@ -1,7 +1,14 @@
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import registryPkg from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { isStrandError } from '../errors.js';
-import { RegistryUnavailableError, SchemaNotFoundError, SchemaRejectedError } from './errors.js';
+import {
+  RegistryAccessError,
+  RegistryUnavailableError,
+  SchemaNotFoundError,
+  SchemaRejectedError,
+} from './errors.js';
 
 const { SchemaRegistry } = registryPkg;
 type Client = InstanceType<typeof SchemaRegistry>;
@@ -13,8 +20,10 @@ export type AvroType = avro.Type;
 export interface RegistryOptions {
   /** Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`. */
   url: string;
-  /** Basic auth for the registry. */
+  /** Basic auth for the registry. The password is never logged. */
   auth?: { username: string; password: string };
+  /** TLS for an `https://` URL: the CA to trust (PEM), a client certificate and key for mutual TLS. */
+  tls?: { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
   /**
    * How long one operation keeps retrying an unreachable registry before failing.
    * @defaultValue 10000
@@ -34,12 +43,20 @@ export type Compatibility =
 const NETWORK =
   /ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|timeout|network/i;
 
-type Classified = 'not-found' | 'rejected' | 'unavailable' | 'other';
+/** Certificate problems: a configuration fault, not an outage, so not retried. */
+const TLS_FAILURE =
+  /CERT_|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL|certificate|wrong version number/i;
+
+type Classified = 'not-found' | 'rejected' | 'unavailable' | 'unauthorized' | 'tls' | 'other';
 
 function classify(error: unknown): Classified {
   if (isStrandError(error)) return error.retriable ? 'unavailable' : 'other';
   const status = (error as { status?: number }).status;
   const message = error instanceof Error ? error.message : String(error);
+  if (status === 401 || status === 403) return 'unauthorized';
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const code = (error as { code?: string }).code ?? cause?.code ?? '';
+  if (TLS_FAILURE.test(`${code} ${message} ${cause?.message ?? ''}`)) return 'tls';
   if (status === 404 || /does not match any schema|not found/i.test(message)) return 'not-found';
   if (status === 409 || status === 422) return 'rejected';
   if (status === undefined || status === 0 || status >= 500 || NETWORK.test(message)) return 'unavailable';
@@ -71,17 +88,34 @@ export class SchemaRegistryGateway {
   private readonly typesById = new Map<number, Promise<AvroType>>();
   private readonly idsBySubject = new Map<string, number>();
   private readonly pendingIds = new Map<string, Promise<number>>();
+  private readonly agent: HttpAgent;
+  private readonly authHeader: string | undefined;
+  private readonly username: string | undefined;
 
   constructor(opts: RegistryOptions) {
     this.url = opts.url.replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    // One agent for the client's calls and ours: kept-alive connections, the TLS trust settings.
+    this.agent = this.url.startsWith('https:')
+      ? new HttpsAgent({ keepAlive: true, ...(opts.tls ?? {}) })
+      : new HttpAgent({ keepAlive: true });
+    this.username = opts.auth?.username;
+    this.authHeader = opts.auth
+      ? `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`
+      : undefined;
     this.client = new SchemaRegistry({
       host: this.url,
       clientId: 'strand',
       // Retries are ours (bounded by time, classified); the client's own would hide 404s behind delays.
       retry: { retries: 0 },
+      agent: this.agent,
       ...(opts.auth ? { auth: opts.auth } : {}),
     });
+  }
+
+  /** Closes kept-alive connections (call when done with the gateway). */
+  close(): void {
+    this.agent.destroy();
   }
 
   private async withRetry<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -92,6 +126,19 @@ export class SchemaRegistryGateway {
         return await op();
       } catch (error) {
         const kind = classify(error);
+        if (kind === 'unauthorized') {
+          const who = this.username ? ` of user "${this.username}"` : ' (no credentials given)';
+          throw new RegistryAccessError(
+            `schema registry at ${this.url} refused the credentials${who} while ${what}: HTTP ${(error as { status?: number }).status}`,
+            error,
+          );
+        }
+        if (kind === 'tls') {
+          throw new RegistryAccessError(
+            `TLS to the schema registry at ${this.url} failed while ${what}: ${firstLine(error)}; trust its CA with registry.tls.ca (STRAND_REGISTRY_CA_FILE)`,
+            error,
+          );
+        }
         if (kind !== 'unavailable') throw error;
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
@@ -185,17 +232,33 @@ export class SchemaRegistryGateway {
       throw new SchemaRejectedError(`could not set ${compatibility} on ${subject}: HTTP ${res.status}`);
   }
 
-  private async http(method: string, path: string, body?: unknown): Promise<Response> {
-    try {
-      return await fetch(`${this.url}${path}`, {
-        method,
-        headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
-        signal: AbortSignal.timeout(5000),
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  private http(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json(): Promise<unknown> }> {
+    const url = new URL(`${this.url}${path}`);
+    const headers: Record<string, string> = { 'content-type': 'application/vnd.schemaregistry.v1+json' };
+    if (this.authHeader) headers.authorization = this.authHeader;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(url, { method, headers, agent: this.agent, timeout: 5000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', fail);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, json: async () => JSON.parse(text) });
+        });
       });
-    } catch (error) {
-      throw Object.assign(new Error(`network: ${(error as Error).message}`), { status: 0, cause: error });
-    }
+      function fail(error: Error) {
+        reject(Object.assign(new Error(`network: ${error.message}`), { status: 0, cause: error }));
+      }
+      req.on('timeout', () => req.destroy(new Error('timeout after 5000 ms')));
+      req.on('error', fail);
+      req.end(payload);
+    });
   }
 
   /**

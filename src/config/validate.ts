@@ -79,6 +79,7 @@ export const registrySchema = z
   .object({
     url: z.url({ message: 'expected the registry URL, e.g. http://127.0.0.1:8081/apis/ccompat/v7' }),
     auth: z.object({ username: z.string(), password: z.string() }).optional(),
+    tls: tlsSchema.optional(),
     timeoutMs: z.number().int().positive().optional(),
   })
   .strict();

@@ -6,6 +6,7 @@ import {
   assertValid,
   type Compatibility,
   parseAvroSchema,
+  type RegistryOptions,
   SchemaRegistryGateway,
 } from '../codec/index.js';
 import {
@@ -35,7 +36,7 @@ export interface JobProducerOptions {
   /** Full connection settings (TLS, SASL, timeouts). */
   kafka?: KafkaConnection;
   /** Schema registry (Confluent API). */
-  registry: { url: string; auth?: { username: string; password: string }; timeoutMs?: number };
+  registry: RegistryOptions;
   /** The job topic. */
   topic: string;
   /** The job's Avro schema (parsed `.avsc` JSON). */
@@ -245,5 +246,6 @@ export class JobProducer<T = Record<string, unknown>> {
   async disconnect(): Promise<void> {
     this.connected = false;
     await Promise.all([this.producer.disconnect(), this.admin.disconnect()]);
+    this.registry.close();
   }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { RegistryOptions } from '../codec/registry.js';
 import {
   avroSchemaObject,
   connectionSchema,
@@ -46,7 +47,7 @@ export interface WorkerOptions<T = Record<string, unknown>> {
   /** Full connection settings (TLS, SASL). */
   kafka?: KafkaConnection;
   /** Schema registry (Confluent API). */
-  registry: { url: string; auth?: { username: string; password: string }; timeoutMs?: number };
+  registry: RegistryOptions;
   /** The job topic. */
   topic: string;
   /** Consumer group id. */

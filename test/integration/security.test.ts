@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { JobProducer } from '../../src/producer/job-producer.js';
@@ -6,6 +9,7 @@ import { runCli } from '../support/cli.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { type Payment, paymentSchema } from '../support/jobs.js';
 import { TcpProxy } from '../support/proxy.js';
+import { SecureRegistry } from '../support/secure-registry.js';
 
 function saslListener() {
   const sasl = inject('sasl');
@@ -22,6 +26,21 @@ function capturingLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   const logger = createLogger({ level: 'debug', destination: { write: (l: string) => lines.push(l) } });
   return { logger, lines };
+}
+
+function payments(n: number) {
+  return Array.from({ length: n }, (_, i) => ({
+    key: `acct-${i % 5}`,
+    data: {
+      paymentId: `pay-${i}`,
+      accountId: `acct-${i % 5}`,
+      amountCents: 100 + i,
+      currency: 'EUR' as const,
+      sequence: i,
+      createdAt: Date.now(),
+      memo: null,
+    },
+  }));
 }
 
 describe('SASL/SCRAM against the real broker', () => {
@@ -41,20 +60,7 @@ describe('SASL/SCRAM against the real broker', () => {
       logger,
     });
     await producer.connect();
-    const sent = await producer.enqueueMany(
-      Array.from({ length: 40 }, (_, i) => ({
-        key: `acct-${i % 5}`,
-        data: {
-          paymentId: `pay-${i}`,
-          accountId: `acct-${i % 5}`,
-          amountCents: 100 + i,
-          currency: 'EUR',
-          sequence: i,
-          createdAt: Date.now(),
-          memo: null,
-        },
-      })),
-    );
+    const sent = await producer.enqueueMany(payments(40));
     const done = new Set<string>();
     const worker = new Worker<Payment>({
       kafka,
@@ -145,5 +151,132 @@ describe('SASL/SCRAM against the real broker', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/rejected the SASL credentials of user "strand".*authentication failed/i);
     expect(r.stdout + r.stderr).not.toContain(wrong);
+  });
+});
+
+describe('schema registry over HTTPS with basic auth (the real registry behind a TLS proxy)', () => {
+  it('a producer and a worker that trust the CA and send the credentials register, encode and decode', async () => {
+    const secure = await new SecureRegistry(
+      stack().registryUrl,
+      'svc-strand',
+      `pw-${uniqueName('r')}`,
+    ).start();
+    const { topic, cleanup } = await jobTopic('tls-reg', { partitions: 2, tierDelays: [] });
+    const registry = {
+      url: secure.url,
+      auth: { username: secure.username, password: secure.password },
+      tls: { ca: secure.ca },
+    };
+    const { logger, lines } = capturingLogger();
+    const producer = new JobProducer<Payment>({
+      brokers: stack().brokers,
+      registry,
+      topic,
+      schema: paymentSchema,
+      logger,
+    });
+    await producer.connect();
+    const sent = await producer.enqueueMany(payments(20));
+    const done = new Set<string>();
+    const worker = new Worker<Payment>({
+      brokers: stack().brokers,
+      registry,
+      topic,
+      groupId: uniqueName('tls-reg-g'),
+      retry: { tiers: [] },
+      logger,
+      handler: async (job) => {
+        expect(job.data.currency).toBe('EUR');
+        done.add(job.id);
+      },
+    });
+    await worker.start();
+    await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: 'jobs decoded via https' });
+    await worker.stop();
+    await producer.disconnect();
+    await cleanup();
+    await secure.stop();
+    // Both the producer's registration and the worker's schema-by-id lookup went through the proxy.
+    expect(secure.requests).toBeGreaterThanOrEqual(2);
+    expect(secure.refused).toBe(0);
+    expect(lines.join('\n')).not.toContain(secure.password);
+  });
+
+  it('a wrong registry password fails at once with one line naming the user, not after outage retries', async () => {
+    const secure = await new SecureRegistry(stack().registryUrl, 'svc-strand', 'right-password').start();
+    const { topic, cleanup } = await jobTopic('tls-bad', { partitions: 1, tierDelays: [] });
+    const producer = new JobProducer<Payment>({
+      brokers: stack().brokers,
+      registry: {
+        url: secure.url,
+        auth: { username: 'svc-strand', password: 'wrong-password' },
+        tls: { ca: secure.ca },
+      },
+      topic,
+      schema: paymentSchema,
+    });
+    await producer.connect();
+    const t0 = Date.now();
+    const error = (await producer.enqueue(payments(1)[0]!).catch((e: unknown) => e)) as Error;
+    const elapsed = Date.now() - t0;
+    await producer.disconnect();
+    await cleanup();
+    await secure.stop();
+    expect(error.name).toBe('RegistryAccessError');
+    expect(error.message).toMatch(/refused the credentials of user "svc-strand".*HTTP 401/);
+    expect(error.message).not.toContain('wrong-password');
+    expect(error.message).not.toContain('\n');
+    expect(elapsed).toBeLessThan(3000);
+  });
+
+  it('an untrusted certificate fails with one line that says how to trust the CA', async () => {
+    const secure = await new SecureRegistry(stack().registryUrl, 'svc-strand', 'pw').start();
+    const { topic, cleanup } = await jobTopic('tls-ca', { partitions: 1, tierDelays: [] });
+    const producer = new JobProducer<Payment>({
+      brokers: stack().brokers,
+      registry: { url: secure.url, auth: { username: 'svc-strand', password: 'pw' } },
+      topic,
+      schema: paymentSchema,
+    });
+    await producer.connect();
+    const t0 = Date.now();
+    const error = (await producer.enqueue(payments(1)[0]!).catch((e: unknown) => e)) as Error;
+    const elapsed = Date.now() - t0;
+    await producer.disconnect();
+    await cleanup();
+    await secure.stop();
+    expect(error.name).toBe('RegistryAccessError');
+    expect(error.message).toMatch(
+      /TLS to the schema registry .* failed .*self[- ]signed.*registry\.tls\.ca/i,
+    );
+    expect(secure.requests).toBe(0);
+    expect(elapsed).toBeLessThan(3000);
+  });
+
+  it('the CLI takes the registry credentials and CA from the environment', async () => {
+    const secure = await new SecureRegistry(stack().registryUrl, 'svc-cli', 'cli-secret').start();
+    const { topic, cleanup } = await jobTopic('tls-cli', { partitions: 1, tierDelays: [] });
+    const dir = mkdtempSync(join(tmpdir(), 'strand-ca-'));
+    writeFileSync(join(dir, 'ca.pem'), secure.ca);
+    const env = {
+      STRAND_REGISTRY_URL: secure.url,
+      STRAND_REGISTRY_USERNAME: 'svc-cli',
+      STRAND_REGISTRY_CA_FILE: join(dir, 'ca.pem'),
+    };
+    const data = JSON.stringify(payments(1)[0]!.data);
+    const ok = await runCli(['enqueue', topic, '--schema', 'schemas/payment.avsc', '--data', data], {
+      env: { ...env, STRAND_REGISTRY_PASSWORD: 'cli-secret' },
+    });
+    const refused = await runCli(['enqueue', topic, '--schema', 'schemas/payment.avsc', '--data', data], {
+      env: { ...env, STRAND_REGISTRY_PASSWORD: 'not-it' },
+    });
+    await cleanup();
+    await secure.stop();
+    rmSync(dir, { recursive: true, force: true });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toMatch(/refused the credentials of user "svc-cli"/);
+    expect(refused.stdout + refused.stderr).not.toContain('not-it');
   });
 });
