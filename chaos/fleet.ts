@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,19 +22,21 @@ export class ChaosFleet {
   constructor(
     private readonly conn: { brokers: string[]; registryUrl: string },
     private readonly settings: Record<string, unknown>,
+    /** Keep worker logs at this level in `<dir>/worker-<pid>.log` (default: CHAOS_LOG_LEVEL, else none). */
+    private readonly logLevel = process.env.CHAOS_LOG_LEVEL,
   ) {}
 
   start(): ChildProcess {
-    if (process.env.CHAOS_LOG_LEVEL) console.error(`worker logs in ${this.dir}`);
+    if (this.logLevel) console.error(`worker logs in ${this.dir}`);
     const child = spawn(process.execPath, ['dist/cli/main.js', 'worker', 'test/support/ledger-worker.ts'], {
       env: {
         ...process.env,
         STRAND_BROKERS: this.conn.brokers.join(','),
         STRAND_REGISTRY_URL: this.conn.registryUrl,
-        STRAND_LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'error',
+        STRAND_LOG_LEVEL: this.logLevel ?? 'error',
         STRAND_TEST_WORKER: JSON.stringify({ ...this.settings, ledger: this.ledger }),
       },
-      stdio: ['ignore', 'ignore', process.env.CHAOS_LOG_LEVEL ? 'pipe' : 'ignore'],
+      stdio: ['ignore', 'ignore', this.logLevel ? 'pipe' : 'ignore'],
     });
     child.stderr?.on('data', (d: Buffer) => appendFileSync(join(this.dir, `worker-${child.pid}.log`), d));
     this.children.add(child);
@@ -94,6 +96,24 @@ export function firstEventOrderViolations(lines: LedgerLine[], kind: 'S' | 'C'):
     }
   }
   return out;
+}
+
+/** Open file descriptors of a process (sockets, files, pipes): its open handles as the OS sees them. */
+export function openFds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Worker log lines at error level or above (pino level >= 50), across the fleet's log files. */
+export function errorLogLines(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.startsWith('worker-') && f.endsWith('.log'))
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+    .filter((l) => /"level":(5\d|6\d)/.test(l));
 }
 
 export function rssMiB(pid: number | undefined): number {

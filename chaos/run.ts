@@ -12,7 +12,9 @@ import {
   badInputScenario,
   crashScenario,
   failoverScenario,
+  outageScenario,
   rebalanceScenario,
+  soakScenario,
   type Verdict,
 } from './scenarios.js';
 
@@ -60,6 +62,22 @@ const scenarios: [string, () => Promise<Verdict>][] = [
       ),
   ],
   ['rebalance', () => rebalanceScenario(s, quick ? { jobs: 6000, keys: 200 } : { jobs: 30_000, keys: 200 })],
+  [
+    'outage',
+    () =>
+      outageScenario(
+        s,
+        quick ? { jobs: 6000, rate: 200, outageMs: 8000 } : { jobs: 30_000, rate: 500, outageMs: 20_000 },
+      ),
+  ],
+  [
+    'soak',
+    () =>
+      soakScenario(
+        s,
+        quick ? { minutes: 2, rate: 200, warmupMs: 30_000 } : { minutes: 10, rate: 300, warmupMs: 120_000 },
+      ),
+  ],
   [
     'bad-input',
     () =>

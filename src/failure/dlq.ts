@@ -1,6 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { HEADERS, headerString } from '../headers.js';
-import { createKafka, type IHeaders, type KafkaConnection, type KafkaMessage } from '../kafka/client.js';
+import {
+  createKafka,
+  type IHeaders,
+  type KafkaConnection,
+  type KafkaMessage,
+  Partitioners,
+} from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
 import { RateLimiter } from '../worker/limiter.js';
 import { topicNames } from './topics.js';
@@ -228,6 +234,8 @@ export async function replayDeadJobs(
   const producer = opts.dryRun
     ? undefined
     : kafka.producer({
+        // Every record gets an explicit partition (sendAcknowledged); this only silences kafkajs' v2 notice.
+        createPartitioner: Partitioners.DefaultPartitioner,
         transactionalId: group,
         idempotent: true,
         maxInFlightRequests: 1,

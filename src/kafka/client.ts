@@ -3,6 +3,7 @@ import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
 import { StrandError } from '../errors.js';
 
 export type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
+export { Partitioners } from 'kafkajs';
 
 /** How to reach a Kafka cluster. */
 export interface KafkaConnection {

@@ -23,6 +23,7 @@ import {
   createKafka,
   explainConnectError,
   type KafkaConnection,
+  Partitioners,
   type Producer,
 } from '../kafka/client.js';
 import { createKeyPartitioner } from '../kafka/partitioner.js';
@@ -140,6 +141,8 @@ export class JobProducer<T = Record<string, unknown>> {
     const kafka = createKafka(conn, kafkaLogSink(this.logger));
     // Unlimited retries keep the idempotent producer's no-duplicate, in-order guarantee (kafkajs warns otherwise).
     this.producer = kafka.producer({
+      // Every record gets an explicit partition (sendAcknowledged); this only silences kafkajs' v2 notice.
+      createPartitioner: Partitioners.DefaultPartitioner,
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,

@@ -17,6 +17,7 @@ import {
   type EachBatchPayload,
   explainConnectError,
   type KafkaConnection,
+  Partitioners,
   type Producer,
 } from '../kafka/client.js';
 import { partitionCounts } from '../kafka/send.js';
@@ -155,6 +156,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private rebalanceCommitTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   private readonly running = new Map<WorkItem, JobSlot>();
+  /** Jobs waiting for their writer schema (registry down): they keep their key, not a concurrency slot. */
+  private readonly parked = new Map<WorkItem, JobSlot>();
+  /** Parked jobs ready to run again: the dispatcher leaves them the next free slots. */
+  private reentering = 0;
   private bufferedJobs = 0;
   private bufferedBytes = 0;
   private roomWaiters: (() => void)[] = [];
@@ -263,6 +268,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       );
     }
     this.producer = kafka.producer({
+      // Every record gets an explicit partition (sendAcknowledged); this only silences kafkajs' v2 notice.
+      createPartitioner: Partitioners.DefaultPartitioner,
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
@@ -609,7 +616,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     // While the group rebalances no job starts: in-flight ones finish and are committed with the
     // old generation, so the next owner does not run them again.
     if (this.state !== 'running' || this.paused || this.rebalancing) return;
-    while (this.running.size < this.options.concurrency && this.scheduler.hasRunnable) {
+    while (this.running.size + this.reentering < this.options.concurrency && this.scheduler.hasRunnable) {
       if (this.limiter && !this.limiter.tryTake()) {
         if (!this.limiterTimer) {
           this.limiterTimer = setTimeout(() => {
@@ -666,6 +673,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
     } finally {
       this.running.delete(item);
+      this.parked.delete(item);
       this.scheduler.finish(item);
       this.release(item);
       this.pump();
@@ -678,18 +686,43 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     if (this.state !== 'running' || !this.owns(item)) throw new Abandoned();
   }
 
+  /**
+   * Decodes the record. While its writer schema cannot be fetched (registry down), the job waits
+   * without holding a concurrency slot — it keeps its key, so order holds, and jobs of other keys
+   * whose schemas are cached keep running — then takes a slot again before its handler runs.
+   */
   private async decode(item: WorkItem, log: Logger): Promise<unknown> {
+    let data: unknown;
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await this.codec.decode(item.value)).data;
+        data = (await this.codec.decode(item.value)).data;
+        break;
       } catch (error) {
         if (error instanceof DecodeError) throw error;
         const reason = error instanceof RegistryUnavailableError ? 'registry unavailable' : 'decode failed';
         if (attempt % 10 === 0)
           log.warn({ err: error }, `${reason}; the job waits and retries (not dead-lettered)`);
+        const slot = this.running.get(item);
+        if (slot) {
+          this.running.delete(item);
+          this.parked.set(item, slot);
+          this.pump();
+        }
         await this.retryWait(item, backoffDelay({ baseMs: 500, maxMs: 10_000, jitter: 0.2 }, attempt));
       }
     }
+    const slot = this.parked.get(item);
+    if (slot) {
+      this.reentering++;
+      try {
+        while (this.running.size + this.reentering > this.options.concurrency) await this.retryWait(item, 5);
+      } finally {
+        this.reentering--;
+      }
+      this.parked.delete(item);
+      this.running.set(item, slot);
+    }
+    return data;
   }
 
   /** Takes the idempotency lease; 'completed' means a duplicate. Fails closed while the store is down. */

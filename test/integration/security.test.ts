@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
@@ -151,6 +151,44 @@ describe('SASL/SCRAM against the real broker', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/rejected the SASL credentials of user "strand".*authentication failed/i);
     expect(r.stdout + r.stderr).not.toContain(wrong);
+  });
+});
+
+describe('metrics server', () => {
+  it("binds only where configured: loopback answers, the machine's other addresses refuse", async () => {
+    const { topic, cleanup } = await jobTopic('bind', { partitions: 1, tierDelays: [] });
+    const worker = new Worker<Payment>({
+      brokers: stack().brokers,
+      registry: { url: stack().registryUrl },
+      topic,
+      groupId: uniqueName('bind-g'),
+      retry: { tiers: [] },
+      metrics: { host: '127.0.0.1', port: 0 },
+      logger: createLogger({ level: 'error' }),
+      handler: async () => undefined,
+    });
+    await worker.start();
+    const port = worker.metricsPort!;
+    const others = Object.values(networkInterfaces())
+      .flat()
+      .filter((i) => i && i.family === 'IPv4' && !i.internal)
+      .map((i) => i!.address);
+    const loopback = await fetch(`http://127.0.0.1:${port}/healthz`);
+    const refused = await Promise.all(
+      others.map((a) =>
+        fetch(`http://${a}:${port}/healthz`, { signal: AbortSignal.timeout(2000) }).then(
+          () => false,
+          () => true,
+        ),
+      ),
+    );
+    await worker.stop();
+    await cleanup();
+    expect(loopback.status).toBe(200);
+    expect(refused.every(Boolean)).toBe(true);
+    console.info(
+      `metrics on 127.0.0.1:${port}; refused on ${others.join(', ') || '(no other address here)'}`,
+    );
   });
 });
 

@@ -27,6 +27,8 @@ interface Settings {
   /** Use the Redis idempotency store with this key prefix. */
   redisPrefix?: string;
   leaseMs?: number;
+  /** Port of the Redis the idempotency store talks to (a proxy in outage scenarios). */
+  redisPort?: number;
   sessionTimeoutMs?: number;
   /** RPUSH the job id to this Redis list as the handler's side effect, after its work. */
   sideEffectList?: string;
@@ -52,7 +54,10 @@ export default defineWorker<Payment>({
   ...(s.redisPrefix
     ? {
         idempotency: {
-          store: new RedisIdempotencyStore({ keyPrefix: s.redisPrefix }),
+          store: new RedisIdempotencyStore({
+            keyPrefix: s.redisPrefix,
+            ...(s.redisPort ? { port: s.redisPort } : {}),
+          }),
           leaseMs: s.leaseMs ?? 5000,
         },
       }
