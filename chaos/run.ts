@@ -67,7 +67,7 @@ const scenarios: [string, () => Promise<Verdict>][] = [
     () =>
       outageScenario(
         s,
-        quick ? { jobs: 6000, rate: 200, outageMs: 8000 } : { jobs: 30_000, rate: 500, outageMs: 20_000 },
+        quick ? { jobs: 9000, rate: 200, outageMs: 8000 } : { jobs: 40_000, rate: 500, outageMs: 20_000 },
       ),
   ],
   [

@@ -732,7 +732,9 @@ export async function outageScenario(
     { rate: o.rate, jobs: o.jobs, keys: 200 },
   );
   const t0 = Date.now();
+  // The workers must have met the schema (joined, decoded a few jobs) for it to be "known".
   await sleep(5000);
+  while (completions(fleet).size < o.rate && Date.now() - t0 < 60_000) await sleep(200);
   windows.registry[0] = Date.now();
   await registryProxy.cut();
   useV2 = true;
@@ -742,8 +744,10 @@ export async function outageScenario(
   useV2 = false;
   await sleep(5000);
   windows.redis[0] = Date.now();
+  const ackedAtRedisCut = steady.acknowledged.length;
   await redisProxy.cut();
   await sleep(o.outageMs);
+  const enqueuedDuringRedisOutage = steady.acknowledged.length - ackedAtRedisCut;
   await redisProxy.restore();
   windows.redis[1] = Date.now();
   await steady.finish(5 * 60_000);
@@ -773,6 +777,7 @@ export async function outageScenario(
     newSchemaJobs: v2Ids.size,
     newSchemaJobsCompletedDuringRegistryOutage: completedInRegistryOutage.filter((l) => v2Ids.has(l.jobId))
       .length,
+    enqueuedDuringRedisOutage,
     handlerStartsDuringRedisOutage: startsInRedisOutage,
     completedDuringRedisOutage: lines.filter((l) => l.kind === 'C' && within(l.at, windows.redis, 1000))
       .length,
@@ -793,6 +798,7 @@ export async function outageScenario(
   if (figures.newSchemaJobs === 0) failures.push('no job with the new schema was enqueued during the outage');
   if (figures.newSchemaJobsCompletedDuringRegistryOutage > 0)
     failures.push('jobs of an unseen schema completed without the registry (the outage was not real)');
+  if (enqueuedDuringRedisOutage === 0) failures.push('nothing was enqueued during the Redis outage');
   if (startsInRedisOutage > 0)
     failures.push(`${startsInRedisOutage} handlers started while the idempotency store was down`);
   if (exited) failures.push(`${exited} workers exited`);

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { AvroCodec, DecodeError, RegistryUnavailableError, SchemaRegistryGateway } from '../codec/index.js';
@@ -60,18 +60,19 @@ interface OwnedPartition {
   resumeTimer?: NodeJS.Timeout;
 }
 
+/** Sleeps `ms`, or less when `signal` aborts; the abort listener goes away with the timer. */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 /** How long before its due time a retry-tier record is fetched and held (covers the fetch latency). */
@@ -158,8 +159,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private readonly running = new Map<WorkItem, JobSlot>();
   /** Jobs waiting for their writer schema (registry down): they keep their key, not a concurrency slot. */
   private readonly parked = new Map<WorkItem, JobSlot>();
-  /** Parked jobs ready to run again: the dispatcher leaves them the next free slots. */
-  private reentering = 0;
+  /** Parked jobs ready to run again, in order: they get the next free slots before new jobs. */
+  private readonly reentry: { item: WorkItem; slot: JobSlot; admit: () => void }[] = [];
   private bufferedJobs = 0;
   private bufferedBytes = 0;
   private roomWaiters: (() => void)[] = [];
@@ -188,6 +189,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
 
   constructor(options: WorkerOptions<T>) {
     super();
+    // Every waiting job (backoff, registry, store) listens for stop: many at once is by design.
+    setMaxListeners(0, this.stopController.signal);
     this.options = resolveWorkerOptions(options as WorkerOptions<never>);
     const o = this.options;
     this.logger = o.logger ?? createLogger({ name: 'strand-worker' });
@@ -616,7 +619,12 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     // While the group rebalances no job starts: in-flight ones finish and are committed with the
     // old generation, so the next owner does not run them again.
     if (this.state !== 'running' || this.paused || this.rebalancing) return;
-    while (this.running.size + this.reentering < this.options.concurrency && this.scheduler.hasRunnable) {
+    this.admitParked();
+    while (
+      this.running.size < this.options.concurrency &&
+      this.reentry.length === 0 &&
+      this.scheduler.hasRunnable
+    ) {
       if (this.limiter && !this.limiter.tryTake()) {
         if (!this.limiterTimer) {
           this.limiterTimer = setTimeout(() => {
@@ -692,6 +700,16 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
    * whose schemas are cached keep running — then takes a slot again before its handler runs.
    */
   private async decode(item: WorkItem, log: Logger): Promise<unknown> {
+    const park = () => {
+      const slot = this.running.get(item);
+      if (!slot) return;
+      this.running.delete(item);
+      this.parked.set(item, slot);
+      this.pump();
+    };
+    // A schema not in memory means a registry call, which may take the registry's whole retry
+    // budget when it is down: the job gives its slot up for that time.
+    if (!this.codec.decodesLocally(item.value)) park();
     let data: unknown;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -702,27 +720,29 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         const reason = error instanceof RegistryUnavailableError ? 'registry unavailable' : 'decode failed';
         if (attempt % 10 === 0)
           log.warn({ err: error }, `${reason}; the job waits and retries (not dead-lettered)`);
-        const slot = this.running.get(item);
-        if (slot) {
-          this.running.delete(item);
-          this.parked.set(item, slot);
-          this.pump();
-        }
+        park();
         await this.retryWait(item, backoffDelay({ baseMs: 500, maxMs: 10_000, jitter: 0.2 }, attempt));
       }
     }
     const slot = this.parked.get(item);
     if (slot) {
-      this.reentering++;
-      try {
-        while (this.running.size + this.reentering > this.options.concurrency) await this.retryWait(item, 5);
-      } finally {
-        this.reentering--;
-      }
-      this.parked.delete(item);
-      this.running.set(item, slot);
+      await new Promise<void>((admit) => {
+        this.reentry.push({ item, slot, admit });
+        this.admitParked();
+      });
+      if (this.state !== 'running' || !this.owns(item)) throw new Abandoned();
     }
     return data;
+  }
+
+  /** Gives free slots to parked jobs that are ready again, oldest first. */
+  private admitParked(): void {
+    while (this.reentry.length > 0 && this.running.size < this.options.concurrency) {
+      const next = this.reentry.shift()!;
+      this.parked.delete(next.item);
+      this.running.set(next.item, next.slot);
+      next.admit();
+    }
   }
 
   /** Takes the idempotency lease; 'completed' means a duplicate. Fails closed while the store is down. */
@@ -1024,6 +1044,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       while (this.running.size > 0 && Date.now() < grace) await sleep(20);
     }
     this.stopController.abort();
+    // Parked jobs waiting for a slot end without running (uncommitted, redelivered later).
+    for (const waiting of this.reentry.splice(0)) waiting.admit();
     this.rebalancing = false;
     await this.commit();
     await this.consumer
