@@ -737,6 +737,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
 
   /** Gives free slots to parked jobs that are ready again, oldest first. */
   private admitParked(): void {
+    // Same rule as for new jobs: nothing starts while paused or while the group rebalances.
+    if (this.state !== 'running' || this.paused || this.rebalancing) return;
     while (this.reentry.length > 0 && this.running.size < this.options.concurrency) {
       const next = this.reentry.shift()!;
       this.parked.delete(next.item);
