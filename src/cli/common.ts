@@ -1,4 +1,5 @@
 import { type Command, CommanderError, InvalidArgumentError } from 'commander';
+import { tlsProblem } from '../kafka/client.js';
 
 /** Exit codes of every `strand` command (DESIGN §7). */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -36,6 +37,8 @@ export function oneLine(error: unknown): string {
     const detail = (error.message.split('\n')[0] ?? '').replace(/^Connection error: /, '');
     return `cannot reach Kafka (${detail}); check --brokers or STRAND_BROKERS`;
   }
+  const tls = error.name.startsWith('KafkaJS') ? tlsProblem(error) : undefined;
+  if (tls) return `TLS to Kafka failed: ${tls}; trust the brokers' CA with STRAND_TLS_CA_FILE`;
   if (error.name === 'KafkaJSSASLAuthenticationError') {
     const user = process.env.STRAND_SASL_USERNAME;
     return `Kafka rejected the SASL credentials${user ? ` of user "${user}"` : ''}: authentication failed; check STRAND_SASL_USERNAME and STRAND_SASL_PASSWORD (${error.message.split('\n')[0]})`;

@@ -12,6 +12,7 @@ function describe(info: StackInfo, alive?: boolean[]): string {
           `sasl          ${info.sasl.brokers.join(',')}   (SASL_PLAINTEXT, ${info.sasl.mechanism}, user ${info.sasl.username}, password ${info.sasl.password}; local only)`,
         ]
       : []),
+    ...(info.tls ? [`tls           ${info.tls.brokers.join(',')}   (SSL, trust ${info.tls.caFile})`] : []),
     '',
     'process      pid       port   uptime   log',
   ];

@@ -46,6 +46,11 @@ export interface StackInfo {
    * with a development user, so clients' credential handling is tested against a real broker.
    */
   sasl?: { brokers: string[]; mechanism: 'scram-sha-256'; username: string; password: string };
+  /**
+   * A TLS listener on every broker with a certificate made for this stack (openssl, on first
+   * start); clients trust it with `caFile`. Absent when openssl is not installed.
+   */
+  tls?: { brokers: string[]; caFile: string };
 }
 
 export function stackHome(home?: string): string {
@@ -93,22 +98,70 @@ export const DEV_SASL_USER = { username: 'strand', password: 'strand-dev-secret'
 
 /** Node i's SASL listener port: after every node's plaintext and controller ports. */
 const saslPort = (basePort: number, n: number, id: number) => basePort + 2 * n + (id - 1);
+/** Node i's TLS listener port: after the SASL ports. */
+const tlsPort = (basePort: number, n: number, id: number) => basePort + 3 * n + (id - 1);
 
-function kafkaProperties(nodeId: number, n: number, basePort: number, dataDir: string): string {
+/**
+ * A self-signed certificate for 127.0.0.1 (its own CA) and the PEM keystore Kafka reads (private
+ * key + certificate), made once per stack home. Undefined when openssl is missing.
+ */
+async function stackCertificate(home: string): Promise<{ caFile: string; keystore: string } | undefined> {
+  const dir = join(home, 'tls');
+  const caFile = join(dir, 'ca.pem');
+  const keystore = join(dir, 'broker-keystore.pem');
+  if (existsSync(caFile) && existsSync(keystore)) return { caFile, keystore };
+  mkdirSync(dir, { recursive: true });
+  const key = join(dir, 'broker-key.pem');
+  try {
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      caFile,
+      '-days',
+      '3650',
+      '-subj',
+      '/CN=strand devstack',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ]);
+  } catch {
+    return undefined;
+  }
+  writeFileSync(keystore, `${readFileSync(key, 'utf8')}${readFileSync(caFile, 'utf8')}`);
+  return { caFile, keystore };
+}
+
+function kafkaProperties(
+  nodeId: number,
+  n: number,
+  basePort: number,
+  dataDir: string,
+  keystore: string | undefined,
+): string {
   const port = (id: number) => basePort + 2 * (id - 1);
   const voters = Array.from({ length: n }, (_, i) => `${i + 1}@127.0.0.1:${port(i + 1) + 1}`).join(',');
   const rf = Math.min(3, n);
   const sasl = saslPort(basePort, n, nodeId);
   const scram = 'org.apache.kafka.common.security.scram.ScramLoginModule required;';
+  const tls = keystore ? `,SSL://127.0.0.1:${tlsPort(basePort, n, nodeId)}` : '';
   return [
     'process.roles=broker,controller',
     `node.id=${nodeId}`,
     `controller.quorum.voters=${voters}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},CONTROLLER://127.0.0.1:${port(nodeId) + 1},SASL_PLAINTEXT://127.0.0.1:${sasl}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},SASL_PLAINTEXT://127.0.0.1:${sasl}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},CONTROLLER://127.0.0.1:${port(nodeId) + 1},SASL_PLAINTEXT://127.0.0.1:${sasl}${tls}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port(nodeId)},SASL_PLAINTEXT://127.0.0.1:${sasl}${tls}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL',
+    ...(keystore
+      ? ['ssl.keystore.type=PEM', `ssl.keystore.location=${keystore}`, 'ssl.client.auth=none']
+      : []),
     'sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512',
     `listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=${scram}`,
     `listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=${scram}`,
@@ -278,9 +331,11 @@ export async function stackUp(
 
   const kafkaPorts = Array.from({ length: n }, (_, i) => basePort + 2 * i);
   const saslPorts = kafkaPorts.map((_, i) => saslPort(basePort, n, i + 1));
+  const tlsPorts = kafkaPorts.map((_, i) => tlsPort(basePort, n, i + 1));
   for (const port of [
     ...kafkaPorts.flatMap((p) => [p, p + 1]),
     ...saslPorts,
+    ...tlsPorts,
     registryPort,
     registryPort + 1,
   ]) {
@@ -313,6 +368,8 @@ export async function stackUp(
   }
   const clusterId = readFileSync(clusterIdFile, 'utf8').trim();
 
+  const certificate = await stackCertificate(home);
+  if (!certificate) say('openssl not found: the stack starts without its TLS listener');
   const processes: StackProcess[] = [];
   const started = Date.now();
   for (let id = 1; id <= n; id++) {
@@ -320,7 +377,7 @@ export async function stackUp(
     const dataDir = join(nodeDir, 'data');
     mkdirSync(dataDir, { recursive: true });
     const props = join(nodeDir, 'server.properties');
-    writeFileSync(props, kafkaProperties(id, n, basePort, dataDir));
+    writeFileSync(props, kafkaProperties(id, n, basePort, dataDir, certificate?.keystore));
     if (!existsSync(join(dataDir, 'meta.properties'))) {
       say(`formatting storage of node ${id}`);
       try {
@@ -414,6 +471,9 @@ export async function stackUp(
       mechanism: 'scram-sha-256',
       ...DEV_SASL_USER,
     },
+    ...(certificate
+      ? { tls: { brokers: tlsPorts.map((p) => `127.0.0.1:${p}`), caFile: certificate.caFile } }
+      : {}),
   };
   // Written before waiting, so `down` can stop a stack whose start failed half-way.
   writeFileSync(stateFile(home), JSON.stringify(info, null, 2));

@@ -70,6 +70,14 @@ export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
  * first authentication failure, and so does Strand.
  */
 export function explainConnectError(error: unknown, conn: KafkaConnection): unknown {
+  const tls = tlsProblem(error);
+  if (tls) {
+    return new StrandError(
+      'KAFKA',
+      `TLS to Kafka at ${conn.brokers.join(',')} failed: ${tls}; trust the brokers' CA with kafka.tls.ca (STRAND_TLS_CA_FILE)`,
+      { cause: error },
+    );
+  }
   if ((error as Error | undefined)?.name !== 'KafkaJSSASLAuthenticationError') return error;
   const who = conn.sasl ? `user "${conn.sasl.username}" (${conn.sasl.mechanism})` : 'this client';
   return new StrandError(
@@ -77,6 +85,18 @@ export function explainConnectError(error: unknown, conn: KafkaConnection): unkn
     `Kafka rejected the SASL credentials of ${who} at ${conn.brokers.join(',')}: authentication failed; check the username and password`,
     { cause: error },
   );
+}
+
+const TLS_FAILURE = /certificate|self[- ]signed|unable to verify|CERT_|ERR_TLS|ERR_SSL|wrong version number/i;
+
+/** The TLS verification problem behind a connection error (first line), if that is what it is. */
+export function tlsProblem(error: unknown): string | undefined {
+  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    const message = e.message ?? '';
+    if (TLS_FAILURE.test(message))
+      return (message.split('\n')[0] ?? message).replace(/^Connection error: /, '');
+  }
+  return undefined;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
@@ -154,6 +154,80 @@ describe('SASL/SCRAM against the real broker', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/rejected the SASL credentials of user "strand".*authentication failed/i);
     expect(r.stdout + r.stderr).not.toContain(wrong);
+  });
+});
+
+function tlsListener() {
+  const tls = inject('tls');
+  if (!tls) {
+    throw new Error(
+      'no TLS listener: the devstack provides one (it needs openssl); with STRAND_BROKERS set, also set STRAND_TEST_TLS_BROKERS/CA_FILE',
+    );
+  }
+  return tls;
+}
+
+describe('Kafka over TLS against the real broker', () => {
+  it('a producer and a worker that trust the CA run jobs over TLS; the CLI takes STRAND_TLS_CA_FILE', async () => {
+    const tls = tlsListener();
+    const kafka = { brokers: tls.brokers, tls: { ca: readFileSync(tls.caFile, 'utf8') } };
+    const { topic, cleanup } = await jobTopic('tls', { partitions: 2, tierDelays: [] });
+    const producer = new JobProducer<Payment>({
+      kafka,
+      registry: { url: stack().registryUrl },
+      topic,
+      schema: paymentSchema,
+      logger: createLogger({ level: 'error' }),
+    });
+    await producer.connect();
+    const sent = await producer.enqueueMany(payments(30));
+    const done = new Set<string>();
+    const worker = new Worker<Payment>({
+      kafka,
+      registry: { url: stack().registryUrl },
+      topic,
+      groupId: uniqueName('tls-g'),
+      retry: { tiers: [] },
+      logger: createLogger({ level: 'error' }),
+      handler: async (job) => {
+        done.add(job.id);
+      },
+    });
+    await worker.start();
+    await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: 'all jobs over TLS' });
+    await worker.stop();
+    await producer.disconnect();
+    const cli = await runCli(['lag', '--group', uniqueName('none'), '--topic', topic, '--json'], {
+      env: { STRAND_BROKERS: tls.brokers.join(','), STRAND_TLS_CA_FILE: tls.caFile },
+    });
+    await cleanup();
+    expect([...done].sort()).toEqual(sent.map((s) => s.jobId).sort());
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)).toBeInstanceOf(Array);
+  });
+
+  it('an untrusted broker certificate fails start() with one line that says how to trust it', async () => {
+    const tls = tlsListener();
+    const worker = new Worker<Payment>({
+      kafka: { brokers: tls.brokers, tls: true, retries: 1 },
+      registry: { url: stack().registryUrl },
+      topic: 'never-reached',
+      groupId: uniqueName('tls-bad'),
+      retry: { tiers: [] },
+      logger: createLogger({ level: 'silent' }),
+      handler: async () => undefined,
+    });
+    const error = (await worker.start().catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(
+      /^TLS to Kafka at .* failed: .*(self[- ]signed|certificate).*STRAND_TLS_CA_FILE/,
+    );
+    expect(error.message).not.toContain('\n');
+    const cli = await runCli(['topics', 'create', uniqueName('tls-cli'), '--partitions', '1'], {
+      env: { STRAND_BROKERS: tls.brokers.join(','), STRAND_TLS: '1' },
+    });
+    expect(cli.code).toBe(1);
+    expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+    expect(cli.stderr).toMatch(/TLS to Kafka failed: .*STRAND_TLS_CA_FILE/);
   });
 });
 

@@ -10,6 +10,8 @@ declare module 'vitest' {
     stackSource: 'env' | 'testcontainers' | 'devstack';
     /** A SASL/SCRAM listener and its user (the devstack's, or STRAND_TEST_SASL_* in env mode). */
     sasl: { brokers: string[]; mechanism: 'scram-sha-256'; username: string; password: string } | null;
+    /** A TLS listener and the CA file to trust (the devstack's, or STRAND_TEST_TLS_* in env mode). */
+    tls: { brokers: string[]; caFile: string } | null;
   }
 }
 
@@ -50,6 +52,13 @@ export async function setup(project: TestProject): Promise<void> {
           }
         : null,
     );
+    const tlsBrokers = process.env.STRAND_TEST_TLS_BROKERS;
+    project.provide(
+      'tls',
+      tlsBrokers
+        ? { brokers: tlsBrokers.split(','), caFile: process.env.STRAND_TEST_TLS_CA_FILE ?? '' }
+        : null,
+    );
     return;
   }
   if (process.env.STRAND_TEST_DOCKER !== '0' && (await dockerAnswers())) {
@@ -59,6 +68,7 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('registryUrl', stack.registryUrl);
     project.provide('stackSource', 'testcontainers');
     project.provide('sasl', null);
+    project.provide('tls', null);
     teardown = stack.stop;
     return;
   }
@@ -68,6 +78,7 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('registryUrl', info.registryUrl);
   project.provide('stackSource', 'devstack');
   project.provide('sasl', info.sasl ?? null);
+  project.provide('tls', info.tls ?? null);
   if (!wasRunning && process.env.STRAND_TEST_KEEP_STACK !== '1') {
     teardown = async () => {
       await stackDown();
