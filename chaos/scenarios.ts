@@ -701,6 +701,9 @@ export async function outageScenario(
       redisPrefix: `${topic}:idem:`,
       redisPort: redisProxy.port,
       leaseMs: 5000,
+      // Waiting jobs stay buffered; room for the whole outage's worth, so what is measured is
+      // whether they block the others, not the buffer cap (which stops intake by design).
+      maxBufferedJobs: 10_000,
     },
   );
   const workers = [fleet.start(), fleet.start()];

@@ -30,6 +30,8 @@ const UNREACHABLE =
 /** One line: the message, with the first cause appended when it adds something. */
 export function oneLine(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
+  const tls = error.name.startsWith('KafkaJS') ? tlsProblem(error) : undefined;
+  if (tls) return `TLS to Kafka failed: ${tls}; trust the brokers' CA with STRAND_TLS_CA_FILE`;
   if (
     error.name.startsWith('KafkaJS') &&
     UNREACHABLE.test(`${error.message} ${String((error as { cause?: Error }).cause?.message ?? '')}`)
@@ -37,8 +39,6 @@ export function oneLine(error: unknown): string {
     const detail = (error.message.split('\n')[0] ?? '').replace(/^Connection error: /, '');
     return `cannot reach Kafka (${detail}); check --brokers or STRAND_BROKERS`;
   }
-  const tls = error.name.startsWith('KafkaJS') ? tlsProblem(error) : undefined;
-  if (tls) return `TLS to Kafka failed: ${tls}; trust the brokers' CA with STRAND_TLS_CA_FILE`;
   if (error.name === 'KafkaJSSASLAuthenticationError') {
     const user = process.env.STRAND_SASL_USERNAME;
     return `Kafka rejected the SASL credentials${user ? ` of user "${user}"` : ''}: authentication failed; check STRAND_SASL_USERNAME and STRAND_SASL_PASSWORD (${error.message.split('\n')[0]})`;
