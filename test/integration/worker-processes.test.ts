@@ -91,7 +91,9 @@ describe('worker processes against the real broker', () => {
     const { topic, cleanup } = await jobTopic('wproc-scale', { partitions: 6 });
     const groupId = uniqueName('wproc-scale-g');
     const { jobIds } = await enqueuePayments(topic, 12_000, 200);
-    fleet = new WorkerFleet({ topic, groupId, concurrency: 8, minMs: 2, maxMs: 6 });
+    // Slow enough that one worker cannot drain the backlog before two more have started and joined,
+    // even on a loaded machine (the test needs all three to complete jobs).
+    fleet = new WorkerFleet({ topic, groupId, concurrency: 8, minMs: 4, maxMs: 12 });
     const watch = watchCommits(groupId, topic);
     fleet.start();
     await waitUntil(() => fleet!.completedIds().size > 1000, {
