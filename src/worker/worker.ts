@@ -705,7 +705,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       if (!slot) return;
       this.running.delete(item);
       this.parked.set(item, slot);
-      this.pump();
+      // Not from here: the dispatcher may be what started this job; it will see the free slot.
+      queueMicrotask(() => this.pump());
     };
     // A schema not in memory means a registry call, which may take the registry's whole retry
     // budget when it is down: the job gives its slot up for that time.
