@@ -314,7 +314,11 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.consumer.on(ev.REBALANCING, () => this.onRebalancing());
     this.consumer.on(ev.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
     this.consumer.on(ev.CRASH, (e) => {
-      this.logger.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      // kafkajs restarts the consumer after retriable faults (a coordinator still loading, a broker
+      // gone): a warning. A crash it does not restart from is an error: intake has stopped.
+      const { error, restart } = e.payload;
+      if (restart) this.logger.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
+      else this.logger.error({ err: error }, 'consumer crashed and will not restart; intake has stopped');
       this.joined = false;
     });
     await this.consumer.connect();
