@@ -75,14 +75,8 @@ export function payment(i: number, keys: number, memo: string | null = null): Pa
   };
 }
 
-/** Enqueues `count` jobs with a JobProducer; returns the time it took. */
-export async function fill(
-  s: BenchStack,
-  topic: string,
-  count: number,
-  keys: number,
-  memo?: (i: number) => string | null,
-): Promise<number> {
+/** A connected JobProducer of payments for `topic`. */
+export async function benchProducer(s: BenchStack, topic: string): Promise<JobProducer<Payment>> {
   const producer = new JobProducer<Payment>({
     brokers: s.brokers,
     registry: { url: s.registryUrl },
@@ -91,6 +85,18 @@ export async function fill(
     logger: quiet,
   });
   await producer.connect();
+  return producer;
+}
+
+/** Enqueues `count` jobs with a JobProducer; returns the time it took. */
+export async function fill(
+  s: BenchStack,
+  topic: string,
+  count: number,
+  keys: number,
+  memo?: (i: number) => string | null,
+): Promise<number> {
+  const producer = await benchProducer(s, topic);
   const t0 = performance.now();
   for (let i = 0; i < count; i += 2000) {
     const batch = [];

@@ -2,17 +2,16 @@ import { spawn } from 'node:child_process';
 import { rssMiB } from '../chaos/fleet.js';
 import { HEADERS } from '../src/headers.js';
 import { createKafka } from '../src/kafka/client.js';
-import { JobProducer } from '../src/producer/job-producer.js';
 import type { WorkerOptions } from '../src/worker/options.js';
 import { Worker } from '../src/worker/worker.js';
 import {
   type BenchStack,
+  benchProducer,
   benchTopic,
   fill,
   kafkaTool,
   type Payment,
   payment,
-  paymentSchema,
   percentile,
   quiet,
   round,
@@ -228,14 +227,7 @@ export async function latency(s: BenchStack, size: Size) {
   });
   await w.start();
   await new Promise((r) => setTimeout(r, 3000)); // joined
-  const producer = new JobProducer<Payment>({
-    brokers: s.brokers,
-    registry: { url: s.registryUrl },
-    topic,
-    schema: paymentSchema,
-    logger: quiet,
-  });
-  await producer.connect();
+  const producer = await benchProducer(s, topic);
   const total = seconds * rate;
   const t0 = performance.now();
   let sent = 0;

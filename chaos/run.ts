@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
-import { stackUp } from '../src/devstack/index.js';
+import { benchStack } from '../bench/lib.js';
 import {
   badInputScenario,
   crashScenario,
@@ -17,77 +17,24 @@ import {
   soakScenario,
   type Verdict,
 } from './scenarios.js';
+import { chaosSizes } from './sizes.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' } } });
 const quick = values.quick === true;
 const only = values.only ? new Set(values.only.split(',')) : undefined;
-let brokers = process.env.STRAND_BROKERS?.split(',');
-let registryUrl = process.env.STRAND_REGISTRY_URL;
-if (!brokers || !registryUrl) {
-  const { info } = await stackUp({ onProgress: (l) => console.error(`[devstack] ${l}`) });
-  brokers = info.brokers;
-  registryUrl = info.registryUrl;
-}
+const { brokers, registryUrl } = await benchStack();
 const s = { brokers, registryUrl };
+const size = quick ? chaosSizes.quick : chaosSizes.full;
 const dir = join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
 const verdicts: Verdict[] = [];
 const scenarios: [string, () => Promise<Verdict>][] = [
-  [
-    'crash',
-    () =>
-      crashScenario(
-        s,
-        quick
-          ? {
-              jobs: 4000,
-              keys: 200,
-              workers: 3,
-              kills: 3,
-              concurrency: 2,
-              handlerMs: [5, 15],
-              killEveryMs: [2000, 3000],
-            }
-          : { jobs: 50_000, keys: 200, workers: 3, kills: 10, concurrency: 4, handlerMs: [5, 15] },
-      ),
-  ],
-  [
-    'failover',
-    () =>
-      failoverScenario(
-        registryUrl,
-        quick
-          ? { jobs: 6000, rate: 300, kills: 2, downMs: 5000 }
-          : { jobs: 30_000, rate: 500, kills: 4, downMs: 10_000 },
-      ),
-  ],
-  ['rebalance', () => rebalanceScenario(s, quick ? { jobs: 6000, keys: 200 } : { jobs: 30_000, keys: 200 })],
-  [
-    'outage',
-    () =>
-      outageScenario(
-        s,
-        quick ? { jobs: 9000, rate: 200, outageMs: 8000 } : { jobs: 40_000, rate: 500, outageMs: 20_000 },
-      ),
-  ],
-  [
-    'soak',
-    () =>
-      soakScenario(
-        s,
-        quick ? { minutes: 2, rate: 200, warmupMs: 30_000 } : { minutes: 10, rate: 300, warmupMs: 120_000 },
-      ),
-  ],
-  [
-    'bad-input',
-    () =>
-      badInputScenario(
-        s,
-        quick
-          ? { valid: 2000, bad: 2000, keys: 100, rssLimitMiB: 300 }
-          : { valid: 10_000, bad: 10_000, keys: 200, rssLimitMiB: 300 },
-      ),
-  ],
+  ['crash', () => crashScenario(s, size.crash)],
+  ['failover', () => failoverScenario(registryUrl, size.failover)],
+  ['rebalance', () => rebalanceScenario(s, size.rebalance)],
+  ['outage', () => outageScenario(s, size.outage)],
+  ['soak', () => soakScenario(s, size.soak)],
+  ['bad-input', () => badInputScenario(s, size.badInput)],
 ];
 for (const [name, run] of scenarios) {
   if (only && !only.has(name)) continue;

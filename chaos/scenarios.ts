@@ -4,6 +4,7 @@ import { loadAvroSchemaFile } from '../src/codec/index.js';
 import { restartStackProcess, stackDown, stackUp, stopStackProcess } from '../src/devstack/index.js';
 import { createKafka } from '../src/kafka/client.js';
 import { createJobTopics } from '../src/kafka/topics.js';
+import { dlqDepth } from '../src/lag/lag.js';
 import { createLogger } from '../src/observability/logger.js';
 import { JobProducer } from '../src/producer/job-producer.js';
 import { TcpProxy } from '../test/support/proxy.js';
@@ -121,6 +122,19 @@ function steadyProducer(
   };
 }
 
+/** Ledger-worker settings of the steady-rate scenarios: short handlers, the Redis idempotency store. */
+function steadyWorkers(topic: string) {
+  return {
+    topic,
+    groupId: `${topic}-g`,
+    concurrency: 8,
+    minMs: 1,
+    maxMs: 3,
+    redisPrefix: `${topic}:idem:`,
+    leaseMs: 5000,
+  };
+}
+
 /** Enqueues `jobs` payments over `keys` accounts before the workers start. */
 async function enqueueBacklog(s: ChaosStack, topic: string, jobs: number, keys: number): Promise<void> {
   const p = await producer(s, topic);
@@ -166,13 +180,7 @@ export async function crashScenario(
   });
   const t0 = Date.now();
   for (let i = 0; i < o.workers; i++) fleet.start();
-  const completed = () =>
-    new Set(
-      fleet
-        .read()
-        .filter((l) => l.kind === 'C')
-        .map((l) => l.jobId),
-    ).size;
+  const completed = () => completions(fleet).size;
   let kills = 0;
   const killedAt = new Map<string, number>();
   while (kills < o.kills && completed() < o.jobs) {
@@ -363,17 +371,10 @@ export async function badInputScenario(
   const child = fleet.start();
   const t0 = Date.now();
   let peak = 0;
-  const completed = () =>
-    new Set(
-      fleet
-        .read()
-        .filter((l) => l.kind === 'C')
-        .map((l) => l.jobId),
-    ).size;
+  const completed = () => completions(fleet).size;
   const admin = kafka.admin();
   await admin.connect();
-  const dlqCount = async () =>
-    (await admin.fetchTopicOffsets(`${topic}.dlq`)).reduce((n, x) => n + Number(x.high), 0);
+  const dlqCount = () => dlqDepth(admin, topic, `${topic}.dlq`);
   const deadline = Date.now() + 10 * 60_000;
   while (Date.now() < deadline) {
     peak = Math.max(peak, rssMiB(child.pid));
@@ -474,13 +475,7 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
       await sleep(200);
     }
   })();
-  const completed = () =>
-    new Set(
-      fleet
-        .read()
-        .filter((l) => l.kind === 'C')
-        .map((l) => l.jobId),
-    ).size;
+  const completed = () => completions(fleet).size;
   const t0 = Date.now();
   fleet.start();
   while (completed() < o.jobs * 0.15) await sleep(100);
@@ -559,13 +554,7 @@ export async function failoverScenario(
   const fleet = new ChaosFleet(
     s,
     {
-      topic,
-      groupId: `${topic}-g`,
-      concurrency: 8,
-      minMs: 1,
-      maxMs: 3,
-      redisPrefix: `${topic}:idem:`,
-      leaseMs: 5000,
+      ...steadyWorkers(topic),
       sessionTimeoutMs: 10_000,
     },
     // Worker logs are kept (info) so that a stall leaves evidence behind (see the open problem in issue 10).
@@ -608,7 +597,7 @@ export async function failoverScenario(
   const done = completions(fleet);
   const missingWhere = acknowledged.filter((id) => !done.has(id)).map((id) => where.get(id));
   if (missingWhere.length) console.error(`missing at partition/offset: ${missingWhere.join(' ')}`);
-  const deadLettered = await dlqCount(s, topic);
+  const deadLettered = await dlqDepth(admin, topic, `${topic}.dlq`);
   const exited = workers.filter((w) => w.exitCode !== null || w.signalCode !== null).length;
   await fleet.killAll();
   await admin.disconnect();
@@ -669,7 +658,7 @@ async function dlqCount(s: ChaosStack, topic: string): Promise<number> {
   const admin = createKafka({ brokers: s.brokers, clientId: 'strand-chaos' }).admin();
   await admin.connect();
   try {
-    return (await admin.fetchTopicOffsets(`${topic}.dlq`)).reduce((n, x) => n + Number(x.high), 0);
+    return await dlqDepth(admin, topic, `${topic}.dlq`);
   } finally {
     await admin.disconnect();
   }
@@ -698,14 +687,8 @@ export async function outageScenario(
       registryUrl: `${reg.protocol}//${reg.hostname}:${registryProxy.port}${reg.pathname}`,
     },
     {
-      topic,
-      groupId: `${topic}-g`,
-      concurrency: 8,
-      minMs: 1,
-      maxMs: 3,
-      redisPrefix: `${topic}:idem:`,
+      ...steadyWorkers(topic),
       redisPort: redisProxy.port,
-      leaseMs: 5000,
       // Waiting jobs stay buffered; room for the whole outage's worth, so what is measured is
       // whether they block the others, not the buffer cap (which stops intake by design).
       maxBufferedJobs: 10_000,

@@ -36,3 +36,21 @@ export function isStrandError(error: unknown, code?: StrandErrorCode): error is 
     (code === undefined || (error as StrandError).code === code)
   );
 }
+
+/** Certificate problems: a configuration fault, not an outage, so never retried as one. */
+const TLS_FAILURE =
+  /CERT_|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL|certificate|self[- ]signed|wrong version number/i;
+
+/** The TLS verification problem somewhere in an error's cause chain (its first line), if any. */
+export function tlsProblem(error: unknown): string | undefined {
+  for (
+    let e = error as { message?: string; code?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    const message = e.message ?? '';
+    if (TLS_FAILURE.test(`${e.code ?? ''} ${message}`))
+      return (message.split('\n')[0] ?? message).replace(/^(Connection error|network): /, '');
+  }
+  return undefined;
+}

@@ -1,5 +1,5 @@
 import { type Command, CommanderError, InvalidArgumentError } from 'commander';
-import { tlsProblem } from '../kafka/client.js';
+import { connectionFromEnv, explainConnectError, type KafkaConnection } from '../kafka/client.js';
 
 /** Exit codes of every `strand` command (DESIGN §7). */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -27,21 +27,29 @@ export const colour = {
 const UNREACHABLE =
   /Connection error|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|Connection timeout|KafkaJSNonRetriableError.*connect/i;
 
+function saslFromEnv(): Pick<KafkaConnection, 'sasl'> {
+  try {
+    const { sasl } = connectionFromEnv();
+    return sasl ? { sasl } : {};
+  } catch {
+    return {};
+  }
+}
+
 /** One line: the message, with the first cause appended when it adds something. */
 export function oneLine(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const tls = error.name.startsWith('KafkaJS') ? tlsProblem(error) : undefined;
-  if (tls) return `TLS to Kafka failed: ${tls}; trust the brokers' CA with STRAND_TLS_CA_FILE`;
+  if (error.name.startsWith('KafkaJS')) {
+    // The same one line as the library gives, with the credentials the CLI took from STRAND_SASL_*.
+    const explained = explainConnectError(error, { brokers: [], ...saslFromEnv() });
+    if (explained !== error) return oneLine(explained);
+  }
   if (
     error.name.startsWith('KafkaJS') &&
     UNREACHABLE.test(`${error.message} ${String((error as { cause?: Error }).cause?.message ?? '')}`)
   ) {
     const detail = (error.message.split('\n')[0] ?? '').replace(/^Connection error: /, '');
     return `cannot reach Kafka (${detail}); check --brokers or STRAND_BROKERS`;
-  }
-  if (error.name === 'KafkaJSSASLAuthenticationError') {
-    const user = process.env.STRAND_SASL_USERNAME;
-    return `Kafka rejected the SASL credentials${user ? ` of user "${user}"` : ''}: authentication failed; check STRAND_SASL_USERNAME and STRAND_SASL_PASSWORD (${error.message.split('\n')[0]})`;
   }
   const code = (error as { exitCode?: number; code?: string }).code;
   let message = error.message.split('\n')[0] ?? error.message;

@@ -2,7 +2,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import registryPkg from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
-import { isStrandError } from '../errors.js';
+import { isStrandError, tlsProblem } from '../errors.js';
 import {
   RegistryAccessError,
   RegistryUnavailableError,
@@ -43,10 +43,6 @@ export type Compatibility =
 const NETWORK =
   /ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket hang up|timeout|network/i;
 
-/** Certificate problems: a configuration fault, not an outage, so not retried. */
-const TLS_FAILURE =
-  /CERT_|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL|certificate|wrong version number/i;
-
 type Classified = 'not-found' | 'rejected' | 'unavailable' | 'unauthorized' | 'tls' | 'other';
 
 function classify(error: unknown): Classified {
@@ -54,9 +50,7 @@ function classify(error: unknown): Classified {
   const status = (error as { status?: number }).status;
   const message = error instanceof Error ? error.message : String(error);
   if (status === 401 || status === 403) return 'unauthorized';
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  const code = (error as { code?: string }).code ?? cause?.code ?? '';
-  if (TLS_FAILURE.test(`${code} ${message} ${cause?.message ?? ''}`)) return 'tls';
+  if (tlsProblem(error)) return 'tls';
   if (status === 404 || /does not match any schema|not found/i.test(message)) return 'not-found';
   if (status === 409 || status === 422) return 'rejected';
   if (status === undefined || status === 0 || status >= 500 || NETWORK.test(message)) return 'unavailable';

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createKafka } from '../kafka/client.js';
 import { APICURIO_VERSION, apicurioHome, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
+import { selfSignedCertificate } from './certificate.js';
 import { DevStackError } from './errors.js';
 import { findJava } from './java.js';
 
@@ -107,34 +108,13 @@ const tlsPort = (basePort: number, n: number, id: number) => basePort + 3 * n + 
  */
 async function stackCertificate(home: string): Promise<{ caFile: string; keystore: string } | undefined> {
   const dir = join(home, 'tls');
-  const caFile = join(dir, 'ca.pem');
   const keystore = join(dir, 'broker-keystore.pem');
+  const caFile = join(dir, 'cert.pem');
   if (existsSync(caFile) && existsSync(keystore)) return { caFile, keystore };
-  mkdirSync(dir, { recursive: true });
-  const key = join(dir, 'broker-key.pem');
-  try {
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      caFile,
-      '-days',
-      '3650',
-      '-subj',
-      '/CN=strand devstack',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ]);
-  } catch {
-    return undefined;
-  }
-  writeFileSync(keystore, `${readFileSync(key, 'utf8')}${readFileSync(caFile, 'utf8')}`);
-  return { caFile, keystore };
+  const made = await selfSignedCertificate(dir, { commonName: 'strand devstack', days: 3650 });
+  if (!made) return undefined;
+  writeFileSync(keystore, `${readFileSync(made.keyFile, 'utf8')}${readFileSync(made.certFile, 'utf8')}`);
+  return { caFile: made.certFile, keystore };
 }
 
 function kafkaProperties(

@@ -73,7 +73,11 @@ export class OutcomeRouter {
     this.pending = [];
     if (batch.length === 0) return;
     const byTopic = new Map<string, Message[]>();
-    for (const b of batch) byTopic.set(b.topic, [...(byTopic.get(b.topic) ?? []), b.message]);
+    for (const b of batch) {
+      const list = byTopic.get(b.topic);
+      if (list) list.push(b.message);
+      else byTopic.set(b.topic, [b.message]);
+    }
     const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     sendAcknowledged(this.producer, topicMessages, {
       counts: this.counts,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
-import { StrandError } from '../errors.js';
+import { StrandError, tlsProblem } from '../errors.js';
 
 export type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 export { Partitioners } from 'kafkajs';
@@ -65,16 +65,20 @@ export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
 }
 
 /**
- * Turns kafkajs' SASL failure into one line naming the user, mechanism and brokers (never the
- * password); other errors pass through. Bad credentials are not retried: kafkajs gives up on the
+ * Turns kafkajs' SASL and TLS verification failures into one line naming the user, mechanism and
+ * brokers (never the password); other errors pass through. Bad credentials are not retried: kafkajs gives up on the
  * first authentication failure, and so does Strand.
  */
-export function explainConnectError(error: unknown, conn: KafkaConnection): unknown {
+export function explainConnectError(
+  error: unknown,
+  conn: Pick<KafkaConnection, 'brokers' | 'sasl'>,
+): unknown {
+  const at = conn.brokers.length > 0 ? ` at ${conn.brokers.join(',')}` : '';
   const tls = tlsProblem(error);
   if (tls) {
     return new StrandError(
       'KAFKA',
-      `TLS to Kafka at ${conn.brokers.join(',')} failed: ${tls}; trust the brokers' CA with kafka.tls.ca (STRAND_TLS_CA_FILE)`,
+      `TLS to Kafka${at} failed: ${tls}; trust the brokers' CA with kafka.tls.ca (STRAND_TLS_CA_FILE)`,
       { cause: error },
     );
   }
@@ -82,21 +86,9 @@ export function explainConnectError(error: unknown, conn: KafkaConnection): unkn
   const who = conn.sasl ? `user "${conn.sasl.username}" (${conn.sasl.mechanism})` : 'this client';
   return new StrandError(
     'KAFKA',
-    `Kafka rejected the SASL credentials of ${who} at ${conn.brokers.join(',')}: authentication failed; check the username and password`,
+    `Kafka rejected the SASL credentials of ${who}${at}: authentication failed; check the username and password`,
     { cause: error },
   );
-}
-
-const TLS_FAILURE = /certificate|self[- ]signed|unable to verify|CERT_|ERR_TLS|ERR_SSL|wrong version number/i;
-
-/** The TLS verification problem behind a connection error (first line), if that is what it is. */
-export function tlsProblem(error: unknown): string | undefined {
-  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    const message = e.message ?? '';
-    if (TLS_FAILURE.test(message))
-      return (message.split('\n')[0] ?? message).replace(/^Connection error: /, '');
-  }
-  return undefined;
 }
 
 /**

@@ -83,7 +83,11 @@ export async function sendAcknowledged(
   const attempts = opts.attempts ?? 5;
   for (let attempt = 1; pending.size > 0; attempt++) {
     const byTopic = new Map<string, Message[]>();
-    for (const g of pending.values()) byTopic.set(g.topic, [...(byTopic.get(g.topic) ?? []), ...g.messages]);
+    for (const g of pending.values()) {
+      const list = byTopic.get(g.topic);
+      if (list) list.push(...g.messages);
+      else byTopic.set(g.topic, [...g.messages]);
+    }
     const answer = await sender.sendBatch({
       acks: -1,
       topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),

@@ -2,8 +2,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import type { RegistryOptions } from '../../src/codec/index.js';
+import type { KafkaConnection } from '../../src/kafka/client.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { JobProducer } from '../../src/producer/job-producer.js';
+import type { Job } from '../../src/worker/options.js';
 import { Worker } from '../../src/worker/worker.js';
 import { runCli } from '../support/cli.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
@@ -43,6 +46,64 @@ function payments(n: number) {
   }));
 }
 
+/**
+ * Enqueues `count` jobs on `topic` and runs them with a worker, both connected through `conn` and
+ * `registry`; returns the job ids sent and completed (sorted).
+ */
+async function runJobs(
+  topic: string,
+  conn: { kafka: KafkaConnection } | { brokers: string[] },
+  registry: RegistryOptions,
+  logger: Logger,
+  count: number,
+  check: (job: Job<Payment>) => void = () => undefined,
+): Promise<{ sent: string[]; done: string[] }> {
+  const producer = new JobProducer<Payment>({ ...conn, registry, topic, schema: paymentSchema, logger });
+  await producer.connect();
+  const sent = (await producer.enqueueMany(payments(count))).map((r) => r.jobId);
+  const done = new Set<string>();
+  const worker = new Worker<Payment>({
+    ...conn,
+    registry,
+    topic,
+    groupId: uniqueName(`${topic}-g`),
+    retry: { tiers: [] },
+    logger,
+    handler: async (job) => {
+      check(job);
+      done.add(job.id);
+    },
+  });
+  await worker.start();
+  await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: `all jobs on ${topic}` });
+  await worker.stop();
+  await producer.disconnect();
+  return { sent: sent.sort(), done: [...done].sort() };
+}
+
+/** Enqueues one job through `registry` (served by `secure`, stopped after) and returns the error and its delay. */
+async function enqueueOnce(
+  secure: SecureRegistry,
+  registry: RegistryOptions,
+  prefix: string,
+): Promise<{ error: Error; elapsed: number }> {
+  const { topic, cleanup } = await jobTopic(prefix, { partitions: 1, tierDelays: [] });
+  const producer = new JobProducer<Payment>({
+    brokers: stack().brokers,
+    registry,
+    topic,
+    schema: paymentSchema,
+  });
+  await producer.connect();
+  const t0 = Date.now();
+  const error = (await producer.enqueue(payments(1)[0]!).catch((e: unknown) => e)) as Error;
+  const elapsed = Date.now() - t0;
+  await producer.disconnect();
+  await cleanup();
+  await secure.stop();
+  return { error, elapsed };
+}
+
 describe('SASL/SCRAM against the real broker', () => {
   it('a producer and a worker authenticate on the SASL listener and run jobs; the password is never logged', async () => {
     const sasl = saslListener();
@@ -52,33 +113,9 @@ describe('SASL/SCRAM against the real broker', () => {
       sasl: { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password },
     };
     const { logger, lines } = capturingLogger();
-    const producer = new JobProducer<Payment>({
-      kafka,
-      registry: { url: stack().registryUrl },
-      topic,
-      schema: paymentSchema,
-      logger,
-    });
-    await producer.connect();
-    const sent = await producer.enqueueMany(payments(40));
-    const done = new Set<string>();
-    const worker = new Worker<Payment>({
-      kafka,
-      registry: { url: stack().registryUrl },
-      topic,
-      groupId: uniqueName('sasl-g'),
-      retry: { tiers: [] },
-      logger,
-      handler: async (job) => {
-        done.add(job.id);
-      },
-    });
-    await worker.start();
-    await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: 'all jobs over SASL' });
-    await worker.stop();
-    await producer.disconnect();
+    const { sent, done } = await runJobs(topic, { kafka }, { url: stack().registryUrl }, logger, 40);
     await cleanup();
-    expect([...done].sort()).toEqual(sent.map((s) => s.jobId).sort());
+    expect(done).toEqual(sent);
     // The logger redacts credentials even when a whole connection object is logged.
     logger.info({ kafka }, 'connection settings');
     expect(lines.some((l) => l.includes('worker started'))).toBe(true);
@@ -172,36 +209,18 @@ describe('Kafka over TLS against the real broker', () => {
     const tls = tlsListener();
     const kafka = { brokers: tls.brokers, tls: { ca: readFileSync(tls.caFile, 'utf8') } };
     const { topic, cleanup } = await jobTopic('tls', { partitions: 2, tierDelays: [] });
-    const producer = new JobProducer<Payment>({
-      kafka,
-      registry: { url: stack().registryUrl },
+    const { sent, done } = await runJobs(
       topic,
-      schema: paymentSchema,
-      logger: createLogger({ level: 'error' }),
-    });
-    await producer.connect();
-    const sent = await producer.enqueueMany(payments(30));
-    const done = new Set<string>();
-    const worker = new Worker<Payment>({
-      kafka,
-      registry: { url: stack().registryUrl },
-      topic,
-      groupId: uniqueName('tls-g'),
-      retry: { tiers: [] },
-      logger: createLogger({ level: 'error' }),
-      handler: async (job) => {
-        done.add(job.id);
-      },
-    });
-    await worker.start();
-    await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: 'all jobs over TLS' });
-    await worker.stop();
-    await producer.disconnect();
+      { kafka },
+      { url: stack().registryUrl },
+      createLogger({ level: 'error' }),
+      30,
+    );
     const cli = await runCli(['lag', '--group', uniqueName('none'), '--topic', topic, '--json'], {
       env: { STRAND_BROKERS: tls.brokers.join(','), STRAND_TLS_CA_FILE: tls.caFile },
     });
     await cleanup();
-    expect([...done].sort()).toEqual(sent.map((s) => s.jobId).sort());
+    expect(done).toEqual(sent);
     expect(cli.code, cli.stderr).toBe(0);
     expect(JSON.parse(cli.stdout)).toBeInstanceOf(Array);
   });
@@ -283,34 +302,12 @@ describe('schema registry over HTTPS with basic auth (the real registry behind a
       tls: { ca: secure.ca },
     };
     const { logger, lines } = capturingLogger();
-    const producer = new JobProducer<Payment>({
-      brokers: stack().brokers,
-      registry,
-      topic,
-      schema: paymentSchema,
-      logger,
-    });
-    await producer.connect();
-    const sent = await producer.enqueueMany(payments(20));
-    const done = new Set<string>();
-    const worker = new Worker<Payment>({
-      brokers: stack().brokers,
-      registry,
-      topic,
-      groupId: uniqueName('tls-reg-g'),
-      retry: { tiers: [] },
-      logger,
-      handler: async (job) => {
-        expect(job.data.currency).toBe('EUR');
-        done.add(job.id);
-      },
-    });
-    await worker.start();
-    await waitUntil(() => done.size === sent.length, { timeoutMs: 30_000, what: 'jobs decoded via https' });
-    await worker.stop();
-    await producer.disconnect();
+    const { sent, done } = await runJobs(topic, { brokers: stack().brokers }, registry, logger, 20, (job) =>
+      expect(job.data.currency).toBe('EUR'),
+    );
     await cleanup();
     await secure.stop();
+    expect(done).toEqual(sent);
     // Both the producer's registration and the worker's schema-by-id lookup went through the proxy.
     expect(secure.requests).toBeGreaterThanOrEqual(2);
     expect(secure.refused).toBe(0);
@@ -319,24 +316,15 @@ describe('schema registry over HTTPS with basic auth (the real registry behind a
 
   it('a wrong registry password fails at once with one line naming the user, not after outage retries', async () => {
     const secure = await new SecureRegistry(stack().registryUrl, 'svc-strand', 'right-password').start();
-    const { topic, cleanup } = await jobTopic('tls-bad', { partitions: 1, tierDelays: [] });
-    const producer = new JobProducer<Payment>({
-      brokers: stack().brokers,
-      registry: {
+    const { error, elapsed } = await enqueueOnce(
+      secure,
+      {
         url: secure.url,
         auth: { username: 'svc-strand', password: 'wrong-password' },
         tls: { ca: secure.ca },
       },
-      topic,
-      schema: paymentSchema,
-    });
-    await producer.connect();
-    const t0 = Date.now();
-    const error = (await producer.enqueue(payments(1)[0]!).catch((e: unknown) => e)) as Error;
-    const elapsed = Date.now() - t0;
-    await producer.disconnect();
-    await cleanup();
-    await secure.stop();
+      'tls-bad',
+    );
     expect(error.name).toBe('RegistryAccessError');
     expect(error.message).toMatch(/refused the credentials of user "svc-strand".*HTTP 401/);
     expect(error.message).not.toContain('wrong-password');
@@ -346,20 +334,11 @@ describe('schema registry over HTTPS with basic auth (the real registry behind a
 
   it('an untrusted certificate fails with one line that says how to trust the CA', async () => {
     const secure = await new SecureRegistry(stack().registryUrl, 'svc-strand', 'pw').start();
-    const { topic, cleanup } = await jobTopic('tls-ca', { partitions: 1, tierDelays: [] });
-    const producer = new JobProducer<Payment>({
-      brokers: stack().brokers,
-      registry: { url: secure.url, auth: { username: 'svc-strand', password: 'pw' } },
-      topic,
-      schema: paymentSchema,
-    });
-    await producer.connect();
-    const t0 = Date.now();
-    const error = (await producer.enqueue(payments(1)[0]!).catch((e: unknown) => e)) as Error;
-    const elapsed = Date.now() - t0;
-    await producer.disconnect();
-    await cleanup();
-    await secure.stop();
+    const { error, elapsed } = await enqueueOnce(
+      secure,
+      { url: secure.url, auth: { username: 'svc-strand', password: 'pw' } },
+      'tls-ca',
+    );
     expect(error.name).toBe('RegistryAccessError');
     expect(error.message).toMatch(
       /TLS to the schema registry .* failed .*self[- ]signed.*registry\.tls\.ca/i,

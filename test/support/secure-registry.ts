@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { selfSignedCertificate } from '../../src/devstack/certificate.js';
 
 /**
  * The real registry behind HTTPS with basic auth, as production registries are run: a TLS
@@ -29,26 +26,10 @@ export class SecureRegistry {
 
   async start(): Promise<this> {
     this.dir = mkdtempSync(join(tmpdir(), 'strand-tls-'));
-    const key = join(this.dir, 'key.pem');
-    const cert = join(this.dir, 'cert.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    this.ca = readFileSync(cert, 'utf8');
+    const made = await selfSignedCertificate(this.dir, { commonName: '127.0.0.1', days: 1 });
+    if (!made) throw new Error('openssl is needed to make the test certificate');
+    this.ca = readFileSync(made.certFile, 'utf8');
+    const key = made.keyFile;
     const expected = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
     const target = new URL(this.upstream);
     this.server = createServer({ key: readFileSync(key), cert: this.ca }, (req, res) => {

@@ -1,0 +1,34 @@
+/** Scenario sizes: `quick` (`--quick`, and the reduced runs inside `npm test`) and `full`. */
+export const chaosSizes = {
+  quick: {
+    crash: {
+      jobs: 4000,
+      keys: 200,
+      workers: 3,
+      kills: 3,
+      concurrency: 2,
+      handlerMs: [5, 15] as [number, number],
+      killEveryMs: [2000, 3000] as [number, number],
+    },
+    failover: { jobs: 6000, rate: 300, kills: 2, downMs: 5000 },
+    rebalance: { jobs: 6000, keys: 200 },
+    outage: { jobs: 9000, rate: 200, outageMs: 8000 },
+    soak: { minutes: 2, rate: 200, warmupMs: 30_000 },
+    badInput: { valid: 2000, bad: 2000, keys: 100, rssLimitMiB: 300 },
+  },
+  full: {
+    crash: {
+      jobs: 50_000,
+      keys: 200,
+      workers: 3,
+      kills: 10,
+      concurrency: 4,
+      handlerMs: [5, 15] as [number, number],
+    },
+    failover: { jobs: 30_000, rate: 500, kills: 4, downMs: 10_000 },
+    rebalance: { jobs: 30_000, keys: 200 },
+    outage: { jobs: 40_000, rate: 500, outageMs: 20_000 },
+    soak: { minutes: 10, rate: 300, warmupMs: 120_000 },
+    badInput: { valid: 10_000, bad: 10_000, keys: 200, rssLimitMiB: 300 },
+  },
+};
