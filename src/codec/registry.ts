@@ -82,8 +82,6 @@ export class SchemaRegistryGateway {
   private readonly typesById = new Map<number, Promise<AvroType>>();
   private readonly idsBySubject = new Map<string, number>();
   private readonly pendingIds = new Map<string, Promise<number>>();
-  /** Ids whose writer schema is in memory: decoding them needs no registry call. */
-  private readonly knownIds = new Set<number>();
   private readonly agent: HttpAgent;
   private readonly authHeader: string | undefined;
   private readonly username: string | undefined;
@@ -257,11 +255,6 @@ export class SchemaRegistryGateway {
     });
   }
 
-  /** True when the writer schema of `id` is already in memory. */
-  isKnown(id: number): boolean {
-    return this.knownIds.has(id);
-  }
-
   /**
    * The writer schema for `id`. Throws `SchemaNotFoundError` when the registry answers that the id
    * does not exist, `RegistryUnavailableError` when it does not answer.
@@ -289,10 +282,7 @@ export class SchemaRegistryGateway {
       });
       this.typesById.set(id, pending);
       // A failure is not cached: the next record asks again (the registry may be back).
-      pending.then(
-        () => this.knownIds.add(id),
-        () => this.typesById.delete(id),
-      );
+      pending.catch(() => this.typesById.delete(id));
     }
     return pending;
   }
