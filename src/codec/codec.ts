@@ -91,6 +91,18 @@ export class AvroCodec {
     return encodeWire(schemaId, type.toBuffer(data));
   }
 
+  /**
+   * True when `value` decodes without a registry call (its writer schema is cached, or it is not
+   * in the wire format at all and fails at once).
+   */
+  decodesLocally(value: Buffer | null | undefined): boolean {
+    try {
+      return this.registry.isKnown(parseWire(value).schemaId);
+    } catch {
+      return true;
+    }
+  }
+
   async decode<T = unknown>(value: Buffer | null | undefined): Promise<DecodedValue<T>> {
     const { schemaId, body } = parseWire(value);
     const byteLength = value?.length ?? 0;

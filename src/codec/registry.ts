@@ -82,6 +82,8 @@ export class SchemaRegistryGateway {
   private readonly typesById = new Map<number, Promise<AvroType>>();
   private readonly idsBySubject = new Map<string, number>();
   private readonly pendingIds = new Map<string, Promise<number>>();
+  /** Ids whose writer schema is in memory: decoding them needs no registry call. */
+  private readonly knownIds = new Set<number>();
   private readonly agent: HttpAgent;
   private readonly authHeader: string | undefined;
   private readonly username: string | undefined;
@@ -255,6 +257,11 @@ export class SchemaRegistryGateway {
     });
   }
 
+  /** True when the writer schema of `id` is already in memory. */
+  isKnown(id: number): boolean {
+    return this.knownIds.has(id);
+  }
+
   /**
    * The writer schema for `id`. Throws `SchemaNotFoundError` when the registry answers that the id
    * does not exist, `RegistryUnavailableError` when it does not answer.
@@ -282,7 +289,10 @@ export class SchemaRegistryGateway {
       });
       this.typesById.set(id, pending);
       // A failure is not cached: the next record asks again (the registry may be back).
-      pending.catch(() => this.typesById.delete(id));
+      pending.then(
+        () => this.knownIds.add(id),
+        () => this.typesById.delete(id),
+      );
     }
     return pending;
   }

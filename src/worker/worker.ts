@@ -157,6 +157,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private rebalanceCommitTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   private readonly running = new Map<WorkItem, JobSlot>();
+  /** Jobs waiting for their writer schema (registry down): they keep their key, not a concurrency slot. */
+  private readonly parked = new Map<WorkItem, JobSlot>();
+  /** Parked jobs ready to run again, in order: they get the next free slots before new jobs. */
+  private readonly reentry: { item: WorkItem; slot: JobSlot; admit: () => void }[] = [];
   private bufferedJobs = 0;
   private bufferedBytes = 0;
   private roomWaiters: (() => void)[] = [];
@@ -619,7 +623,12 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     // While the group rebalances no job starts: in-flight ones finish and are committed with the
     // old generation, so the next owner does not run them again.
     if (this.state !== 'running' || this.paused || this.rebalancing) return;
-    while (this.running.size < this.options.concurrency && this.scheduler.hasRunnable) {
+    this.admitParked();
+    while (
+      this.running.size < this.options.concurrency &&
+      this.reentry.length === 0 &&
+      this.scheduler.hasRunnable
+    ) {
       if (this.limiter && !this.limiter.tryTake()) {
         if (!this.limiterTimer) {
           this.limiterTimer = setTimeout(() => {
@@ -676,6 +685,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
     } finally {
       this.running.delete(item);
+      this.parked.delete(item);
       this.scheduler.finish(item);
       this.release(item);
       this.pump();
@@ -688,17 +698,57 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     if (this.state !== 'running' || !this.owns(item)) throw new Abandoned();
   }
 
+  /**
+   * Decodes the record. While its writer schema cannot be fetched (registry down), the job waits
+   * without holding a concurrency slot — it keeps its key, so order holds, and jobs of other keys
+   * whose schemas are cached keep running — then takes a slot again before its handler runs.
+   */
   private async decode(item: WorkItem, log: Logger): Promise<unknown> {
+    const park = () => {
+      const slot = this.running.get(item);
+      if (!slot) return;
+      this.running.delete(item);
+      this.parked.set(item, slot);
+      // Not from here: the dispatcher may be what started this job; it will see the free slot.
+      queueMicrotask(() => this.pump());
+    };
+    // A schema not in memory means a registry call, which may take the registry's whole retry
+    // budget when it is down: the job gives its slot up for that time.
+    if (!this.codec.decodesLocally(item.value)) park();
+    let data: unknown;
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await this.codec.decode(item.value)).data;
+        data = (await this.codec.decode(item.value)).data;
+        break;
       } catch (error) {
         if (error instanceof DecodeError) throw error;
         const reason = error instanceof RegistryUnavailableError ? 'registry unavailable' : 'decode failed';
         if (attempt % 10 === 0)
           log.warn({ err: error }, `${reason}; the job waits and retries (not dead-lettered)`);
+        park();
         await this.retryWait(item, backoffDelay({ baseMs: 500, maxMs: 10_000, jitter: 0.2 }, attempt));
       }
+    }
+    const slot = this.parked.get(item);
+    if (slot) {
+      await new Promise<void>((admit) => {
+        this.reentry.push({ item, slot, admit });
+        this.admitParked();
+      });
+      if (this.state !== 'running' || !this.owns(item)) throw new Abandoned();
+    }
+    return data;
+  }
+
+  /** Gives free slots to parked jobs that are ready again, oldest first. */
+  private admitParked(): void {
+    // Same rule as for new jobs: nothing starts while paused or while the group rebalances.
+    if (this.state !== 'running' || this.paused || this.rebalancing) return;
+    while (this.reentry.length > 0 && this.running.size < this.options.concurrency) {
+      const next = this.reentry.shift()!;
+      this.parked.delete(next.item);
+      this.running.set(next.item, next.slot);
+      next.admit();
     }
   }
 
@@ -1001,6 +1051,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       while (this.running.size > 0 && Date.now() < grace) await sleep(20);
     }
     this.stopController.abort();
+    // Parked jobs waiting for a slot end without running (uncommitted, redelivered later).
+    for (const waiting of this.reentry.splice(0)) waiting.admit();
     this.rebalancing = false;
     await this.commit();
     await this.consumer

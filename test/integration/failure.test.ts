@@ -169,18 +169,26 @@ describe('failure routing', () => {
     await cleanup();
   });
 
-  it('registry unreachable: records with a never-seen schema id wait (no DLQ) and complete after it is back', async () => {
+  it('registry unreachable: records with a never-seen schema id wait (no DLQ) without blocking known ones, and complete after it is back', async () => {
     const { topic, cleanup } = await jobTopic('reg-outage', { partitions: 2, tierDelays: [500] });
     const url = new URL(stack().registryUrl);
     const proxy = new TcpProxy(url.hostname, Number(url.port));
     const port = await proxy.start();
     let completed = 0;
+    let known = 0;
     const w = startWorker(topic, {
       registry: { url: `http://127.0.0.1:${port}${url.pathname}`, timeoutMs: 500 },
       retry: { tiers: [500] },
-      handler: async () => void completed++,
+      // Fewer slots than waiting jobs: a waiting job must not hold one.
+      concurrency: 2,
+      handler: async (job) => {
+        if ('channel' in job.data) completed++;
+        else known++;
+      },
     });
     await w.start();
+    await enqueuePayments(topic, 5, 5);
+    await waitUntil(() => known === 5, { what: 'jobs with the known schema before the outage' });
     await proxy.cut();
     // A schema the worker has never seen, registered straight with the real registry.
     const v2 = {
@@ -214,7 +222,12 @@ describe('failure routing', () => {
       })),
     );
     await producer.disconnect();
-    await new Promise((r) => setTimeout(r, 4000));
+    await enqueuePayments(topic, 10, 5);
+    await waitUntil(() => known === 15, {
+      timeoutMs: 15_000,
+      what: 'known-schema jobs completing while unknown ones wait for the registry',
+    });
+    await new Promise((r) => setTimeout(r, 2000));
     expect(completed).toBe(0);
     await proxy.restore();
     await waitUntil(() => completed === 20, {
