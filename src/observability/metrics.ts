@@ -19,6 +19,7 @@ export class QueueMetrics {
   readonly failures: client.Counter<'topic' | 'group' | 'error_class'>;
   readonly dlqDepth: client.Gauge<'topic' | 'group'>;
   readonly rebalances: client.Counter<'group'>;
+  readonly consumerRestarts: client.Counter<'group'>;
   readonly heartbeat: client.Gauge<'worker'>;
   readonly desiredReplicas: client.Gauge<'group'>;
 
@@ -91,6 +92,12 @@ export class QueueMetrics {
     this.rebalances = new client.Counter({
       name: 'queue_rebalances_total',
       help: 'Assignments received',
+      labelNames: ['group'],
+      registers,
+    });
+    this.consumerRestarts = new client.Counter({
+      name: 'queue_consumer_restarts_total',
+      help: 'Consumer crashes kafkajs would not recover from, restarted by the worker',
       labelNames: ['group'],
       registers,
     });

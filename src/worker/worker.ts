@@ -155,6 +155,9 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   /** Last commit per partition: `point` and the offset map sent with it. */
   private readonly lastCommitted = new Map<string, { point: number; metadata: string }>();
   private rebalanceCommitTimer: NodeJS.Timeout | undefined;
+  private consumerRestartTimer: NodeJS.Timeout | undefined;
+  /** Restarts of the consumer by the worker since the last group join (the backoff exponent). */
+  private consumerRestarts = 0;
   private draining: Promise<void> | undefined;
   private readonly running = new Map<WorkItem, JobSlot>();
   /** Jobs waiting for their writer schema (registry down): they keep their key, not a concurrency slot. */
@@ -166,7 +169,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private roomWaiters: (() => void)[] = [];
   private commitTimer: NodeJS.Timeout | undefined;
   private limiterTimer: NodeJS.Timeout | undefined;
-  private commitChain: Promise<void> = Promise.resolve();
+  private commitInFlight: Promise<void> | undefined;
+  private commitQueued: { duringRebalance: boolean; promise: Promise<void> } | undefined;
   private readonly stopController = new AbortController();
   /** Accepted, unfinished items in acceptance order (the first is the oldest). */
   private readonly pending = new Map<WorkItem, true>();
@@ -313,22 +317,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     const ev = this.consumer.events;
     this.consumer.on(ev.REBALANCING, () => this.onRebalancing());
     this.consumer.on(ev.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
-    this.consumer.on(ev.CRASH, (e) => {
-      // kafkajs restarts the consumer after retriable faults (a coordinator still loading, a broker
-      // gone): a warning. A crash it does not restart from is an error: intake has stopped.
-      const { error, restart } = e.payload;
-      if (restart) this.logger.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
-      else this.logger.error({ err: error }, 'consumer crashed and will not restart; intake has stopped');
-      this.joined = false;
-    });
+    this.consumer.on(ev.CRASH, (e) => this.onConsumerCrash(e.payload.error, e.payload.restart));
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: subscribed, fromBeginning: o.fromBeginning });
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
-      eachBatch: (payload) => this.intake(payload),
-    });
+    await this.runConsumer();
     this.commitTimer = setInterval(() => void this.commit(), o.commitIntervalMs);
     this.commitTimer.unref();
     this.heartbeatTimer = setInterval(() => this.beat(), 1000);
@@ -348,6 +340,50 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       },
       'worker started',
     );
+  }
+
+  private runConsumer(): Promise<void> {
+    return this.consumer!.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently,
+      eachBatch: (payload) => this.intake(payload),
+    });
+  }
+
+  /**
+   * kafkajs has left the group when it reports a crash, so every partition is lost: waiting jobs are
+   * dropped, running ones finish uncommitted (the next owner, maybe us again, redoes them). Keeping
+   * the trackers would let a partition that another member moved forward meanwhile be committed
+   * backwards when it comes back. kafkajs restarts itself after retriable faults; after the others
+   * (a SyncGroup answered with ILLEGAL_GENERATION during a coordinator move, say) it would stay
+   * down for good, leaving a live worker that takes no work, so the worker restarts it, with backoff.
+   */
+  private onConsumerCrash(error: Error, restart: boolean): void {
+    this.joined = false;
+    for (const tp of [...this.owned.keys()]) this.revoke(tp);
+    this.rebalancing = false;
+    if (this.state !== 'running') return;
+    if (restart) {
+      this.logger.warn({ err: error }, 'consumer crashed; kafkajs restarts it');
+      return;
+    }
+    const delayMs = backoffDelay({ baseMs: 1000, maxMs: 30_000, jitter: 0.2 }, this.consumerRestarts++);
+    this.logger.error(
+      { err: error, restartInMs: Math.round(delayMs) },
+      'consumer crashed and kafkajs will not restart it; the worker restarts it',
+    );
+    this.metrics.consumerRestarts.inc({ group: this.options.groupId });
+    clearTimeout(this.consumerRestartTimer);
+    this.consumerRestartTimer = setTimeout(() => {
+      if (this.state !== 'running' || !this.consumer) return;
+      // A failed join inside run() reports another crash, which schedules the next attempt.
+      this.consumer
+        .connect()
+        .then(() => this.runConsumer())
+        .catch((err: unknown) => this.onConsumerCrash(err as Error, false));
+    }, delayMs);
+    this.consumerRestartTimer.unref();
   }
 
   /** Port of the metrics server (useful with `metrics: { port: 0 }`). */
@@ -427,11 +463,26 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       this.rebalancing = true;
       const deadline = Date.now() + this.options.rebalanceTimeoutMs;
       while (this.running.size > 0 && Date.now() < deadline && this.state === 'running') await sleep(10);
-      await this.commit({ duringRebalance: true });
-      this.logger.info(
-        { stillRunning: this.running.size },
-        'group rebalancing: finished and committed in-flight jobs before rejoining',
-      );
+      // A commit stuck on a coordinator that is moving must not keep us from rejoining: past the
+      // budget, rejoin uncommitted (the next owner redoes those jobs; the idempotency store, if
+      // any, suppresses their side effects).
+      const budgetMs = Math.max(5000, deadline - Date.now());
+      const timer = new AbortController();
+      const committed = await Promise.race([
+        this.commit({ duringRebalance: true }).then(() => true),
+        sleep(budgetMs, timer.signal).then(() => false),
+      ]);
+      timer.abort();
+      if (committed)
+        this.logger.info(
+          { stillRunning: this.running.size },
+          'group rebalancing: finished and committed in-flight jobs before rejoining',
+        );
+      else
+        this.logger.warn(
+          { stillRunning: this.running.size, budgetMs },
+          'group rebalancing: the commit did not finish in time; rejoining without it',
+        );
     })().finally(() => {
       this.draining = undefined;
     });
@@ -527,16 +578,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     const next = new Set<string>();
     for (const [topic, partitions] of Object.entries(memberAssignment))
       for (const p of partitions) next.add(tpKey(topic, p));
-    for (const [tp, owned] of this.owned) {
-      if (next.has(tp)) continue;
-      // Revoked: its waiting jobs are dropped; running ones finish but cannot be committed by us.
-      clearTimeout(owned.resumeTimer);
-      const dropped = this.scheduler.dropPartition(tp);
-      for (const item of dropped) this.release(item);
-      this.owned.delete(tp);
-      this.lastCommitted.delete(tp);
-      this.logger.info({ tp, dropped: dropped.length }, 'partition revoked');
-    }
+    for (const tp of [...this.owned.keys()]) if (!next.has(tp)) this.revoke(tp);
     const fresh: PartitionTracker[] = [];
     for (const tp of next) {
       if (!this.owned.has(tp)) {
@@ -552,11 +594,24 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     }
     this.rebalancing = false;
     this.joined = true;
+    this.consumerRestarts = 0;
     this.metrics.rebalances.inc({ group: this.options.groupId });
     const assignment = Object.entries(memberAssignment).map(([topic, partitions]) => ({ topic, partitions }));
     this.logger.info({ assignment }, 'assignment received');
     this.emit('rebalance', assignment);
     this.pump();
+  }
+
+  /** Revoked: its waiting jobs are dropped; running ones finish but cannot be committed by us. */
+  private revoke(tp: string): void {
+    const owned = this.owned.get(tp);
+    if (!owned) return;
+    clearTimeout(owned.resumeTimer);
+    const dropped = this.scheduler.dropPartition(tp);
+    for (const item of dropped) this.release(item);
+    this.owned.delete(tp);
+    this.lastCommitted.delete(tp);
+    this.logger.info({ tp, dropped: dropped.length }, 'partition revoked');
   }
 
   /** Reads the committed offset maps of newly assigned partitions (best effort: a failure only costs re-runs). */
@@ -582,39 +637,64 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
 
   // ---- commits ------------------------------------------------------------------------------
 
-  /** Commits each owned partition's commit point that moved forward. Serialised; never backwards. */
+  /**
+   * Commits each owned partition's commit point that moved forward; never backwards. One commit is
+   * in flight at a time and at most one waits behind it (it reads the commit points when it starts,
+   * so it covers every request made meanwhile): slow commits while a coordinator moves cannot pile
+   * up a queue that a rebalance's commit would wait behind.
+   */
   commit(opts: { duringRebalance?: boolean } = {}): Promise<void> {
-    this.commitChain = this.commitChain.then(async () => {
-      const consumer = this.consumer;
-      if (!consumer || (this.rebalancing && !opts.duringRebalance)) return;
-      const offsets: { topic: string; partition: number; offset: string; metadata: string }[] = [];
-      for (const [tp, { tracker }] of this.owned) {
-        const point = tracker.commitPoint();
-        if (point === undefined) continue;
-        const last = this.lastCommitted.get(tp);
-        if (last && point < last.point) continue;
-        const metadata = encodeOffsetMap(point, tracker.doneAbove());
-        if (last && point === last.point && metadata === last.metadata) continue;
-        offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: String(point), metadata });
-      }
-      if (offsets.length === 0) return;
-      try {
-        await consumer.commitOffsets(offsets);
-        for (const o of offsets) {
-          const tp = tpKey(o.topic, o.partition);
-          // Only record it if we still own the partition (the commit itself was filtered above).
-          if (this.owned.has(tp))
-            this.lastCommitted.set(tp, { point: Number(o.offset), metadata: o.metadata });
-        }
-        this.emit(
-          'commit',
-          offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })),
-        );
-      } catch (error) {
-        this.logger.warn({ err: error, offsets }, 'offset commit failed; it is retried at the next interval');
-      }
+    const duringRebalance = opts.duringRebalance === true;
+    if (!this.commitInFlight) return this.startCommit(duringRebalance);
+    if (this.commitQueued) {
+      this.commitQueued.duringRebalance ||= duringRebalance;
+      return this.commitQueued.promise;
+    }
+    const queued = { duringRebalance, promise: Promise.resolve() };
+    queued.promise = this.commitInFlight.then(() => {
+      this.commitQueued = undefined;
+      return this.startCommit(queued.duringRebalance);
     });
-    return this.commitChain;
+    this.commitQueued = queued;
+    return queued.promise;
+  }
+
+  private startCommit(duringRebalance: boolean): Promise<void> {
+    const inFlight = this.commitOnce(duringRebalance).finally(() => {
+      if (this.commitInFlight === inFlight) this.commitInFlight = undefined;
+    });
+    this.commitInFlight = inFlight;
+    return inFlight;
+  }
+
+  private async commitOnce(duringRebalance: boolean): Promise<void> {
+    const consumer = this.consumer;
+    if (!consumer || (this.rebalancing && !duringRebalance)) return;
+    const offsets: { topic: string; partition: number; offset: string; metadata: string }[] = [];
+    for (const [tp, { tracker }] of this.owned) {
+      const point = tracker.commitPoint();
+      if (point === undefined) continue;
+      const last = this.lastCommitted.get(tp);
+      if (last && point < last.point) continue;
+      const metadata = encodeOffsetMap(point, tracker.doneAbove());
+      if (last && point === last.point && metadata === last.metadata) continue;
+      offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: String(point), metadata });
+    }
+    if (offsets.length === 0) return;
+    try {
+      await consumer.commitOffsets(offsets);
+      for (const o of offsets) {
+        const tp = tpKey(o.topic, o.partition);
+        // Only record it if we still own the partition (the commit itself was filtered above).
+        if (this.owned.has(tp)) this.lastCommitted.set(tp, { point: Number(o.offset), metadata: o.metadata });
+      }
+      this.emit(
+        'commit',
+        offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })),
+      );
+    } catch (error) {
+      this.logger.warn({ err: error, offsets }, 'offset commit failed; it is retried at the next interval');
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------------
@@ -1035,6 +1115,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.limiterTimer);
     clearTimeout(this.rebalanceCommitTimer);
+    clearTimeout(this.consumerRestartTimer);
     for (const owned of this.owned.values()) clearTimeout(owned.resumeTimer);
     this.consumer?.pause([this.topics.main, ...this.topics.tiers].map((topic) => ({ topic })));
     const budget = opts.timeoutMs ?? this.options.shutdownTimeoutMs;

@@ -168,4 +168,48 @@ describe('Worker in process', () => {
     expect(failures).toEqual(['JobTimeoutError', 'JobTimeoutError']);
     await cleanup();
   });
+
+  it('a consumer crash kafkajs will not restart from: the worker restarts the consumer and every job completes', async () => {
+    const { topic, cleanup } = await jobTopic('consumer-crash', { partitions: 3 });
+    const first = await enqueuePayments(topic, 300, 30);
+    const runs = new Map<string, number>();
+    const w = worker(topic, uniqueName('consumer-crash-g'), {
+      concurrency: 8,
+      metrics: { port: 0, host: '127.0.0.1' },
+      logger: createLogger({ level: 'silent' }), // the crash is logged at error level, by design
+      handler: async (job) => {
+        await new Promise((r) => setTimeout(r, 2));
+        runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+      },
+    });
+    // Fault injection: the intake throws a TypeError once, as kafkajs' own metadata bugs do during a
+    // broker failover. kafkajs counts it unrecoverable: it leaves the group and never restarts.
+    const inner = w as unknown as { intake: (payload: unknown) => Promise<void> };
+    const intake = inner.intake.bind(w);
+    let armed = false;
+    let injected = false;
+    inner.intake = async (payload) => {
+      if (armed && !injected) {
+        injected = true;
+        throw new TypeError("Cannot read properties of undefined (reading 'partitions')");
+      }
+      return intake(payload);
+    };
+    await w.start();
+    await waitUntil(() => runs.size >= 300, { timeoutMs: 60_000, what: 'the first jobs' });
+    armed = true;
+    const second = await enqueuePayments(topic, 300, 30);
+    const jobIds = [...first.jobIds, ...second.jobIds];
+    await waitUntil(() => runs.size >= jobIds.length, {
+      timeoutMs: 60_000,
+      what: 'all jobs after the crash',
+    });
+    expect(injected).toBe(true);
+    expect(new Set(runs.keys())).toEqual(new Set(jobIds));
+    const text = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text();
+    expect(text).toMatch(/^queue_consumer_restarts_total\{group="consumer-crash-g[^"]*"\} 1$/m);
+    expect((await fetch(`http://127.0.0.1:${w.metricsPort}/readyz`)).status).toBe(200);
+    await w.stop();
+    await cleanup();
+  });
 });
