@@ -183,8 +183,10 @@ Examples:
       } else {
         const at = (r?: EnqueueResult) => (r ? `partition ${r.partition} offset ${r.offset}` : '-');
         process.stdout.write(
-          `enqueued ${sent} job(s) to ${topic} in ${summary.seconds}s (${summary.jobsPerSecond} jobs/s)\n` +
-            `first: ${at(first)} (job ${first?.jobId})\nlast:  ${at(last)} (job ${last?.jobId})\n`,
+          sent === 1
+            ? `enqueued 1 job to ${topic} in ${summary.seconds}s: ${at(first)} (job ${first?.jobId})\n`
+            : `enqueued ${sent} jobs to ${topic} in ${summary.seconds}s (${summary.jobsPerSecond} jobs/s)\n` +
+                `first: ${at(first)} (job ${first?.jobId})\nlast:  ${at(last)} (job ${last?.jobId})\n`,
         );
       }
     }),

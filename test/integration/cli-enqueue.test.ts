@@ -76,7 +76,7 @@ describe('strand enqueue', () => {
       JSON.stringify(job(9)),
     ]);
     expect(read.code).toBe(0);
-    expect(read.stdout).toMatch(/first: partition 0 offset 0 /); // nothing was written before it
+    expect(read.stdout).toMatch(/: partition 0 offset 0 /); // nothing was written before it
     await cleanup();
   });
 
