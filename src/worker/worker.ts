@@ -356,8 +356,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
    * dropped, running ones finish uncommitted (the next owner, maybe us again, redoes them). Keeping
    * the trackers would let a partition that another member moved forward meanwhile be committed
    * backwards when it comes back. kafkajs restarts itself after retriable faults; after the others
-   * (a SyncGroup answered with ILLEGAL_GENERATION during a coordinator move, say) it would stay
-   * down for good, leaving a live worker that takes no work, so the worker restarts it, with backoff.
+   * (an UNKNOWN server error, or a TypeError of its own) it would stay down for good, leaving a
+   * live worker that takes no work, so the worker restarts it, with backoff.
    */
   private onConsumerCrash(error: Error, restart: boolean): void {
     this.joined = false;
@@ -383,7 +383,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         .then(() => this.runConsumer())
         .catch((err: unknown) => this.onConsumerCrash(err as Error, false));
     }, delayMs);
-    this.consumerRestartTimer.unref();
+    // Not unref'd: while the consumer is down this timer may be all that keeps the process alive.
   }
 
   /** Port of the metrics server (useful with `metrics: { port: 0 }`). */
@@ -651,10 +651,12 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       return this.commitQueued.promise;
     }
     const queued = { duringRebalance, promise: Promise.resolve() };
-    queued.promise = this.commitInFlight.then(() => {
-      this.commitQueued = undefined;
-      return this.startCommit(queued.duringRebalance);
-    });
+    queued.promise = this.commitInFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.commitQueued = undefined;
+        return this.startCommit(queued.duringRebalance);
+      });
     this.commitQueued = queued;
     return queued.promise;
   }
