@@ -1,16 +1,16 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { loadAvroSchemaFile } from '../src/codec/index.js';
+import { type Payment, paymentProducer } from '../chaos/payments.js';
 import { kafkaClasspath, stackHome, stackUp } from '../src/devstack/index.js';
 import { createKafka, type KafkaConnection } from '../src/kafka/client.js';
 import { createJobTopics } from '../src/kafka/topics.js';
 import { createLogger } from '../src/observability/logger.js';
-import { JobProducer } from '../src/producer/job-producer.js';
+import type { JobProducer } from '../src/producer/job-producer.js';
 
 const run = promisify(execFile);
 
 export const quiet = createLogger({ level: 'error' });
-export const paymentSchema = loadAvroSchemaFile('schemas/payment.avsc');
+export type { Payment };
 
 export interface BenchStack {
   brokers: string[];
@@ -50,16 +50,6 @@ export async function deleteBenchTopics(s: BenchStack): Promise<void> {
   await admin.disconnect();
 }
 
-export interface Payment {
-  paymentId: string;
-  accountId: string;
-  amountCents: number;
-  currency: 'EUR';
-  sequence: number;
-  createdAt: number;
-  memo: string | null;
-}
-
 /** ~200-byte Avro payments (Confluent wire format) over `keys` accounts. */
 export function payment(i: number, keys: number, memo: string | null = null): Payment {
   return {
@@ -76,16 +66,8 @@ export function payment(i: number, keys: number, memo: string | null = null): Pa
 }
 
 /** A connected JobProducer of payments for `topic`. */
-export async function benchProducer(s: BenchStack, topic: string): Promise<JobProducer<Payment>> {
-  const producer = new JobProducer<Payment>({
-    brokers: s.brokers,
-    registry: { url: s.registryUrl },
-    topic,
-    schema: paymentSchema,
-    logger: quiet,
-  });
-  await producer.connect();
-  return producer;
+export function benchProducer(s: BenchStack, topic: string): Promise<JobProducer<Payment>> {
+  return paymentProducer(s, topic, quiet);
 }
 
 /** Enqueues `count` jobs with a JobProducer; returns the time it took. */

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createKafka } from '../src/kafka/client.js';
 
 export interface LedgerLine {
   kind: 'S' | 'C';
@@ -123,4 +124,45 @@ export function rssMiB(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Samples the group's committed offsets on `topic` every 200 ms (one admin connection) until
+ * stopped; records every partition whose committed offset went down. `last` holds the latest
+ * committed offset per partition.
+ */
+export async function watchCommits(conn: { brokers: string[] }, groupId: string, topic: string) {
+  const admin = createKafka({ brokers: conn.brokers, clientId: 'strand-commit-watch' }).admin();
+  await admin.connect();
+  const last = new Map<number, number>();
+  const backwards: string[] = [];
+  let samples = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const [res] = await admin.fetchOffsets({ groupId, topics: [topic] }).catch(() => []);
+      for (const part of res?.partitions ?? []) {
+        const offset = Number(part.offset);
+        if (offset < 0) continue;
+        const prev = last.get(part.partition);
+        if (prev !== undefined && offset < prev)
+          backwards.push(`partition ${part.partition}: ${prev} -> ${offset}`);
+        last.set(part.partition, offset);
+      }
+      samples++;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  return {
+    backwards,
+    last,
+    get samples() {
+      return samples;
+    },
+    stop: async () => {
+      running = false;
+      await loop;
+      await admin.disconnect();
+    },
+  };
 }

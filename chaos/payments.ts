@@ -123,3 +123,19 @@ export class PaymentFeed {
     return this.producer.disconnect();
   }
 }
+
+/** Enqueues `count` payments over `keys` accounts with a feed of its own; returns their job ids. */
+export async function enqueuePaymentBacklog(
+  conn: { brokers: string[]; registryUrl: string },
+  topic: string,
+  count: number,
+  keys: number,
+  opts: { memo?: (i: number) => string | null; batch?: number } = {},
+): Promise<string[]> {
+  const feed = await PaymentFeed.open(conn, topic, keys);
+  try {
+    return await feed.enqueue(count, opts);
+  } finally {
+    await feed.close();
+  }
+}

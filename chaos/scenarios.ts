@@ -7,8 +7,22 @@ import { dlqDepth } from '../src/lag/lag.js';
 import { createLogger } from '../src/observability/logger.js';
 import { JobProducer } from '../src/producer/job-producer.js';
 import { TcpProxy } from '../test/support/proxy.js';
-import { ChaosFleet, errorLogLines, firstEventOrderViolations, openFds, rssMiB } from './fleet.js';
-import { type Payment, PaymentFeed, payment, paymentProducer, paymentSchema } from './payments.js';
+import {
+  ChaosFleet,
+  errorLogLines,
+  firstEventOrderViolations,
+  openFds,
+  rssMiB,
+  watchCommits,
+} from './fleet.js';
+import {
+  enqueuePaymentBacklog,
+  type Payment,
+  PaymentFeed,
+  payment,
+  paymentProducer,
+  paymentSchema,
+} from './payments.js';
 
 export interface ChaosStack {
   brokers: string[];
@@ -104,13 +118,6 @@ function steadyWorkers(topic: string) {
   };
 }
 
-/** Enqueues `jobs` payments over `keys` accounts before the workers start. */
-async function enqueueBacklog(s: ChaosStack, topic: string, jobs: number, keys: number): Promise<void> {
-  const feed = await PaymentFeed.open(s, topic, keys);
-  await feed.enqueue(jobs);
-  await feed.close();
-}
-
 /**
  * Worker crashes: `workers` processes with the Redis idempotency store; SIGKILL a random one every
  * 3–5 s and restart it, `kills` times. Verdict: no job lost, per-key first completions in enqueue
@@ -130,7 +137,7 @@ export async function crashScenario(
 ): Promise<Verdict> {
   const topic = await newTopic(s, 'crash', 6);
   const list = `${topic}:effects`;
-  await enqueueBacklog(s, topic, o.jobs, o.keys);
+  await enqueuePaymentBacklog(s, topic, o.jobs, o.keys);
   const fleet = new ChaosFleet(s, {
     topic,
     groupId: `${topic}-g`,
@@ -419,27 +426,7 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
     maxMs: 15,
     sessionTimeoutMs: 6000,
   });
-  const admin = createKafka({ brokers: s.brokers, clientId: 'strand-chaos' }).admin();
-  await admin.connect();
-  const last = new Map<number, number>();
-  const backwards: string[] = [];
-  let samples = 0;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const [res] = await admin.fetchOffsets({ groupId, topics: [topic] }).catch(() => []);
-      for (const part of res?.partitions ?? []) {
-        const offset = Number(part.offset);
-        if (offset < 0) continue;
-        const prev = last.get(part.partition);
-        if (prev !== undefined && offset < prev)
-          backwards.push(`partition ${part.partition}: ${prev} -> ${offset}`);
-        last.set(part.partition, offset);
-      }
-      samples++;
-      await sleep(200);
-    }
-  })();
+  const watch = await watchCommits(s, groupId, topic);
   const completed = () => completions(fleet).size;
   const t0 = Date.now();
   fleet.start();
@@ -463,10 +450,8 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
   const deadline = Date.now() + 5 * 60_000;
   while (completed() < jobs && Date.now() < deadline) await sleep(300);
   await sleep(1500); // a last commit interval
-  sampling = false;
-  await sampler;
-  const committed = [...last.values()].reduce((a, b) => a + b, 0);
-  await admin.disconnect();
+  await watch.stop();
+  const committed = [...watch.last.values()].reduce((a, b) => a + b, 0);
   await fleet.killAll();
   const lines = fleet.read();
   const figures = {
@@ -481,8 +466,8 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
       lines.filter((l) => l.kind === 'S').length -
       new Set(lines.filter((l) => l.kind === 'S').map((l) => l.jobId)).size,
     orderViolations: firstEventOrderViolations(lines, 'C').length,
-    commitSamples: samples,
-    backwardsCommits: backwards.length,
+    commitSamples: watch.samples,
+    backwardsCommits: watch.backwards.length,
     committedAtEnd: committed,
     seconds: Math.round((Date.now() - t0) / 1000),
   };
@@ -490,7 +475,8 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
   if (figures.lost !== 0) failures.push(`${figures.lost} jobs lost`);
   if (figures.workersSeen < 4) failures.push(`only ${figures.workersSeen} workers took part`);
   if (figures.orderViolations !== 0) failures.push(`${figures.orderViolations} keys out of order`);
-  if (backwards.length) failures.push(`commits moved backwards: ${backwards.slice(0, 3).join(', ')}`);
+  if (watch.backwards.length)
+    failures.push(`commits moved backwards: ${watch.backwards.slice(0, 3).join(', ')}`);
   if (committed !== jobs) failures.push(`committed ${committed} of ${jobs}`);
   return { scenario: 'rebalance', passed: failures.length === 0, figures, failures };
 }

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { rssMiB } from '../../chaos/fleet.js';
+import { rssMiB, watchCommits } from '../../chaos/fleet.js';
 import { PaymentFeed } from '../../chaos/payments.js';
 import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments } from '../support/jobs.js';
@@ -10,37 +10,6 @@ afterEach(async () => {
   await fleet?.killAll();
   fleet = undefined;
 });
-
-/** Samples committed offsets until stopped; records any partition whose committed offset went down. */
-function watchCommits(groupId: string, topic: string) {
-  const last = new Map<number, number>();
-  const backwards: string[] = [];
-  let samples = 0;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const now = await committedOffsets(groupId, topic).catch(() => new Map<number, number>());
-      for (const [p, o] of now) {
-        if (o < 0) continue;
-        const prev = last.get(p);
-        if (prev !== undefined && o < prev) backwards.push(`partition ${p}: ${prev} -> ${o}`);
-        last.set(p, o);
-      }
-      samples++;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  })();
-  return {
-    backwards,
-    get samples() {
-      return samples;
-    },
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
-}
 
 describe('worker processes against the real broker', () => {
   it('two workers: 20,000 jobs over 300 keys each complete once, in per-key order', async () => {
@@ -94,7 +63,7 @@ describe('worker processes against the real broker', () => {
     const feed = await PaymentFeed.open(stack(), topic, 200);
     await feed.enqueue(8000);
     fleet = new WorkerFleet({ topic, groupId, concurrency: 8, minMs: 4, maxMs: 12 });
-    const watch = watchCommits(groupId, topic);
+    const watch = await watchCommits(stack(), groupId, topic);
     fleet.start();
     await waitUntil(() => fleet!.completedIds().size > 1000, {
       timeoutMs: 60_000,

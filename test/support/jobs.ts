@@ -1,4 +1,4 @@
-import { type Payment, PaymentFeed, paymentSchema } from '../../chaos/payments.js';
+import { enqueuePaymentBacklog, type Payment, paymentSchema } from '../../chaos/payments.js';
 import { stack } from './helpers.js';
 
 export { type Payment, paymentSchema };
@@ -13,10 +13,5 @@ export async function enqueuePayments(
   keys: number,
   opts: { memo?: (i: number) => string | null; batch?: number } = {},
 ): Promise<{ jobIds: string[] }> {
-  const feed = await PaymentFeed.open(stack(), topic, keys);
-  try {
-    return { jobIds: await feed.enqueue(count, opts) };
-  } finally {
-    await feed.close();
-  }
+  return { jobIds: await enqueuePaymentBacklog(stack(), topic, count, keys, opts) };
 }
