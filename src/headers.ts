@@ -1,8 +1,10 @@
-/** Record header names (DESIGN §2). */
+/** Record header names (docs/architecture.md, "Records and headers"). */
 export const HEADERS = {
   jobId: 'strand-job-id',
   enqueuedAt: 'strand-enqueued-at',
   attempt: 'strand-attempt',
+  /** How many times the job asked to run later (`RetryLaterError`); capped by `retry.maxRetryLater`. */
+  retryLater: 'strand-retry-later',
   dueAt: 'strand-due-at',
   originTopic: 'strand-origin-topic',
   originPartition: 'strand-origin-partition',
@@ -11,6 +13,8 @@ export const HEADERS = {
   errorMessage: 'strand-error-message',
   errorStack: 'strand-error-stack',
   failedAt: 'strand-failed-at',
+  /** Why the job was dead-lettered: non-retriable, attempts-exhausted, retry-later-exhausted, undecodable. */
+  deadReason: 'strand-dead-reason',
   group: 'strand-group',
   replayCount: 'strand-replay-count',
   decodeReason: 'strand-decode-reason',

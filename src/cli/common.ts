@@ -1,7 +1,7 @@
 import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { connectionFromEnv, explainConnectError, type KafkaConnection } from '../kafka/client.js';
 
-/** Exit codes of every `strand` command (DESIGN §7). */
+/** Exit codes of every `strand` command (README, "CLI"). */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 /** An error whose message is meant for the user as is; `exitCode` 2 means bad usage or config. */

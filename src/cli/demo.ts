@@ -7,12 +7,12 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { loadAvroSchemaFile } from '../codec/index.js';
 import { stackUp } from '../devstack/index.js';
-import { topicNames } from '../failure/topics.js';
 import { createKafka, type KafkaConnection } from '../kafka/client.js';
 import { createJobTopics } from '../kafka/topics.js';
 import { computeLag } from '../lag/lag.js';
 import { createLogger } from '../observability/logger.js';
 import { JobProducer } from '../producer/job-producer.js';
+import { topicNames } from '../topology/topics.js';
 import { action, colour, EXIT, parseIntOption } from './common.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));

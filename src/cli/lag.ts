@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { topicNames } from '../failure/topics.js';
 import { createKafka, type KafkaConnection } from '../kafka/client.js';
 import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
+import { topicNames } from '../topology/topics.js';
 import { action, CliError, colour, EXIT, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
 

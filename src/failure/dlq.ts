@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { HEADERS, headerString } from '../headers.js';
 import {
   createKafka,
@@ -8,8 +8,16 @@ import {
   Partitioners,
 } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
-import { RateLimiter } from '../worker/limiter.js';
-import { topicNames } from './topics.js';
+import {
+  addReplayed,
+  decodeReplayed,
+  encodeReplayed,
+  pruneReplayed,
+  type ReplayedSet,
+  replayGroupName,
+} from '../lag/replayed.js';
+import { RateLimiter } from '../timing/limiter.js';
+import { topicNames } from '../topology/topics.js';
 
 /** One dead-lettered job, as `strand dlq list` shows it. */
 export interface DeadJob {
@@ -49,6 +57,9 @@ function toDeadJob(partition: number, m: KafkaMessage): DeadJob {
   };
 }
 
+/** How long a read that gets no batch at all waits before it counts as finished. */
+const READ_IDLE_MS = 15_000;
+
 /**
  * Reads a topic from a group's position (or the beginning) up to the end offsets as they were when
  * the call started, batch by batch. Resolves when every partition reached its snapshot end.
@@ -58,6 +69,7 @@ async function readToEnd(
   topic: string,
   groupId: string,
   onBatch: (partition: number, messages: KafkaMessage[]) => Promise<'continue' | 'stop'>,
+  idleMs = READ_IDLE_MS,
 ): Promise<void> {
   const kafka = createKafka(conn);
   const admin = kafka.admin();
@@ -83,38 +95,52 @@ async function readToEnd(
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   let stop = false;
+  let busy = false;
   let lastProgress = Date.now();
-  await new Promise<void>((resolve, reject) => {
-    // Records past the committed position may all be invisible (aborted transactions, markers):
-    // a read that makes no progress for a while has reached the end.
-    const idle = setInterval(() => {
-      if (Date.now() - lastProgress > 15_000) resolve();
-    }, 1000);
-    const finish = () => {
-      clearInterval(idle);
-      resolve();
-    };
-    consumer
-      .run({
-        autoCommit: false,
-        eachBatch: async ({ batch, heartbeat }) => {
-          lastProgress = Date.now();
-          if (stop || !remaining.has(batch.partition)) return;
-          const end = ends.get(batch.partition) ?? 0;
-          const messages = batch.messages.filter((m) => Number(m.offset) < end);
-          if (messages.length > 0 && (await onBatch(batch.partition, messages)) === 'stop') stop = true;
-          await heartbeat();
-          const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
-          if (last + 1 >= end || Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
-          if (stop || remaining.size === 0) finish();
-        },
-      })
-      .catch((error: unknown) => {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const finish = (error?: unknown) => {
+        stop = true;
         clearInterval(idle);
-        reject(error);
-      });
-  });
-  await consumer.disconnect();
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      // Records past the committed position may all be invisible (aborted transactions, markers),
+      // and kafkajs hands no batch for those: a read that gets nothing for a while has reached the end.
+      const idle = setInterval(
+        () => {
+          if (!busy && Date.now() - lastProgress > idleMs) finish();
+        },
+        Math.min(1000, idleMs),
+      );
+      consumer
+        .run({
+          autoCommit: false,
+          eachBatch: async ({ batch, heartbeat }) => {
+            if (stop || !remaining.has(batch.partition)) return;
+            busy = true;
+            try {
+              const end = ends.get(batch.partition) ?? 0;
+              const messages = batch.messages.filter((m) => Number(m.offset) < end);
+              if (messages.length > 0 && (await onBatch(batch.partition, messages)) === 'stop') stop = true;
+              await heartbeat();
+              const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
+              if (last + 1 >= end || Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
+              if (stop || remaining.size === 0) finish();
+            } catch (error) {
+              // Fail the read rather than let kafkajs retry the batch (a replay's transaction may be fenced).
+              finish(error);
+            } finally {
+              busy = false;
+              lastProgress = Date.now();
+            }
+          },
+        })
+        .catch((error: unknown) => finish(error));
+    });
+  } finally {
+    await consumer.disconnect();
+  }
 }
 
 /** Lists dead-lettered jobs (the newest `limit` when more exist). Leaves no consumer group behind. */
@@ -198,11 +224,7 @@ function replayHeaders(m: KafkaMessage): IHeaders {
 
 /** The replay group: one per job topic and filter, so each filter resumes where it stopped. */
 export function replayGroup(topic: string, f: ReplayFilter): string {
-  const hash = createHash('sha256')
-    .update(JSON.stringify([f.errorClass ?? null, f.key ?? null, f.since ?? null]))
-    .digest('hex')
-    .slice(0, 12);
-  return `strand-dlq-replay.${topic}.${hash}`;
+  return replayGroupName(topic, f);
 }
 
 /**
@@ -247,6 +269,20 @@ export async function replayDeadJobs(
   const counts = admin ? partitionCounts(admin) : undefined;
   const limiter = opts.rate ? new RateLimiter(Math.max(1, opts.rate), 1000) : undefined;
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
+  // What this group replayed so far, per DLQ partition (read after the producer fenced any earlier
+  // run of the same filter). Each batch commits it with the position, for `dlqDepth` to subtract.
+  const replayed = new Map<number, ReplayedSet>();
+  const lows = new Map<number, number>();
+  if (admin) {
+    for (const o of await admin.fetchTopicOffsets(dlq)) lows.set(o.partition, Number(o.low));
+    const [committed] = await admin.fetchOffsets({ groupId: group, topics: [dlq] });
+    const unfiltered = group === replayGroupName(topic, {});
+    for (const p of committed?.partitions ?? []) {
+      const position = Number(p.offset);
+      const legacy: ReplayedSet = { runs: unfiltered && position > 0 ? [[0, position]] : [] };
+      replayed.set(p.partition, decodeReplayed(p.metadata) ?? legacy);
+    }
+  }
   try {
     await readToEnd(conn, dlq, group, async (partition, messages) => {
       const toSend: KafkaMessage[] = [];
@@ -280,11 +316,18 @@ export async function replayDeadJobs(
               counts ? { counts } : {},
             );
           }
-          await tx.sendOffsets({
-            consumerGroupId: group,
-            topics: [{ topic: dlq, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
-          });
+          const set = pruneReplayed(
+            addReplayed(
+              replayed.get(partition) ?? { runs: [] },
+              toSend.map((m) => Number(m.offset)),
+            ),
+            lows.get(partition) ?? 0,
+          );
+          const metadata = encodeReplayed(set);
+          const partitions = [{ partition, offset: String(lastOffset + 1), metadata }];
+          await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
           await tx.commit();
+          replayed.set(partition, decodeReplayed(metadata) ?? set);
         } catch (error) {
           await tx.abort().catch(() => undefined);
           throw error;

@@ -1,5 +1,5 @@
 import type { ITopicConfig } from 'kafkajs';
-import { topicNames } from '../failure/topics.js';
+import { topicNames } from '../topology/topics.js';
 import { type Admin, createKafka, type KafkaConnection } from './client.js';
 
 /**

@@ -1,4 +1,11 @@
 import type { Admin } from '../kafka/client.js';
+import {
+  decodeReplayed,
+  type ReplayedSet,
+  replayGroupName,
+  replayGroupPrefix,
+  unreplayedCount,
+} from './replayed.js';
 
 /** Lag of one partition for one group. */
 export interface PartitionLag {
@@ -42,22 +49,36 @@ export async function computeLag(admin: Admin, groupId: string, topics: string[]
   return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
 
-/** Dead-lettered records not yet passed by any `strand dlq replay` group of the job topic. */
+/**
+ * Dead-lettered records not yet replayed: per DLQ partition, the retained records minus the union of
+ * the offsets that `strand dlq replay` groups of the job topic re-published (each group keeps its
+ * set in its commit metadata, see `replayed.ts`). A filtered replay (`--key a`) counts only the
+ * records it sent, not the ones it skipped. A replay group committed by an older Strand (no set)
+ * counts everything below its position only when it is the unfiltered group.
+ */
 export async function dlqDepth(admin: Admin, jobTopic: string, dlqTopic: string): Promise<number> {
   const offsets = await admin.fetchTopicOffsets(dlqTopic);
-  const prefix = `strand-dlq-replay.${jobTopic}.`;
+  const prefix = replayGroupPrefix(jobTopic);
+  const unfiltered = replayGroupName(jobTopic, {});
   const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(prefix));
-  const replayed = new Map<number, number>();
+  const sets = new Map<number, ReplayedSet[]>();
   for (const groupId of groups) {
     const [res] = await admin.fetchOffsets({ groupId, topics: [dlqTopic] });
     for (const p of res?.partitions ?? []) {
-      replayed.set(p.partition, Math.max(replayed.get(p.partition) ?? -1, Number(p.offset)));
+      const position = Number(p.offset);
+      if (position < 0) continue;
+      const set =
+        decodeReplayed(p.metadata) ?? (groupId === unfiltered ? { runs: [[0, position]] } : undefined);
+      if (!set) continue;
+      const list = sets.get(p.partition);
+      if (list) list.push(set);
+      else sets.set(p.partition, [set]);
     }
   }
-  return offsets.reduce((sum, o) => {
-    const from = Math.max(Number(o.low), replayed.get(o.partition) ?? -1);
-    return sum + Math.max(0, Number(o.high) - from);
-  }, 0);
+  return offsets.reduce(
+    (sum, o) => sum + unreplayedCount(Number(o.low), Number(o.high), sets.get(o.partition) ?? []),
+    0,
+  );
 }
 
 /**

@@ -4,7 +4,7 @@ import client from 'prom-client';
 export type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'duplicate';
 
 /**
- * The metrics contract (DESIGN §8). One instance per registry; a worker gets its own registry so
+ * The metrics contract (README, "Metrics"; docs/architecture.md). One instance per registry; a worker gets its own registry so
  * several workers in one process (tests, the demo) do not collide.
  */
 export class QueueMetrics {
@@ -20,6 +20,8 @@ export class QueueMetrics {
   readonly dlqDepth: client.Gauge<'topic' | 'group'>;
   readonly rebalances: client.Counter<'group'>;
   readonly consumerRestarts: client.Counter<'group'>;
+  readonly stuckJobs: client.Gauge<'topic' | 'group'>;
+  readonly offsetMapBytes: client.Gauge<'topic' | 'partition' | 'group'>;
   readonly heartbeat: client.Gauge<'worker'>;
   readonly desiredReplicas: client.Gauge<'group'>;
 
@@ -99,6 +101,18 @@ export class QueueMetrics {
       name: 'queue_consumer_restarts_total',
       help: 'Consumer crashes kafkajs would not recover from, restarted by the worker',
       labelNames: ['group'],
+      registers,
+    });
+    this.stuckJobs = new client.Gauge({
+      name: 'queue_stuck_jobs',
+      help: 'Handlers still running jobTimeoutMs after their signal aborted (slot given back, key held)',
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.offsetMapBytes = new client.Gauge({
+      name: 'queue_offset_map_bytes',
+      help: 'Size of the offset map in the last commit metadata, per partition (limit 4096)',
+      labelNames: ['topic', 'partition', 'group'],
       registers,
     });
     this.heartbeat = new client.Gauge({

@@ -90,6 +90,11 @@ export interface WorkerOptions<T = Record<string, unknown>> {
     tiers?: (number | string)[];
     /** Total handler attempts before the DLQ. @defaultValue 5 */
     maxAttempts?: number;
+    /**
+     * How often a job may ask to run later (`RetryLaterError`, or `classify` → 'retry-later')
+     * before it is dead-lettered. @defaultValue 10
+     */
+    maxRetryLater?: number;
   };
   /** Overrides how an error is routed. Return undefined to keep the default. */
   classify?: (error: unknown) => FailureKind | undefined;
@@ -104,6 +109,12 @@ export interface WorkerOptions<T = Record<string, unknown>> {
     retainMs?: number | string;
     /** The id to deduplicate on. @defaultValue the `strand-job-id` header */
     key?: (job: Job<T>) => string;
+    /**
+     * Namespace of the ids in the store, so two groups (or two topics) sharing one store do not
+     * take each other's jobs for duplicates. Give two workers the same scope only to deduplicate
+     * across them on purpose; `false` uses bare ids (the keys before 0.2). @defaultValue `<groupId>/<topic>`
+     */
+    scope?: string | false;
   };
   /** Prometheus `/metrics`, `/healthz`, `/readyz`. */
   metrics?: { port: number; host?: string };
@@ -171,6 +182,7 @@ const workerOptionsObject = z
           .max(20)
           .default([1000, 10_000, 60_000]),
         maxAttempts: positiveInt.default(5),
+        maxRetryLater: z.number().int().min(0).max(10_000).default(10),
       })
       .strict()
       .default({
@@ -178,6 +190,7 @@ const workerOptionsObject = z
         inPlaceBackoff: { baseMs: 100, maxMs: 5000, jitter: 0.2 },
         tiers: [1000, 10_000, 60_000],
         maxAttempts: 5,
+        maxRetryLater: 10,
       }),
     classify: z
       .custom<(error: unknown) => FailureKind | undefined>(
@@ -200,6 +213,7 @@ const workerOptionsObject = z
         key: z
           .custom<(job: Job<never>) => string>((v) => typeof v === 'function', 'expected a function')
           .optional(),
+        scope: z.union([z.string().min(1).max(200), z.literal(false)]).optional(),
       })
       .strict()
       .optional(),

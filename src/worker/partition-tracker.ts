@@ -17,6 +17,13 @@ export class PartitionTracker {
    */
   preloadedDone: Set<number> = new Set();
 
+  /**
+   * The last commit this ownership made (point and offset map). It lives on the tracker, not in a
+   * map by partition, so a commit answered after the partition was revoked and assigned again can
+   * never be taken for the new ownership's.
+   */
+  lastCommit: { point: number; metadata: string } | undefined;
+
   constructor(
     readonly topic: string,
     readonly partition: number,
@@ -37,6 +44,15 @@ export class PartitionTracker {
     this.done.push(false);
     this.lastAccepted = offset;
     this.pending++;
+  }
+
+  /**
+   * The fetch covered offsets up to `next - 1` that carry no job (transaction markers, aborted
+   * records): once everything before is done, the commit point may move past them, so a
+   * transactional write does not leave a lag of one behind forever.
+   */
+  skipTo(next: number): void {
+    if (next - 1 > this.lastAccepted) this.lastAccepted = next - 1;
   }
 
   /** Marks an accepted offset done. Returns false for an offset this tracker does not hold. */

@@ -1,18 +1,13 @@
+import type { RoutedRecord } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
-import type { KafkaMessage } from '../kafka/client.js';
 import type { Schedulable } from './key-scheduler.js';
 import type { PartitionTracker } from './partition-tracker.js';
+import type { FetchedRecord } from './ports.js';
 
 /** An accepted record on its way to an outcome. */
-export interface WorkItem extends Schedulable {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: string;
-  readonly value: Buffer | null;
+export interface WorkItem extends Schedulable, RoutedRecord {
   /** Headers as strings (job-facing). */
   readonly headers: Record<string, string>;
-  /** Headers as received (republished unchanged to tiers and the DLQ). */
-  readonly rawHeaders: KafkaMessage['headers'];
   readonly size: number;
   /** `strand-attempt` of this delivery (1 when absent). */
   readonly attempt: number;
@@ -28,10 +23,11 @@ export const tpKey = (topic: string, partition: number) => `${topic}:${partition
 export function toWorkItem(
   topic: string,
   partition: number,
-  message: KafkaMessage,
+  message: FetchedRecord,
   tier: number,
   tracker: PartitionTracker,
   seq: number,
+  acceptedAt: number,
 ): WorkItem {
   const headers: Record<string, string> = {};
   for (const name of Object.keys(message.headers ?? {})) {
@@ -58,7 +54,7 @@ export function toWorkItem(
     attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
     tier,
     tracker,
-    acceptedAt: Date.now(),
+    acceptedAt,
     jobId,
   };
 }

@@ -184,18 +184,18 @@ describe('Worker in process', () => {
     });
     // Fault injection: the intake throws a TypeError once, as kafkajs' own metadata bugs do during a
     // broker failover. kafkajs counts it unrecoverable: it leaves the group and never restarts.
-    const inner = w as unknown as { intake: (payload: unknown) => Promise<void> };
-    const intake = inner.intake.bind(w);
+    await w.start();
+    const intake = (w as unknown as { core: { intake: { onBatch: (batch: unknown) => Promise<void> } } }).core.intake;
+    const onBatch = intake.onBatch.bind(intake);
     let armed = false;
     let injected = false;
-    inner.intake = async (payload) => {
+    intake.onBatch = async (batch) => {
       if (armed && !injected) {
         injected = true;
         throw new TypeError("Cannot read properties of undefined (reading 'partitions')");
       }
-      return intake(payload);
+      return onBatch(batch);
     };
-    await w.start();
     await waitUntil(() => runs.size >= 300, { timeoutMs: 60_000, what: 'the first jobs' });
     armed = true;
     const second = await enqueuePayments(topic, 300, 30);

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '../../src/failure/backoff.js';
+import { backoffDelay } from '../../src/timing/backoff.js';
 import {
   defaultClassify,
   JobTimeoutError,
   NonRetriableError,
   RetryLaterError,
 } from '../../src/failure/errors.js';
-import { topicNames } from '../../src/failure/topics.js';
+import { topicNames } from '../../src/topology/topics.js';
 
 describe('classification', () => {
   it('routes by error kind', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeOffsetMap, encodeOffsetMap } from '../../../src/worker/offset-map.js';
+import { decodeOffsetMap, encodeOffsetMap, offsetMapCapacity } from '../../../src/worker/offset-map.js';
 import { PartitionTracker } from '../../../src/worker/partition-tracker.js';
 
 describe('offset map in commit metadata', () => {
@@ -10,8 +10,8 @@ describe('offset map in commit metadata', () => {
     for (const o of done) t.complete(o);
     expect(t.commitPoint()).toBe(100);
     const metadata = encodeOffsetMap(100, t.doneAbove());
-    expect(metadata.startsWith('s1:')).toBe(true);
-    expect(metadata.length).toBeLessThan(100);
+    expect(metadata!.startsWith('s1:')).toBe(true);
+    expect(metadata!.length).toBeLessThan(100);
     expect([...decodeOffsetMap(100, metadata)]).toEqual(done);
   });
 
@@ -22,11 +22,17 @@ describe('offset map in commit metadata', () => {
     expect(decodeOffsetMap(5, null)).toEqual(new Set());
   });
 
-  it("stays under Kafka's 4096-byte metadata limit for a huge span (drops the far end)", () => {
-    const metadata = encodeOffsetMap(0, [1, 50_000, 1_000_000]);
-    expect(metadata.length).toBeLessThanOrEqual(4000);
-    const back = decodeOffsetMap(0, metadata);
-    expect(back.has(1)).toBe(true);
-    expect(back.has(1_000_000)).toBe(false);
+  it('refuses a map that would not fit instead of cutting it, and fills its capacity exactly', () => {
+    expect(encodeOffsetMap(0, [1, 50_000, 1_000_000])).toBeUndefined();
+    const capacity = offsetMapCapacity(4000);
+    const full = encodeOffsetMap(0, [1, capacity]);
+    expect(full).toBeDefined();
+    expect(full!.length).toBeLessThanOrEqual(4000);
+    expect([...decodeOffsetMap(0, full)]).toEqual([1, capacity]);
+    expect(encodeOffsetMap(0, [1, capacity + 1])).toBeUndefined();
+    for (const max of [10, 40, 41, 42, 43, 200]) {
+      const c = offsetMapCapacity(max);
+      expect(encodeOffsetMap(0, [c], max)!.length).toBeLessThanOrEqual(max);
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RateLimiter } from '../../../src/worker/limiter.js';
+import { RateLimiter } from '../../src/timing/limiter.js';
 
 describe('RateLimiter', () => {
   it('allows max starts per window and refills continuously', () => {

@@ -1,4 +1,4 @@
-/** Names of a job topic's retry tiers and dead-letter topic (DESIGN §3). */
+/** Names of a job topic's retry tiers and dead-letter topic. */
 export interface TopicNames {
   main: string;
   tiers: string[];

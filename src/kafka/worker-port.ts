@@ -1,0 +1,212 @@
+import {
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type Kafka,
+  type PartitionAssigner,
+  PartitionAssigners,
+  type Producer,
+} from 'kafkajs';
+import type { Logger } from '../observability/logger.js';
+import type {
+  CommittedOffset,
+  ConsumerPort,
+  FetchedBatch,
+  GroupHooks,
+  OffsetCommit,
+  ProducePort,
+} from '../worker/ports.js';
+import { type PartitionCounts, sendAcknowledged } from './send.js';
+
+export interface KafkaConsumerPortOptions {
+  groupId: string;
+  /** The job topic and its retry tiers. */
+  topics: string[];
+  fromBeginning: boolean;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  partitionsConsumedConcurrently: number;
+  logger: Logger;
+}
+
+/** The part of kafkajs' Cluster the rejoin gate wraps (passed to partition assigners, as documented). */
+interface CoordinatorLookup {
+  findGroupCoordinator(args: { groupId: string }): Promise<unknown>;
+}
+
+/**
+ * The worker's consumer port on kafkajs: a group consumer without auto-commit whose batches go to
+ * the core's intake.
+ *
+ * Drain before rejoin: kafkajs has no onPartitionsRevoked. When it sees a rebalance — in our
+ * intake's heartbeat or in its own heartbeat after an empty fetch — it emits REBALANCING and
+ * rejoins at once. The first thing a rejoin does is look up the group coordinator on the cluster
+ * object kafkajs hands to partition assigners; the port wraps that lookup so the JoinGroup waits
+ * for `hooks.beforeRejoin()` (the core finishes and commits running jobs with the old generation).
+ */
+export class KafkaConsumerPort implements ConsumerPort {
+  private consumer: Consumer | undefined;
+  private hooks: GroupHooks | undefined;
+  private onBatch: ((batch: FetchedBatch) => Promise<void>) | undefined;
+  private rejoinGate: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly admin: Admin,
+    private readonly opts: KafkaConsumerPortOptions,
+  ) {}
+
+  private gatedAssigner(): PartitionAssigner {
+    return (config) => {
+      const cluster = config.cluster as unknown as CoordinatorLookup;
+      const lookup = cluster.findGroupCoordinator.bind(cluster);
+      cluster.findGroupCoordinator = async (args) => {
+        const gate = this.rejoinGate;
+        this.rejoinGate = undefined;
+        if (gate) await gate.catch(() => undefined);
+        return lookup(args);
+      };
+      return PartitionAssigners.roundRobin(config);
+    };
+  }
+
+  start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void> {
+    this.hooks = hooks;
+    this.onBatch = onBatch;
+    this.starting = this.connectAndRun();
+    return this.starting;
+  }
+
+  private async connectAndRun(): Promise<void> {
+    const o = this.opts;
+    const hooks = this.hooks!;
+    const consumer = this.kafka.consumer({
+      groupId: o.groupId,
+      sessionTimeout: o.sessionTimeoutMs,
+      heartbeatInterval: o.heartbeatIntervalMs,
+      rebalanceTimeout: Math.max(60_000, o.rebalanceTimeoutMs),
+      allowAutoTopicCreation: false,
+      partitionAssigners: [this.gatedAssigner()],
+      // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.
+      maxBytesPerPartition: 512 * 1024,
+      maxBytes: 4 * 1024 * 1024,
+      // A resumed retry-tier partition is fetched only when the current long poll returns: keep it short.
+      maxWaitTimeInMs: 200,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
+    });
+    this.consumer = consumer;
+    const ev = consumer.events;
+    // Synchronous, right before kafkajs starts its JoinGroup (whose coordinator lookup waits for the gate).
+    consumer.on(ev.REBALANCING, () => {
+      this.rejoinGate ??= hooks.beforeRejoin();
+    });
+    consumer.on(ev.GROUP_JOIN, (e) => hooks.assigned(e.payload.memberAssignment));
+    consumer.on(ev.CRASH, (e) => hooks.crashed(e.payload.error, e.payload.restart));
+    // A fetch of nothing but transaction markers or aborted records never reaches eachBatch:
+    // tell the intake how far it went, so the commit point can pass them.
+    consumer.on(ev.START_BATCH_PROCESS, (e) => {
+      const p = e.payload as { topic: string; partition: number; batchSize: number; lastOffset: string };
+      if (p.batchSize !== 0) return;
+      void this.onBatch!({
+        topic: p.topic,
+        partition: p.partition,
+        records: [],
+        lastOffset: p.lastOffset,
+        resolveOffset: () => undefined,
+        heartbeat: async () => undefined,
+        isActive: () => true,
+        pause: () => () => undefined,
+      }).catch((error: unknown) => o.logger.warn({ err: error }, 'could not record a fetch without jobs'));
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: o.topics, fromBeginning: o.fromBeginning });
+    await this.run();
+  }
+
+  private run(): Promise<void> {
+    return this.consumer!.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently,
+      eachBatch: (payload) => this.onBatch!(toFetchedBatch(payload)),
+    });
+  }
+
+  async restart(): Promise<void> {
+    await this.consumer!.connect();
+    await this.run();
+  }
+
+  async commit(offsets: readonly OffsetCommit[]): Promise<void> {
+    if (!this.consumer) throw new Error('consumer not started');
+    await this.consumer.commitOffsets(
+      offsets.map((o) => ({
+        topic: o.topic,
+        partition: o.partition,
+        offset: String(o.offset),
+        metadata: o.metadata,
+      })),
+    );
+  }
+
+  async committed(topics: readonly string[]): Promise<CommittedOffset[]> {
+    const res = await this.admin.fetchOffsets({ groupId: this.opts.groupId, topics: [...topics] });
+    return res.flatMap(({ topic, partitions }) =>
+      partitions.map((p) => ({
+        topic,
+        partition: p.partition,
+        offset: Number(p.offset),
+        metadata: p.metadata,
+      })),
+    );
+  }
+
+  pause(topics: readonly string[]): void {
+    this.consumer?.pause(topics.map((topic) => ({ topic })));
+  }
+
+  resume(topics: readonly string[]): void {
+    this.consumer?.resume(topics.map((topic) => ({ topic })));
+  }
+
+  async stop(): Promise<void> {
+    // A stop during start waits for it, so nothing it opens is left behind.
+    await this.starting?.catch(() => undefined);
+    await this.consumer?.disconnect();
+  }
+}
+
+function toFetchedBatch(payload: EachBatchPayload): FetchedBatch {
+  const { batch } = payload;
+  return {
+    topic: batch.topic,
+    partition: batch.partition,
+    records: batch.messages,
+    lastOffset: batch.lastOffset(),
+    resolveOffset: payload.resolveOffset,
+    heartbeat: payload.heartbeat,
+    isActive: () => payload.isRunning() && !payload.isStale(),
+    pause: payload.pause,
+  };
+}
+
+/** The worker's produce port on kafkajs: acknowledged sends (acks=all, every partition answered). */
+export class KafkaProducePort implements ProducePort {
+  constructor(
+    private readonly producer: Producer,
+    private readonly counts: PartitionCounts,
+    private readonly onResend: (partitions: string[]) => void,
+  ) {}
+
+  async send(
+    batch: readonly { topic: string; messages: readonly import('../worker/ports.js').OutgoingRecord[] }[],
+  ): Promise<void> {
+    await sendAcknowledged(
+      this.producer,
+      batch.map(({ topic, messages }) => ({ topic, messages: messages.map((m) => ({ ...m })) })),
+      { counts: this.counts, onResend: this.onResend },
+    );
+  }
+}

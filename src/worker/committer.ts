@@ -1,0 +1,107 @@
+import type { Logger } from '../observability/logger.js';
+import type { QueueMetrics } from '../observability/metrics.js';
+import type { Assignment } from './assignment.js';
+import { encodeOffsetMap } from './offset-map.js';
+import type { PartitionTracker } from './partition-tracker.js';
+import type { ConsumerPort, OffsetCommit } from './ports.js';
+import type { RunState } from './run-state.js';
+
+/**
+ * Commits each owned partition's commit point (the first accepted offset not yet done) with the
+ * offset map of the jobs done above it. Never backwards, never for a partition not owned by the
+ * ownership that computed it. One commit is in flight at a time and at most one waits behind it
+ * (it reads the commit points when it starts, so it covers every request made meanwhile): slow
+ * commits while a coordinator moves cannot pile up a queue that a rebalance's commit would wait behind.
+ */
+export class Committer {
+  private inFlight: Promise<void> | undefined;
+  private queued: { duringRebalance: boolean; promise: Promise<void> } | undefined;
+
+  constructor(
+    private readonly deps: {
+      consumer: ConsumerPort;
+      assignment: Assignment;
+      state: RunState;
+      logger: Logger;
+      metrics: QueueMetrics;
+      group: string;
+      metadataMaxChars: number;
+      onCommitted: (offsets: OffsetCommit[]) => void;
+    },
+  ) {}
+
+  /**
+   * Commits what moved. While the group rebalances only the drain before rejoining commits
+   * (`duringRebalance`): after our JoinGroup the old generation is gone.
+   */
+  commit(opts: { duringRebalance?: boolean } = {}): Promise<void> {
+    const duringRebalance = opts.duringRebalance === true;
+    if (!this.inFlight) return this.start(duringRebalance);
+    if (this.queued) {
+      this.queued.duringRebalance ||= duringRebalance;
+      return this.queued.promise;
+    }
+    const queued = { duringRebalance, promise: Promise.resolve() };
+    queued.promise = this.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.start(queued.duringRebalance);
+      });
+    this.queued = queued;
+    return queued.promise;
+  }
+
+  private start(duringRebalance: boolean): Promise<void> {
+    const inFlight = this.once(duringRebalance).finally(() => {
+      if (this.inFlight === inFlight) this.inFlight = undefined;
+    });
+    this.inFlight = inFlight;
+    return inFlight;
+  }
+
+  private async once(duringRebalance: boolean): Promise<void> {
+    const { consumer, assignment, state, logger, metrics, group, metadataMaxChars } = this.deps;
+    if (state.rebalancing && !duringRebalance) return;
+    const offsets: OffsetCommit[] = [];
+    const trackers: PartitionTracker[] = [];
+    for (const { tracker } of assignment.partitions()) {
+      const point = tracker.commitPoint();
+      if (point === undefined) continue;
+      const last = tracker.lastCommit;
+      if (last && point < last.point) continue;
+      const metadata = encodeOffsetMap(point, tracker.doneAbove(), metadataMaxChars);
+      if (metadata === undefined) {
+        // The intake keeps every partition's map within the limit; if one still does not fit, keep
+        // the last commit rather than lose which jobs finished.
+        logger.error(
+          { topic: tracker.topic, partition: tracker.partition, point },
+          'offset map too large; partition not committed',
+        );
+        continue;
+      }
+      metrics.offsetMapBytes.set(
+        { topic: tracker.topic, partition: String(tracker.partition), group },
+        Buffer.byteLength(metadata),
+      );
+      if (last && point === last.point && metadata === last.metadata) continue;
+      offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: point, metadata });
+      trackers.push(tracker);
+    }
+    if (offsets.length === 0) return;
+    try {
+      await consumer.commit(offsets);
+      // Recorded on the tracker that computed it: a partition revoked meanwhile (and maybe
+      // assigned again, with a new tracker) does not take this commit for its own.
+      offsets.forEach((o, i) => {
+        trackers[i]!.lastCommit = { point: o.offset, metadata: o.metadata };
+      });
+      this.deps.onCommitted(offsets);
+    } catch (error) {
+      logger.warn(
+        { err: error, offsets: offsets.length },
+        'offset commit failed; it is retried at the next interval',
+      );
+    }
+  }
+}

@@ -1,0 +1,333 @@
+import { DecodeError } from '../codec/errors.js';
+import { defaultClassify, errorClassName, JobTimeoutError } from '../failure/errors.js';
+import type { OutcomeRouter, Route } from '../failure/router.js';
+import { HEADERS } from '../headers.js';
+import type { Logger } from '../observability/logger.js';
+import type { QueueMetrics } from '../observability/metrics.js';
+import { retryWithBackoff } from '../timing/backoff.js';
+import { type Clock, sleep } from '../timing/clock.js';
+import type { WorkerEvents } from './core.js';
+import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
+import { Abandoned, type LeaseKeeper } from './lease.js';
+import type { Job, ResolvedWorkerOptions } from './options.js';
+import { decide } from './policy.js';
+import type { JobDecoder } from './ports.js';
+import type { RunState } from './run-state.js';
+import type { WorkItem } from './work-item.js';
+
+/** An object made on first property access (for per-job loggers that are rarely used). */
+function lazy<T extends object>(make: () => T): T {
+  let value: T | undefined;
+  return new Proxy({} as T, {
+    get: (_target, property) => {
+      value ??= make();
+      const member = (value as Record<PropertyKey, unknown>)[property];
+      return typeof member === 'function' ? member.bind(value) : member;
+    },
+  });
+}
+
+type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
+
+/**
+ * Runs one started job to an outcome: decode, idempotency lease, handler (with its timeout), and
+ * then, on failure, what the retry policy decides — in-place retry, a retry tier or the DLQ, each
+ * acknowledged by the broker before the job counts as done.
+ */
+export class Executor {
+  private readonly counters: {
+    completed: { inc(): void };
+    retried: { inc(): void };
+    dead: { inc(): void };
+    duplicate: { inc(): void };
+    processing: { observe(v: number): void };
+    endToEnd: { observe(v: number): void };
+  };
+  private readonly labels: { topic: string; group: string };
+
+  constructor(
+    private readonly deps: {
+      options: ResolvedWorkerOptions;
+      state: RunState;
+      clock: Clock;
+      logger: Logger;
+      metrics: QueueMetrics;
+      decoder: JobDecoder;
+      router: OutcomeRouter;
+      leases: LeaseKeeper | undefined;
+      dispatcher: () => Dispatcher;
+      owns: (item: WorkItem) => boolean;
+      /** The job reached an outcome: its offset counts as done. */
+      done: (item: WorkItem) => void;
+      emit: Emit;
+      random: () => number;
+    },
+  ) {
+    const { metrics, options } = deps;
+    this.labels = { topic: options.topic, group: options.groupId };
+    const outcome = (name: string) => metrics.jobs.labels({ ...this.labels, outcome: name });
+    // Label-bound children for the per-job path (no label hashing per job).
+    this.counters = {
+      completed: outcome('completed'),
+      retried: outcome('retried'),
+      dead: outcome('dead_lettered'),
+      duplicate: outcome('duplicate'),
+      processing: metrics.processingLatency.labels(this.labels),
+      endToEnd: metrics.endToEndLatency.labels(this.labels),
+    };
+  }
+
+  /** Runs a started job; never rejects. */
+  async execute(item: WorkItem, slot: JobSlot): Promise<void> {
+    // Most jobs never log: the child logger is made on first use.
+    const log = lazy(() =>
+      this.deps.logger.child({
+        topic: item.topic,
+        partition: item.partition,
+        offset: item.offset,
+        key: item.key,
+        jobId: item.jobId,
+        attempt: item.attempt,
+      }),
+    );
+    try {
+      if (await this.process(item, slot, log)) this.deps.done(item);
+    } catch (error) {
+      if (!(error instanceof Abandoned))
+        log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
+    }
+  }
+
+  /** Waits while the worker runs and owns the item; throws `Abandoned` when it should not go on. */
+  private readonly wait = (item: WorkItem) => async (ms: number) => {
+    const { state, clock, owns } = this.deps;
+    await sleep(clock, ms, state.stopSignal);
+    if (!state.running || !owns(item)) throw new Abandoned();
+  };
+
+  private failure(errorClass: string): void {
+    this.deps.metrics.failures.inc({ ...this.labels, error_class: errorClass });
+  }
+
+  /**
+   * Decodes the record. While its writer schema cannot be fetched (registry down) the job waits
+   * without its slot — it keeps its key, so order holds, and jobs whose schemas are cached keep
+   * running — and takes a slot again before its handler runs.
+   */
+  private async decode(item: WorkItem, log: Logger): Promise<unknown> {
+    const { decoder, dispatcher } = this.deps;
+    // A schema not in memory means a registry call, which may take the registry's whole retry
+    // budget when it is down: the job gives its slot up for that time.
+    if (!decoder.decodesLocally(item.value)) dispatcher().releaseSlot(item);
+    const { data } = await retryWithBackoff('registry', () => decoder.decode(item.value), {
+      onError: (error, n) => {
+        if (error instanceof DecodeError) throw error;
+        if (n % 10 === 0)
+          log.warn(
+            { err: error },
+            'writer schema unavailable; the job waits and retries (not dead-lettered)',
+          );
+        dispatcher().releaseSlot(item);
+      },
+      wait: this.wait(item),
+      random: this.deps.random,
+    });
+    return data;
+  }
+
+  /** Runs the item to an outcome. Returns true when its offset may count as done. */
+  private async process(item: WorkItem, slot: JobSlot, log: Logger): Promise<boolean> {
+    const { options: o, state, leases, emit, clock, router } = this.deps;
+    let data: unknown;
+    try {
+      data = await this.decode(item, log);
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      log.warn(
+        { reason: error.reason, bytes: error.byteLength, schemaId: error.schemaId },
+        `undecodable record: ${error.message}`,
+      );
+      this.failure('DecodeError');
+      await this.route(item, error, log, () =>
+        router.toDlq(item, error, item.attempt, `undecodable:${error.reason}`),
+      );
+      this.counters.dead.inc();
+      emit('job:dead', item, error);
+      return true;
+    }
+
+    let attempt = item.attempt;
+    let inPlaceUsed = 0;
+    for (;;) {
+      await this.holdSlot(item);
+      const job: Job<unknown> = {
+        id: item.jobId,
+        key: item.key,
+        data,
+        attempt,
+        headers: item.headers,
+        topic: item.topic,
+        partition: item.partition,
+        offset: item.offset,
+        enqueuedAt: item.headers[HEADERS.enqueuedAt] ? Number(item.headers[HEADERS.enqueuedAt]) : undefined,
+      };
+      const lease = leases ? await leases.acquire(item, job, log, this.wait(item)) : 'none';
+      if (lease === 'completed') {
+        this.counters.duplicate.inc();
+        log.info('duplicate job id: handler skipped');
+        emit('job:duplicate', job);
+        return true;
+      }
+      emit('job:started', job);
+      const started = clock.now();
+      const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
+      const error = await this.runHandler(
+        item,
+        job,
+        slot,
+        attempt === item.attempt ? log : log.child({ attempt }),
+      );
+      stopRenewal?.();
+      const ms = clock.now() - started;
+      this.counters.processing.observe(ms / 1000);
+      if (error === undefined) {
+        if (lease === 'acquired') await leases!.finish(item, job, log, this.wait(item));
+        this.counters.completed.inc();
+        if (job.enqueuedAt) this.counters.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
+        emit('job:completed', job, { durationMs: ms });
+        return true;
+      }
+      if (lease === 'acquired') await leases!.release(item, job);
+      if (!state.running && state.stopSignal.aborted) {
+        emit('job:failed', job, error, { next: 'abandoned', attempt });
+        throw new Abandoned();
+      }
+      const kind = o.classify?.(error) ?? defaultClassify(error);
+      const errorClass = errorClassName(error);
+      this.failure(errorClass);
+      const decision = decide(
+        {
+          kind,
+          requestedDelayMs: (error as { delayMs?: unknown }).delayMs as number | undefined,
+          attempt,
+          fromTier: item.tier,
+          inPlaceUsed,
+          retryLaterCount: Number(item.headers[HEADERS.retryLater] ?? 0) || 0,
+        },
+        o.retry,
+        this.deps.random,
+      );
+      if (decision.action === 'in-place') {
+        emit('job:failed', job, error, { next: 'in-place', attempt });
+        log.info({ err: error, delayMs: decision.delayMs }, 'job failed; retrying in place');
+        inPlaceUsed++;
+        await this.wait(item)(decision.delayMs);
+        attempt = decision.nextAttempt;
+        continue;
+      }
+      if (decision.action === 'dlq') {
+        log.warn(
+          { err: error, errorClass, reason: decision.reason },
+          'job failed; sending it to the dead-letter topic',
+        );
+        emit('job:failed', job, error, { next: 'dlq', attempt });
+        await this.route(item, error, log, () => router.toDlq(item, error, attempt, decision.reason));
+        this.counters.dead.inc();
+        emit('job:dead', item, error);
+        return true;
+      }
+      emit('job:failed', job, error, { next: 'tier', attempt });
+      log.info({ err: error, tier: decision.tier }, 'job failed; sending it to a retry tier');
+      const route = await this.route(item, error, log, () => router.toTier(item, error, decision));
+      this.deps.metrics.retries.inc({ ...this.labels, tier: String(decision.tier) });
+      this.counters.retried.inc();
+      if (route.kind === 'tier') emit('job:retried', job, route);
+      return true;
+    }
+  }
+
+  /** A job without a slot (it waited for the registry, or was stuck) takes one before its handler runs. */
+  private async holdSlot(item: WorkItem): Promise<void> {
+    const dispatcher = this.deps.dispatcher();
+    if (dispatcher.holdsSlot(item)) return;
+    const admitted = await dispatcher.reacquireSlot(item);
+    if (!admitted || !this.deps.state.running || !this.deps.owns(item)) throw new Abandoned();
+  }
+
+  /** Sends to a tier or the DLQ, again until acknowledged (or the worker stops, or loses the partition). */
+  private async route(
+    item: WorkItem,
+    error: unknown,
+    log: Logger,
+    send: () => Promise<Route>,
+  ): Promise<Route> {
+    // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
+    if (!this.deps.owns(item)) throw new Abandoned();
+    return retryWithBackoff('produce', send, {
+      onError: (sendError) =>
+        log.warn(
+          { err: sendError, original: errorClassName(error) },
+          'could not publish the failed job; retrying',
+        ),
+      wait: this.wait(item),
+      random: this.deps.random,
+    });
+  }
+
+  /**
+   * Runs the handler once. At `jobTimeoutMs` its signal aborts; a handler that still succeeds
+   * afterwards succeeded (its side effect happened: running it again would repeat it), one that
+   * fails with the abort fails with `JobTimeoutError`. A handler still running `jobTimeoutMs` after
+   * the abort is stuck: it gives its slot back (counted in `queue_stuck_jobs`), keeps its key and
+   * its offset uncommitted, and its outcome counts whenever it settles.
+   */
+  private async runHandler(item: WorkItem, job: Job<unknown>, slot: JobSlot, log: Logger): Promise<unknown> {
+    const { options, clock } = this.deps;
+    const timeoutMs = options.jobTimeoutMs;
+    const attempt = new AttemptSignal();
+    slot.attempt = attempt;
+    if (slot.stopReason !== undefined) attempt.abort(slot.stopReason);
+    let timeout: JobTimeoutError | undefined;
+    let stuckTimer: ReturnType<Clock['setTimeout']> | undefined;
+    const timer =
+      timeoutMs > 0
+        ? clock.setTimeout(
+            () => {
+              timeout = new JobTimeoutError(timeoutMs);
+              attempt.abort(timeout);
+              stuckTimer = clock.setTimeout(
+                () => {
+                  log.warn(
+                    { timeoutMs },
+                    'handler ignores its aborted signal; its slot goes to other jobs, its key waits',
+                  );
+                  this.deps.dispatcher().markStuck(item);
+                },
+                timeoutMs,
+                { unref: true },
+              );
+            },
+            timeoutMs,
+            { unref: true },
+          )
+        : undefined;
+    const ctx = {
+      get signal() {
+        return attempt.signal;
+      },
+      logger: log,
+    };
+    try {
+      await options.handler(job as never, ctx);
+      return undefined;
+    } catch (error) {
+      if (timeout && (error === timeout || (error as { name?: string } | null)?.name === 'AbortError'))
+        return timeout;
+      return error ?? new Error('handler threw a nullish value');
+    } finally {
+      clock.clearTimeout(timer);
+      clock.clearTimeout(stuckTimer);
+      slot.attempt = undefined;
+    }
+  }
+}

@@ -1,0 +1,175 @@
+import { HEADERS } from '../headers.js';
+import type { Clock, TimerHandle } from '../timing/clock.js';
+import type { Assignment } from './assignment.js';
+import type { Dispatcher } from './dispatcher.js';
+import { offsetMapCapacity } from './offset-map.js';
+import type { PartitionTracker } from './partition-tracker.js';
+import type { FetchedBatch } from './ports.js';
+import type { RunState } from './run-state.js';
+import { toWorkItem, tpKey, type WorkItem } from './work-item.js';
+
+/** How long before its due time a retry-tier record is fetched and held (covers the fetch latency). */
+const DUE_LEAD_MS = 300;
+
+/**
+ * Accepted, unfinished jobs and their bytes, against `maxBufferedJobs` / `maxBufferedBytes`. The
+ * intake waits for room (heartbeating) instead of buffering beyond them.
+ */
+export class JobBuffer {
+  jobs = 0;
+  bytes = 0;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    private readonly maxJobs: number,
+    private readonly maxBytes: number,
+    private readonly clock: Clock,
+  ) {}
+
+  hasRoom(): boolean {
+    return this.jobs < this.maxJobs && this.bytes < this.maxBytes;
+  }
+
+  add(item: WorkItem): void {
+    this.jobs++;
+    this.bytes += item.size;
+  }
+
+  release(item: WorkItem): void {
+    this.jobs--;
+    this.bytes -= item.size;
+    this.wake();
+  }
+
+  /** Resolves when something was released, or after `ms`. */
+  waitForRoom(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let t: TimerHandle | undefined;
+      const done = () => {
+        this.clock.clearTimeout(t);
+        resolve();
+      };
+      t = this.clock.setTimeout(done, ms, { unref: true });
+      this.waiters.push(done);
+    });
+  }
+
+  wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/**
+ * Takes fetched batches into the worker: skips offsets already accepted in this ownership (a
+ * re-fetch after a rejoin) or finished by the previous owner (its offset map), pauses a retry-tier
+ * partition until its head is due, waits while the buffer is full or a partition's offset map is
+ * at its limit, and hands accepted jobs to the dispatcher.
+ */
+export class Intake {
+  private seq = 0;
+  private readonly mapCapacity: number;
+
+  constructor(
+    private readonly deps: {
+      topics: { main: string; tiers: readonly string[] };
+      assignment: Assignment;
+      buffer: JobBuffer;
+      dispatcher: Dispatcher;
+      state: RunState;
+      clock: Clock;
+      metadataMaxChars: number;
+      /** Jobs accepted and not finished, oldest first. */
+      pending: Map<WorkItem, true>;
+      /** Releases an accepted job that will not run here (its partition left, or stop). */
+      drop: (item: WorkItem) => void;
+    },
+  ) {
+    this.mapCapacity = offsetMapCapacity(deps.metadataMaxChars);
+  }
+
+  private tierOf(topic: string): number {
+    return topic === this.deps.topics.main ? 0 : this.deps.topics.tiers.indexOf(topic) + 1;
+  }
+
+  /** Accepting `offset` now could leave a done job outside the partition's offset map. */
+  private beyondMap(tracker: PartitionTracker, offset: number): boolean {
+    return tracker.pendingCount() > 0 && offset - (tracker.commitPoint() ?? offset) > this.mapCapacity;
+  }
+
+  async onBatch(batch: FetchedBatch): Promise<void> {
+    const { assignment, buffer, dispatcher, state, clock, pending } = this.deps;
+    const tp = tpKey(batch.topic, batch.partition);
+    const tier = this.tierOf(batch.topic);
+    const owned = assignment.ensure(batch.topic, batch.partition);
+    await owned.ready;
+    const tracker = owned.tracker;
+    const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
+    for (const record of batch.records) {
+      if (!current()) return;
+      const offset = Number(record.offset);
+      if (tracker.seen(offset)) {
+        batch.resolveOffset(record.offset);
+        continue;
+      }
+      if (tracker.preloadedDone.delete(offset)) {
+        // The previous owner finished it out of order (offset map): done, without running again.
+        tracker.accept(offset);
+        tracker.complete(offset);
+        batch.resolveOffset(record.offset);
+        continue;
+      }
+      let holdMs = 0;
+      if (tier > 0) {
+        const wait = Number(record.headers?.[HEADERS.dueAt]?.toString() ?? '0') - clock.now();
+        if (wait > DUE_LEAD_MS) {
+          // Not due: pause this tier partition and fetch it again from this offset shortly before
+          // it is due (the lead covers the fetch round trip), instead of holding it in memory.
+          const resume = batch.pause();
+          clock.clearTimeout(owned.resumeTimer);
+          owned.resumeTimer = clock.setTimeout(
+            () => {
+              if (assignment.get(tp)?.tracker === tracker) resume();
+            },
+            wait - DUE_LEAD_MS,
+            { unref: true },
+          );
+          return;
+        }
+        holdMs = wait;
+      }
+      // Room in the buffer, and room in the partition's offset map: a job accepted beyond what the
+      // map can describe could not be recorded as done out of order (offset-map.ts).
+      while (!buffer.hasRoom() || this.beyondMap(tracker, offset)) {
+        await buffer.waitForRoom(1000);
+        if (!current()) return;
+        // Rejects when the group rebalances, so the client can rejoin.
+        await batch.heartbeat();
+      }
+      const item = toWorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq++, clock.now());
+      tracker.accept(offset);
+      buffer.add(item);
+      pending.set(item, true);
+      if (holdMs > 1) {
+        // Due within the lead: accepted now (counted, buffered), started on time.
+        clock.setTimeout(
+          () => {
+            if (!assignment.owns(item) || !state.running) return this.deps.drop(item);
+            dispatcher.add(item);
+            dispatcher.pump();
+          },
+          holdMs,
+          { unref: true },
+        );
+      } else {
+        dispatcher.add(item);
+      }
+      batch.resolveOffset(record.offset);
+      dispatcher.pump();
+    }
+    // Offsets the fetch covered without a job (transaction markers, aborted records) are consumed too.
+    if (current()) tracker.skipTo(Number(batch.lastOffset) + 1);
+    await batch.heartbeat();
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The narrow port between the worker core and Kafka (docs/architecture.md, "The port"). The core
+ * (intake, assignment, committer, dispatcher, executor) sees Kafka only through these interfaces;
+ * `src/kafka/worker-port.ts` implements them with kafkajs and `test/sim/` with an in-memory model
+ * of partitioned logs and a consumer group. Nothing in `src/worker/` imports kafkajs.
+ */
+
+/** Header values as Kafka carries them. */
+export type HeaderValue = Buffer | string | (Buffer | string)[] | undefined;
+export type RecordHeaders = { [name: string]: HeaderValue };
+
+/** A record as fetched. */
+export interface FetchedRecord {
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers?: RecordHeaders | undefined;
+}
+
+/** A record to write (retry tier, DLQ). The port picks the partition from the key. */
+export interface OutgoingRecord {
+  readonly key: string | Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers: RecordHeaders;
+}
+
+/** Records of one partition, handed to the intake in offset order. */
+export interface FetchedBatch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: readonly FetchedRecord[];
+  /**
+   * The last offset this fetch covered, including records the client does not hand over
+   * (transaction markers, aborted records). A fetch of only such records comes as a batch with
+   * no records, so the commit point can move past them.
+   */
+  readonly lastOffset: string;
+  /** The fetch position moves past `offset` (the record was accepted or skipped). */
+  resolveOffset(offset: string): void;
+  /**
+   * Keeps the membership alive while the intake waits for buffer room. Rejects when the group
+   * rebalances; the intake lets the error through so the client can rejoin (after
+   * `GroupHooks.beforeRejoin`).
+   */
+  heartbeat(): Promise<void>;
+  /** False once this fetch is no longer valid: the consumer stops, or the group moved on. */
+  isActive(): boolean;
+  /** Stops fetching this partition from its next unresolved offset; the result resumes it. */
+  pause(): () => void;
+}
+
+/** An offset to commit, with the offset map (metadata) that goes with it. */
+export interface OffsetCommit {
+  readonly topic: string;
+  readonly partition: number;
+  /** The next offset to read. */
+  readonly offset: number;
+  readonly metadata: string;
+}
+
+/** A committed offset as the group coordinator has it. */
+export interface CommittedOffset {
+  readonly topic: string;
+  readonly partition: number;
+  /** -1 when the group has committed nothing for the partition. */
+  readonly offset: number;
+  readonly metadata: string | null;
+}
+
+/** What the consumer tells the core about its group membership. */
+export interface GroupHooks {
+  /**
+   * The group is rebalancing and this member still holds its old generation: the client does not
+   * send its JoinGroup until the returned promise settles (the Java client's onPartitionsRevoked).
+   */
+  beforeRejoin(): Promise<void>;
+  /** A join completed; `assignment` maps each topic to this member's partitions (maybe none). */
+  assigned(assignment: Readonly<Record<string, readonly number[]>>): void;
+  /**
+   * The consumer crashed and has left the group. `restarting`: the client restarts itself;
+   * otherwise the core calls `ConsumerPort.restart()` when it wants the consumer back.
+   */
+  crashed(error: Error, restarting: boolean): void;
+}
+
+/** A group consumer of the job topic and its retry tiers, without auto-commit. */
+export interface ConsumerPort {
+  /** Connects, subscribes and starts fetching; resolves once fetching has started. */
+  start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void>;
+  /** Starts again after a crash the client does not recover from by itself. */
+  restart(): Promise<void>;
+  /** Commits with this member's current generation; rejects when the coordinator refuses. */
+  commit(offsets: readonly OffsetCommit[]): Promise<void>;
+  /** The group's committed offsets and metadata for `topics`. */
+  committed(topics: readonly string[]): Promise<CommittedOffset[]>;
+  pause(topics: readonly string[]): void;
+  resume(topics: readonly string[]): void;
+  /** Leaves the group and disconnects. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Writes records and resolves only when every partition written to acknowledged them (acks=all):
+ * only then may the source offset count as done.
+ */
+export interface ProducePort {
+  send(batch: readonly { topic: string; messages: readonly OutgoingRecord[] }[]): Promise<void>;
+}
+
+/** Turns a record value into job data. */
+export interface JobDecoder {
+  /** True when `value` decodes without a registry call (its schema is cached or it is malformed). */
+  decodesLocally(value: Buffer | null): boolean;
+  /**
+   * Rejects with a `DecodeError` for a record that can never decode (it goes to the DLQ), with any
+   * other error while the schema cannot be fetched (the job waits and retries).
+   */
+  decode(value: Buffer | null): Promise<{ data: unknown }>;
+}
