@@ -22,31 +22,84 @@ export interface PartitionLag {
    * which is what a worker starting from the earliest offset has to process.
    */
   lag: number;
+  /**
+   * The part of `lag` that can run now: all of it on a job topic; on a retry tier, the records whose
+   * delay has passed (appended at least the tier's delay ago). Desired replicas follow this, so a
+   * tier full of jobs due in an hour does not scale the fleet up now.
+   */
+  due: number;
 }
 
-/** Lag per partition of `groupId` on `topics`, from the broker (no worker needed). */
-export async function computeLag(admin: Admin, groupId: string, topics: string[]): Promise<PartitionLag[]> {
+export interface LagOptions {
+  /** Delay in ms of each retry-tier topic (by topic name); other topics count as due at once. */
+  tierDelays?: Record<string, number>;
+  /** The current time in ms. @defaultValue Date.now() */
+  now?: number;
+}
+
+/**
+ * Lag per partition of `groupId` on `topics`, from the broker (no worker needed). For a topic in
+ * `opts.tierDelays`, `due` counts the records appended at or before `now − delay`: the first offset
+ * whose timestamp is later (ListOffsets by timestamp) is where the not-yet-due records start.
+ */
+export async function computeLag(
+  admin: Admin,
+  groupId: string,
+  topics: string[],
+  opts: LagOptions = {},
+): Promise<PartitionLag[]> {
   const out: PartitionLag[] = [];
+  const now = opts.now ?? Date.now();
   const committed = await admin.fetchOffsets({ groupId, topics });
   for (const topic of topics) {
     const offsets = await admin.fetchTopicOffsets(topic);
+    const delay = opts.tierDelays?.[topic];
+    const notYetDue =
+      delay === undefined
+        ? undefined
+        : new Map(
+            (await admin.fetchTopicOffsetsByTimestamp(topic, now - delay)).map((o) => [
+              o.partition,
+              Number(o.offset),
+            ]),
+          );
     const c = committed.find((x) => x.topic === topic);
     for (const o of offsets) {
       const end = Number(o.high);
       const start = Number(o.low);
       const raw = Number(c?.partitions.find((p) => p.partition === o.partition)?.offset ?? -1);
       const at = raw >= 0 ? raw : null;
+      const from = at ?? start;
+      const lag = Math.max(0, end - from);
+      // No offset answered for a partition: count it all as due rather than hide work.
+      const dueEnd = Math.min(end, notYetDue?.get(o.partition) ?? end);
       out.push({
         topic,
         partition: o.partition,
         end,
         start,
         committed: at,
-        lag: Math.max(0, end - (at ?? start)),
+        lag,
+        due: Math.min(lag, Math.max(0, dueEnd - from)),
       });
     }
   }
   return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+}
+
+/** Total `lag` (pending records) or `due` (records that can run now) over partitions. */
+export function totalLag(rows: PartitionLag[], field: 'lag' | 'due' = 'lag'): number {
+  return rows.reduce((sum, r) => sum + r[field], 0);
+}
+
+/** `tierDelays` for `computeLag` from tier topic names and their delays in ms, in tier order. */
+export function tierDelaysOf(tierTopics: readonly string[], delaysMs: readonly number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  tierTopics.forEach((t, i) => {
+    const d = delaysMs[i];
+    if (d !== undefined) out[t] = d;
+  });
+  return out;
 }
 
 /**
@@ -82,7 +135,7 @@ export async function dlqDepth(admin: Admin, jobTopic: string, dlqTopic: string)
 }
 
 /**
- * The desired replica count: clamp(ceil(total lag / target per replica), min, max). Scaling up
+ * The desired replica count: clamp(ceil(total due lag / target per replica), min, max). Scaling up
  * follows the signal at once; scaling down takes the highest value seen within the window, so a
  * brief dip does not remove workers (the HPA's stabilisation window, applied at the source).
  */
