@@ -1,11 +1,41 @@
 import type { Command } from 'commander';
+import { parseDuration } from '../config/index.js';
 import { createKafka, type KafkaConnection } from '../kafka/client.js';
-import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from '../lag/lag.js';
+import {
+  computeLag,
+  DesiredReplicas,
+  dlqDepth,
+  type LagOptions,
+  type PartitionLag,
+  tierDelaysOf,
+  totalLag,
+} from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
 import { topicNames } from '../topology/topics.js';
 import { action, CliError, colour, EXIT, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
+
+/** `--retry-tiers 1s,10s,60s`: the tier delays in ms ("" or absent: no tiers). */
+function parseTiers(value: string | undefined): number[] {
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((d, i) => parseDuration(d, `--retry-tiers[${i}]`));
+}
+
+/** The job topics plus their retry tiers, and the tiers' delays for `computeLag`. */
+function withTiers(jobTopics: string[], delays: number[]): { topics: string[]; opts: LagOptions } {
+  const topics: string[] = [];
+  const tierDelays: Record<string, number> = {};
+  for (const t of jobTopics) {
+    const { tiers } = topicNames(t, delays.length);
+    topics.push(t, ...tiers);
+    Object.assign(tierDelays, tierDelaysOf(tiers, delays));
+  }
+  return { topics, opts: { tierDelays } };
+}
 
 async function topicsOf(
   conn: KafkaConnection,
@@ -30,14 +60,19 @@ async function topicsOf(
   }
 }
 
-async function readLag(conn: KafkaConnection, groupId: string, topics: string[]): Promise<PartitionLag[]> {
+async function readLag(
+  conn: KafkaConnection,
+  groupId: string,
+  topics: string[],
+  opts: LagOptions,
+): Promise<PartitionLag[]> {
   const admin = createKafka(conn).admin();
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length) throw new CliError(`topic ${missing.join(', ')} does not exist`, EXIT.failure);
-    return await computeLag(admin, groupId, topics);
+    return await computeLag(admin, groupId, topics, opts);
   } finally {
     await admin.disconnect();
   }
@@ -65,10 +100,11 @@ function render(lag: PartitionLag[], previous: Map<string, number>, seconds: num
       String(l.end),
       l.committed === null ? '-' : String(l.committed),
       String(l.lag),
+      String(l.due),
       trend,
     ];
   });
-  const head = ['TOPIC', 'PARTITION', 'END', 'COMMITTED', 'LAG', 'TREND'];
+  const head = ['TOPIC', 'PARTITION', 'END', 'COMMITTED', 'LAG', 'DUE', 'TREND'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.replace(ANSI, '').length)));
   const lines = [head, ...rows].map((r) =>
     r
@@ -76,7 +112,7 @@ function render(lag: PartitionLag[], previous: Map<string, number>, seconds: num
       .join('  ')
       .trimEnd(),
   );
-  lines.push(`total lag ${lag.reduce((s, l) => s + l.lag, 0)}`);
+  lines.push(`total lag ${totalLag(lag)}, due ${totalLag(lag, 'due')}`);
   return lines.join('\n');
 }
 
@@ -86,17 +122,22 @@ export function registerLag(program: Command): void {
     .description('consumer lag per partition (end offset − committed), without a running worker')
     .requiredOption('--group <id>', 'consumer group')
     .option('--topic <topic>', 'job topic (default: every topic the group committed on)')
+    .option(
+      '--retry-tiers <delays>',
+      'also the retry tiers <topic>.retry.N with these delays, e.g. 1s,10s,60s',
+    )
     .option('--json', 'machine-readable output')
     .option('--watch', 'refresh every --interval')
     .option('--interval <ms>', 'refresh period for --watch', parseIntOption('--interval', 100), 2000);
   withConnectionFlags(lag, { registry: false }).addHelpText(
     'after',
     `
-A partition without a committed offset counts every retained record (end − log start).
+A partition without a committed offset counts every retained record (end − log start). DUE is the
+part that can run now: on a retry tier, the records appended at least the tier's delay ago.
 
 Examples:
   strand lag --group payments-workers
-  strand lag --group payments-workers --topic payments --json
+  strand lag --group payments-workers --topic payments --retry-tiers 1s,10s,60s --json
   strand lag --group payments-workers --watch`,
   );
   lag.action(
@@ -105,17 +146,19 @@ Examples:
         flags: ConnectionFlags & {
           group: string;
           topic?: string;
+          retryTiers?: string;
           json?: boolean;
           watch?: boolean;
           interval: number;
         },
       ) => {
+        const delays = parseTiers(flags.retryTiers);
         const { kafka } = resolveConnection(flags);
-        const topics = await topicsOf(kafka, flags.group, flags.topic);
+        const { topics, opts } = withTiers(await topicsOf(kafka, flags.group, flags.topic), delays);
         const previous = new Map<string, number>();
         let last = Date.now();
         for (;;) {
-          const rows = await readLag(kafka, flags.group, topics);
+          const rows = await readLag(kafka, flags.group, topics, opts);
           const now = Date.now();
           if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
           else {
@@ -138,12 +181,16 @@ Examples:
     )
     .requiredOption('--group <id>', 'consumer group')
     .option('--topic <topic>', 'job topic (default: every topic the group committed on)')
+    .option(
+      '--retry-tiers <delays>',
+      'also the retry tiers <topic>.retry.N with these delays (as the workers have them), e.g. 1s,10s,60s',
+    )
     .option('--port <port>', 'HTTP port', parseIntOption('--port', 0), 9464)
     .option('--host <host>', 'bind address', '0.0.0.0')
     .option('--interval <ms>', 'refresh period', parseIntOption('--interval', 100), 5000)
     .option(
       '--target-lag-per-replica <n>',
-      'lag one replica should handle',
+      'due lag one replica should handle',
       parseIntOption('--target-lag-per-replica', 1),
       500,
     )
@@ -164,9 +211,11 @@ Examples:
     `
 Exposes queue_depth_pending, queue_dlq_depth and queue_desired_replicas on /metrics, with the
 same names and labels as a worker, so an HPA or KEDA keeps a signal when workers are scaled to zero.
+queue_depth_pending counts every pending record; queue_desired_replicas only those that can run now
+(retry-tier records once their tier's delay has passed).
 
 Examples:
-  strand exporter --group payments-workers --topic payments --port 9464`,
+  strand exporter --group payments-workers --topic payments --retry-tiers 1s,10s,60s --port 9464`,
   );
   exporter.action(
     action(
@@ -174,6 +223,7 @@ Examples:
         flags: ConnectionFlags & {
           group: string;
           topic?: string;
+          retryTiers?: string;
           port: number;
           host: string;
           interval: number;
@@ -182,8 +232,10 @@ Examples:
           maxReplicas: number;
         },
       ) => {
+        const delays = parseTiers(flags.retryTiers);
         const { kafka } = resolveConnection(flags);
-        const topics = await topicsOf(kafka, flags.group, flags.topic);
+        const jobTopics = await topicsOf(kafka, flags.group, flags.topic);
+        const { topics, opts } = withTiers(jobTopics, delays);
         const metrics = new QueueMetrics();
         const desired = new DesiredReplicas({
           targetLagPerReplica: flags.targetLagPerReplica,
@@ -196,18 +248,15 @@ Examples:
         let healthy = false;
         const refresh = async () => {
           try {
-            const lag = await computeLag(admin, flags.group, topics);
+            const lag = await computeLag(admin, flags.group, topics, opts);
             metrics.depthPending.reset();
             for (const l of lag)
               metrics.depthPending.set(
                 { topic: l.topic, partition: String(l.partition), group: flags.group },
                 l.lag,
               );
-            metrics.desiredReplicas.set(
-              { group: flags.group },
-              desired.update(lag.reduce((s, l) => s + l.lag, 0)),
-            );
-            for (const t of topics) {
+            metrics.desiredReplicas.set({ group: flags.group }, desired.update(totalLag(lag, 'due')));
+            for (const t of jobTopics) {
               metrics.dlqDepth.set(
                 { topic: t, group: flags.group },
                 await dlqDepth(admin, t, topicNames(t, 0).dlq).catch(() => 0),

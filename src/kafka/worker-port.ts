@@ -15,7 +15,7 @@ import type {
   GroupHooks,
   OffsetCommit,
   ProducePort,
-} from '../worker/ports.js';
+} from '../ports.js';
 import { type PartitionCounts, sendAcknowledged } from './send.js';
 
 export interface KafkaConsumerPortOptions {
@@ -201,7 +201,7 @@ export class KafkaProducePort implements ProducePort {
   ) {}
 
   async send(
-    batch: readonly { topic: string; messages: readonly import('../worker/ports.js').OutgoingRecord[] }[],
+    batch: readonly { topic: string; messages: readonly import('../ports.js').OutgoingRecord[] }[],
   ): Promise<void> {
     await sendAcknowledged(
       this.producer,

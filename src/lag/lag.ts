@@ -40,7 +40,8 @@ export interface LagOptions {
 /**
  * Lag per partition of `groupId` on `topics`, from the broker (no worker needed). For a topic in
  * `opts.tierDelays`, `due` counts the records appended at or before `now − delay`: the first offset
- * whose timestamp is later (ListOffsets by timestamp) is where the not-yet-due records start.
+ * whose timestamp is later (ListOffsets by timestamp) is where the not-yet-due records start. Record
+ * timestamps are the producer's (CreateTime), which is when the worker routed the job to the tier.
  */
 export async function computeLag(
   admin: Admin,
@@ -58,7 +59,7 @@ export async function computeLag(
       delay === undefined
         ? undefined
         : new Map(
-            (await admin.fetchTopicOffsetsByTimestamp(topic, now - delay)).map((o) => [
+            (await admin.fetchTopicOffsetsByTimestamp(topic, now - delay + 1)).map((o) => [
               o.partition,
               Number(o.offset),
             ]),
@@ -93,7 +94,10 @@ export function totalLag(rows: PartitionLag[], field: 'lag' | 'due' = 'lag'): nu
 }
 
 /** `tierDelays` for `computeLag` from tier topic names and their delays in ms, in tier order. */
-export function tierDelaysOf(tierTopics: readonly string[], delaysMs: readonly number[]): Record<string, number> {
+export function tierDelaysOf(
+  tierTopics: readonly string[],
+  delaysMs: readonly number[],
+): Record<string, number> {
   const out: Record<string, number> = {};
   tierTopics.forEach((t, i) => {
     const d = delaysMs[i];

@@ -3,7 +3,7 @@ import type { QueueMetrics } from '../observability/metrics.js';
 import type { Assignment } from './assignment.js';
 import { encodeOffsetMap } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
-import type { ConsumerPort, OffsetCommit } from './ports.js';
+import type { ConsumerPort, OffsetCommit } from '../ports.js';
 import type { RunState } from './run-state.js';
 
 /**

@@ -15,7 +15,7 @@ import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
 import { DEFAULT_METADATA_MAX_CHARS } from './offset-map.js';
 import type { Job, ResolvedWorkerOptions } from './options.js';
-import type { ConsumerPort, GroupHooks, JobDecoder, ProducePort } from './ports.js';
+import type { ConsumerPort, GroupHooks, JobDecoder, ProducePort } from '../ports.js';
 import { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 

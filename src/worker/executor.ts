@@ -11,7 +11,7 @@ import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
 import type { Job, ResolvedWorkerOptions } from './options.js';
 import { decide } from './policy.js';
-import type { JobDecoder } from './ports.js';
+import type { JobDecoder } from '../ports.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 

@@ -4,7 +4,7 @@ import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
 import { offsetMapCapacity } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
-import type { FetchedBatch } from './ports.js';
+import type { FetchedBatch } from '../ports.js';
 import type { RunState } from './run-state.js';
 import { toWorkItem, tpKey, type WorkItem } from './work-item.js';
 

@@ -2,7 +2,7 @@ import type { RoutedRecord } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
 import type { Schedulable } from './key-scheduler.js';
 import type { PartitionTracker } from './partition-tracker.js';
-import type { FetchedRecord } from './ports.js';
+import type { FetchedRecord } from '../ports.js';
 
 /** An accepted record on its way to an outcome. */
 export interface WorkItem extends Schedulable, RoutedRecord {

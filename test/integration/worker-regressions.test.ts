@@ -171,6 +171,46 @@ describe('worker regressions', () => {
     await cleanup();
   });
 
+  it('a transactional write leaves no lag of one behind: the commit point passes its commit marker', async () => {
+    const { topic, cleanup } = await jobTopic('txn-marker', { partitions: 1 });
+    const groupId = uniqueName('txn-marker-g');
+    await enqueuePayments(topic, 5, 2);
+    const kafka = createKafka(stack().connection);
+    const producer = kafka.producer({
+      transactionalId: uniqueName('txn'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    for (let batch = 0; batch < 2; batch++) {
+      const tx = await producer.transaction();
+      await tx.send({ topic, messages: [{ key: 'acct-0', value: Buffer.from(`not avro ${batch}`) }] });
+      await tx.commit(); // a commit marker follows each record: offsets 5+6, 7+8
+    }
+    await producer.disconnect();
+    let handled = 0;
+    const dead: unknown[] = [];
+    const w = worker(topic, groupId, {
+      handler: async () => {
+        handled++;
+      },
+    });
+    w.on('job:dead', (item) => dead.push(item));
+    await w.start();
+    await waitUntil(() => handled === 5 && dead.length === 2, { what: '5 jobs done, 2 dead-lettered' });
+    const admin = kafka.admin();
+    await admin.connect();
+    const [end] = await admin.fetchTopicOffsets(topic);
+    await admin.disconnect();
+    expect(Number(end!.high)).toBe(9);
+    await waitUntil(async () => (await committedOffsets(groupId, topic)).get(0) === 9, {
+      timeoutMs: 15_000,
+      what: 'the commit at the log end (9), past the last marker',
+    });
+    await w.stop();
+    await cleanup();
+  });
+
   it('two groups on one topic sharing a Redis idempotency store each run every job (keys are scoped by group)', async () => {
     const { topic, cleanup } = await jobTopic('idem-scope', { partitions: 2 });
     const { jobIds } = await enqueuePayments(topic, 60, 6);

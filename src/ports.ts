@@ -1,8 +1,8 @@
 /**
  * The narrow port between the worker core and Kafka (docs/architecture.md, "The port"). The core
  * (intake, assignment, committer, dispatcher, executor) sees Kafka only through these interfaces;
- * `src/kafka/worker-port.ts` implements them with kafkajs and `test/sim/` with an in-memory model
- * of partitioned logs and a consumer group. Nothing in `src/worker/` imports kafkajs.
+ * `src/kafka/worker-port.ts` implements them  with kafkajs and `test/sim/` with an in-memory model
+ * of partitioned logs and a consumer group. Nothing in `src/worker/` imports kafkajs or `src/kafka/` (the facade, worker.ts, wires the adapter).
  */
 
 /** Header values as Kafka carries them. */
