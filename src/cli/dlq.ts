@@ -87,7 +87,9 @@ export function registerDlq(program: Command): void {
     `
 Each filter keeps its own position (consumer group strand-dlq-replay.<topic>.<hash>), committed in
 the same Kafka transaction as the re-published jobs: an interrupted replay resumes without sending
-anything twice, and running it again sends only jobs dead-lettered since.
+anything twice, and running it again sends only jobs dead-lettered since. The commit also records
+the DLQ offsets the filter sent, so queue_dlq_depth counts only the records no replay has sent
+(after --key a replays 5 of 10, the depth is 5).
 
 Examples:
   strand dlq replay payments --dry-run

@@ -230,7 +230,9 @@ export function replayGroup(topic: string, f: ReplayFilter): string {
 /**
  * Re-publishes matching dead jobs to the job topic (key and bytes kept, `strand-attempt` reset,
  * `strand-replay-count` incremented). Each batch is sent and its DLQ position committed in one Kafka
- * transaction, so an interrupted replay resumes where it stopped and never sends a job twice.
+ * transaction, so an interrupted replay resumes where it stopped and never sends a job twice. The
+ * commit's metadata carries the set of DLQ offsets this filter's group has sent (`lag/replayed.ts`),
+ * which `dlqDepth` subtracts: records a filtered replay skipped still count as dead.
  */
 export async function replayDeadJobs(
   conn: KafkaConnection,

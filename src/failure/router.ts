@@ -1,8 +1,8 @@
 import { DecodeError } from '../codec/errors.js';
 import { HEADERS } from '../headers.js';
+import type { OutgoingRecord, ProducePort, RecordHeaders } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import type { TopicNames } from '../topology/topics.js';
-import type { OutgoingRecord, ProducePort, RecordHeaders } from '../ports.js';
 import { errorClassName } from './errors.js';
 
 const STACK_LIMIT = 4096;

@@ -1,8 +1,8 @@
 import type { Logger } from '../observability/logger.js';
+import type { ConsumerPort } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import { decodeOffsetMap } from './offset-map.js';
 import { PartitionTracker } from './partition-tracker.js';
-import type { ConsumerPort } from '../ports.js';
 import { tpKey, type WorkItem } from './work-item.js';
 
 /** A partition this worker owns in the current assignment. */

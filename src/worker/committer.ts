@@ -1,9 +1,9 @@
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
+import type { ConsumerPort, OffsetCommit } from '../ports.js';
 import type { Assignment } from './assignment.js';
 import { encodeOffsetMap } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
-import type { ConsumerPort, OffsetCommit } from '../ports.js';
 import type { RunState } from './run-state.js';
 
 /**

@@ -4,6 +4,7 @@ import { OutcomeRouter, type Route } from '../failure/router.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
+import type { ConsumerPort, GroupHooks, JobDecoder, ProducePort } from '../ports.js';
 import { backoffDelay, retryPolicies } from '../timing/backoff.js';
 import { type Clock, every, sleep, type TimerHandle } from '../timing/clock.js';
 import type { TopicNames } from '../topology/topics.js';
@@ -15,7 +16,6 @@ import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
 import { DEFAULT_METADATA_MAX_CHARS } from './offset-map.js';
 import type { Job, ResolvedWorkerOptions } from './options.js';
-import type { ConsumerPort, GroupHooks, JobDecoder, ProducePort } from '../ports.js';
 import { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 

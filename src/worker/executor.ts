@@ -1,9 +1,10 @@
 import { DecodeError } from '../codec/errors.js';
 import { defaultClassify, errorClassName, JobTimeoutError } from '../failure/errors.js';
 import type { OutcomeRouter, Route } from '../failure/router.js';
-import { HEADERS } from '../headers.js';
+import { HEADERS, headerString } from '../headers.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
+import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import type { WorkerEvents } from './core.js';
@@ -11,7 +12,6 @@ import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
 import type { Job, ResolvedWorkerOptions } from './options.js';
 import { decide } from './policy.js';
-import type { JobDecoder } from '../ports.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 
@@ -158,6 +158,8 @@ export class Executor {
 
     let attempt = item.attempt;
     let inPlaceUsed = 0;
+    const enqueued = headerString(item.rawHeaders, HEADERS.enqueuedAt);
+    const enqueuedAt = enqueued ? Number(enqueued) : undefined;
     for (;;) {
       await this.holdSlot(item);
       const job: Job<unknown> = {
@@ -165,11 +167,14 @@ export class Executor {
         key: item.key,
         data,
         attempt,
-        headers: item.headers,
+        // Parsed only if the handler reads them.
+        get headers() {
+          return item.headers;
+        },
         topic: item.topic,
         partition: item.partition,
         offset: item.offset,
-        enqueuedAt: item.headers[HEADERS.enqueuedAt] ? Number(item.headers[HEADERS.enqueuedAt]) : undefined,
+        enqueuedAt,
       };
       const lease = leases ? await leases.acquire(item, job, log, this.wait(item)) : 'none';
       if (lease === 'completed') {

@@ -1,12 +1,12 @@
 import { HEADERS } from '../headers.js';
+import type { FetchedBatch } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
 import { offsetMapCapacity } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
-import type { FetchedBatch } from '../ports.js';
 import type { RunState } from './run-state.js';
-import { toWorkItem, tpKey, type WorkItem } from './work-item.js';
+import { tpKey, WorkItem } from './work-item.js';
 
 /** How long before its due time a retry-tier record is fetched and held (covers the fetch latency). */
 const DUE_LEAD_MS = 300;
@@ -147,7 +147,7 @@ export class Intake {
         // Rejects when the group rebalances, so the client can rejoin.
         await batch.heartbeat();
       }
-      const item = toWorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq++, clock.now());
+      const item = new WorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq++, clock.now());
       tracker.accept(offset);
       buffer.add(item);
       pending.set(item, true);

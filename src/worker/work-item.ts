@@ -1,60 +1,65 @@
 import type { RoutedRecord } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
+import type { FetchedRecord, RecordHeaders } from '../ports.js';
 import type { Schedulable } from './key-scheduler.js';
 import type { PartitionTracker } from './partition-tracker.js';
-import type { FetchedRecord } from '../ports.js';
-
-/** An accepted record on its way to an outcome. */
-export interface WorkItem extends Schedulable, RoutedRecord {
-  /** Headers as strings (job-facing). */
-  readonly headers: Record<string, string>;
-  readonly size: number;
-  /** `strand-attempt` of this delivery (1 when absent). */
-  readonly attempt: number;
-  /** 0 for the job topic, n for retry tier n. */
-  readonly tier: number;
-  readonly tracker: PartitionTracker;
-  readonly acceptedAt: number;
-  readonly jobId: string;
-}
 
 export const tpKey = (topic: string, partition: number) => `${topic}:${partition}`;
 
-export function toWorkItem(
-  topic: string,
-  partition: number,
-  message: FetchedRecord,
-  tier: number,
-  tracker: PartitionTracker,
-  seq: number,
-  acceptedAt: number,
-): WorkItem {
-  const headers: Record<string, string> = {};
-  for (const name of Object.keys(message.headers ?? {})) {
-    const value = headerString(message.headers, name);
-    if (value !== undefined) headers[name] = value;
+/**
+ * An accepted record on its way to an outcome. Only the headers the worker needs on every job
+ * (job id, attempt) are read at acceptance; the job-facing string map is made on first use.
+ */
+export class WorkItem implements Schedulable, RoutedRecord {
+  readonly tp: string;
+  readonly key: string | null;
+  readonly offset: string;
+  readonly value: Buffer | null;
+  /** Headers as received (republished unchanged to tiers and the DLQ). */
+  readonly rawHeaders: RecordHeaders | undefined;
+  readonly size: number;
+  /** `strand-attempt` of this delivery (1 when absent). */
+  readonly attempt: number;
+  readonly jobId: string;
+  private parsed: Record<string, string> | undefined;
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    record: FetchedRecord,
+    /** 0 for the job topic, n for retry tier n. */
+    readonly tier: number,
+    readonly tracker: PartitionTracker,
+    readonly seq: number,
+    readonly acceptedAt: number,
+  ) {
+    this.tp = tpKey(topic, partition);
+    this.key = record.key ? record.key.toString('utf8') : null;
+    this.offset = record.offset;
+    this.value = record.value;
+    this.rawHeaders = record.headers;
+    this.size = (record.value?.length ?? 0) + (record.key?.length ?? 0) + 64;
+    const raw = record.headers;
+    const attempt = raw ? Number(headerString(raw, HEADERS.attempt) ?? '1') : 1;
+    this.attempt = Number.isInteger(attempt) && attempt > 0 ? attempt : 1;
+    // A record without our header (another producer) gets a stable id from where it was first consumed.
+    this.jobId =
+      (raw && headerString(raw, HEADERS.jobId)) ??
+      `${(raw && headerString(raw, HEADERS.originTopic)) ?? topic}:${(raw && headerString(raw, HEADERS.originPartition)) ?? partition}:${(raw && headerString(raw, HEADERS.originOffset)) ?? record.offset}`;
   }
-  const attempt = Number(headers[HEADERS.attempt] ?? '1');
-  const key = message.key ? message.key.toString('utf8') : null;
-  // A record without our header (another producer) gets a stable id from where it was first consumed.
-  const jobId =
-    headers[HEADERS.jobId] ??
-    `${headers[HEADERS.originTopic] ?? topic}:${headers[HEADERS.originPartition] ?? partition}:${headers[HEADERS.originOffset] ?? message.offset}`;
-  return {
-    tp: tpKey(topic, partition),
-    key,
-    seq,
-    topic,
-    partition,
-    offset: message.offset,
-    value: message.value,
-    headers,
-    rawHeaders: message.headers,
-    size: (message.value?.length ?? 0) + (message.key?.length ?? 0) + 64,
-    attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
-    tier,
-    tracker,
-    acceptedAt,
-    jobId,
-  };
+
+  /** Headers as strings (job-facing). */
+  get headers(): Record<string, string> {
+    if (this.parsed) return this.parsed;
+    const headers: Record<string, string> = {};
+    const raw = this.rawHeaders;
+    if (raw) {
+      for (const name of Object.keys(raw)) {
+        const value = headerString(raw, name);
+        if (value !== undefined) headers[name] = value;
+      }
+    }
+    this.parsed = headers;
+    return headers;
+  }
 }

@@ -89,6 +89,18 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.metrics = new QueueMetrics();
     this.labels = { topic: o.topic, group: o.groupId };
     this.desired = new DesiredReplicas(o.autoscale);
+    // The core's events reach this emitter only once somebody listens (per-job events are hot).
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (EVENTS.includes(event as keyof WorkerEvents)) this.forward(event as keyof WorkerEvents);
+    });
+  }
+
+  private readonly forwarded = new Set<keyof WorkerEvents>();
+
+  private forward(event: keyof WorkerEvents): void {
+    if (!this.core || this.forwarded.has(event)) return;
+    this.forwarded.add(event);
+    this.core.on(event, (...args: unknown[]) => this.emit(event, ...(args as never)));
   }
 
   /** Accepted jobs not yet finished, and their bytes. */
@@ -204,8 +216,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       metrics: this.metrics,
       workerId: this.workerId,
     });
-    for (const event of EVENTS) core.on(event, (...args: unknown[]) => this.emit(event, ...(args as never)));
     this.core = core;
+    for (const event of EVENTS) if (this.listenerCount(event) > 0) this.forward(event);
     await core.start();
     if (!this.proceeding) return;
     this.stopTimers = [

@@ -115,9 +115,12 @@ describe('idempotency with a real Redis', () => {
     await producer.disconnect();
     const leaseMs = 3000;
     const heldAt = Date.now();
-    expect(await store.begin('held-by-a-dead-worker', 'crashed-worker', leaseMs)).toBe('acquired');
+    const groupId = uniqueName(`${topic}-g`);
+    // The worker asks the store about `<group>/<topic>:<job id>` (its default scope).
+    expect(await store.begin(`${groupId}/${topic}:held-by-a-dead-worker`, 'crashed-worker', leaseMs)).toBe('acquired');
     let startedAt = 0;
     const w = worker(topic, {
+      groupId,
       idempotency: { store, leaseMs },
       handler: async () => {
         startedAt = Date.now();
