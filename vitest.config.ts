@@ -2,8 +2,6 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
     // Two cores, and the broker and registry need one of them: keep test files to two at a time.
     pool: 'forks',
     maxWorkers: 2,
@@ -11,5 +9,21 @@ export default defineConfig({
     hookTimeout: 300_000,
     reporters: process.env.CI ? ['default', 'json'] : ['default'],
     outputFile: { json: '.strand/test-results.json' },
+    projects: [
+      {
+        // No broker, no containers: `npm run test:unit` (vitest run --project unit) starts nothing.
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'test/sim/**/*.test.ts'] },
+      },
+      {
+        // A real Kafka and schema registry from the global setup (env, containers or the devstack).
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+    ],
   },
 });

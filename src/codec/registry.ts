@@ -257,6 +257,15 @@ export class SchemaRegistryGateway {
     });
   }
 
+  /**
+   * A read-only GET on the registry API (`/subjects`, `/config/{subject}`, …) with this gateway's
+   * credentials and TLS settings: the status code and the parsed body (undefined when not JSON).
+   */
+  async get(path: string): Promise<{ status: number; body: unknown }> {
+    const res = await this.http('GET', path);
+    return { status: res.status, body: await res.json().catch(() => undefined) };
+  }
+
   /** True when the writer schema of `id` is already in memory. */
   isKnown(id: number): boolean {
     return this.knownIds.has(id);

@@ -35,7 +35,8 @@ export interface DeadJob {
   valueBytes: number;
 }
 
-function toDeadJob(partition: number, m: KafkaMessage): DeadJob {
+/** A dead job as listed, from its DLQ record. */
+export function toDeadJob(partition: number, m: KafkaMessage): DeadJob {
   const h = m.headers;
   const num = (name: string) => {
     const v = headerString(h, name);
@@ -212,7 +213,8 @@ const FAILURE_HEADERS = [
   HEADERS.group,
 ];
 
-function replayHeaders(m: KafkaMessage): IHeaders {
+/** The headers a replayed job goes back with: failure headers dropped, attempt 1, replay count + 1. */
+export function replayHeaders(m: KafkaMessage): IHeaders {
   const out: IHeaders = {};
   for (const [k, v] of Object.entries(m.headers ?? {})) {
     if (v !== undefined && !FAILURE_HEADERS.includes(k as never)) out[k] = v;

@@ -123,7 +123,7 @@ export class QueueMetrics {
     });
     this.desiredReplicas = new client.Gauge({
       name: 'queue_desired_replicas',
-      help: 'clamp(ceil(total lag / target per replica), min, max)',
+      help: 'clamp(ceil(due lag / target per replica), min, max); retry-tier records count once due',
       labelNames: ['group'],
       registers,
     });

@@ -15,7 +15,14 @@ import {
 } from '../kafka/client.js';
 import { partitionCounts } from '../kafka/send.js';
 import { KafkaConsumerPort, KafkaProducePort } from '../kafka/worker-port.js';
-import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from '../lag/lag.js';
+import {
+  computeLag,
+  DesiredReplicas,
+  dlqDepth,
+  type PartitionLag,
+  tierDelaysOf,
+  totalLag,
+} from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
 import { QueueMetrics } from '../observability/metrics.js';
@@ -249,18 +256,25 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   async refreshLag(): Promise<PartitionLag[]> {
     if (!this.admin || this.phase !== 'running') return this.lastLag;
     try {
-      const lag = await computeLag(this.admin, this.options.groupId, [
-        this.topics.main,
-        ...this.topics.tiers,
-      ]);
+      const lag = await computeLag(
+        this.admin,
+        this.options.groupId,
+        [this.topics.main, ...this.topics.tiers],
+        {
+          tierDelays: tierDelaysOf(this.topics.tiers, this.options.retry.tiers),
+        },
+      );
       this.metrics.depthPending.reset();
       for (const l of lag)
         this.metrics.depthPending.set(
           { topic: l.topic, partition: String(l.partition), group: this.options.groupId },
           l.lag,
         );
-      const total = lag.reduce((sum, l) => sum + l.lag, 0);
-      this.metrics.desiredReplicas.set({ group: this.options.groupId }, this.desired.update(total));
+      // Retry-tier records count once due: a tier full of jobs due in an hour needs no workers now.
+      this.metrics.desiredReplicas.set(
+        { group: this.options.groupId },
+        this.desired.update(totalLag(lag, 'due')),
+      );
       this.metrics.dlqDepth.set(this.labels, await dlqDepth(this.admin, this.topics.main, this.topics.dlq));
       this.lastLag = lag;
     } catch (error) {

@@ -1,0 +1,416 @@
+import { hostname } from 'node:os';
+import { type DeadJob, type ReplayResult, replayDeadJobs, toDeadJob } from '../failure/dlq.js';
+import { replayedSets, wasReplayed } from '../failure/replay-pick.js';
+import { type BrowsedRecord, readRanges } from '../kafka/browse.js';
+import { type Admin, createKafka, type KafkaConnection, Partitioners, type Producer } from '../kafka/client.js';
+import { type TopicTail, tailTopics } from '../kafka/tail.js';
+import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag, totalLag } from '../lag/lag.js';
+import type { ReplayedSet } from '../lag/replayed.js';
+import type { Logger } from '../observability/logger.js';
+import {
+  CONTROL_TOPIC,
+  type ControlCommand,
+  parseControl,
+  parseSnapshot,
+  STALE_AFTER_MS,
+  STATUS_TOPIC,
+  type WorkerSnapshot,
+} from '../status/snapshot.js';
+import { ensureStatusTopics, statusTopicsExist } from '../status/topics.js';
+import { topicNames } from '../topology/topics.js';
+
+/** How often lag, DLQ depth and rates are sampled (the charts' resolution). */
+export const SAMPLE_INTERVAL_MS = 5000;
+/** The charts' span. */
+export const HISTORY_MS = 15 * 60 * 1000;
+/** Workers silent for longer than this are no longer listed (a crashed worker leaves no tombstone). */
+export const FORGET_AFTER_MS = 60 * 60 * 1000;
+/** Newest dead letters kept in memory per DLQ. */
+const DLQ_CACHE = 5000;
+
+export interface WorkerEntry {
+  snapshot: WorkerSnapshot;
+  previous?: WorkerSnapshot;
+}
+
+export interface Point {
+  at: number;
+  lag: number;
+  completedPerSec: number;
+  failedPerSec: number;
+}
+
+export interface GroupInfo {
+  group: string;
+  topic: string;
+  tiers: { topic: string; delayMs: number }[];
+  dlq: string;
+  history: Point[];
+  lag: PartitionLag[];
+  lagAt: number | undefined;
+  dlqDepth: number | undefined;
+  desiredReplicas: number | undefined;
+  error: string | undefined;
+}
+
+export interface GroupView extends GroupInfo {
+  live: WorkerEntry[];
+  stale: WorkerEntry[];
+  control: ControlCommand | undefined;
+  completedPerSec: number;
+  failedPerSec: number;
+  oldestPendingAgeSeconds: number;
+}
+
+export interface ReplayTask {
+  id: string;
+  topic: string;
+  filter: { errorClass?: string; key?: string; since?: number };
+  rate: number | undefined;
+  limit: number | undefined;
+  startedAt: number;
+  progress: { scanned: number; matched: number; sent: number };
+  result?: ReplayResult;
+  error?: string;
+}
+
+export interface DeadLetter {
+  job: DeadJob;
+  record: BrowsedRecord;
+  replayed: boolean;
+}
+
+function rate(e: WorkerEntry, field: 'completed' | 'failed'): number {
+  const { snapshot: s, previous: p } = e;
+  if (!p || p.startedAt !== s.startedAt || s.at <= p.at) return 0;
+  return Math.max(0, s.counters[field] - p.counters[field]) / ((s.at - p.at) / 1000);
+}
+
+/**
+ * What the console knows, all of it from Kafka: worker snapshots and control commands (tailing the
+ * two compacted topics), lag, DLQ depth and desired replicas per group (sampled every 5 s with
+ * the admin client), the last 15 minutes of those in memory for the charts. No database.
+ */
+export class ConsoleModel {
+  readonly workers = new Map<string, WorkerEntry>();
+  readonly controls = new Map<string, ControlCommand>();
+  readonly tasks = new Map<string, ReplayTask>();
+  private readonly infos = new Map<string, GroupInfo>();
+  private readonly desired = new Map<string, DesiredReplicas>();
+  private readonly dlqCache = new Map<
+    string,
+    { next: Map<number, number>; records: BrowsedRecord[]; busy?: Promise<void> }
+  >();
+  private admin: Admin | undefined;
+  private producer: Producer | undefined;
+  private tail: TopicTail | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private sampling = false;
+  private stopped = false;
+  private taskCount = 0;
+  /** Set once the status topics are followed. */
+  feedReady = false;
+  feedError: string | undefined;
+
+  constructor(
+    readonly connection: KafkaConnection,
+    private readonly opts: { readOnly: boolean; pinnedGroups: string[]; logger: Logger },
+  ) {}
+
+  async start(): Promise<void> {
+    this.admin = createKafka(this.connection).admin();
+    await this.admin.connect();
+    if (!this.opts.readOnly) {
+      await ensureStatusTopics(this.admin);
+      this.producer = createKafka(this.connection).producer({
+        createPartitioner: Partitioners.DefaultPartitioner,
+        allowAutoTopicCreation: false,
+      });
+      await this.producer.connect();
+    }
+    await this.follow();
+    const sample = setInterval(() => void this.sample(), SAMPLE_INTERVAL_MS);
+    this.timers.push(sample);
+    void this.sample();
+  }
+
+  /** Tails the status and control topics; a read-only console waits for a worker to create them. */
+  private async follow(): Promise<void> {
+    if (this.stopped || this.tail) return;
+    try {
+      if (!(await statusTopicsExist(this.admin!))) {
+        this.feedError = 'no worker has published a status yet (the topic __strand_status does not exist)';
+        this.timers.push(setTimeout(() => void this.follow(), SAMPLE_INTERVAL_MS));
+        return;
+      }
+      this.tail = await tailTopics(this.connection, {
+        topics: [STATUS_TOPIC, CONTROL_TOPIC],
+        groupPrefix: 'strand-console',
+        maxWaitMs: 500,
+        onRecord: (topic, _partition, m) => this.onRecord(topic, m.key, m.value),
+      });
+      this.feedReady = true;
+      this.feedError = undefined;
+    } catch (error) {
+      this.feedError = (error as Error).message;
+      this.timers.push(setTimeout(() => void this.follow(), SAMPLE_INTERVAL_MS));
+    }
+  }
+
+  private onRecord(topic: string, keyBytes: Buffer | null, value: Buffer | null): void {
+    const key = keyBytes?.toString('utf8');
+    if (key === undefined) return;
+    if (topic === CONTROL_TOPIC) {
+      const command = parseControl(value);
+      if (command) this.controls.set(key, command);
+      return;
+    }
+    if (value === null) {
+      this.workers.delete(key);
+      return;
+    }
+    const snapshot = parseSnapshot(value);
+    if (!snapshot) return;
+    const before = this.workers.get(key);
+    this.workers.set(key, before ? { snapshot, previous: before.snapshot } : { snapshot });
+    this.remember(snapshot);
+  }
+
+  private remember(s: WorkerSnapshot): void {
+    const info = this.infos.get(s.group);
+    if (info) {
+      info.topic = s.topic;
+      info.tiers = s.tiers;
+      info.dlq = s.dlq;
+    } else {
+      this.infos.set(s.group, {
+        group: s.group,
+        topic: s.topic,
+        tiers: s.tiers,
+        dlq: s.dlq,
+        history: [],
+        lag: [],
+        lagAt: undefined,
+        dlqDepth: undefined,
+        desiredReplicas: undefined,
+        error: undefined,
+      });
+    }
+    if (s.autoscale && !this.desired.has(s.group)) this.desired.set(s.group, new DesiredReplicas(s.autoscale));
+  }
+
+  /** A `--group` without snapshots: its topic from its committed offsets, its tiers by name. */
+  private async discover(group: string): Promise<void> {
+    if (this.infos.has(group) || !this.admin) return;
+    const offsets = await this.admin.fetchOffsets({ groupId: group });
+    const topic = offsets.map((o) => o.topic).find((t) => !/\.(dlq|retry\.\d+)$/.test(t));
+    if (!topic) return;
+    const all = new Set(await this.admin.listTopics());
+    const tiers: { topic: string; delayMs: number }[] = [];
+    for (let n = 1; all.has(`${topic}.retry.${n}`); n++) tiers.push({ topic: `${topic}.retry.${n}`, delayMs: 0 });
+    this.infos.set(group, {
+      group,
+      topic,
+      tiers,
+      dlq: topicNames(topic, 0).dlq,
+      history: [],
+      lag: [],
+      lagAt: undefined,
+      dlqDepth: undefined,
+      desiredReplicas: undefined,
+      error: undefined,
+    });
+  }
+
+  /** Workers heard from within the forget window, newest first. */
+  listedWorkers(now = Date.now()): WorkerEntry[] {
+    return [...this.workers.values()]
+      .filter((w) => now - w.snapshot.at <= FORGET_AFTER_MS)
+      .sort((a, b) => a.snapshot.group.localeCompare(b.snapshot.group) || b.snapshot.at - a.snapshot.at);
+  }
+
+  isStale(w: WorkerEntry, now = Date.now()): boolean {
+    return now - w.snapshot.at > STALE_AFTER_MS;
+  }
+
+  /** Groups with a listed worker, pinned groups, and groups seen live while the console ran. */
+  groups(now = Date.now()): GroupView[] {
+    const listed = this.listedWorkers(now);
+    const names = new Set([...listed.map((w) => w.snapshot.group), ...this.opts.pinnedGroups]);
+    for (const info of this.infos.values()) if (info.history.length > 0) names.add(info.group);
+    const out: GroupView[] = [];
+    for (const group of [...names].sort()) {
+      const info = this.infos.get(group);
+      if (!info) continue;
+      const mine = listed.filter((w) => w.snapshot.group === group);
+      const live = mine.filter((w) => !this.isStale(w, now));
+      out.push({
+        ...info,
+        live,
+        stale: mine.filter((w) => this.isStale(w, now)),
+        control: this.controls.get(group),
+        completedPerSec: live.reduce((s, w) => s + rate(w, 'completed'), 0),
+        failedPerSec: live.reduce((s, w) => s + rate(w, 'failed'), 0),
+        oldestPendingAgeSeconds: Math.max(0, ...live.map((w) => w.snapshot.oldestPendingAgeSeconds)),
+      });
+    }
+    return out;
+  }
+
+  group(name: string): GroupView | undefined {
+    return this.groups().find((g) => g.group === name);
+  }
+
+  /** Job topics of the known groups. */
+  jobTopics(): string[] {
+    return [...new Set(this.groups().map((g) => g.topic))].sort();
+  }
+
+  /** Reads lag, DLQ depth and rates of every group once (every 5 s). */
+  async sample(): Promise<void> {
+    if (this.sampling || this.stopped || !this.admin) return;
+    this.sampling = true;
+    try {
+      for (const group of this.opts.pinnedGroups)
+        await this.discover(group).catch((e: unknown) => this.opts.logger.debug({ err: e }, 'discover failed'));
+      const now = Date.now();
+      for (const view of this.groups(now)) {
+        const info = this.infos.get(view.group)!;
+        try {
+          const topics = [info.topic, ...info.tiers.map((t) => t.topic)];
+          const tierDelays = Object.fromEntries(info.tiers.map((t) => [t.topic, t.delayMs]));
+          info.lag = await computeLag(this.admin, info.group, topics, { tierDelays, now });
+          info.lagAt = now;
+          info.dlqDepth = await dlqDepth(this.admin, info.topic, info.dlq);
+          let desired = this.desired.get(info.group);
+          if (!desired) {
+            desired = new DesiredReplicas({
+              targetLagPerReplica: 500,
+              minReplicas: 1,
+              maxReplicas: 50,
+              scaleDownWindowMs: 300_000,
+            });
+            this.desired.set(info.group, desired);
+          }
+          info.desiredReplicas = desired.update(totalLag(info.lag, 'due'), now);
+          info.error = undefined;
+          info.history.push({
+            at: now,
+            lag: totalLag(info.lag),
+            completedPerSec: view.completedPerSec,
+            failedPerSec: view.failedPerSec,
+          });
+          while (info.history.length > 0 && info.history[0]!.at < now - HISTORY_MS) info.history.shift();
+        } catch (error) {
+          info.error = (error as Error).message.split('\n')[0];
+        }
+      }
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  /** Sends pause/resume to every worker of `group` (the latest command per group is its state). */
+  async sendControl(group: string, action: 'pause' | 'resume'): Promise<ControlCommand> {
+    if (!this.producer) throw new Error('read-only console');
+    const command: ControlCommand = { v: 1, group, action, at: Date.now(), by: `console@${hostname()}` };
+    await this.producer.send({
+      topic: CONTROL_TOPIC,
+      acks: -1,
+      messages: [{ key: group, value: JSON.stringify(command) }],
+    });
+    this.controls.set(group, command);
+    return command;
+  }
+
+  /**
+   * The newest dead letters of `jobTopic` (up to 5,000), newest first, read incrementally: only
+   * records appended since the last call are fetched.
+   */
+  async deadLetters(jobTopic: string, dlq = topicNames(jobTopic, 0).dlq): Promise<DeadLetter[]> {
+    let cache = this.dlqCache.get(dlq);
+    if (!cache) {
+      cache = { next: new Map(), records: [] };
+      this.dlqCache.set(dlq, cache);
+    }
+    const c = cache;
+    while (c.busy) await c.busy;
+    let sets = new Map<number, ReplayedSet[]>();
+    c.busy = (async () => {
+      const admin = this.admin!;
+      const bounds = await admin.fetchTopicOffsets(dlq);
+      const ranges = bounds
+        .map((b) => {
+          const high = Number(b.high);
+          const low = Number(b.low);
+          const from = Math.max(low, high - DLQ_CACHE, c.next.get(b.partition) ?? 0);
+          return { partition: b.partition, from, to: high, low };
+        })
+        .filter((r) => r.from < r.to);
+      if (ranges.length > 0) {
+        const fresh = await readRanges(this.connection, dlq, ranges);
+        for (const r of ranges) c.next.set(r.partition, r.to);
+        c.records.push(...fresh);
+      }
+      const lows = new Map(bounds.map((b) => [b.partition, Number(b.low)]));
+      c.records = c.records
+        .filter((r) => Number(r.message.offset) >= (lows.get(r.partition) ?? 0))
+        .sort((a, b) => Number(a.message.timestamp) - Number(b.message.timestamp))
+        .slice(-DLQ_CACHE);
+      sets = await replayedSets(admin, jobTopic, dlq);
+    })().finally(() => {
+      c.busy = undefined;
+    });
+    await c.busy;
+    return c.records
+      .map((record) => ({
+        job: toDeadJob(record.partition, record.message),
+        record,
+        replayed: wasReplayed(sets.get(record.partition), Number(record.message.offset)),
+      }))
+      .reverse();
+  }
+
+  /** Starts a filtered replay in the background; its page follows the progress. */
+  startReplay(
+    topic: string,
+    filter: ReplayTask['filter'],
+    opts: { rate?: number | undefined; limit?: number | undefined },
+  ): ReplayTask {
+    const task: ReplayTask = {
+      id: String(++this.taskCount),
+      topic,
+      filter,
+      rate: opts.rate,
+      limit: opts.limit,
+      startedAt: Date.now(),
+      progress: { scanned: 0, matched: 0, sent: 0 },
+    };
+    this.tasks.set(task.id, task);
+    replayDeadJobs(this.connection, topic, {
+      ...filter,
+      ...(opts.rate ? { rate: opts.rate } : {}),
+      ...(opts.limit ? { limit: opts.limit } : {}),
+      onProgress: (p) => {
+        task.progress = p;
+      },
+    }).then(
+      (result) => {
+        task.result = result;
+        task.progress = { scanned: result.scanned, matched: result.matched, sent: result.sent };
+      },
+      (error: unknown) => {
+        task.error = (error as Error).message.split('\n')[0] ?? String(error);
+      },
+    );
+    return task;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    await this.tail?.stop();
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+}

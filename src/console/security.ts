@@ -1,0 +1,115 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+
+export const SESSION_COOKIE = 'strand_session';
+export const CSRF_COOKIE = 'strand_csrf';
+
+function digest(key: string | Buffer, text: string): string {
+  return createHmac('sha256', key).update(text).digest('base64url');
+}
+
+function same(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** `127.0.0.1`, `::1`, `localhost` and the rest of 127.0.0.0/8. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+export function parseCookies(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out.set(part.slice(0, i).trim(), decodeURIComponent(part.slice(i + 1).trim()));
+  }
+  return out;
+}
+
+/**
+ * Who may use the console, and the CSRF check of every POST.
+ *
+ * - With a token, each request carries it (`Authorization: Bearer`) or the session cookie that
+ *   the login sets (HttpOnly, SameSite=Strict; its value is derived from the token, never the token).
+ * - Without a token the console only answers requests addressed to a loopback name (the Host
+ *   header), so a web page cannot reach it through DNS rebinding.
+ * - A POST needs the `_csrf` field matching the browser's CSRF cookie (an HMAC of it with a key of
+ *   this process), and is refused when its Origin is another site.
+ */
+export class ConsoleSecurity {
+  private readonly key = randomBytes(32);
+  private readonly session: string | undefined;
+
+  constructor(
+    private readonly opts: { token?: string | undefined; host: string },
+  ) {
+    this.session = opts.token ? digest(opts.token, 'strand-console-session') : undefined;
+  }
+
+  get tokenRequired(): boolean {
+    return this.opts.token !== undefined;
+  }
+
+  /** The session cookie value a correct login gets. */
+  sessionFor(token: string): string | undefined {
+    return this.opts.token !== undefined && same(token, this.opts.token) ? this.session : undefined;
+  }
+
+  authenticated(req: IncomingMessage, cookies: Map<string, string>): boolean {
+    if (this.opts.token === undefined || this.session === undefined) return true;
+    const auth = req.headers.authorization ?? '';
+    if (auth.startsWith('Bearer ') && same(auth.slice(7).trim(), this.opts.token)) return true;
+    const cookie = cookies.get(SESSION_COOKIE);
+    return cookie !== undefined && same(cookie, this.session);
+  }
+
+  /** False for a request a browser was tricked into addressing to this loopback console. */
+  hostAllowed(req: IncomingMessage): boolean {
+    if (this.tokenRequired || !isLoopback(this.opts.host)) return true;
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    return isLoopback(host);
+  }
+
+  /** A new CSRF cookie value (random per browser). */
+  newCsrfCookie(): string {
+    return randomBytes(24).toString('base64url');
+  }
+
+  /** The token forms carry for the browser holding `cookie`. */
+  csrfToken(cookie: string): string {
+    return digest(this.key, `csrf:${cookie}`);
+  }
+
+  csrfValid(cookie: string | undefined, token: string | undefined): boolean {
+    return cookie !== undefined && token !== undefined && same(token, this.csrfToken(cookie));
+  }
+
+  /** False when the browser says the POST comes from another site. */
+  sameOrigin(req: IncomingMessage): boolean {
+    const site = req.headers['sec-fetch-site'];
+    if (site === 'cross-site') return false;
+    const origin = req.headers.origin;
+    if (origin === undefined || origin === 'null') return origin === undefined;
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Headers on every answer: a strict CSP (no inline script or style), no framing, no sniffing. */
+export const SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  'permissions-policy': 'camera=(), microphone=(), geolocation=()',
+};

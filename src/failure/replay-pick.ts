@@ -1,0 +1,137 @@
+import { type Admin, createKafka, type KafkaConnection, Partitioners } from '../kafka/client.js';
+import { readRanges } from '../kafka/browse.js';
+import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
+import {
+  addReplayed,
+  decodeReplayed,
+  encodeReplayed,
+  pruneReplayed,
+  type ReplayedSet,
+  replayGroupName,
+  replayGroupPrefix,
+} from '../lag/replayed.js';
+import { topicNames } from '../topology/topics.js';
+import { replayHeaders } from './dlq.js';
+
+/**
+ * The replay group of jobs replayed one by one (the console's "replay this job"): one group per job
+ * topic whose commit metadata holds every DLQ offset picked so far, so `dlqDepth` subtracts them
+ * like any other replay.
+ */
+export function pickGroupName(topic: string): string {
+  return `${replayGroupPrefix(topic)}picked`;
+}
+
+/**
+ * Per DLQ partition, the sets of offsets the replay groups of `jobTopic` re-published (what
+ * `dlqDepth` subtracts), to mark replayed records in a list.
+ */
+export async function replayedSets(
+  admin: Admin,
+  jobTopic: string,
+  dlqTopic: string,
+): Promise<Map<number, ReplayedSet[]>> {
+  const prefix = replayGroupPrefix(jobTopic);
+  const unfiltered = replayGroupName(jobTopic, {});
+  const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(prefix));
+  const sets = new Map<number, ReplayedSet[]>();
+  for (const groupId of groups) {
+    const [res] = await admin.fetchOffsets({ groupId, topics: [dlqTopic] });
+    for (const p of res?.partitions ?? []) {
+      const position = Number(p.offset);
+      if (position < 0) continue;
+      const set =
+        decodeReplayed(p.metadata) ?? (groupId === unfiltered ? { runs: [[0, position]] } : undefined);
+      if (set) sets.set(p.partition, [...(sets.get(p.partition) ?? []), set]);
+    }
+  }
+  return sets;
+}
+
+/** True when `offset` is in one of the sets (a folded range counts as replayed: its positions are unknown). */
+export function wasReplayed(sets: readonly ReplayedSet[] | undefined, offset: number): boolean {
+  return (sets ?? []).some(
+    (s) =>
+      s.runs.some(([from, to]) => offset >= from && offset < to) ||
+      (s.folded !== undefined && offset >= s.folded.from && offset < s.folded.to),
+  );
+}
+
+export type PickResult =
+  | { status: 'sent'; partition: number; offset: string }
+  | { status: 'already-replayed' }
+  | { status: 'not-found' };
+
+/**
+ * Replays the one dead job at `partition`/`offset` of the DLQ, exactly once: the job is sent and
+ * its offset added to the pick group's set in one Kafka transaction, and a job that any replay
+ * already sent is refused (a second click does not send it twice).
+ */
+export async function replayDeadJob(
+  conn: KafkaConnection,
+  topic: string,
+  at: { partition: number; offset: number; dlqTopic?: string },
+): Promise<PickResult> {
+  const dlq = at.dlqTopic ?? topicNames(topic, 0).dlq;
+  const [record] = await readRanges(conn, dlq, [
+    { partition: at.partition, from: at.offset, to: at.offset + 1 },
+  ]);
+  if (!record) return { status: 'not-found' };
+  const group = pickGroupName(topic);
+  const kafka = createKafka(conn);
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    transactionalId: group,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+  });
+  const admin = kafka.admin();
+  // Connecting the transactional producer fences an earlier pick still in flight before we read.
+  await producer.connect();
+  await admin.connect();
+  try {
+    if (wasReplayed((await replayedSets(admin, topic, dlq)).get(at.partition), at.offset))
+      return { status: 'already-replayed' };
+    const [committed] = await admin.fetchOffsets({ groupId: group, topics: [dlq] });
+    const mine = committed?.partitions.find((p) => p.partition === at.partition);
+    const position = Number(mine?.offset ?? -1);
+    const low = Number((await admin.fetchTopicOffsets(dlq)).find((o) => o.partition === at.partition)?.low);
+    const set = pruneReplayed(
+      addReplayed(decodeReplayed(mine?.metadata) ?? { runs: [] }, [at.offset]),
+      Number.isFinite(low) ? low : 0,
+    );
+    const m = record.message;
+    const tx = await producer.transaction();
+    try {
+      const [placed] = await sendAcknowledged(
+        tx,
+        [{ topic, messages: [{ key: m.key, value: m.value, headers: replayHeaders(m) }] }],
+        { counts: partitionCounts(admin) },
+      );
+      await tx.sendOffsets({
+        consumerGroupId: group,
+        topics: [
+          {
+            topic: dlq,
+            partitions: [
+              {
+                partition: at.partition,
+                offset: String(Math.max(position, at.offset + 1)),
+                metadata: encodeReplayed(set),
+              },
+            ],
+          },
+        ],
+      });
+      await tx.commit();
+      return { status: 'sent', partition: placed?.partition ?? -1, offset: placed?.offset ?? '' };
+    } catch (error) {
+      await tx.abort().catch(() => undefined);
+      throw error;
+    }
+  } finally {
+    await producer.disconnect().catch(() => undefined);
+    await admin.disconnect().catch(() => undefined);
+  }
+}
