@@ -1,5 +1,5 @@
 import type { Logger } from '../observability/logger.js';
-import type { ConsumerPort } from '../ports.js';
+import type { CommittedOffset, ConsumerPort } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import { decodeOffsetMap } from './offset-map.js';
 import { PartitionTracker } from './partition-tracker.js';
@@ -59,24 +59,78 @@ export class Assignment {
     return owned;
   }
 
-  /** A join completed: partitions no longer assigned are revoked, new ones get trackers and their offset maps. */
-  assign(assignment: Readonly<Record<string, readonly number[]>>): void {
+  /**
+   * A join completed: partitions no longer assigned are revoked, new ones get trackers and their
+   * offset maps. A partition kept across the rebalance keeps its tracker (offsets it re-fetches are
+   * not run twice) only if nobody committed it meanwhile: a member that was late to rejoin may have
+   * missed a whole generation in which another member moved the partition on.
+   */
+  assign(assignment: Readonly<Record<string, readonly number[]>>): Promise<void> {
     const next = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment))
       for (const p of partitions) next.add(tpKey(topic, p));
     for (const tp of [...this.owned.keys()]) if (!next.has(tp)) this.revoke(tp);
     const fresh: PartitionTracker[] = [];
+    const kept: PartitionTracker[] = [];
     for (const [topic, partitions] of Object.entries(assignment)) {
       for (const partition of partitions) {
-        if (this.owned.has(tpKey(topic, partition))) continue;
+        const owned = this.owned.get(tpKey(topic, partition));
+        if (owned) {
+          kept.push(owned.tracker);
+          continue;
+        }
         const tracker = new PartitionTracker(topic, partition);
         fresh.push(tracker);
         this.owned.set(tpKey(topic, partition), { tracker, ready: Promise.resolve() });
       }
     }
-    if (fresh.length === 0) return;
-    const ready = this.loadOffsetMaps(fresh);
-    for (const t of fresh) this.owned.get(tpKey(t.topic, t.partition))!.ready = ready;
+    if (fresh.length === 0 && kept.length === 0) return Promise.resolve();
+    const ready = this.reconcile(fresh, kept);
+    for (const t of [...fresh, ...kept]) {
+      const owned = this.owned.get(tpKey(t.topic, t.partition));
+      if (owned) owned.ready = ready;
+    }
+    return ready;
+  }
+
+  /** Reads the group's committed offsets: offset maps for new partitions, continuity for kept ones. */
+  private async reconcile(fresh: PartitionTracker[], kept: PartitionTracker[]): Promise<void> {
+    const topics = [...new Set([...fresh, ...kept].map((t) => t.topic))];
+    let committed: CommittedOffset[] | undefined;
+    try {
+      committed = await this.deps.consumer.committed(topics);
+    } catch (error) {
+      this.deps.logger.warn(
+        { err: error },
+        'could not read committed offsets; out-of-order completions may run again',
+      );
+    }
+    const find = (t: PartitionTracker) =>
+      committed?.find((c) => c.topic === t.topic && c.partition === t.partition);
+    const stateOf = (c: CommittedOffset | undefined) =>
+      c && c.offset >= 0 ? `${c.offset}|${c.metadata ?? ''}` : '-1|';
+    const load = (t: PartitionTracker) => {
+      const c = find(t);
+      t.baseline = stateOf(c);
+      if (c && c.offset >= 0 && c.metadata) t.preloadedDone = decodeOffsetMap(c.offset, c.metadata);
+    };
+    for (const t of fresh) load(t);
+    for (const t of kept) {
+      const tp = tpKey(t.topic, t.partition);
+      if (this.owned.get(tp)?.tracker !== t) continue;
+      // Still ours if the group's commit is where we started or one we sent (even unacknowledged).
+      const state = stateOf(find(t));
+      if (committed && (state === t.baseline || t.sent.includes(state))) continue;
+      // Someone else committed it meanwhile (or we cannot tell): start this ownership afresh.
+      this.revoke(tp);
+      const tracker = new PartitionTracker(t.topic, t.partition);
+      load(tracker);
+      this.owned.set(tp, { tracker, ready: Promise.resolve() });
+      this.deps.logger.info(
+        { tp },
+        'partition moved on while this worker was out of the group; taking it afresh',
+      );
+    }
   }
 
   /** Revoked: its waiting jobs are dropped; running ones finish but cannot be committed by us. */
@@ -95,22 +149,5 @@ export class Assignment {
   /** Stops every pending resume of a paused tier partition (shutdown). */
   clearTimers(): void {
     for (const owned of this.owned.values()) this.deps.clock.clearTimeout(owned.resumeTimer);
-  }
-
-  /** Reads the committed offset maps of newly assigned partitions (best effort: a failure only costs re-runs). */
-  private async loadOffsetMaps(trackers: PartitionTracker[]): Promise<void> {
-    const topics = [...new Set(trackers.map((t) => t.topic))];
-    try {
-      for (const c of await this.deps.consumer.committed(topics)) {
-        const tracker = trackers.find((t) => t.topic === c.topic && t.partition === c.partition);
-        if (!tracker || c.offset < 0 || !c.metadata) continue;
-        tracker.preloadedDone = decodeOffsetMap(c.offset, c.metadata);
-      }
-    } catch (error) {
-      this.deps.logger.warn(
-        { err: error },
-        'could not read committed offset maps; out-of-order completions may run again',
-      );
-    }
   }
 }

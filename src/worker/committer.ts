@@ -87,6 +87,7 @@ export class Committer {
       if (last && point === last.point && metadata === last.metadata) continue;
       offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: point, metadata });
       trackers.push(tracker);
+      tracker.noteSent(point, metadata);
     }
     if (offsets.length === 0) return;
     try {

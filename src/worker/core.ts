@@ -76,6 +76,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   /** Consumer restarts since the last join (the backoff exponent). */
   private restarts = 0;
   private isJoined = false;
+  /** Counts assignments, so a late check of an old one does not release a newer rebalance. */
+  private joinRound = 0;
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly deps: CoreDeps) {
@@ -204,8 +206,14 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly hooks: GroupHooks = {
     beforeRejoin: () => this.drainForRebalance(),
     assigned: (assignment) => {
-      this.assignment.assign(assignment);
-      this.state.rebalancing = false;
+      const ready = this.assignment.assign(assignment);
+      // Nothing starts until kept partitions are known to be still ours (assignment.ts).
+      const round = ++this.joinRound;
+      void ready.then(() => {
+        if (round !== this.joinRound) return;
+        this.state.rebalancing = false;
+        this.dispatcher.pump();
+      });
       this.isJoined = true;
       this.restarts = 0;
       this.deps.metrics.rebalances.inc({ group: this.deps.options.groupId });
@@ -215,7 +223,6 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       }));
       this.deps.logger.info({ assignment: list }, 'assignment received');
       this.emit('rebalance', list);
-      this.dispatcher.pump();
     },
     crashed: (error, restarting) => this.onCrash(error, restarting),
   };

@@ -151,7 +151,7 @@ export class Intake {
       tracker.accept(offset);
       buffer.add(item);
       pending.set(item, true);
-      if (holdMs > 1) {
+      if (holdMs > 0) {
         // Due within the lead: accepted now (counted, buffered), started on time.
         clock.setTimeout(
           () => {

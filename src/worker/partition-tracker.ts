@@ -24,6 +24,20 @@ export class PartitionTracker {
    */
   lastCommit: { point: number; metadata: string } | undefined;
 
+  /**
+   * What the group had committed when this ownership began, and what this ownership sent since
+   * (the last few, acknowledged or not): `<offset>|<metadata>`. A partition kept across a
+   * rebalance keeps this tracker only if the group's committed offset is one of these.
+   */
+  baseline = '-1|';
+  readonly sent: string[] = [];
+
+  /** Notes a commit about to be sent. */
+  noteSent(point: number, metadata: string): void {
+    this.sent.push(`${point}|${metadata}`);
+    if (this.sent.length > 16) this.sent.shift();
+  }
+
   constructor(
     readonly topic: string,
     readonly partition: number,
