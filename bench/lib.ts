@@ -1,4 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { type Payment, paymentProducer } from '../chaos/payments.js';
 import { kafkaClasspath, stackHome, stackUp } from '../src/devstack/index.js';
@@ -50,7 +52,84 @@ export async function deleteBenchTopics(s: BenchStack): Promise<void> {
   await admin.disconnect();
 }
 
-/** ~200-byte Avro payments (Confluent wire format) over `keys` accounts. */
+/** Where bench/child.mjs runs from: the repository root. */
+export const ROOT = join(import.meta.dirname, '..');
+
+/** What a measured child process reports (bench/child.mjs), besides `event`. */
+export type ChildResult = Record<string, unknown> & { seconds: number };
+
+/**
+ * Runs one measurement in its own plain-node process (bench/child.mjs, Strand from dist/): no
+ * tsx loader, a fresh JIT and heap for every run. `onReady` runs when the child says it can
+ * start; the promise resolves with its result line, or rejects with its error line or exit code.
+ */
+export function child(
+  mode: 'strand' | 'kafkajs' | 'produce' | 'paced',
+  params: Record<string, unknown>,
+  opts: { nodeArgs?: string[]; onReady?: () => void; timeoutMs?: number } = {},
+): Promise<ChildResult> {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS; // a loader there (tsx) would transform dist/ too
+  const proc = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), join(ROOT, 'bench', 'child.mjs'), mode, JSON.stringify(params)],
+    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  return new Promise((resolve, reject) => {
+    let result: ChildResult | undefined;
+    let error: string | undefined;
+    const timer = setTimeout(() => {
+      error = `${mode} child timed out after ${Math.round((opts.timeoutMs ?? 900_000) / 1000)} s`;
+      proc.kill('SIGKILL');
+    }, opts.timeoutMs ?? 900_000);
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      let msg: { event?: string; message?: string } & Record<string, unknown>;
+      try {
+        msg = JSON.parse(line) as typeof msg;
+      } catch {
+        console.error(`[${mode}] ${line}`);
+        return;
+      }
+      if (msg.event === 'ready') opts.onReady?.();
+      else if (msg.event === 'error') error = `${mode}: ${msg.message}`;
+      else if (msg.event === 'result') {
+        const { event: _, ...rest } = msg;
+        result = rest as ChildResult;
+      }
+    });
+    proc.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (result && code === 0) resolve(result);
+      else reject(new Error(error ?? `${mode} child exited with ${signal ?? code} and no result`));
+    });
+  });
+}
+
+/** Median, min and max of the runs of one figure (and the runs, in order). */
+export interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+export function stats(runs: number[], digits = 0): Stats {
+  const sorted = [...runs].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  const median = sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return {
+    median: round(median, digits),
+    min: round(sorted[0]!, digits),
+    max: round(sorted[sorted.length - 1]!, digits),
+    runs: runs.map((r) => round(r, digits)),
+  };
+}
+
+/** ~200-byte Avro payments (Confluent wire format) over `keys` accounts; bench/child.mjs has a copy. */
 export function payment(i: number, keys: number, memo: string | null = null): Payment {
   return {
     paymentId: `pay-${i.toString().padStart(9, '0')}-settlement-batch-2026-11`,
@@ -93,22 +172,7 @@ export async function fill(
   return ms;
 }
 
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 export const round = (n: number, digits = 0) => Number(n.toFixed(digits));
-
-export async function until(check: () => boolean, timeoutMs: number, intervalMs = 20): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  return true;
-}
 
 /** Kafka's own perf tools from the kafka-tools artifact (resolved by Maven, cached). */
 export async function kafkaTool(

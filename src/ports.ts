@@ -95,6 +95,8 @@ export interface ConsumerPort {
   committed(topics: readonly string[]): Promise<CommittedOffset[]>;
   pause(topics: readonly string[]): void;
   resume(topics: readonly string[]): void;
+  /** Resumes single partitions (a pause made by `FetchedBatch.pause` outlives a rejoin). */
+  resumePartitions(partitions: readonly { topic: string; partition: number }[]): void;
   /** Leaves the group and disconnects. */
   stop(): Promise<void>;
 }

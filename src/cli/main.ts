@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { configureProgram, handleCommanderExit } from './common.js';
+import { registerConsole } from './console.js';
 import { registerDemo } from './demo.js';
 import { registerDev } from './dev.js';
 import { registerDlq } from './dlq.js';
@@ -20,6 +21,7 @@ registerTopics(program);
 registerWorker(program);
 registerDlq(program);
 registerLag(program);
+registerConsole(program);
 registerDemo(program);
 
 try {

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { type DeadJob, type ReplayResult, replayDeadJobs, toDeadJob } from '../failure/dlq.js';
 import { replayedSets, wasReplayed } from '../failure/replay-pick.js';
-import { type BrowsedRecord, readRanges } from '../kafka/browse.js';
+import { assertTopicExists, type BrowsedRecord, readRanges } from '../kafka/browse.js';
 import { type Admin, createKafka, type KafkaConnection, Partitioners, type Producer } from '../kafka/client.js';
 import { type TopicTail, tailTopics } from '../kafka/tail.js';
 import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag, totalLag } from '../lag/lag.js';
@@ -99,7 +99,7 @@ export class ConsoleModel {
   private readonly desired = new Map<string, DesiredReplicas>();
   private readonly dlqCache = new Map<
     string,
-    { next: Map<number, number>; records: BrowsedRecord[]; busy?: Promise<void> }
+    { next: Map<number, number>; records: BrowsedRecord[]; busy?: Promise<void> | undefined }
   >();
   private admin: Admin | undefined;
   private producer: Producer | undefined;
@@ -338,6 +338,7 @@ export class ConsoleModel {
     let sets = new Map<number, ReplayedSet[]>();
     c.busy = (async () => {
       const admin = this.admin!;
+      await assertTopicExists(admin, dlq);
       const bounds = await admin.fetchTopicOffsets(dlq);
       const ranges = bounds
         .map((b) => {

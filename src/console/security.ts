@@ -87,12 +87,15 @@ export class ConsoleSecurity {
     return cookie !== undefined && token !== undefined && same(token, this.csrfToken(cookie));
   }
 
-  /** False when the browser says the POST comes from another site. */
+  /**
+   * False when the browser says the POST comes from another site: `Sec-Fetch-Site` where the
+   * browser sends it, else the Origin (clients that send neither, like curl, pass on to the token).
+   */
   sameOrigin(req: IncomingMessage): boolean {
     const site = req.headers['sec-fetch-site'];
-    if (site === 'cross-site') return false;
+    if (typeof site === 'string') return site === 'same-origin' || site === 'none';
     const origin = req.headers.origin;
-    if (origin === undefined || origin === 'null') return origin === undefined;
+    if (origin === undefined) return true;
     try {
       return new URL(origin).host === req.headers.host;
     } catch {
@@ -108,7 +111,8 @@ export const SECURITY_HEADERS: Record<string, string> = {
     "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
+  // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on form posts.
+  'referrer-policy': 'same-origin',
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
   'permissions-policy': 'camera=(), microphone=(), geolocation=()',

@@ -109,21 +109,15 @@ export async function replayDeadJob(
         [{ topic, messages: [{ key: m.key, value: m.value, headers: replayHeaders(m) }] }],
         { counts: partitionCounts(admin) },
       );
-      await tx.sendOffsets({
-        consumerGroupId: group,
-        topics: [
-          {
-            topic: dlq,
-            partitions: [
-              {
-                partition: at.partition,
-                offset: String(Math.max(position, at.offset + 1)),
-                metadata: encodeReplayed(set),
-              },
-            ],
-          },
-        ],
-      });
+      // The metadata rides along as in `replayDeadJobs` (kafkajs' type omits it, the protocol has it).
+      const partitions = [
+        {
+          partition: at.partition,
+          offset: String(Math.max(position, at.offset + 1)),
+          metadata: encodeReplayed(set),
+        },
+      ];
+      await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
       await tx.commit();
       return { status: 'sent', partition: placed?.partition ?? -1, offset: placed?.offset ?? '' };
     } catch (error) {

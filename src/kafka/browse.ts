@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KafkaMessage } from 'kafkajs';
-import { createKafka, type KafkaConnection } from './client.js';
+import { type Admin, createKafka, type KafkaConnection } from './client.js';
 
 /** Offsets `[from, to)` of one partition. */
 export interface OffsetRange {
@@ -16,6 +16,11 @@ export interface BrowsedRecord {
   message: KafkaMessage;
 }
 
+/** Fails at once for a topic that does not exist (the client would retry for a while first). */
+export async function assertTopicExists(admin: Admin, topic: string): Promise<void> {
+  if (!(await admin.listTopics()).includes(topic)) throw new Error(`topic ${topic} does not exist`);
+}
+
 /** Log-start and log-end offsets of each partition of a topic. */
 export async function partitionBounds(
   conn: KafkaConnection,
@@ -24,6 +29,7 @@ export async function partitionBounds(
   const admin = createKafka(conn).admin();
   await admin.connect();
   try {
+    await assertTopicExists(admin, topic);
     const offsets = await admin.fetchTopicOffsets(topic);
     return offsets
       .map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) }))

@@ -171,6 +171,10 @@ export class KafkaConsumerPort implements ConsumerPort {
     this.consumer?.resume(topics.map((topic) => ({ topic })));
   }
 
+  resumePartitions(partitions: readonly { topic: string; partition: number }[]): void {
+    this.consumer?.resume(partitions.map(({ topic, partition }) => ({ topic, partitions: [partition] })));
+  }
+
   async stop(): Promise<void> {
     // A stop during start waits for it, so nothing it opens is left behind.
     await this.starting?.catch(() => undefined);

@@ -26,7 +26,8 @@ export interface StatusSource {
     readonly groupId: string;
     readonly concurrency: number;
     readonly brokers?: string[] | undefined;
-    readonly kafka?: KafkaConnection | undefined;
+    /** The full connection (its optional fields may be explicitly undefined). */
+    readonly kafka?: { readonly brokers: readonly string[] } | undefined;
     readonly retry: { readonly tiers: readonly number[] };
     readonly autoscale: {
       readonly targetLagPerReplica: number;

@@ -12,6 +12,11 @@ export interface OwnedPartition {
   ready: Promise<void>;
   /** Resumes a retry-tier partition paused until its head is due. */
   resumeTimer?: TimerHandle | undefined;
+  /**
+   * False from a join until the group's committed offset was checked (assign → reconcile): no
+   * commit is made for the partition before, since a kept tracker may turn out to be stale.
+   */
+  verified: boolean;
 }
 
 /**
@@ -29,6 +34,11 @@ export class Assignment {
       logger: Logger;
       /** A partition left: drop its waiting jobs (running ones finish uncommitted). */
       onRevoke: (tp: string) => void;
+      /**
+       * Partitions this worker did not own before: a retry-tier partition paused until due by an
+       * earlier ownership stays paused in the client across a rejoin, so it must be resumed.
+       */
+      onNewOwnership: (partitions: { topic: string; partition: number }[]) => void;
     },
   ) {}
 
@@ -53,7 +63,7 @@ export class Assignment {
     const tp = tpKey(topic, partition);
     let owned = this.owned.get(tp);
     if (!owned) {
-      owned = { tracker: new PartitionTracker(topic, partition), ready: Promise.resolve() };
+      owned = { tracker: new PartitionTracker(topic, partition), ready: Promise.resolve(), verified: true };
       this.owned.set(tp, owned);
     }
     return owned;
@@ -76,14 +86,16 @@ export class Assignment {
       for (const partition of partitions) {
         const owned = this.owned.get(tpKey(topic, partition));
         if (owned) {
+          owned.verified = false;
           kept.push(owned.tracker);
           continue;
         }
         const tracker = new PartitionTracker(topic, partition);
         fresh.push(tracker);
-        this.owned.set(tpKey(topic, partition), { tracker, ready: Promise.resolve() });
+        this.owned.set(tpKey(topic, partition), { tracker, ready: Promise.resolve(), verified: false });
       }
     }
+    if (fresh.length > 0) this.deps.onNewOwnership(fresh.map((t) => ({ topic: t.topic, partition: t.partition })));
     if (fresh.length === 0 && kept.length === 0) return Promise.resolve();
     const ready = this.reconcile(fresh, kept);
     for (const t of [...fresh, ...kept]) {
@@ -114,18 +126,29 @@ export class Assignment {
       t.baseline = stateOf(c);
       if (c && c.offset >= 0 && c.metadata) t.preloadedDone = decodeOffsetMap(c.offset, c.metadata);
     };
-    for (const t of fresh) load(t);
+    const verified = (t: PartitionTracker) => {
+      const owned = this.owned.get(tpKey(t.topic, t.partition));
+      if (owned?.tracker === t) owned.verified = true;
+    };
+    for (const t of fresh) {
+      load(t);
+      verified(t);
+    }
     for (const t of kept) {
       const tp = tpKey(t.topic, t.partition);
       if (this.owned.get(tp)?.tracker !== t) continue;
       // Still ours if the group's commit is where we started or one we sent (even unacknowledged).
       const state = stateOf(find(t));
-      if (committed && (state === t.baseline || t.sent.includes(state))) continue;
+      if (committed && (state === t.baseline || t.sent.includes(state))) {
+        verified(t);
+        continue;
+      }
       // Someone else committed it meanwhile (or we cannot tell): start this ownership afresh.
       this.revoke(tp);
       const tracker = new PartitionTracker(t.topic, t.partition);
       load(tracker);
-      this.owned.set(tp, { tracker, ready: Promise.resolve() });
+      this.owned.set(tp, { tracker, ready: Promise.resolve(), verified: true });
+      this.deps.onNewOwnership([{ topic: t.topic, partition: t.partition }]);
       this.deps.logger.info(
         { tp },
         'partition moved on while this worker was out of the group; taking it afresh',

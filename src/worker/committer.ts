@@ -65,7 +65,8 @@ export class Committer {
     if (state.rebalancing && !duringRebalance) return;
     const offsets: OffsetCommit[] = [];
     const trackers: PartitionTracker[] = [];
-    for (const { tracker } of assignment.partitions()) {
+    for (const { tracker, verified } of assignment.partitions()) {
+      if (!verified) continue;
       const point = tracker.commitPoint();
       if (point === undefined) continue;
       const last = tracker.lastCommit;

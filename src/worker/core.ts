@@ -98,6 +98,9 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
         for (const item of dropped) this.drop(item);
         logger.info({ tp, dropped: dropped.length }, 'partition revoked');
       },
+      onNewOwnership: (partitions) => {
+        if (!this.state.paused) deps.consumer.resumePartitions(partitions);
+      },
     });
     const idem = o.idempotency;
     const leases =
@@ -273,6 +276,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private async drainForRebalance(): Promise<void> {
     const { clock, options, logger } = this.deps;
     this.state.rebalancing = true;
+    // A check of the previous assignment still under way must not end this rebalance.
+    this.joinRound++;
     if (!this.state.running) return;
     await this.idle(clock.now() + options.rebalanceTimeoutMs);
     // A commit stuck on a moving coordinator must not keep us from rejoining: past the budget,
@@ -307,6 +312,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private onCrash(error: Error, restarting: boolean): void {
     const { logger, metrics, options, clock } = this.deps;
     this.isJoined = false;
+    this.joinRound++;
     this.assignment.revokeAll();
     this.state.rebalancing = false;
     if (!this.state.running) return;

@@ -183,6 +183,8 @@ export class Executor {
         emit('job:duplicate', job);
         return true;
       }
+      // The partition may have been lost while the job decoded or waited for its lease.
+      if (!this.deps.owns(item)) throw new Abandoned();
       emit('job:started', job);
       const started = clock.now();
       const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;

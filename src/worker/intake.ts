@@ -1,6 +1,6 @@
 import { HEADERS } from '../headers.js';
 import type { FetchedBatch } from '../ports.js';
-import type { Clock, TimerHandle } from '../timing/clock.js';
+import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
 import { offsetMapCapacity } from './offset-map.js';
@@ -26,8 +26,9 @@ export class JobBuffer {
     private readonly clock: Clock,
   ) {}
 
-  hasRoom(): boolean {
-    return this.jobs < this.maxJobs && this.bytes < this.maxBytes;
+  /** Room for one more job of `size` bytes (a job larger than the cap alone is let in when the buffer is empty). */
+  hasRoom(size: number): boolean {
+    return this.jobs < this.maxJobs && (this.bytes + size <= this.maxBytes || this.jobs === 0);
   }
 
   add(item: WorkItem): void {
@@ -120,7 +121,6 @@ export class Intake {
         batch.resolveOffset(record.offset);
         continue;
       }
-      let holdMs = 0;
       if (tier > 0) {
         const wait = Number(record.headers?.[HEADERS.dueAt]?.toString() ?? '0') - clock.now();
         if (wait > DUE_LEAD_MS) {
@@ -137,11 +137,17 @@ export class Intake {
           );
           return;
         }
-        holdMs = wait;
+        // Due within the lead: wait here, so records of the partition are still taken in offset
+        // order (two retries of one key keep their order) and none starts before it is due.
+        if (wait > 0) {
+          await sleep(clock, wait);
+          if (!current()) return;
+        }
       }
+      const size = WorkItem.sizeOf(record);
       // Room in the buffer, and room in the partition's offset map: a job accepted beyond what the
       // map can describe could not be recorded as done out of order (offset-map.ts).
-      while (!buffer.hasRoom() || this.beyondMap(tracker, offset)) {
+      while (!buffer.hasRoom(size) || this.beyondMap(tracker, offset)) {
         await buffer.waitForRoom(1000);
         if (!current()) return;
         // Rejects when the group rebalances, so the client can rejoin.
@@ -151,20 +157,7 @@ export class Intake {
       tracker.accept(offset);
       buffer.add(item);
       pending.set(item, true);
-      if (holdMs > 0) {
-        // Due within the lead: accepted now (counted, buffered), started on time.
-        clock.setTimeout(
-          () => {
-            if (!assignment.owns(item) || !state.running) return this.deps.drop(item);
-            dispatcher.add(item);
-            dispatcher.pump();
-          },
-          holdMs,
-          { unref: true },
-        );
-      } else {
-        dispatcher.add(item);
-      }
+      dispatcher.add(item);
       batch.resolveOffset(record.offset);
       dispatcher.pump();
     }

@@ -38,7 +38,7 @@ export class WorkItem implements Schedulable, RoutedRecord {
     this.offset = record.offset;
     this.value = record.value;
     this.rawHeaders = record.headers;
-    this.size = (record.value?.length ?? 0) + (record.key?.length ?? 0) + 64;
+    this.size = WorkItem.sizeOf(record);
     const raw = record.headers;
     const attempt = raw ? Number(headerString(raw, HEADERS.attempt) ?? '1') : 1;
     this.attempt = Number.isInteger(attempt) && attempt > 0 ? attempt : 1;
@@ -46,6 +46,11 @@ export class WorkItem implements Schedulable, RoutedRecord {
     this.jobId =
       (raw && headerString(raw, HEADERS.jobId)) ??
       `${(raw && headerString(raw, HEADERS.originTopic)) ?? topic}:${(raw && headerString(raw, HEADERS.originPartition)) ?? partition}:${(raw && headerString(raw, HEADERS.originOffset)) ?? record.offset}`;
+  }
+
+  /** What a record counts against `maxBufferedBytes`. */
+  static sizeOf(record: FetchedRecord): number {
+    return (record.value?.length ?? 0) + (record.key?.length ?? 0) + 64;
   }
 
   /** Headers as strings (job-facing). */

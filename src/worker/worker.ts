@@ -26,6 +26,7 @@ import {
 import { startMetricsServer } from '../observability/http.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
 import { QueueMetrics } from '../observability/metrics.js';
+import { StatusAgent } from '../status/agent.js';
 import { every, systemClock } from '../timing/clock.js';
 import { type TopicNames, topicNames } from '../topology/topics.js';
 import { WorkerCore, type WorkerEvents } from './core.js';
@@ -77,6 +78,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private producer: Producer | undefined;
   private server: Server | undefined;
   private stopTimers: (() => void)[] = [];
+  /** Status snapshots and pause/resume for the console (src/status/agent.ts). */
+  private agent: StatusAgent | undefined;
 
   constructor(options: WorkerOptions<T>) {
     super();
@@ -244,6 +247,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       },
       'worker started',
     );
+    this.agent = StatusAgent.start(this);
   }
 
   private beat(): void {
@@ -315,6 +319,8 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
 
   /** Closes everything `open()` opened, in reverse order; each step tolerates a never-opened part. */
   private async close(): Promise<void> {
+    await this.agent?.stop();
+    this.agent = undefined;
     for (const stop of this.stopTimers.splice(0)) stop();
     await this.core?.stop({ timeoutMs: 0 });
     await this.producer?.disconnect().catch(() => undefined);

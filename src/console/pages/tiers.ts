@@ -1,0 +1,76 @@
+import { HEADERS, headerString } from '../../headers.js';
+import { offsetsAtTime, readRanges } from '../../kafka/browse.js';
+import { formatAge, formatNumber, formatTime, type Html, html, href } from '../html.js';
+import type { GroupView } from '../model.js';
+import { notice, type Page, type PageContext } from './context.js';
+
+/** Due times of records at fixed offsets never change: remembered by topic/partition/offset. */
+const dueAtCache = new Map<string, number>();
+
+async function nextDue(ctx: PageContext, topic: string, delayMs: number, lagged: number[]): Promise<number | undefined> {
+  if (lagged.length === 0) return undefined;
+  // The first record of each partition that is not due yet (appended less than the delay ago).
+  const starts = await offsetsAtTime(ctx.model.connection, topic, Date.now() - delayMs + 1);
+  const wanted = lagged
+    .map((partition) => ({ partition, offset: starts.get(partition) }))
+    .filter((w): w is { partition: number; offset: number } => w.offset !== undefined);
+  const missing = wanted.filter((w) => !dueAtCache.has(`${topic}/${w.partition}/${w.offset}`));
+  if (missing.length > 0) {
+    const read = await readRanges(
+      ctx.model.connection,
+      topic,
+      missing.map((w) => ({ partition: w.partition, from: w.offset, to: w.offset + 1 })),
+      { idleMs: 1500, timeoutMs: 5000 },
+    );
+    for (const r of read) {
+      const due = Number(headerString(r.message.headers, HEADERS.dueAt) ?? Number(r.message.timestamp) + delayMs);
+      dueAtCache.set(`${topic}/${r.partition}/${r.message.offset}`, due);
+    }
+    if (dueAtCache.size > 10_000) dueAtCache.clear();
+  }
+  const dues = wanted
+    .map((w) => dueAtCache.get(`${topic}/${w.partition}/${w.offset}`))
+    .filter((d): d is number => d !== undefined);
+  return dues.length ? Math.min(...dues) : undefined;
+}
+
+async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
+  if (g.tiers.length === 0) return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>${notice('No retry tiers: failures retry in place, then go to the DLQ.')}</section>`;
+  const rows: Html[] = [];
+  for (const [i, tier] of g.tiers.entries()) {
+    const lag = g.lag.filter((l) => l.topic === tier.topic);
+    const waiting = lag.reduce((s, l) => s + l.lag, 0);
+    const due = lag.reduce((s, l) => s + l.due, 0);
+    const notDue = lag.filter((l) => l.lag > l.due).map((l) => l.partition);
+    let next: Html | string = waiting === 0 ? '-' : due > 0 ? 'now' : '…';
+    try {
+      const at = await nextDue(ctx, tier.topic, tier.delayMs, notDue);
+      if (at !== undefined) next = html`${formatTime(at)} <small>(in ${formatAge((at - Date.now()) / 1000)})</small>`;
+    } catch (error) {
+      next = `? (${(error as Error).message.split('\n')[0]})`;
+    }
+    rows.push(html`<tr data-testid="tier-row" data-topic="${tier.topic}">
+<td>tier ${i + 1}</td>
+<td><a href="${href('/jobs', { topic: tier.topic })}">${tier.topic}</a></td>
+<td class="num">${tier.delayMs ? formatAge(tier.delayMs / 1000) : '?'}</td>
+<td class="num" data-testid="tier-waiting">${formatNumber(waiting)}</td>
+<td class="num">${formatNumber(due)}</td>
+<td>${next}</td>
+</tr>`);
+  }
+  return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>
+<table class="grid"><thead><tr><th>tier</th><th>topic</th><th class="num">delay</th><th class="num">waiting</th><th class="num">due now</th><th>next due</th></tr></thead>
+<tbody>${rows}</tbody></table></section>`;
+}
+
+export async function tiersPage(ctx: PageContext): Promise<Page> {
+  const groups = ctx.model.groups();
+  const sections: Html[] = [];
+  for (const g of groups) sections.push(await groupTiers(ctx, g));
+  const body = html`<h1>Retry tiers</h1>
+<p class="hint">A failed job waits in its tier topic until its delay has passed (<code>strand-due-at</code>); <b>waiting</b> is the group's lag on the tier, <b>due now</b> the part whose delay has passed. Delayed jobs beyond retries are not part of Strand.</p>
+<div id="tiers" data-live>
+${groups.length === 0 ? notice('No consumer group known yet.') : sections}
+</div>`;
+  return { title: 'Retry tiers', active: '/tiers', body };
+}

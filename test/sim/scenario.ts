@@ -1,0 +1,186 @@
+/**
+ * What one seed runs: the sizes, the worker options, the model's timings and fault rates, the mix
+ * of handler outcomes and the faults. Everything is drawn from the seed.
+ */
+import type { ModelOptions } from './kafka-model.js';
+import { Rng } from './random.js';
+
+export type Behavior =
+  | 'ok'
+  | 'slow'
+  | 'fail'
+  | 'non-retriable'
+  | 'type-error'
+  | 'retry-later'
+  | 'retry-later-0'
+  | 'classified-later'
+  | 'hang-ok'
+  | 'hang-fail'
+  | 'abortable';
+
+export type FaultKind =
+  | 'rebalance'
+  | 'join'
+  | 'leave'
+  | 'kill'
+  | 'consumer-crash'
+  | 'store-outage'
+  | 'produce-outage'
+  | 'commit-outage'
+  | 'registry-outage'
+  | 'pause'
+  | 'burst';
+
+export interface SeedConfig {
+  readonly seed: number;
+  readonly partitions: number;
+  readonly records: number;
+  readonly keys: number;
+  readonly nullKeyRate: number;
+  readonly undecodableRate: number;
+  readonly markerRate: number;
+  /** Worker instances running at once (at most). */
+  readonly members: number;
+  readonly worker: {
+    readonly concurrency: number;
+    readonly maxBufferedJobs: number;
+    readonly maxBufferedBytes: number;
+    readonly jobTimeoutMs: number;
+    readonly commitIntervalMs: number;
+    readonly rebalanceTimeoutMs: number;
+    readonly shutdownTimeoutMs: number;
+    readonly tiers: number[];
+    readonly maxAttempts: number;
+    readonly inPlace: number;
+    readonly inPlaceBackoff: { baseMs: number; maxMs: number; jitter: number };
+    readonly maxRetryLater: number;
+    readonly idempotency: { leaseMs: number; retainMs: number } | undefined;
+    readonly classify: boolean;
+    readonly metadataMaxChars: number | undefined;
+    readonly partitionsConsumedConcurrently: number;
+  };
+  readonly model: ModelOptions;
+  readonly services: {
+    readonly produceLatencyMax: number;
+    readonly produceFailRate: number;
+    readonly ambiguousProduceRate: number;
+    readonly storeLatencyMax: number;
+    readonly registryLatencyMax: number;
+  };
+  readonly behaviors: readonly (readonly [Behavior, number])[];
+  /** Faults happen in [0, chaosMs); then a quiet period until everything settled. */
+  readonly chaosMs: number;
+  readonly faults: number;
+  readonly faultWeights: readonly (readonly [FaultKind, number])[];
+}
+
+/**
+ * Scenario switches. `expel`: in some seeds the coordinator's rebalance timeout is shorter than
+ * the worker's drain, so a member misses a generation and is expelled (it rejoins when its drain
+ * ends); off, the coordinator always waits longer than the drain can take. `pauseSurvivesRejoin`:
+ * a partition paused by a batch stays paused after a rejoin, as in kafkajs (its subscription state
+ * outlives rebalances; only a consumer crash resets it); off, every join resumes it.
+ */
+export const scenarioSettings = { expel: true, pauseSurvivesRejoin: true };
+
+export function seedConfig(seed: number): SeedConfig {
+  const r = Rng.derive(seed, 1);
+  const calm = r.chance(0.1);
+  const tierCount = r.weighted([
+    [0, 1],
+    [1, 2],
+    [2, 3],
+    [3, 2],
+  ] as const);
+  const tiers: number[] = [];
+  for (let i = 0; i < tierCount; i++) tiers.push(r.int(20, 150) * (i + 1));
+  const rebalanceTimeoutMs = r.int(100, 2000);
+  const members = r.chance(0.5) ? 2 : 1;
+  const idempotent = r.chance(0.5);
+  const classify = r.chance(0.5);
+  const failureScale = r.pick([0.3, 1, 1, 2]);
+  const partitionsConsumedConcurrently = r.int(1, 3);
+  return {
+    seed,
+    partitions: r.int(1, 4),
+    records: r.chance(0.7) ? r.int(10, 30) : r.int(30, 60),
+    keys: r.int(2, 8),
+    nullKeyRate: r.chance(0.3) ? r.next() * 0.15 : 0,
+    undecodableRate: r.chance(0.3) ? 0.02 + r.next() * 0.08 : 0,
+    markerRate: r.chance(0.3) ? 0.05 + r.next() * 0.15 : 0,
+    members,
+    worker: {
+      concurrency: r.int(1, 8),
+      maxBufferedJobs: r.chance(0.5) ? r.int(1, 8) : r.int(8, 40),
+      maxBufferedBytes: r.chance(0.3) ? r.int(80, 400) : r.int(400, 4000),
+      jobTimeoutMs: r.int(50, 400),
+      commitIntervalMs: r.int(10, 300),
+      rebalanceTimeoutMs,
+      shutdownTimeoutMs: r.int(50, 1000),
+      tiers,
+      maxAttempts: r.int(1, 5),
+      inPlace: r.int(0, 2),
+      inPlaceBackoff: { baseMs: r.int(1, 50), maxMs: r.int(50, 300), jitter: r.pick([0, 0.2, 0.5]) },
+      maxRetryLater: r.chance(0.5) ? r.int(0, 4) : 10,
+      idempotency: idempotent ? { leaseMs: r.int(100, 1500), retainMs: 3_600_000 } : undefined,
+      classify,
+      metadataMaxChars: r.chance(0.3) ? r.pick([4, 7, 11, 15, 40, 200]) : undefined,
+      partitionsConsumedConcurrently,
+    },
+    model: {
+      partitionsConsumedConcurrently,
+      maxBatch: r.int(1, 10),
+      fetchDelayMax: r.int(0, 10),
+      joinDelayMax: r.int(1, 20),
+      noticeDelayMax: r.int(0, 50),
+      commitLatencyMax: r.int(0, 20),
+      committedLatencyMax: r.int(0, 10),
+      commitFailRate: calm ? 0 : r.pick([0, 0, 0.02, 0.1]),
+      ambiguousCommitRate: 0.5,
+      groupRebalanceTimeoutMs:
+        r.chance(0.15) && scenarioSettings.expel
+          ? r.int(50, rebalanceTimeoutMs)
+          : rebalanceTimeoutMs + 5000 + r.int(0, 2000),
+      sessionTimeoutMs: r.int(100, 1500),
+      staleOnRevoke: r.chance(0.5),
+      pauseSurvivesRejoin: scenarioSettings.pauseSurvivesRejoin,
+      consumerRestartDelayMax: r.int(100, 1000),
+      metadataMaxBytes: 4096,
+    },
+    services: {
+      produceLatencyMax: r.int(0, 15),
+      produceFailRate: calm ? 0 : r.pick([0, 0, 0.05, 0.2]),
+      ambiguousProduceRate: 0.3,
+      storeLatencyMax: r.int(0, 5),
+      registryLatencyMax: r.int(1, 20),
+    },
+    behaviors: [
+      ['ok', 60],
+      ['slow', 8],
+      ['fail', 10 * failureScale],
+      ['non-retriable', 2 * failureScale],
+      ['type-error', 1 * failureScale],
+      ['retry-later', 4 * failureScale],
+      ['retry-later-0', 1 * failureScale],
+      ['classified-later', 2 * failureScale],
+      ['hang-ok', 2 * failureScale],
+      ['hang-fail', 1 * failureScale],
+      ['abortable', 2 * failureScale],
+    ],
+    chaosMs: r.int(300, 4000),
+    faults: calm ? 0 : r.int(1, 8),
+    faultWeights: [
+      ['rebalance', 4],
+      ['join', members > 1 ? 3 : 0],
+      ['leave', 2],
+      ['kill', 3],
+      ['consumer-crash', 2],
+      ['store-outage', idempotent ? 2 : 0],
+      ['produce-outage', 2],
+      ['commit-outage', 2],
+      ['registry-outage', 2],
+      ['pause', 1],
+      ['burst', 2],
+    ],
+  };
+}

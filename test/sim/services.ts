@@ -1,0 +1,179 @@
+/**
+ * The other services a worker instance talks to, on its own clock (a dead instance gets no answer):
+ * the schema registry behind the decoder, the idempotency store (shared by all instances, like
+ * Redis) and the producer that writes retry-tier and DLQ records.
+ */
+import { DecodeError, RegistryUnavailableError } from '../../src/codec/errors.js';
+import type { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
+import {
+  type BeginResult,
+  type IdempotencyStore,
+  StoreUnavailableError,
+} from '../../src/idempotency/store.js';
+import type { JobDecoder, OutgoingRecord, ProducePort } from '../../src/ports.js';
+import type { ChildClock } from './clock.js';
+import type { Rng } from './random.js';
+
+/** Outages the scenario switches on and off. */
+export interface Outages {
+  registry: boolean;
+  store: boolean;
+  produce: boolean;
+}
+
+/** Schema ids the registry knows; 99 is unknown to it. */
+export const KNOWN_SCHEMAS = [1, 2, 3] as const;
+export const UNKNOWN_SCHEMA = 99;
+
+export type ValueKind = 'ok' | 'bad-magic' | 'unknown-schema' | 'truncated';
+
+/** A record value: magic byte, schema id, the job's rid, padding. */
+export function encodeValue(kind: ValueKind, rid: number, schemaId: number, padding: number): Buffer {
+  if (kind === 'truncated') return Buffer.from([0, 0, 1]);
+  const b = Buffer.alloc(9 + padding, 0x61);
+  b[0] = kind === 'bad-magic' ? 7 : 0;
+  b.writeUInt32BE(kind === 'unknown-schema' ? UNKNOWN_SCHEMA : schemaId, 1);
+  b.writeUInt32BE(rid, 5);
+  return b;
+}
+
+function parse(value: Buffer | null): { kind: ValueKind; schemaId: number; rid: number } {
+  if (!value || value.length < 9) return { kind: 'truncated', schemaId: 0, rid: -1 };
+  const schemaId = value.readUInt32BE(1);
+  const rid = value.readUInt32BE(5);
+  if (value[0] !== 0) return { kind: 'bad-magic', schemaId, rid };
+  if (schemaId === UNKNOWN_SCHEMA) return { kind: 'unknown-schema', schemaId, rid };
+  return { kind: 'ok', schemaId, rid };
+}
+
+/** The decoder of one instance: its own schema cache (empty after a restart). */
+export class SimDecoder implements JobDecoder {
+  private readonly cache = new Set<number>();
+  registryCalls = 0;
+
+  constructor(
+    private readonly clock: ChildClock,
+    private readonly rng: Rng,
+    private readonly outages: Outages,
+    private readonly latencyMax: number,
+  ) {}
+
+  decodesLocally(value: Buffer | null): boolean {
+    const p = parse(value);
+    return (
+      p.kind === 'truncated' || p.kind === 'bad-magic' || (p.kind === 'ok' && this.cache.has(p.schemaId))
+    );
+  }
+
+  decode(value: Buffer | null): Promise<{ data: unknown }> {
+    const p = parse(value);
+    const byteLength = value?.length ?? 0;
+    if (p.kind === 'truncated')
+      return Promise.reject(new DecodeError('truncated', 'record too short', { byteLength }));
+    if (p.kind === 'bad-magic')
+      return Promise.reject(new DecodeError('bad-magic', 'not the Confluent wire format', { byteLength }));
+    if (p.kind === 'ok' && this.cache.has(p.schemaId)) return Promise.resolve({ data: { rid: p.rid } });
+    this.registryCalls++;
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(
+        () => {
+          if (this.outages.registry)
+            return reject(new RegistryUnavailableError('registry unreachable (simulated)'));
+          if (p.kind === 'unknown-schema')
+            return reject(
+              new DecodeError('unknown-schema-id', `schema ${p.schemaId} not found`, {
+                byteLength,
+                schemaId: p.schemaId,
+              }),
+            );
+          this.cache.add(p.schemaId);
+          resolve({ data: { rid: p.rid } });
+        },
+        this.rng.int(1, this.latencyMax),
+      );
+    });
+  }
+}
+
+/**
+ * One instance's connection to the shared store: a call takes effect when made and answers after
+ * a latency on the instance's clock; during an outage it changes nothing and fails.
+ */
+export class SimStore implements IdempotencyStore {
+  constructor(
+    private readonly inner: MemoryIdempotencyStore,
+    private readonly clock: ChildClock,
+    private readonly rng: Rng,
+    private readonly outages: Outages,
+    private readonly latencyMax: number,
+  ) {}
+
+  private call<T>(op: () => Promise<T>): Promise<T> {
+    if (this.outages.store) {
+      return new Promise((_resolve, reject) => {
+        this.clock.setTimeout(
+          () => reject(new StoreUnavailableError('store unreachable (simulated)')),
+          this.rng.int(1, Math.max(1, this.latencyMax)),
+        );
+      });
+    }
+    const result = op();
+    const latency = this.rng.int(0, this.latencyMax);
+    if (latency === 0) return result;
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(() => result.then(resolve, reject), latency);
+    });
+  }
+
+  begin(jobId: string, owner: string, leaseMs: number): Promise<BeginResult> {
+    return this.call(() => this.inner.begin(jobId, owner, leaseMs));
+  }
+
+  renew(jobId: string, owner: string, leaseMs: number): Promise<boolean> {
+    return this.call(() => this.inner.renew(jobId, owner, leaseMs));
+  }
+
+  complete(jobId: string, owner: string, retainMs: number): Promise<void> {
+    return this.call(() => this.inner.complete(jobId, owner, retainMs));
+  }
+
+  release(jobId: string, owner: string): Promise<void> {
+    return this.call(() => this.inner.release(jobId, owner));
+  }
+}
+
+/**
+ * One instance's producer: writes at the acknowledgement (after a latency), so a crash before it
+ * loses the send. A failed send may still have been written (the answer was lost).
+ */
+export class SimProducer implements ProducePort {
+  constructor(
+    private readonly clock: ChildClock,
+    private readonly rng: Rng,
+    private readonly outages: Outages,
+    private readonly opts: { latencyMax: number; failRate: number; ambiguousRate: number },
+    private readonly alive: () => boolean,
+    private readonly write: (topic: string, message: OutgoingRecord) => void,
+    private readonly trace: (text: string) => void,
+  ) {}
+
+  send(batch: readonly { topic: string; messages: readonly OutgoingRecord[] }[]): Promise<void> {
+    if (!this.alive()) return Promise.reject(new Error('producer of a dead process'));
+    const fail = this.outages.produce || this.rng.chance(this.opts.failRate);
+    const ambiguous = fail && this.rng.chance(this.opts.ambiguousRate);
+    const copy = batch.map(({ topic, messages }) => ({ topic, messages: [...messages] }));
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(
+        () => {
+          if (!fail || ambiguous)
+            for (const { topic, messages } of copy) for (const m of messages) this.write(topic, m);
+          if (fail) {
+            this.trace(`produce failed${ambiguous ? ' (but written)' : ''}`);
+            reject(new Error('simulated produce failure: NOT_ENOUGH_REPLICAS'));
+          } else resolve();
+        },
+        this.rng.int(0, this.opts.latencyMax),
+      );
+    });
+  }
+}

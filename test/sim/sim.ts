@@ -1,0 +1,940 @@
+/**
+ * One seed of the deterministic simulation: the real WorkerCore (one or two instances at once)
+ * against the Kafka model, on virtual time, with random handler outcomes and faults, and the
+ * invariants of README "What Strand guarantees" checked after every step.
+ */
+import { NonRetriableError, RetryLaterError } from '../../src/failure/errors.js';
+import { HEADERS, headerString } from '../../src/headers.js';
+import { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { QueueMetrics } from '../../src/observability/metrics.js';
+import type { OffsetCommit, OutgoingRecord } from '../../src/ports.js';
+import { type TopicNames, topicNames } from '../../src/topology/topics.js';
+import { WorkerCore } from '../../src/worker/core.js';
+import { decodeOffsetMap } from '../../src/worker/offset-map.js';
+import {
+  type Job,
+  type JobContext,
+  type ResolvedWorkerOptions,
+  resolveWorkerOptions,
+} from '../../src/worker/options.js';
+import { ChildClock, EPOCH, VirtualTime } from './clock.js';
+import {
+  Cluster,
+  Group,
+  type LogEntry,
+  MemberPort,
+  type ModelObserver,
+  SIM_AT,
+  tpOf,
+} from './kafka-model.js';
+import { Rng } from './random.js';
+import { type Behavior, type FaultKind, type SeedConfig, seedConfig } from './scenario.js';
+import {
+  encodeValue,
+  KNOWN_SCHEMAS,
+  type Outages,
+  SimDecoder,
+  SimProducer,
+  SimStore,
+  type ValueKind,
+} from './services.js';
+
+const TOPIC = 'jobs';
+const TRACE_SIZE = 30;
+/** Virtual time the quiet period may take to settle everything. */
+const QUIET_LIMIT_MS = 600_000;
+const MAX_STEPS = 400_000;
+
+const silentLogger = createLogger({ level: 'silent' });
+
+/**
+ * Knobs of the checks, both strict by default: `strictBytes`: `buffered.bytes` never passes
+ * `maxBufferedBytes` (the intake checks room for the record it is about to add);
+ * `tierOrder`: jobs of one key in a retry-tier partition start in offset order too (the intake
+ * waits for a record due within its lead instead of scheduling it out of order).
+ * `--loose-bytes` / `--loose-tier-order` relax them, for hunting past a known failure.
+ */
+export const checkSettings = { strictBytes: true, tierOrder: true, allow: [] as string[] };
+
+export interface Violation {
+  readonly seed: number;
+  readonly kind: string;
+  readonly text: string;
+  /** Virtual ms since the start of the seed. */
+  readonly at: number;
+  readonly trace: readonly string[];
+}
+
+export interface SeedResult {
+  readonly seed: number;
+  readonly steps: number;
+  readonly virtualMs: number;
+  readonly violation: Violation | undefined;
+  readonly stats: Record<string, number>;
+}
+
+/** A job (a job-topic record) and what became of it. */
+interface JobState {
+  readonly rid: number;
+  readonly kind: ValueKind;
+  readonly entry: LogEntry;
+  succeeded: boolean;
+  dlq: boolean;
+  runs: number;
+}
+
+/** One instance's continuous ownership of a partition (a new one after every revocation). */
+interface Epoch {
+  readonly id: number;
+  readonly tp: string;
+  /** Per key: the offset whose handler started last. */
+  readonly lastStart: Map<string, number>;
+  /** Offsets that reached an outcome in this ownership. */
+  readonly outcomes: Set<number>;
+  readonly runs: Map<number, number>;
+  readonly running: Map<number, number>;
+  /** Offsets the committed offset map said were done when the ownership began. */
+  readonly mapDone: Set<number>;
+}
+
+/** A handler run in progress. */
+interface Run {
+  readonly tp: string;
+  readonly offset: number;
+  readonly start: number;
+}
+
+class Instance {
+  alive = true;
+  stopping = false;
+  stopped = false;
+  readonly epochs = new Map<string, Epoch>();
+  readonly running = new Set<Run>();
+  /** When `beforeRejoin()` was last called. */
+  drainStartedAt = 0;
+  core!: WorkerCore;
+
+  constructor(
+    readonly id: string,
+    readonly clock: ChildClock,
+    readonly port: MemberPort,
+  ) {}
+}
+
+export class Simulation implements ModelObserver {
+  readonly cfg: SeedConfig;
+  readonly time = new VirtualTime();
+  readonly cluster: Cluster;
+  readonly group: Group;
+  readonly topics: TopicNames;
+  private readonly rng: Rng;
+  private readonly faultRng: Rng;
+  private readonly handlerRng: Rng;
+  private readonly outages: Outages = { registry: false, store: false, produce: false };
+  private readonly outageDepth = { registry: 0, store: 0, produce: 0, commit: 0 };
+  private readonly modelFaults = { commitOutage: false };
+  private readonly jobs: JobState[] = [];
+  private readonly forwarded = new Set<string>();
+  private readonly verified = new Map<string, number>();
+  private readonly instances: Instance[] = [];
+  private readonly byPort = new Map<MemberPort, Instance>();
+  private readonly store: MemoryIdempotencyStore;
+  private readonly options: ResolvedWorkerOptions;
+  private readonly traceBuf: string[] = [];
+  private traceN = 0;
+  private violationFound: Violation | undefined;
+  private epochSeq = 0;
+  private instanceSeq = 0;
+  private phase: 'chaos' | 'quiet' | 'stopping' | 'done' = 'chaos';
+  private readonly stats: Record<string, number> = {};
+  private readonly runBound: number;
+  /** The largest record (key + value + the intake's 64 bytes of overhead), for the byte-cap slack. */
+  private maxRecordBytes = 0;
+
+  constructor(
+    readonly seed: number,
+    private readonly verbose = false,
+  ) {
+    this.cfg = seedConfig(seed);
+    const c = this.cfg;
+    this.rng = Rng.derive(seed, 2);
+    this.faultRng = Rng.derive(seed, 3);
+    this.handlerRng = Rng.derive(seed, 4);
+    this.topics = topicNames(TOPIC, c.worker.tiers.length);
+    this.cluster = new Cluster(this.time);
+    for (const t of [this.topics.main, ...this.topics.tiers, this.topics.dlq])
+      this.cluster.addTopic(t, c.partitions);
+    const tps: string[] = [];
+    for (const t of [this.topics.main, ...this.topics.tiers])
+      for (let p = 0; p < c.partitions; p++) tps.push(tpOf(t, p));
+    this.group = new Group(this.time, this.cluster, tps, c.model, this.rng, this, this.modelFaults);
+    this.store = new MemoryIdempotencyStore({ now: () => this.time.now });
+    const w = c.worker;
+    this.options = resolveWorkerOptions({
+      brokers: ['sim:9092'],
+      registry: { url: 'http://sim' },
+      topic: TOPIC,
+      groupId: 'g',
+      handler: () => undefined,
+      concurrency: w.concurrency,
+      ordering: 'key',
+      maxBufferedJobs: w.maxBufferedJobs,
+      maxBufferedBytes: w.maxBufferedBytes,
+      jobTimeoutMs: w.jobTimeoutMs,
+      commitIntervalMs: w.commitIntervalMs,
+      rebalanceTimeoutMs: w.rebalanceTimeoutMs,
+      shutdownTimeoutMs: w.shutdownTimeoutMs,
+      partitionsConsumedConcurrently: w.partitionsConsumedConcurrently,
+      retry: {
+        inPlace: w.inPlace,
+        tiers: w.tiers,
+        maxAttempts: w.maxAttempts,
+        maxRetryLater: w.maxRetryLater,
+        inPlaceBackoff: w.inPlaceBackoff,
+      },
+      ...(w.idempotency ? { idempotency: { store: this.store, ...w.idempotency } } : {}),
+      ...(w.classify
+        ? {
+            classify: (error: unknown) =>
+              error instanceof Error && error.message === 'come back later'
+                ? ('retry-later' as const)
+                : undefined,
+          }
+        : {}),
+    } as never);
+    // In-place retries of one delivery, and retry-later hops served in place (no tiers).
+    this.runBound = w.maxAttempts + w.inPlace + 1;
+  }
+
+  // ---- trace and violations -------------------------------------------------------------------
+
+  trace(who: string, text: string): void {
+    const line = `${String(this.time.now - EPOCH).padStart(6)}ms ${who.padEnd(5)} ${text}`;
+    this.traceBuf[this.traceN++ % TRACE_SIZE] = line;
+    if (this.verbose) console.log(line);
+  }
+
+  private lastTrace(): string[] {
+    const out: string[] = [];
+    const n = Math.min(this.traceN, TRACE_SIZE);
+    for (let i = this.traceN - n; i < this.traceN; i++) out.push(this.traceBuf[i % TRACE_SIZE]!);
+    return out;
+  }
+
+  violation(kind: string, text: string): void {
+    if (this.violationFound) return;
+    if (checkSettings.allow.includes(kind)) {
+      this.count(`allowed:${kind}`);
+      return;
+    }
+    this.trace('CHECK', `VIOLATION ${kind}: ${text}`);
+    this.violationFound = { seed: this.seed, kind, text, at: this.time.now - EPOCH, trace: this.lastTrace() };
+  }
+
+  private count(name: string, n = 1): void {
+    this.stats[name] = (this.stats[name] ?? 0) + n;
+  }
+
+  // ---- ground truth ---------------------------------------------------------------------------
+
+  /** The record reached an outcome: a marker, its job succeeded somewhere, or it was routed on (acknowledged). */
+  private covered(tp: string, offset: number): boolean {
+    const entry = this.cluster.log(tp)[offset];
+    if (!entry) return false;
+    if (entry.marker) return true;
+    if (this.jobs[entry.rid]?.succeeded) return true;
+    return this.forwarded.has(`${tp}:${offset}`);
+  }
+
+  private instanceOf(member: MemberPort): Instance {
+    return this.byPort.get(member)!;
+  }
+
+  // ---- ModelObserver --------------------------------------------------------------------------
+
+  commitSent(member: MemberPort, offsets: readonly OffsetCommit[]): void {
+    const max = this.cfg.worker.metadataMaxChars ?? 4000;
+    for (const o of offsets) {
+      const tp = tpOf(o.topic, o.partition);
+      // A member out of the group (stopped, crashed, expelled) cannot land a commit; one in it must own the partition.
+      if (!member.owns(tp) && (member.phase === 'stable' || member.phase === 'revoking'))
+        this.violation(
+          'commit-unowned',
+          `${member.id} commits ${tp}@${o.offset} but owns [${member.told.join(' ')}]`,
+        );
+      if (o.metadata.length > max)
+        this.violation(
+          'metadata-size',
+          `${member.id} commits ${tp} with ${o.metadata.length} chars of metadata (max ${max})`,
+        );
+      if (o.offset > this.cluster.log(tp).length)
+        this.violation(
+          'commit-beyond-end',
+          `${member.id} commits ${tp}@${o.offset}, log end ${this.cluster.log(tp).length}`,
+        );
+    }
+    this.count('commits');
+  }
+
+  commitApplied(
+    member: MemberPort,
+    o: OffsetCommit,
+    prev: { offset: number; metadata: string } | undefined,
+  ): void {
+    const tp = tpOf(o.topic, o.partition);
+    if (prev && o.offset < prev.offset)
+      this.violation('commit-backwards', `${member.id} moved ${tp} back from ${prev.offset} to ${o.offset}`);
+    let v = this.verified.get(tp) ?? 0;
+    for (; v < o.offset; v++) {
+      if (!this.covered(tp, v)) {
+        const e = this.cluster.log(tp)[v];
+        this.violation(
+          'commit-passes-unfinished',
+          `${member.id} committed ${tp}@${o.offset} but ${tp}@${v} (rid ${e?.rid}) has no outcome`,
+        );
+        return;
+      }
+    }
+    if (v > (this.verified.get(tp) ?? 0)) this.verified.set(tp, v);
+    for (const claimed of decodeOffsetMap(o.offset, o.metadata)) {
+      if (!this.covered(tp, claimed))
+        this.violation(
+          'offset-map-claims-unfinished',
+          `${member.id} committed ${tp}@${o.offset} with a map saying ${claimed} is done; it has no outcome`,
+        );
+    }
+  }
+
+  assigned(member: MemberPort, generation: number, tps: readonly string[], continuous: boolean): void {
+    const inst = this.instanceOf(member);
+    // A member that missed a generation (expelled) may own a partition it kept anew.
+    if (!continuous) inst.epochs.clear();
+    const next = new Set(tps);
+    for (const tp of [...inst.epochs.keys()]) if (!next.has(tp)) inst.epochs.delete(tp);
+    for (const tp of tps) {
+      if (inst.epochs.has(tp)) continue;
+      const c = this.group.committed.get(tp);
+      inst.epochs.set(tp, {
+        id: ++this.epochSeq,
+        tp,
+        lastStart: new Map(),
+        outcomes: new Set(),
+        runs: new Map(),
+        running: new Map(),
+        mapDone: c ? decodeOffsetMap(c.offset, c.metadata) : new Set(),
+      });
+    }
+    this.count('assignments');
+    this.trace(member.id, `told gen ${generation}${continuous ? '' : ' (after a gap)'}`);
+  }
+
+  lostAll(member: MemberPort): void {
+    this.instanceOf(member).epochs.clear();
+  }
+
+  drainStarted(member: MemberPort): void {
+    this.instanceOf(member).drainStartedAt = this.time.now;
+  }
+
+  /**
+   * The drain before a rejoin must let running handlers finish (up to rebalanceTimeoutMs): one
+   * that settles earlier while a handler still runs lets the next owner start over it. A handler
+   * past twice jobTimeoutMs is stuck and has given its slot back; a stopping worker drains itself.
+   */
+  drainSettled(member: MemberPort): void {
+    const inst = this.instanceOf(member);
+    const w = this.cfg.worker;
+    if (!inst.alive || inst.stopping || this.time.now - inst.drainStartedAt >= w.rebalanceTimeoutMs) return;
+    for (const run of inst.running) {
+      if (this.time.now - run.start < 2 * w.jobTimeoutMs)
+        this.violation(
+          'rejoin-before-drain',
+          `${inst.id} rejoins ${this.time.now - inst.drainStartedAt} ms into its drain (budget ${w.rebalanceTimeoutMs} ms) while ${run.tp}@${run.offset} still runs`,
+        );
+    }
+  }
+
+  // ---- the handler ----------------------------------------------------------------------------
+
+  private handle(inst: Instance, job: Job<unknown>, ctx: JobContext): Promise<void> {
+    const rid = (job.data as { rid: number }).rid;
+    const tp = tpOf(job.topic, job.partition);
+    const offset = Number(job.offset);
+    const epoch = this.onStart(inst, job, tp, offset, rid);
+    const run: Run = { tp, offset, start: this.time.now };
+    inst.running.add(run);
+    const behavior = this.handlerRng.weighted(this.cfg.behaviors);
+    const r = this.handlerRng;
+    const timeout = this.cfg.worker.jobTimeoutMs;
+    this.trace(inst.id, `run ${tp}@${offset} rid ${rid} key ${job.key} attempt ${job.attempt}: ${behavior}`);
+    this.count(`behavior:${behavior}`);
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const end = (error?: unknown) => {
+        if (settled) return;
+        settled = true;
+        inst.running.delete(run);
+        this.onEnd(inst, epoch, tp, offset, rid, error);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const after = (ms: number, error?: unknown) => inst.clock.setTimeout(() => end(error), ms);
+      switch (behavior as Behavior) {
+        case 'ok':
+          return after(r.int(0, 15));
+        case 'slow':
+          return after(r.int(20, 400));
+        case 'fail':
+          return after(r.int(0, 15), new Error('boom'));
+        case 'non-retriable':
+          return after(r.int(0, 15), new NonRetriableError('bad job'));
+        case 'type-error':
+          return after(r.int(0, 15), new TypeError('a bug'));
+        case 'retry-later':
+          return after(r.int(0, 15), new RetryLaterError({ delayMs: r.int(1, 600) }));
+        case 'retry-later-0':
+          return after(r.int(0, 15), new RetryLaterError({ delayMs: 0 }));
+        case 'classified-later':
+          return after(r.int(0, 15), new Error('come back later'));
+        case 'hang-ok':
+          return after(timeout + r.int(1, 2 * timeout));
+        case 'hang-fail':
+          return after(timeout + r.int(1, 2 * timeout), new Error('late failure'));
+        case 'abortable': {
+          const signal = ctx.signal;
+          const t = inst.clock.setTimeout(() => end(), r.int(timeout >> 1, 3 * timeout));
+          const onAbort = () => {
+            inst.clock.clearTimeout(t);
+            end(signal.reason ?? new Error('aborted'));
+          };
+          if (signal.aborted) return onAbort();
+          signal.addEventListener('abort', onAbort, { once: true });
+          return;
+        }
+      }
+    });
+  }
+
+  private onStart(
+    inst: Instance,
+    job: Job<unknown>,
+    tp: string,
+    offset: number,
+    rid: number,
+  ): Epoch | undefined {
+    const w = this.cfg.worker;
+    const state = this.jobs[rid];
+    const entry = this.cluster.log(tp)[offset];
+    if (!state || !entry || entry.rid !== rid) {
+      this.violation(
+        'wrong-job',
+        `${inst.id} ran ${tp}@${offset} with rid ${rid}; the log has rid ${entry?.rid}`,
+      );
+      return undefined;
+    }
+    state.runs++;
+    this.count('runs');
+    if (!inst.alive) this.violation('dead-run', `${inst.id} is dead but started ${tp}@${offset}`);
+    if (job.attempt > w.maxAttempts)
+      this.violation(
+        'attempts',
+        `${tp}@${offset} (rid ${rid}) runs attempt ${job.attempt} > maxAttempts ${w.maxAttempts}`,
+      );
+    if (job.topic !== this.topics.main) {
+      const dueAt = Number(job.headers[HEADERS.dueAt]);
+      if (!(dueAt <= this.time.now))
+        this.violation(
+          'early-retry',
+          `${tp}@${offset} started ${dueAt - this.time.now} ms before its due time`,
+        );
+    }
+    const epoch = inst.epochs.get(tp);
+    if (!epoch) {
+      this.violation(
+        'unowned-start',
+        `${inst.id} started ${tp}@${offset} (rid ${rid}) after being told it no longer owns ${tp}`,
+      );
+      return undefined;
+    }
+    if (epoch.outcomes.has(offset))
+      this.violation(
+        'done-rerun',
+        `${inst.id} ran ${tp}@${offset} again after it reached an outcome in this ownership`,
+      );
+    if (epoch.mapDone.has(offset))
+      this.violation(
+        'offset-map-rerun',
+        `${inst.id} ran ${tp}@${offset}, which the committed offset map says is done`,
+      );
+    if ((epoch.running.get(offset) ?? 0) > 0)
+      this.violation(
+        'attempt-overlap',
+        `${inst.id} started ${tp}@${offset} while its previous attempt still runs`,
+      );
+    const key = job.key;
+    if (key !== null) {
+      const last = epoch.lastStart.get(key);
+      if (last !== undefined && last !== offset) {
+        if (!epoch.outcomes.has(last) && !this.covered(tp, last))
+          this.violation(
+            'key-overlap',
+            `${inst.id} ${tp} key ${key}: ${offset} started while ${last} has not reached an outcome`,
+          );
+        else if (offset < last && (job.topic === this.topics.main || checkSettings.tierOrder))
+          this.violation('key-order', `${inst.id} ${tp} key ${key}: ${offset} started after ${last}`);
+      }
+      epoch.lastStart.set(key, offset);
+    }
+    const runs = (epoch.runs.get(offset) ?? 0) + 1;
+    epoch.runs.set(offset, runs);
+    if (runs > this.runBound)
+      this.violation(
+        'run-bound',
+        `${inst.id} ran ${tp}@${offset} ${runs} times in one delivery (bound ${this.runBound})`,
+      );
+    epoch.running.set(offset, (epoch.running.get(offset) ?? 0) + 1);
+    return epoch;
+  }
+
+  private onEnd(
+    inst: Instance,
+    epoch: Epoch | undefined,
+    tp: string,
+    offset: number,
+    rid: number,
+    error: unknown,
+  ): void {
+    if (epoch) epoch.running.set(offset, (epoch.running.get(offset) ?? 1) - 1);
+    if (error === undefined) {
+      this.jobs[rid]!.succeeded = true;
+      epoch?.outcomes.add(offset);
+    }
+    this.trace(
+      inst.id,
+      `end ${tp}@${offset} rid ${rid}: ${error === undefined ? 'ok' : (error as Error).name}`,
+    );
+  }
+
+  // ---- produced records -----------------------------------------------------------------------
+
+  private onProduce(inst: Instance, topic: string, m: OutgoingRecord): void {
+    const at = headerString(m.headers, SIM_AT);
+    const isTier = this.topics.tiers.includes(topic);
+    if (!isTier && topic !== this.topics.dlq) {
+      this.violation('bad-topic', `${inst.id} produced to ${topic}`);
+      return;
+    }
+    if (!at) {
+      this.violation('headers-lost', `${inst.id} produced to ${topic} without the consumed record's headers`);
+      return;
+    }
+    const i = at.lastIndexOf(':');
+    const srcTp = at.slice(0, i);
+    const srcOffset = Number(at.slice(i + 1));
+    const src = this.cluster.log(srcTp)[srcOffset]!;
+    const job = this.jobs[src.rid]!;
+    const key = m.key === null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key);
+    if ((key === null) !== (src.key === null) || (key && src.key && !key.equals(src.key)))
+      this.violation('key-changed', `${srcTp}@${srcOffset} routed to ${topic} with another key`);
+    if ((m.value === null) !== (src.value === null) || (m.value && src.value && !m.value.equals(src.value)))
+      this.violation('value-changed', `${srcTp}@${srcOffset} routed to ${topic} with other value bytes`);
+    if (headerString(m.headers, HEADERS.jobId) !== headerString(src.headers, HEADERS.jobId))
+      this.violation('job-id-changed', `${srcTp}@${srcOffset} routed to ${topic} with another job id`);
+    if (isTier) {
+      const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
+      const attempt = Number(headerString(m.headers, HEADERS.attempt));
+      if (!Number.isFinite(dueAt) || !Number.isInteger(attempt) || attempt < 1)
+        this.violation('tier-headers', `${srcTp}@${srcOffset} routed to ${topic} without due-at/attempt`);
+    } else {
+      const reason = headerString(m.headers, HEADERS.deadReason) ?? '';
+      if (reason.startsWith('undecodable') && job.kind === 'ok')
+        this.violation('dlq-decodable', `${srcTp}@${srcOffset} (rid ${src.rid}) dead-lettered as ${reason}`);
+      if (job.kind !== 'ok' && !reason.startsWith('undecodable'))
+        this.violation('dlq-reason', `undecodable ${srcTp}@${srcOffset} dead-lettered as "${reason}"`);
+      job.dlq = true;
+    }
+    const partition = this.cluster.partitionFor(topic, m.key);
+    const entry = this.cluster.append(topic, partition, {
+      key,
+      value: m.value,
+      headers: m.headers,
+      rid: src.rid,
+      src: `${srcTp}:${srcOffset}`,
+    });
+    this.forwarded.add(`${srcTp}:${srcOffset}`);
+    inst.epochs.get(srcTp)?.outcomes.add(srcOffset);
+    this.count(isTier ? 'tier-records' : 'dlq-records');
+    this.trace(
+      inst.id,
+      `wrote ${topic}:${partition}@${entry.offset} from ${srcTp}@${srcOffset} rid ${src.rid}`,
+    );
+  }
+
+  // ---- instances ------------------------------------------------------------------------------
+
+  private live(): Instance[] {
+    return this.instances.filter((i) => i.alive && !i.stopping);
+  }
+
+  private startInstance(): Instance {
+    const n = ++this.instanceSeq;
+    const id = `w${n}`;
+    const clock = new ChildClock(this.time, id);
+    const rng = Rng.derive(this.seed, 100 + n);
+    const port = new MemberPort(id, this.group, clock, rng);
+    const inst = new Instance(id, clock, port);
+    this.instances.push(inst);
+    this.byPort.set(port, inst);
+    const s = this.cfg.services;
+    const producer = new SimProducer(
+      clock,
+      rng,
+      this.outages,
+      { latencyMax: s.produceLatencyMax, failRate: s.produceFailRate, ambiguousRate: s.ambiguousProduceRate },
+      () => inst.alive,
+      (topic, m) => this.onProduce(inst, topic, m),
+      (text) => this.trace(id, text),
+    );
+    const decoder = new SimDecoder(clock, rng, this.outages, s.registryLatencyMax);
+    const store = this.cfg.worker.idempotency
+      ? new SimStore(this.store, clock, rng, this.outages, s.storeLatencyMax)
+      : undefined;
+    const options = {
+      ...this.options,
+      handler: (job: Job<unknown>, ctx: JobContext) => this.handle(inst, job, ctx),
+    } as ResolvedWorkerOptions;
+    inst.core = new WorkerCore({
+      options,
+      topics: this.topics,
+      consumer: port,
+      producer,
+      decoder,
+      store,
+      clock,
+      logger: silentLogger,
+      metrics: new QueueMetrics({ defaultMetrics: false }),
+      workerId: id,
+      ...(this.cfg.worker.metadataMaxChars !== undefined
+        ? { metadataMaxChars: this.cfg.worker.metadataMaxChars }
+        : {}),
+      random: rng.fn,
+    });
+    inst.core.on('job:dead', (item) =>
+      this.trace(id, `event dead ${item.topic}:${item.partition}@${item.offset}`),
+    );
+    inst.core.on('job:duplicate', (job) =>
+      this.trace(id, `event duplicate ${job.topic}:${job.partition}@${job.offset}`),
+    );
+    this.trace(id, 'starts');
+    this.count('instances');
+    inst.core
+      .start()
+      .catch((e: unknown) => this.violation('start-failed', `${id}.start() rejected: ${String(e)}`));
+    return inst;
+  }
+
+  private kill(inst: Instance): void {
+    inst.alive = false;
+    inst.clock.dispose();
+    inst.port.kill();
+    inst.epochs.clear();
+    this.trace(inst.id, 'KILLED (process crash)');
+    this.count('kills');
+  }
+
+  private gracefulStop(inst: Instance, then?: () => void): void {
+    inst.stopping = true;
+    this.trace(inst.id, 'stop()');
+    this.count('stops');
+    inst.core.stop({ timeoutMs: this.cfg.worker.shutdownTimeoutMs }).then(
+      () => {
+        if (!inst.alive) return;
+        inst.stopped = true;
+        this.trace(inst.id, 'stopped; the process exits');
+        // The process exits: whatever still ran in it ends here.
+        inst.alive = false;
+        inst.port.alive = false;
+        inst.clock.dispose();
+        inst.epochs.clear();
+        then?.();
+      },
+      (e: unknown) => this.violation('stop-failed', `${inst.id}.stop() rejected: ${String(e)}`),
+    );
+  }
+
+  /** Starts a replacement later if there is room for one. */
+  private replaceLater(): void {
+    this.time.schedule(
+      () => {
+        if (this.phase === 'chaos' || this.phase === 'quiet')
+          if (this.live().length < this.cfg.members) this.startInstance();
+      },
+      this.faultRng.int(50, 1000),
+    );
+  }
+
+  // ---- jobs and faults ------------------------------------------------------------------------
+
+  private enqueue(): void {
+    const c = this.cfg;
+    const r = this.rng;
+    const rid = this.jobs.length;
+    const key = r.chance(c.nullKeyRate) ? null : `k${r.int(0, c.keys - 1)}`;
+    const kind: ValueKind = r.chance(c.undecodableRate)
+      ? r.pick(['bad-magic', 'unknown-schema', 'truncated'] as const)
+      : 'ok';
+    const value = encodeValue(kind, rid, r.pick(KNOWN_SCHEMAS), r.int(0, 60));
+    const partition = this.cluster.partitionFor(TOPIC, key);
+    if (r.chance(c.markerRate))
+      this.cluster.append(TOPIC, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
+    const entry = this.cluster.append(TOPIC, partition, {
+      key: key === null ? null : Buffer.from(key),
+      value,
+      headers: { [HEADERS.jobId]: `job-${rid}`, [HEADERS.enqueuedAt]: String(this.time.now) },
+      rid,
+    });
+    this.jobs.push({ rid, kind, entry, succeeded: false, dlq: false, runs: 0 });
+    this.maxRecordBytes = Math.max(this.maxRecordBytes, value.length + (key?.length ?? 0) + 64);
+    if (r.chance(c.markerRate))
+      this.cluster.append(TOPIC, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
+  }
+
+  private outage(name: 'registry' | 'store' | 'produce' | 'commit', ms: number): void {
+    this.outageDepth[name]++;
+    this.applyOutages();
+    this.trace('fault', `${name} outage for ${ms} ms`);
+    this.time.schedule(() => {
+      this.outageDepth[name] = Math.max(0, this.outageDepth[name] - 1);
+      this.applyOutages();
+      if (this.outageDepth[name] === 0) this.trace('fault', `${name} back`);
+    }, ms);
+  }
+
+  private applyOutages(): void {
+    const d = this.outageDepth;
+    this.outages.registry = d.registry > 0;
+    this.outages.store = d.store > 0;
+    this.outages.produce = d.produce > 0;
+    this.modelFaults.commitOutage = d.commit > 0;
+  }
+
+  private fault(): void {
+    if (this.phase !== 'chaos') return;
+    const r = this.faultRng;
+    const kind = r.weighted(this.cfg.faultWeights) as FaultKind;
+    this.count(`fault:${kind}`);
+    const live = this.live();
+    switch (kind) {
+      case 'rebalance':
+        if (this.group.members.length > 0) {
+          this.trace('fault', 'rebalance (metadata change)');
+          this.group.trigger('metadata change');
+        }
+        return;
+      case 'join':
+        if (live.length < this.cfg.members) this.startInstance();
+        return;
+      case 'leave':
+        if (live.length > 0) this.gracefulStop(r.pick(live), () => this.replaceLater());
+        return;
+      case 'kill':
+        if (live.length > 0) {
+          this.kill(r.pick(live));
+          this.replaceLater();
+        }
+        return;
+      case 'consumer-crash':
+        if (live.length > 0) r.pick(live).port.crash(r.chance(0.5));
+        return;
+      case 'store-outage':
+        this.outage('store', r.int(50, 1500));
+        return;
+      case 'produce-outage':
+        this.outage('produce', r.int(20, 1000));
+        return;
+      case 'commit-outage':
+        this.outage('commit', r.int(20, 1000));
+        return;
+      case 'registry-outage':
+        this.outage('registry', r.int(20, 1500));
+        return;
+      case 'pause': {
+        if (live.length === 0) return;
+        const inst = r.pick(live);
+        this.trace(inst.id, 'core.pause()');
+        inst.core.pause();
+        inst.clock.setTimeout(
+          () => {
+            if (inst.alive && !inst.stopping) {
+              this.trace(inst.id, 'core.resume()');
+              inst.core.resume();
+            }
+          },
+          r.int(10, 300),
+        );
+        return;
+      }
+      case 'burst': {
+        const n = r.int(1, 5);
+        this.trace('fault', `burst of ${n} jobs`);
+        for (let i = 0; i < n; i++) this.enqueue();
+        return;
+      }
+    }
+  }
+
+  private endChaos(): void {
+    this.phase = 'quiet';
+    this.outageDepth.registry =
+      this.outageDepth.store =
+      this.outageDepth.produce =
+      this.outageDepth.commit =
+        0;
+    this.applyOutages();
+    this.trace('sim', 'quiet period: no more faults');
+    if (this.live().length === 0) this.startInstance();
+  }
+
+  // ---- checks ---------------------------------------------------------------------------------
+
+  private checkStep(): void {
+    const w = this.cfg.worker;
+    for (const inst of this.instances) {
+      if (!inst.alive) continue;
+      const b = inst.core.buffered;
+      if (b.jobs > w.maxBufferedJobs)
+        this.violation(
+          'buffer-jobs',
+          `${inst.id} holds ${b.jobs} jobs (maxBufferedJobs ${w.maxBufferedJobs})`,
+        );
+      const slack = checkSettings.strictBytes ? 0 : this.maxRecordBytes;
+      if (b.bytes > w.maxBufferedBytes + slack && b.jobs > 1)
+        this.violation(
+          'buffer-bytes',
+          `${inst.id} holds ${b.bytes} bytes in ${b.jobs} jobs (maxBufferedBytes ${w.maxBufferedBytes})`,
+        );
+      if (b.jobs < 0 || b.bytes < 0)
+        this.violation('buffer-negative', `${inst.id} buffered ${b.jobs} jobs / ${b.bytes} bytes`);
+      if (inst.core.inflight > w.concurrency)
+        this.violation(
+          'concurrency',
+          `${inst.id} runs ${inst.core.inflight} jobs (concurrency ${w.concurrency})`,
+        );
+    }
+  }
+
+  /** What keeps the seed from being settled, or undefined when everything ended and is committed. */
+  private unsettled(): string | undefined {
+    for (const j of this.jobs) {
+      if (!j.succeeded && !j.dlq)
+        return `job rid ${j.rid} (${j.entry.topic}:${j.entry.partition}@${j.entry.offset}, ${j.kind}) neither completed nor dead-lettered`;
+    }
+    for (const tp of this.group.tps) {
+      const log = this.cluster.log(tp);
+      const committed = this.group.committed.get(tp)?.offset ?? 0;
+      if (committed !== log.length) {
+        let firstOpen = -1;
+        for (let o = committed; o < log.length; o++)
+          if (!this.covered(tp, o)) {
+            firstOpen = o;
+            break;
+          }
+        return `${tp} committed at ${committed}, log end ${log.length}${firstOpen >= 0 ? `, first record without outcome ${firstOpen}` : ''}`;
+      }
+    }
+    return undefined;
+  }
+
+  // ---- the run --------------------------------------------------------------------------------
+
+  async run(): Promise<SeedResult> {
+    const c = this.cfg;
+    const r = this.rng;
+    const initial = Math.max(1, Math.round(c.records * (0.3 + r.next() * 0.7)));
+    for (let i = 0; i < initial; i++) this.enqueue();
+    for (let i = initial; i < c.records; i++) this.time.schedule(() => this.enqueue(), r.int(0, c.chaosMs));
+    this.startInstance();
+    if (c.members > 1) this.time.schedule(() => this.startInstance(), r.int(0, c.chaosMs >> 1));
+    for (let i = 0; i < c.faults; i++)
+      this.time.schedule(() => this.fault(), this.faultRng.int(0, c.chaosMs));
+    this.time.schedule(() => this.endChaos(), c.chaosMs);
+    let steps = 0;
+    const limit = EPOCH + c.chaosMs + QUIET_LIMIT_MS;
+    let stopping: Promise<unknown> | undefined;
+    let stopped = false;
+    for (;;) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.violationFound) break;
+      this.checkStep();
+      if (this.violationFound) break;
+      if (this.phase === 'quiet' && this.unsettled() === undefined) {
+        // Everything ended and is committed: stop every instance gracefully.
+        this.phase = 'stopping';
+        this.trace('sim', 'settled; stopping every instance');
+        const running = this.instances.filter((i) => i.alive && !i.stopping);
+        stopping = Promise.all(
+          running.map(
+            (inst) =>
+              new Promise<void>((resolve) => {
+                this.gracefulStop(inst, resolve);
+              }),
+          ),
+        ).then(() => {
+          stopped = true;
+        });
+        continue;
+      }
+      if (stopped) {
+        const left = this.unsettled();
+        if (left) this.violation('lost-after-stop', left);
+        this.phase = 'done';
+        break;
+      }
+      const timer = this.time.next();
+      if (!timer) {
+        this.violation('stalled', `nothing left to happen; ${this.unsettled() ?? 'instances did not stop'}`);
+        break;
+      }
+      if (this.time.now > limit) {
+        this.violation('not-settled', this.unsettled() ?? 'instances did not stop');
+        break;
+      }
+      if (++steps > MAX_STEPS) {
+        this.violation('runaway', `more than ${MAX_STEPS} steps; ${this.unsettled() ?? ''}`);
+        break;
+      }
+      try {
+        timer.fn();
+      } catch (e) {
+        this.violation(
+          'timer-threw',
+          `a timer threw: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+        );
+      }
+    }
+    void stopping;
+    this.stats.steps = steps;
+    this.stats.jobs = this.jobs.length;
+    return {
+      seed: this.seed,
+      steps,
+      virtualMs: this.time.now - EPOCH,
+      violation: this.violationFound,
+      stats: this.stats,
+    };
+  }
+}
+
+export function runSeed(seed: number, opts: { verbose?: boolean } = {}): Promise<SeedResult> {
+  return new Simulation(seed, opts.verbose === true).run();
+}
+
+export function formatViolation(v: Violation): string {
+  return [
+    `seed ${v.seed}: ${v.kind} at ${v.at} ms: ${v.text}`,
+    `  replay: node --import tsx test/sim/run.ts --seed ${v.seed}`,
+    '  last steps:',
+    ...v.trace.map((line) => `    ${line}`),
+  ].join('\n');
+}
