@@ -118,4 +118,9 @@ export interface JobDecoder {
    * other error while the schema cannot be fetched (the job waits and retries).
    */
   decode(value: Buffer | null): Promise<{ data: unknown }>;
+  /**
+   * Decodes without waiting when the writer schema is in memory (undefined otherwise); throws a
+   * `DecodeError` like `decode`. Optional: the hot path of a worker whose schemas are cached.
+   */
+  decodeCached?(value: Buffer | null): { data: unknown } | undefined;
 }

@@ -32,7 +32,11 @@ function readToken(file: string): string {
 }
 
 /** The one-line refusal for an exposed console without protection, or undefined when it may start. */
-export function exposureProblem(flags: { host: string; readOnly?: boolean; authTokenFile?: string }): string | undefined {
+export function exposureProblem(flags: {
+  host: string;
+  readOnly?: boolean;
+  authTokenFile?: string;
+}): string | undefined {
   if (isLoopback(flags.host) || flags.authTokenFile || flags.readOnly) return undefined;
   return `refusing to serve the console on ${flags.host} without --auth-token-file or --read-only (anyone who reaches it could replay jobs and pause groups)`;
 }
@@ -40,11 +44,20 @@ export function exposureProblem(flags: { host: string; readOnly?: boolean; authT
 export function registerConsole(program: Command): void {
   const cmd = program
     .command('console')
-    .description('web UI: groups and lag, workers, jobs, dead letters with replay, retry tiers, schemas, pause/resume')
+    .description(
+      'web UI: groups and lag, workers, jobs, dead letters with replay, retry tiers, schemas, pause/resume',
+    )
     .option('--port <port>', 'HTTP port (0 picks a free one)', parseIntOption('--port', 0), 9400)
-    .option('--host <host>', 'bind address; anything but loopback needs --auth-token-file or --read-only', '127.0.0.1')
+    .option(
+      '--host <host>',
+      'bind address; anything but loopback needs --auth-token-file or --read-only',
+      '127.0.0.1',
+    )
     .option('--read-only', 'no actions: no replay, no pause/resume (POSTs are refused)')
-    .option('--auth-token-file <file>', 'require the token in this file (bearer, or a login that sets a cookie)')
+    .option(
+      '--auth-token-file <file>',
+      'require the token in this file (bearer, or a login that sets a cookie)',
+    )
     .option(
       '--group <id>',
       'also show this consumer group when none of its workers reports (repeatable)',
@@ -94,7 +107,9 @@ Examples:
         await model.stop();
         throw new CliError(`cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}`);
       }
-      const mode = [flags.readOnly ? 'read-only' : '', token ? 'token required' : ''].filter(Boolean).join(', ');
+      const mode = [flags.readOnly ? 'read-only' : '', token ? 'token required' : '']
+        .filter(Boolean)
+        .join(', ');
       process.stdout.write(`Strand console on ${listening.url}${mode ? ` (${mode})` : ''}\n`);
       let stopping = false;
       const stop = () => {

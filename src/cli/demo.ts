@@ -404,7 +404,9 @@ Examples:
                 `  npx strand dlq replay ${topic} --dry-run\n` +
                 `  npx strand lag --group ${groupId}\n` +
                 `  worker metrics: run a worker with metrics: { port: 9464 } and open http://127.0.0.1:9464/metrics\n` +
-                `  npx strand dev down                  stops the local stack\n`,
+                `  npx strand dev down                  stops the local stack\n` +
+                `\nOpen the console (lag, workers, jobs, dead letters with replay) on http://127.0.0.1:9400:\n` +
+                `  npx strand console --group ${groupId}\n`,
             );
           }
           if (!ok) process.exitCode = EXIT.failure;

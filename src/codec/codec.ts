@@ -119,6 +119,26 @@ export class AvroCodec {
       }
       throw error;
     }
+    return this.decodeBody<T>(schemaId, writer, body, byteLength);
+  }
+
+  /**
+   * Decodes at once when the writer schema is cached (undefined when it is not); throws a
+   * `DecodeError` for a value that can never decode.
+   */
+  decodeCached<T = unknown>(value: Buffer | null | undefined): DecodedValue<T> | undefined {
+    const { schemaId, body } = parseWire(value);
+    const writer = this.registry.cachedType(schemaId);
+    if (!writer) return undefined;
+    return this.decodeBody<T>(schemaId, writer, body, value?.length ?? 0);
+  }
+
+  private decodeBody<T>(
+    schemaId: number,
+    writer: AvroType,
+    body: Buffer,
+    byteLength: number,
+  ): DecodedValue<T> {
     let resolver: avro.Resolver | undefined;
     if (this.reader) {
       let cached = this.resolvers.get(schemaId);

@@ -84,6 +84,8 @@ export class SchemaRegistryGateway {
   private readonly pendingIds = new Map<string, Promise<number>>();
   /** Ids whose writer schema is in memory: decoding them needs no registry call. */
   private readonly knownIds = new Set<number>();
+  /** Parsed writer schemas by id, once fetched (for decoding without a promise). */
+  private readonly knownTypes = new Map<number, AvroType>();
   private readonly agent: HttpAgent;
   private readonly authHeader: string | undefined;
   private readonly username: string | undefined;
@@ -271,6 +273,11 @@ export class SchemaRegistryGateway {
     return this.knownIds.has(id);
   }
 
+  /** The writer schema of `id` if it was fetched already. */
+  cachedType(id: number): AvroType | undefined {
+    return this.knownTypes.get(id);
+  }
+
   /**
    * The writer schema for `id`. Throws `SchemaNotFoundError` when the registry answers that the id
    * does not exist, `RegistryUnavailableError` when it does not answer.
@@ -299,7 +306,10 @@ export class SchemaRegistryGateway {
       this.typesById.set(id, pending);
       // A failure is not cached: the next record asks again (the registry may be back).
       pending.then(
-        () => this.knownIds.add(id),
+        (type) => {
+          this.knownIds.add(id);
+          this.knownTypes.set(id, type);
+        },
         () => this.typesById.delete(id),
       );
     }

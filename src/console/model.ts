@@ -2,7 +2,13 @@ import { hostname } from 'node:os';
 import { type DeadJob, type ReplayResult, replayDeadJobs, toDeadJob } from '../failure/dlq.js';
 import { replayedSets, wasReplayed } from '../failure/replay-pick.js';
 import { assertTopicExists, type BrowsedRecord, readRanges } from '../kafka/browse.js';
-import { type Admin, createKafka, type KafkaConnection, Partitioners, type Producer } from '../kafka/client.js';
+import {
+  type Admin,
+  createKafka,
+  type KafkaConnection,
+  Partitioners,
+  type Producer,
+} from '../kafka/client.js';
 import { type TopicTail, tailTopics } from '../kafka/tail.js';
 import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag, totalLag } from '../lag/lag.js';
 import type { ReplayedSet } from '../lag/replayed.js';
@@ -196,7 +202,8 @@ export class ConsoleModel {
         error: undefined,
       });
     }
-    if (s.autoscale && !this.desired.has(s.group)) this.desired.set(s.group, new DesiredReplicas(s.autoscale));
+    if (s.autoscale && !this.desired.has(s.group))
+      this.desired.set(s.group, new DesiredReplicas(s.autoscale));
   }
 
   /** A `--group` without snapshots: its topic from its committed offsets, its tiers by name. */
@@ -207,7 +214,8 @@ export class ConsoleModel {
     if (!topic) return;
     const all = new Set(await this.admin.listTopics());
     const tiers: { topic: string; delayMs: number }[] = [];
-    for (let n = 1; all.has(`${topic}.retry.${n}`); n++) tiers.push({ topic: `${topic}.retry.${n}`, delayMs: 0 });
+    for (let n = 1; all.has(`${topic}.retry.${n}`); n++)
+      tiers.push({ topic: `${topic}.retry.${n}`, delayMs: 0 });
     this.infos.set(group, {
       group,
       topic,
@@ -272,7 +280,9 @@ export class ConsoleModel {
     this.sampling = true;
     try {
       for (const group of this.opts.pinnedGroups)
-        await this.discover(group).catch((e: unknown) => this.opts.logger.debug({ err: e }, 'discover failed'));
+        await this.discover(group).catch((e: unknown) =>
+          this.opts.logger.debug({ err: e }, 'discover failed'),
+        );
       const now = Date.now();
       for (const view of this.groups(now)) {
         const info = this.infos.get(view.group)!;

@@ -30,11 +30,13 @@ export function jobTopicOf(topic: string, headers: [string, string][]): string {
 function preview(value: Buffer | null): string {
   if (!value) return '(null)';
   const head = value.subarray(0, 256);
-  const text = head.toString('utf8');
-  // Show control bytes as escapes; the page escapes the markup.
-  const shown = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/g, (c) =>
-    c === '\ufffd' ? '\\ufffd' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  // Control bytes and undecodable sequences as escapes; the page escapes the markup.
+  let shown = '';
+  for (const c of head.toString('utf8')) {
+    const code = c.charCodeAt(0);
+    const control = (code < 0x20 && c !== '\n' && c !== '\t') || code === 0x7f;
+    shown += c === '\ufffd' ? '\\ufffd' : control ? `\\x${code.toString(16).padStart(2, '0')}` : c;
+  }
   return value.length > head.length ? `${shown}… (${value.length} bytes)` : shown;
 }
 

@@ -43,9 +43,7 @@ export class ConsoleSecurity {
   private readonly key = randomBytes(32);
   private readonly session: string | undefined;
 
-  constructor(
-    private readonly opts: { token?: string | undefined; host: string },
-  ) {
+  constructor(private readonly opts: { token?: string | undefined; host: string }) {
     this.session = opts.token ? digest(opts.token, 'strand-console-session') : undefined;
   }
 

@@ -23,13 +23,7 @@ import { schemasPage, subjectPage } from './pages/schemas.js';
 import { tiersPage } from './pages/tiers.js';
 import { workersPage } from './pages/workers.js';
 import { RecordDecoder } from './records.js';
-import {
-  CSRF_COOKIE,
-  ConsoleSecurity,
-  parseCookies,
-  SECURITY_HEADERS,
-  SESSION_COOKIE,
-} from './security.js';
+import { ConsoleSecurity, CSRF_COOKIE, parseCookies, SECURITY_HEADERS, SESSION_COOKIE } from './security.js';
 
 export interface ConsoleServerOptions {
   model: ConsoleModel;
@@ -81,7 +75,10 @@ const ASSETS: Record<string, { file: string; type: string }> = {
     file: require.resolve('uplot/dist/uPlot.iife.min.js'),
     type: 'text/javascript; charset=utf-8',
   },
-  '/assets/uPlot.min.css': { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
+  '/assets/uPlot.min.css': {
+    file: require.resolve('uplot/dist/uPlot.min.css'),
+    type: 'text/css; charset=utf-8',
+  },
 };
 
 const MAX_BODY = 64 * 1024;
@@ -162,7 +159,12 @@ export class ConsoleServer {
     const url = new URL(req.url ?? '/', 'http://console.invalid');
     const method = req.method ?? 'GET';
     if (!this.security.hostAllowed(req)) {
-      this.send(res, 403, 'text/plain; charset=utf-8', 'this console answers only requests to a loopback host name\n');
+      this.send(
+        res,
+        403,
+        'text/plain; charset=utf-8',
+        'this console answers only requests to a loopback host name\n',
+      );
       return;
     }
     if (url.pathname === '/favicon.ico') {
@@ -211,7 +213,8 @@ export class ConsoleServer {
 
     if (method === 'POST') {
       const form = new URLSearchParams(await readBody(req).catch(() => ''));
-      if (url.pathname === '/login') return this.login(req, res, form, cookies, setCookies, csrf, page, errorPage);
+      if (url.pathname === '/login')
+        return this.login(req, res, form, cookies, setCookies, csrf, page, errorPage);
       if (!authed) return errorPage(401, 'not logged in: send the token (Authorization: Bearer) or log in');
       if (url.pathname === '/logout') {
         if (!this.security.csrfValid(cookies.get(CSRF_COOKIE), form.get('_csrf') ?? undefined))
@@ -240,7 +243,8 @@ export class ConsoleServer {
       return;
     }
     if (method !== 'GET' && method !== 'HEAD') return errorPage(405, 'method not allowed');
-    if (url.pathname === '/login') return page(200, this.loginPage(url.searchParams.get('next') ?? '/', '', csrf));
+    if (url.pathname === '/login')
+      return page(200, this.loginPage(url.searchParams.get('next') ?? '/', '', csrf));
     if (!authed) {
       if (req.headers['x-strand-live'] === undefined) {
         const next = `${url.pathname}${url.search}`;
@@ -261,7 +265,10 @@ export class ConsoleServer {
       const message = (error as Error).message.split('\n')[0] ?? '';
       if (/does not exist/.test(message)) return errorPage(404, message);
       this.opts.logger.warn({ err: error, path: url.pathname }, 'console page failed');
-      return errorPage(502, `could not read from Kafka or the registry: ${(error as Error).message.split('\n')[0]}`);
+      return errorPage(
+        502,
+        `could not read from Kafka or the registry: ${(error as Error).message.split('\n')[0]}`,
+      );
     }
   }
 
@@ -275,12 +282,20 @@ export class ConsoleServer {
     page: (status: number, p: Page) => void,
     errorPage: (status: number, message: string) => void,
   ): void {
-    if (!this.security.sameOrigin(req) || !this.security.csrfValid(cookies.get(CSRF_COOKIE), form.get('_csrf') ?? undefined))
-      return errorPage(403, 'missing or wrong CSRF token; reload the login page');
+    if (
+      !this.security.sameOrigin(req) ||
+      !this.security.csrfValid(cookies.get(CSRF_COOKIE), form.get('_csrf') ?? undefined)
+    ) {
+      errorPage(403, 'missing or wrong CSRF token; reload the login page');
+      return;
+    }
     const next = form.get('next') ?? '/';
     const safeNext = next.startsWith('/') && !next.startsWith('//') ? next : '/';
     const session = this.security.sessionFor(form.get('token') ?? '');
-    if (!session) return page(401, this.loginPage(safeNext, 'Wrong token.', csrf));
+    if (!session) {
+      page(401, this.loginPage(safeNext, 'Wrong token.', csrf));
+      return;
+    }
     setCookies.push(`${SESSION_COOKIE}=${session}; Path=/; HttpOnly; SameSite=Strict`);
     this.send(res, 303, 'text/plain; charset=utf-8', '', { location: safeNext, 'set-cookie': setCookies });
   }

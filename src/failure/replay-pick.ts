@@ -1,5 +1,5 @@
-import { type Admin, createKafka, type KafkaConnection, Partitioners } from '../kafka/client.js';
 import { readRanges } from '../kafka/browse.js';
+import { type Admin, createKafka, type KafkaConnection, Partitioners } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
 import {
   addReplayed,

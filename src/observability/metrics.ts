@@ -1,7 +1,11 @@
 import client from 'prom-client';
+import { FastHistogram } from './fast-histogram.js';
 
 /** Job outcomes counted in `queue_jobs_total`. */
 export type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'duplicate';
+
+/** Outcome counts of one topic and group, bumped per job and flushed on scrape. */
+export type OutcomeCounts = Record<Outcome, number>;
 
 /**
  * The metrics contract (README, "Metrics"; docs/architecture.md). One instance per registry; a worker gets its own registry so
@@ -13,8 +17,8 @@ export class QueueMetrics {
   readonly oldestPendingAge: client.Gauge<'topic' | 'group'>;
   readonly inflight: client.Gauge<'topic' | 'group'>;
   readonly jobs: client.Counter<'topic' | 'group' | 'outcome'>;
-  readonly processingLatency: client.Histogram<'topic' | 'group'>;
-  readonly endToEndLatency: client.Histogram<'topic' | 'group'>;
+  readonly processingLatency: FastHistogram;
+  readonly endToEndLatency: FastHistogram;
   readonly retries: client.Counter<'topic' | 'group' | 'tier'>;
   readonly failures: client.Counter<'topic' | 'group' | 'error_class'>;
   readonly dlqDepth: client.Gauge<'topic' | 'group'>;
@@ -24,6 +28,27 @@ export class QueueMetrics {
   readonly offsetMapBytes: client.Gauge<'topic' | 'partition' | 'group'>;
   readonly heartbeat: client.Gauge<'worker'>;
   readonly desiredReplicas: client.Gauge<'group'>;
+
+  /**
+   * Job outcomes counted on the per-job path as plain numbers, added to `queue_jobs_total` when it
+   * is scraped (a prom-client counter hashes its labels on every `inc`).
+   */
+  outcomeCounts(labels: { topic: string; group: string }): OutcomeCounts {
+    const counts: OutcomeCounts = { completed: 0, retried: 0, dead_lettered: 0, duplicate: 0 };
+    const flushed: OutcomeCounts = { ...counts };
+    this.flushes.push(() => {
+      for (const outcome of Object.keys(counts) as Outcome[]) {
+        const delta = counts[outcome] - flushed[outcome];
+        if (delta > 0) {
+          this.jobs.inc({ ...labels, outcome }, delta);
+          flushed[outcome] = counts[outcome];
+        }
+      }
+    });
+    return counts;
+  }
+
+  private readonly flushes: (() => void)[] = [];
 
   /** Runs `sample` whenever `metric` is scraped (for values that change per job). */
   sampleOnScrape(metric: client.Gauge<string>, sample: () => void): void {
@@ -58,21 +83,22 @@ export class QueueMetrics {
       help: 'Jobs by outcome: completed, retried, dead_lettered, duplicate',
       labelNames: ['topic', 'group', 'outcome'],
       registers,
+      collect: () => {
+        for (const flush of this.flushes) flush();
+      },
     });
-    this.processingLatency = new client.Histogram({
-      name: 'queue_processing_latency_seconds',
-      help: 'Handler duration',
-      labelNames: ['topic', 'group'],
-      buckets: latencyBuckets,
+    this.processingLatency = new FastHistogram(
+      'queue_processing_latency_seconds',
+      'Handler duration',
+      latencyBuckets,
       registers,
-    });
-    this.endToEndLatency = new client.Histogram({
-      name: 'queue_end_to_end_latency_seconds',
-      help: 'From strand-enqueued-at to completion',
-      labelNames: ['topic', 'group'],
-      buckets: latencyBuckets,
+    );
+    this.endToEndLatency = new FastHistogram(
+      'queue_end_to_end_latency_seconds',
+      'From strand-enqueued-at to completion',
+      latencyBuckets,
       registers,
-    });
+    );
     this.retries = new client.Counter({
       name: 'queue_retries_total',
       help: 'Records sent to each retry tier',

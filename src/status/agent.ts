@@ -99,14 +99,17 @@ export class StatusAgent {
   private paused = false;
   private restartsWhenReady = 0;
   private warned = false;
-  private readonly starting: Promise<void>;
 
   private constructor(
     private readonly source: StatusSource,
     private readonly connection: KafkaConnection,
   ) {
-    this.starting = this.open().catch((error: unknown) => {
-      source.logger.warn({ err: error }, 'status agent could not start; the console will not see this worker');
+    void this.open().catch((error: unknown) => {
+      if (this.stopped) return;
+      source.logger.warn(
+        { err: error },
+        'status agent could not start; the console will not see this worker',
+      );
     });
   }
 
@@ -130,18 +133,23 @@ export class StatusAgent {
       await admin.disconnect();
     }
     if (this.stopped) return;
-    this.producer = kafka.producer({
+    const producer = kafka.producer({
       createPartitioner: Partitioners.DefaultPartitioner,
       allowAutoTopicCreation: false,
       retry: { retries: 3 },
     });
-    await this.producer.connect();
-    if (this.stopped) return;
+    await producer.connect();
+    // stop() does not wait for the start: whatever opens after it is closed here.
+    if (this.stopped) {
+      await producer.disconnect().catch(() => undefined);
+      return;
+    }
+    this.producer = producer;
     this.timer = setInterval(() => void this.publish(), SNAPSHOT_INTERVAL_MS);
     this.timer.unref();
     void this.publish();
     const group = this.source.options.groupId;
-    this.tail = await tailTopics(this.connection, {
+    const tail = await tailTopics(this.connection, {
       topics: [CONTROL_TOPIC],
       groupPrefix: `strand-agent-${this.source.workerId}`,
       onRecord: (_topic, _partition, m) => {
@@ -150,7 +158,8 @@ export class StatusAgent {
         if (command) this.apply(command.action);
       },
     });
-    if (this.stopped) await this.tail.stop();
+    if (this.stopped) await tail.stop();
+    else this.tail = tail;
   }
 
   private apply(action: 'pause' | 'resume'): void {
@@ -236,7 +245,6 @@ export class StatusAgent {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
-    await withTimeout(this.starting, 5000);
     await withTimeout(this.sending ?? Promise.resolve(), 2000);
     const producer = this.producer;
     if (producer) {

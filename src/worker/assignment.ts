@@ -95,7 +95,8 @@ export class Assignment {
         this.owned.set(tpKey(topic, partition), { tracker, ready: Promise.resolve(), verified: false });
       }
     }
-    if (fresh.length > 0) this.deps.onNewOwnership(fresh.map((t) => ({ topic: t.topic, partition: t.partition })));
+    if (fresh.length > 0)
+      this.deps.onNewOwnership(fresh.map((t) => ({ topic: t.topic, partition: t.partition })));
     if (fresh.length === 0 && kept.length === 0) return Promise.resolve();
     const ready = this.reconcile(fresh, kept);
     for (const t of [...fresh, ...kept]) {

@@ -130,6 +130,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       done: (item) => {
         if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
       },
+      settle: (item) => this.dispatcher.settle(item),
       emit: (event, ...args) => this.emit(event, ...(args as never)),
       random,
     });

@@ -61,7 +61,7 @@ export class Dispatcher {
       limiter?: { max: number; durationMs: number } | undefined;
       clock: Clock;
       state: RunState;
-      /** Runs a started job to its end; `finished` is called after it settles. */
+      /** Runs a started job to its end and then calls `settle` (never rejects). */
       run: (item: WorkItem, slot: JobSlot) => Promise<void>;
       finished: (item: WorkItem) => void;
     },
@@ -111,11 +111,12 @@ export class Dispatcher {
       if (!item) return;
       const slot: JobSlot = {};
       this.running.set(item, slot);
-      void this.opts.run(item, slot).finally(() => this.settle(item));
+      void this.opts.run(item, slot);
     }
   }
 
-  private settle(item: WorkItem): void {
+  /** A started job is over: its slot and its key's lane go back. */
+  settle(item: WorkItem): void {
     this.running.delete(item);
     this.slotless.delete(item);
     this.stuck.delete(item);

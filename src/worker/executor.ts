@@ -2,30 +2,20 @@ import { DecodeError } from '../codec/errors.js';
 import { defaultClassify, errorClassName, JobTimeoutError } from '../failure/errors.js';
 import type { OutcomeRouter, Route } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
+import type { HistogramSeries } from '../observability/fast-histogram.js';
 import type { Logger } from '../observability/logger.js';
-import type { QueueMetrics } from '../observability/metrics.js';
+import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
 import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import type { WorkerEvents } from './core.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
+import { JobLog } from './job-log.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
 import type { Job, ResolvedWorkerOptions } from './options.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
-
-/** An object made on first property access (for per-job loggers that are rarely used). */
-function lazy<T extends object>(make: () => T): T {
-  let value: T | undefined;
-  return new Proxy({} as T, {
-    get: (_target, property) => {
-      value ??= make();
-      const member = (value as Record<PropertyKey, unknown>)[property];
-      return typeof member === 'function' ? member.bind(value) : member;
-    },
-  });
-}
 
 type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
 
@@ -35,14 +25,9 @@ type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) =
  * acknowledged by the broker before the job counts as done.
  */
 export class Executor {
-  private readonly counters: {
-    completed: { inc(): void };
-    retried: { inc(): void };
-    dead: { inc(): void };
-    duplicate: { inc(): void };
-    processing: { observe(v: number): void };
-    endToEnd: { observe(v: number): void };
-  };
+  private readonly counts: OutcomeCounts;
+  private readonly processing: HistogramSeries;
+  private readonly endToEnd: HistogramSeries;
   private readonly labels: { topic: string; group: string };
 
   constructor(
@@ -59,42 +44,30 @@ export class Executor {
       owns: (item: WorkItem) => boolean;
       /** The job reached an outcome: its offset counts as done. */
       done: (item: WorkItem) => void;
+      /** The job is over (with or without an outcome): its slot, key and buffer space go back. */
+      settle: (item: WorkItem) => void;
       emit: Emit;
       random: () => number;
     },
   ) {
     const { metrics, options } = deps;
     this.labels = { topic: options.topic, group: options.groupId };
-    const outcome = (name: string) => metrics.jobs.labels({ ...this.labels, outcome: name });
-    // Label-bound children for the per-job path (no label hashing per job).
-    this.counters = {
-      completed: outcome('completed'),
-      retried: outcome('retried'),
-      dead: outcome('dead_lettered'),
-      duplicate: outcome('duplicate'),
-      processing: metrics.processingLatency.labels(this.labels),
-      endToEnd: metrics.endToEndLatency.labels(this.labels),
-    };
+    // Per job: plain numbers (flushed into prom-client on scrape) and pre-bound histogram series.
+    this.counts = metrics.outcomeCounts(this.labels);
+    this.processing = metrics.processingLatency.labels(this.labels);
+    this.endToEnd = metrics.endToEndLatency.labels(this.labels);
   }
 
-  /** Runs a started job; never rejects. */
+  /** Runs a started job; never rejects; always ends with `settle`. */
   async execute(item: WorkItem, slot: JobSlot): Promise<void> {
-    // Most jobs never log: the child logger is made on first use.
-    const log = lazy(() =>
-      this.deps.logger.child({
-        topic: item.topic,
-        partition: item.partition,
-        offset: item.offset,
-        key: item.key,
-        jobId: item.jobId,
-        attempt: item.attempt,
-      }),
-    );
+    const log = new JobLog(this.deps.logger, item);
     try {
       if (await this.process(item, slot, log)) this.deps.done(item);
     } catch (error) {
       if (!(error instanceof Abandoned))
-        log.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
+        log.logger.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
+    } finally {
+      this.deps.settle(item);
     }
   }
 
@@ -114,8 +87,11 @@ export class Executor {
    * without its slot — it keeps its key, so order holds, and jobs whose schemas are cached keep
    * running — and takes a slot again before its handler runs.
    */
-  private async decode(item: WorkItem, log: Logger): Promise<unknown> {
+  private async decode(item: WorkItem, log: JobLog): Promise<unknown> {
     const { decoder, dispatcher } = this.deps;
+    // Most records: a cached writer schema, decoded without a promise.
+    const cached = decoder.decodeCached?.(item.value);
+    if (cached) return cached.data;
     // A schema not in memory means a registry call, which may take the registry's whole retry
     // budget when it is down: the job gives its slot up for that time.
     if (!decoder.decodesLocally(item.value)) dispatcher().releaseSlot(item);
@@ -123,7 +99,7 @@ export class Executor {
       onError: (error, n) => {
         if (error instanceof DecodeError) throw error;
         if (n % 10 === 0)
-          log.warn(
+          log.logger.warn(
             { err: error },
             'writer schema unavailable; the job waits and retries (not dead-lettered)',
           );
@@ -136,14 +112,14 @@ export class Executor {
   }
 
   /** Runs the item to an outcome. Returns true when its offset may count as done. */
-  private async process(item: WorkItem, slot: JobSlot, log: Logger): Promise<boolean> {
+  private async process(item: WorkItem, slot: JobSlot, log: JobLog): Promise<boolean> {
     const { options: o, state, leases, emit, clock, router } = this.deps;
     let data: unknown;
     try {
       data = await this.decode(item, log);
     } catch (error) {
       if (!(error instanceof DecodeError)) throw error;
-      log.warn(
+      log.logger.warn(
         { reason: error.reason, bytes: error.byteLength, schemaId: error.schemaId },
         `undecodable record: ${error.message}`,
       );
@@ -151,7 +127,7 @@ export class Executor {
       await this.route(item, error, log, () =>
         router.toDlq(item, error, item.attempt, `undecodable:${error.reason}`),
       );
-      this.counters.dead.inc();
+      this.counts.dead_lettered++;
       emit('job:dead', item, error);
       return true;
     }
@@ -178,8 +154,8 @@ export class Executor {
       };
       const lease = leases ? await leases.acquire(item, job, log, this.wait(item)) : 'none';
       if (lease === 'completed') {
-        this.counters.duplicate.inc();
-        log.info('duplicate job id: handler skipped');
+        this.counts.duplicate++;
+        log.logger.info('duplicate job id: handler skipped');
         emit('job:duplicate', job);
         return true;
       }
@@ -192,15 +168,15 @@ export class Executor {
         item,
         job,
         slot,
-        attempt === item.attempt ? log : log.child({ attempt }),
+        attempt === item.attempt ? log : log.forAttempt(attempt),
       );
       stopRenewal?.();
       const ms = clock.now() - started;
-      this.counters.processing.observe(ms / 1000);
+      this.processing.observe(ms / 1000);
       if (error === undefined) {
         if (lease === 'acquired') await leases!.finish(item, job, log, this.wait(item));
-        this.counters.completed.inc();
-        if (job.enqueuedAt) this.counters.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
+        this.counts.completed++;
+        if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
         emit('job:completed', job, { durationMs: ms });
         return true;
       }
@@ -226,28 +202,28 @@ export class Executor {
       );
       if (decision.action === 'in-place') {
         emit('job:failed', job, error, { next: 'in-place', attempt });
-        log.info({ err: error, delayMs: decision.delayMs }, 'job failed; retrying in place');
+        log.logger.info({ err: error, delayMs: decision.delayMs }, 'job failed; retrying in place');
         inPlaceUsed++;
         await this.wait(item)(decision.delayMs);
         attempt = decision.nextAttempt;
         continue;
       }
       if (decision.action === 'dlq') {
-        log.warn(
+        log.logger.warn(
           { err: error, errorClass, reason: decision.reason },
           'job failed; sending it to the dead-letter topic',
         );
         emit('job:failed', job, error, { next: 'dlq', attempt });
         await this.route(item, error, log, () => router.toDlq(item, error, attempt, decision.reason));
-        this.counters.dead.inc();
+        this.counts.dead_lettered++;
         emit('job:dead', item, error);
         return true;
       }
       emit('job:failed', job, error, { next: 'tier', attempt });
-      log.info({ err: error, tier: decision.tier }, 'job failed; sending it to a retry tier');
+      log.logger.info({ err: error, tier: decision.tier }, 'job failed; sending it to a retry tier');
       const route = await this.route(item, error, log, () => router.toTier(item, error, decision));
       this.deps.metrics.retries.inc({ ...this.labels, tier: String(decision.tier) });
-      this.counters.retried.inc();
+      this.counts.retried++;
       if (route.kind === 'tier') emit('job:retried', job, route);
       return true;
     }
@@ -265,14 +241,14 @@ export class Executor {
   private async route(
     item: WorkItem,
     error: unknown,
-    log: Logger,
+    log: JobLog,
     send: () => Promise<Route>,
   ): Promise<Route> {
     // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
     if (!this.deps.owns(item)) throw new Abandoned();
     return retryWithBackoff('produce', send, {
       onError: (sendError) =>
-        log.warn(
+        log.logger.warn(
           { err: sendError, original: errorClassName(error) },
           'could not publish the failed job; retrying',
         ),
@@ -288,7 +264,7 @@ export class Executor {
    * the abort is stuck: it gives its slot back (counted in `queue_stuck_jobs`), keeps its key and
    * its offset uncommitted, and its outcome counts whenever it settles.
    */
-  private async runHandler(item: WorkItem, job: Job<unknown>, slot: JobSlot, log: Logger): Promise<unknown> {
+  private async runHandler(item: WorkItem, job: Job<unknown>, slot: JobSlot, log: JobLog): Promise<unknown> {
     const { options, clock } = this.deps;
     const timeoutMs = options.jobTimeoutMs;
     const attempt = new AttemptSignal();
@@ -304,7 +280,7 @@ export class Executor {
               attempt.abort(timeout);
               stuckTimer = clock.setTimeout(
                 () => {
-                  log.warn(
+                  log.logger.warn(
                     { timeoutMs },
                     'handler ignores its aborted signal; its slot goes to other jobs, its key waits',
                   );
@@ -322,7 +298,9 @@ export class Executor {
       get signal() {
         return attempt.signal;
       },
-      logger: log,
+      get logger() {
+        return log.logger;
+      },
     };
     try {
       await options.handler(job as never, ctx);

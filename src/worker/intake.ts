@@ -107,18 +107,25 @@ export class Intake {
     await owned.ready;
     const tracker = owned.tracker;
     const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
+    // The fetch position moves once per stretch of accepted records, not per record (kafkajs
+    // converts every resolved offset to a Long): before any wait, any return, and at the end.
+    let resolved: string | undefined;
+    const resolve = () => {
+      if (resolved !== undefined) batch.resolveOffset(resolved);
+      resolved = undefined;
+    };
     for (const record of batch.records) {
-      if (!current()) return;
+      if (!current()) return resolve();
       const offset = Number(record.offset);
       if (tracker.seen(offset)) {
-        batch.resolveOffset(record.offset);
+        resolved = record.offset;
         continue;
       }
       if (tracker.preloadedDone.delete(offset)) {
         // The previous owner finished it out of order (offset map): done, without running again.
         tracker.accept(offset);
         tracker.complete(offset);
-        batch.resolveOffset(record.offset);
+        resolved = record.offset;
         continue;
       }
       if (tier > 0) {
@@ -126,6 +133,7 @@ export class Intake {
         if (wait > DUE_LEAD_MS) {
           // Not due: pause this tier partition and fetch it again from this offset shortly before
           // it is due (the lead covers the fetch round trip), instead of holding it in memory.
+          resolve();
           const resume = batch.pause();
           clock.clearTimeout(owned.resumeTimer);
           owned.resumeTimer = clock.setTimeout(
@@ -140,6 +148,7 @@ export class Intake {
         // Due within the lead: wait here, so records of the partition are still taken in offset
         // order (two retries of one key keep their order) and none starts before it is due.
         if (wait > 0) {
+          resolve();
           await sleep(clock, wait);
           if (!current()) return;
         }
@@ -148,6 +157,7 @@ export class Intake {
       // Room in the buffer, and room in the partition's offset map: a job accepted beyond what the
       // map can describe could not be recorded as done out of order (offset-map.ts).
       while (!buffer.hasRoom(size) || this.beyondMap(tracker, offset)) {
+        resolve();
         await buffer.waitForRoom(1000);
         if (!current()) return;
         // Rejects when the group rebalances, so the client can rejoin.
@@ -158,9 +168,10 @@ export class Intake {
       buffer.add(item);
       pending.set(item, true);
       dispatcher.add(item);
-      batch.resolveOffset(record.offset);
+      resolved = record.offset;
       dispatcher.pump();
     }
+    resolve();
     // Offsets the fetch covered without a job (transaction markers, aborted records) are consumed too.
     if (current()) tracker.skipTo(Number(batch.lastOffset) + 1);
     await batch.heartbeat();

@@ -8,6 +8,8 @@ export interface Schedulable {
   readonly key: string | null;
   /** Acceptance order across the worker (oldest first). */
   readonly seq: number;
+  /** The lane's name, filled in by the scheduler on first use (one string per job, not per call). */
+  lane?: string | undefined;
 }
 
 /** A binary min-heap on `seq`. */
@@ -75,7 +77,9 @@ export class KeyScheduler<T extends Schedulable> {
   private laneOf(job: T): string | undefined {
     if (this.mode === 'unordered') return undefined;
     if (this.mode === 'partition') return job.tp;
-    return job.key === null ? undefined : `${job.tp}\u0000${job.key}`;
+    if (job.key === null) return undefined;
+    job.lane ??= `${job.tp}\u0000${job.key}`;
+    return job.lane;
   }
 
   /** True when `nextRunnable()` would return a job (ignoring `skip`). */

@@ -1,7 +1,7 @@
 import type { IdempotencyStore } from '../idempotency/store.js';
-import type { Logger } from '../observability/logger.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, every } from '../timing/clock.js';
+import type { JobLog } from './job-log.js';
 import type { Job } from './options.js';
 import type { WorkItem } from './work-item.js';
 
@@ -51,7 +51,7 @@ export class LeaseKeeper {
   async acquire(
     item: WorkItem,
     job: Job<unknown>,
-    log: Logger,
+    log: JobLog,
     wait: (ms: number) => Promise<void>,
   ): Promise<'acquired' | 'completed'> {
     const id = this.idOf(job);
@@ -64,7 +64,7 @@ export class LeaseKeeper {
         {
           onError: (error, n) => {
             if (n % 10 === 0)
-              log.warn({ err: error }, 'idempotency store unavailable; the job waits (fail closed)');
+              log.logger.warn({ err: error }, 'idempotency store unavailable; the job waits (fail closed)');
             this.opts.onStoreUnavailable();
           },
           wait,
@@ -72,25 +72,26 @@ export class LeaseKeeper {
         },
       );
       if (result !== 'busy') return result;
-      if (busy % 20 === 0) log.info({ idempotencyKey: id }, 'job id is leased by another worker; waiting');
+      if (busy % 20 === 0)
+        log.logger.info({ idempotencyKey: id }, 'job id is leased by another worker; waiting');
       await wait(Math.min(leaseMs / 4, 250 * 2 ** Math.min(busy++, 4)));
     }
   }
 
   /** Keeps the lease alive while the handler runs (every third of the lease); returns the stop. */
-  keepAlive(item: WorkItem, job: Job<unknown>, log: Logger): () => void {
+  keepAlive(item: WorkItem, job: Job<unknown>, log: JobLog): () => void {
     const id = this.idOf(job);
     const { leaseMs, clock } = this.opts;
     return every(clock, Math.max(50, Math.floor(leaseMs / 3)), () => {
       this.store.renew(id, this.ownerOf(item), leaseMs).then(
         (held) => {
           if (!held)
-            log.warn(
+            log.logger.warn(
               { idempotencyKey: id },
               'idempotency lease lost while the job ran (it outlived leaseMs?)',
             );
         },
-        (error: unknown) => log.warn({ err: error }, 'could not renew the idempotency lease'),
+        (error: unknown) => log.logger.warn({ err: error }, 'could not renew the idempotency lease'),
       );
     });
   }
@@ -102,14 +103,14 @@ export class LeaseKeeper {
   async finish(
     item: WorkItem,
     job: Job<unknown>,
-    log: Logger,
+    log: JobLog,
     wait: (ms: number) => Promise<void>,
   ): Promise<void> {
     const id = this.idOf(job);
     await retryWithBackoff('store', () => this.store.complete(id, this.ownerOf(item), this.opts.retainMs), {
       onError: (error, n) => {
         if (n % 10 === 0)
-          log.warn({ err: error }, 'could not mark the job done in the idempotency store; retrying');
+          log.logger.warn({ err: error }, 'could not mark the job done in the idempotency store; retrying');
       },
       wait,
       random: this.opts.random,

@@ -21,6 +21,7 @@ export class WorkItem implements Schedulable, RoutedRecord {
   /** `strand-attempt` of this delivery (1 when absent). */
   readonly attempt: number;
   readonly jobId: string;
+  lane: string | undefined;
   private parsed: Record<string, string> | undefined;
 
   constructor(

@@ -30,7 +30,12 @@ interface Running {
 function startConsole(args: string[]): Promise<Running> {
   const { brokers, registryUrl } = stack();
   const child = spawn(process.execPath, ['dist/cli/main.js', 'console', '--port', '0', ...args], {
-    env: { ...process.env, STRAND_BROKERS: brokers.join(','), STRAND_REGISTRY_URL: registryUrl, NO_COLOR: '1' },
+    env: {
+      ...process.env,
+      STRAND_BROKERS: brokers.join(','),
+      STRAND_REGISTRY_URL: registryUrl,
+      NO_COLOR: '1',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -113,7 +118,8 @@ describe('strand console', () => {
   };
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install chromium (.ci/run does)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} not found: apt-get install chromium (.ci/run does)`);
     ({ topic, cleanup } = await jobTopic('console', { partitions: 3, tierDelays: [TIER_MS] }));
     group = uniqueName('console-workers');
     dir = mkdtempSync(join(tmpdir(), 'strand-console-'));
@@ -155,7 +161,10 @@ describe('strand console', () => {
       schema: v2,
     });
     await p2.connect();
-    await p2.enqueue({ key: 'acct-9', data: { ...payment(null).data, accountId: 'acct-9', channel: 'mobile' } });
+    await p2.enqueue({
+      key: 'acct-9',
+      data: { ...payment(null).data, accountId: 'acct-9', channel: 'mobile' },
+    });
     await p2.disconnect();
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
@@ -318,7 +327,9 @@ describe('strand console', () => {
     await page.screenshot({ path: `${SHOTS}/dead-letters.png`, fullPage: true });
     await row.locator('[data-testid="dead-link"]').click();
     await page.waitForURL(/\/dlq\/job\?/);
-    const payload = JSON.parse((await page.locator('[data-testid="payload"]').textContent()) ?? '{}') as Payment;
+    const payload = JSON.parse(
+      (await page.locator('[data-testid="payload"]').textContent()) ?? '{}',
+    ) as Payment;
     expect(payload).toMatchObject({ memo: 'dead-until-replayed', currency: 'EUR' });
     expect(await page.locator('[data-testid="error-class"]').textContent()).toBe('NonRetriableError');
     const jobUrl = page.url();
@@ -327,7 +338,9 @@ describe('strand console', () => {
     const depthOnOverview = async () => {
       await go('/');
       return Number(
-        await page.locator(`[data-testid="group"][data-group="${group}"] [data-testid="dlq-depth"]`).textContent(),
+        await page
+          .locator(`[data-testid="group"][data-group="${group}"] [data-testid="dlq-depth"]`)
+          .textContent(),
       );
     };
     await waitUntil(async () => (await depthOnOverview()) === 2, { timeoutMs: 20_000, what: 'DLQ depth 2' });
@@ -368,6 +381,25 @@ describe('strand console', () => {
     expect(dialogs).toEqual([]);
   });
 
+  it('a filter replay shows the dry-run count first, then sends at the given rate', async () => {
+    await go(`/dlq?topic=${topic}&key=${encodeURIComponent(HTML_KEY)}`);
+    await page.locator('[data-testid="replay-filter-form"] input[name="rate"]').fill('5');
+    await page.locator('[data-testid="replay-filter-form"] button').click();
+    await page.waitForURL(/\/dlq\/preview\?/);
+    expect(await page.locator('[data-testid="preview-count"]').textContent()).toBe('1');
+    expect(await page.locator('[data-testid="dead-row"]').getAttribute('data-job-id')).toBe(ids.html);
+    await page.screenshot({ path: `${SHOTS}/replay-preview.png`, fullPage: true });
+    await page.locator('[data-testid="replay-confirm"]').click();
+    await page.waitForURL(/\/dlq\/task\?/);
+    await page.waitForSelector('[data-testid="task"][data-state="done"]', { timeout: 30_000 });
+    expect(await page.locator('[data-testid="task-sent"]').textContent()).toBe('1');
+    // The poison job runs again (and goes back to the DLQ: it always fails).
+    await waitUntil(() => ledgerLines().filter((l) => l.kind === 'S' && l.jobId === ids.html).length >= 2, {
+      timeoutMs: 30_000,
+      what: 'the replayed poison job to run again',
+    });
+  });
+
   it('every page renders without script errors (screenshots in docs/console)', async () => {
     // v2 of the subject shows on the job written with it (found by its key).
     await go(`/jobs?topic=${topic}&find=acct-9`);
@@ -378,7 +410,9 @@ describe('strand console', () => {
 
     await go('/tiers');
     const tier = page.locator(`[data-testid="tier-row"][data-topic="${topic}.retry.1"]`);
-    await expect.poll(() => tier.locator('[data-testid="tier-waiting"]').textContent(), { timeout: 20_000 }).toBe('1');
+    await expect
+      .poll(() => tier.locator('[data-testid="tier-waiting"]').textContent(), { timeout: 20_000 })
+      .toBe('1');
     await page.screenshot({ path: `${SHOTS}/retry-tiers.png`, fullPage: true });
 
     await go(`/schemas?q=${topic}`);
@@ -391,7 +425,10 @@ describe('strand console', () => {
 
     // The charts have points by now (a sample every 5 s) and uPlot drew them.
     await go('/');
-    await page.locator(`[data-testid="group"][data-group="${group}"] .uplot`).first().waitFor({ timeout: 20_000 });
+    await page
+      .locator(`[data-testid="group"][data-group="${group}"] .uplot`)
+      .first()
+      .waitFor({ timeout: 20_000 });
     expect(pageErrors).toEqual([]);
   });
 });

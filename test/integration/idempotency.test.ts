@@ -117,7 +117,9 @@ describe('idempotency with a real Redis', () => {
     const heldAt = Date.now();
     const groupId = uniqueName(`${topic}-g`);
     // The worker asks the store about `<group>/<topic>:<job id>` (its default scope).
-    expect(await store.begin(`${groupId}/${topic}:held-by-a-dead-worker`, 'crashed-worker', leaseMs)).toBe('acquired');
+    expect(await store.begin(`${groupId}/${topic}:held-by-a-dead-worker`, 'crashed-worker', leaseMs)).toBe(
+      'acquired',
+    );
     let startedAt = 0;
     const w = worker(topic, {
       groupId,

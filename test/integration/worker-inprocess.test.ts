@@ -185,7 +185,8 @@ describe('Worker in process', () => {
     // Fault injection: the intake throws a TypeError once, as kafkajs' own metadata bugs do during a
     // broker failover. kafkajs counts it unrecoverable: it leaves the group and never restarts.
     await w.start();
-    const intake = (w as unknown as { core: { intake: { onBatch: (batch: unknown) => Promise<void> } } }).core.intake;
+    const intake = (w as unknown as { core: { intake: { onBatch: (batch: unknown) => Promise<void> } } }).core
+      .intake;
     const onBatch = intake.onBatch.bind(intake);
     let armed = false;
     let injected = false;

@@ -31,7 +31,10 @@ export default defineWorker<Payment>({
   retry: { tiers: s.tiers ?? [60_000], inPlace: 0, maxAttempts: 3 },
   handler: async (job) => {
     const line = (kind: string) =>
-      appendFileSync(s.ledger, `${kind} ${job.id} ${job.data.accountId.replace(/\s/g, '_')} ${job.data.sequence} ${job.attempt} ${process.pid} ${Date.now()}\n`);
+      appendFileSync(
+        s.ledger,
+        `${kind} ${job.id} ${job.data.accountId.replace(/\s/g, '_')} ${job.data.sequence} ${job.attempt} ${process.pid} ${Date.now()}\n`,
+      );
     line('S');
     await new Promise((r) => setTimeout(r, 20));
     const memo = job.data.memo ?? '';

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '../../src/timing/backoff.js';
 import {
   defaultClassify,
   JobTimeoutError,
   NonRetriableError,
   RetryLaterError,
 } from '../../src/failure/errors.js';
+import { backoffDelay } from '../../src/timing/backoff.js';
 import { topicNames } from '../../src/topology/topics.js';
 
 describe('classification', () => {

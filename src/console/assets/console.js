@@ -30,7 +30,15 @@
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true } },
         axes: [{ stroke: '#5c6370' }, { stroke: '#5c6370', size: 56 }],
-        series: [{}, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, points: { show: false } }))],
+        series: [
+          {},
+          ...spec.series.map((s) => ({
+            label: s.label,
+            stroke: s.stroke,
+            width: 2,
+            points: { show: false },
+          })),
+        ],
       };
       charts.set(el.id, new window.uPlot(opts, spec.data, el));
     }
@@ -64,7 +72,12 @@
         const current = document.getElementById(fresh.id);
         if (!current) continue;
         // Never swap away a field someone is typing in.
-        if (active && active !== document.body && current.contains(active) && active.matches('input, select, textarea'))
+        if (
+          active &&
+          active !== document.body &&
+          current.contains(active) &&
+          active.matches('input, select, textarea')
+        )
           continue;
         const open = openDetails(current);
         const node = document.importNode(fresh, true);

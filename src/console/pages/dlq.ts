@@ -1,9 +1,9 @@
 import { replayGroup } from '../../failure/dlq.js';
 import { replayDeadJob } from '../../failure/replay-pick.js';
 import { HEADERS, headerString } from '../../headers.js';
-import { createKafka } from '../../kafka/client.js';
 import { readRanges } from '../../kafka/browse.js';
-import { formatNumber, formatTime, type Html, html, href, postForm } from '../html.js';
+import { createKafka } from '../../kafka/client.js';
+import { formatNumber, formatTime, type Html, href, html, postForm } from '../html.js';
 import type { DeadLetter } from '../model.js';
 import {
   badge,
@@ -152,6 +152,14 @@ export async function dlqPreviewPage(ctx: PageContext): Promise<Page> {
   const body = html`<h1>Replay preview <small>${topic}.dlq</small></h1>
 <p class="caption">Filter: error class <b>${filter.errorClass ?? 'any'}</b>, key <b>${filter.key ?? 'any'}</b>, since <b>${filter.since ? formatTime(filter.since) : 'any time'}</b>${rate ? html`, at most ${rate} jobs/s` : ''}.</p>
 <div class="stats">${stat('would be replayed', formatNumber(would.length), { testId: 'preview-count' })}</div>
+${
+  would.some((l) => l.replayed)
+    ? notice(
+        `${would.filter((l) => l.replayed).length} of them were replayed before (one by one, or by another filter) and would be sent again: narrow the filter to leave them out.`,
+        'warn',
+      )
+    : ''
+}
 <p class="hint">Dry run: nothing was sent. Each filter has its own replay group that resumes where it stopped, so jobs this filter already replayed are not counted.</p>
 ${would.length ? lettersTable(topic, would.slice(0, 100)) : ''}
 ${
@@ -214,14 +222,16 @@ export async function dlqJobPage(ctx: PageContext): Promise<Page> {
   const topic = topicOf(ctx);
   const partition = intParam(ctx.query, 'partition', 0, 100_000);
   const offset = intParam(ctx.query, 'offset', 0, Number.MAX_SAFE_INTEGER);
-  if (partition === undefined || offset === undefined) throw new PageError(400, 'partition and offset needed');
+  if (partition === undefined || offset === undefined)
+    throw new PageError(400, 'partition and offset needed');
   const letters = await ctx.model.deadLetters(topic);
   let letter = letters.find((l) => l.job.partition === partition && Number(l.job.offset) === offset);
   if (!letter) {
     const [record] = await readRanges(ctx.model.connection, `${topic}.dlq`, [
       { partition, from: offset, to: offset + 1 },
     ]);
-    if (!record) throw new PageError(404, `no dead letter at ${topic}.dlq partition ${partition} offset ${offset}`);
+    if (!record)
+      throw new PageError(404, `no dead letter at ${topic}.dlq partition ${partition} offset ${offset}`);
     const { toDeadJob } = await import('../../failure/dlq.js');
     letter = { job: toDeadJob(partition, record.message), record, replayed: false };
   }
@@ -263,7 +273,7 @@ ${
 <h3>Stack</h3>
 <pre class="stack">${h(HEADERS.errorStack) ?? '(none)'}</pre>
 <h3>Headers</h3>
-${headersTable(shown.headers)}
+${headersTable(shown.headers, [HEADERS.errorStack])}
 </div>
 <p><a href="${href('/dlq', { topic })}">back to the dead letters</a></p>`;
   return { title: `Dead job ${partition}/${offset}`, active: '/dlq', body };
@@ -273,7 +283,8 @@ export async function dlqReplayOnePost(ctx: PageContext, form: URLSearchParams):
   const topic = topicOf(ctx, form);
   const partition = intParam(form, 'partition', 0, 100_000);
   const offset = intParam(form, 'offset', 0, Number.MAX_SAFE_INTEGER);
-  if (partition === undefined || offset === undefined) throw new PageError(400, 'partition and offset needed');
+  if (partition === undefined || offset === undefined)
+    throw new PageError(400, 'partition and offset needed');
   const result = await replayDeadJob(ctx.model.connection, topic, { partition, offset });
   if (result.status === 'not-found') throw new PageError(404, 'no such dead letter');
   return {

@@ -1,8 +1,16 @@
 import { HEADERS, headerString } from '../../headers.js';
 import { type BrowsedRecord, offsetsAtTime, partitionBounds, readRanges } from '../../kafka/browse.js';
 import { topicNames } from '../../topology/topics.js';
-import { type Html, html, href } from '../html.js';
-import { intParam, notice, type Page, type PageContext, PageError, parseSince, topicInput } from './context.js';
+import { type Html, href, html } from '../html.js';
+import {
+  intParam,
+  notice,
+  type Page,
+  type PageContext,
+  PageError,
+  parseSince,
+  topicInput,
+} from './context.js';
 import { recordsTable } from './records-view.js';
 
 function knownTopics(ctx: PageContext): string[] {
@@ -31,7 +39,8 @@ export async function jobsPage(ctx: PageContext): Promise<Page> {
   const q = ctx.query;
   const topic = (q.get('topic') ?? ctx.model.jobTopics()[0] ?? '').trim();
   const head = html`<h1>Jobs</h1>${form(ctx, topic)}`;
-  if (!topic) return { title: 'Jobs', active: '/jobs', body: html`${head}${notice('Name a topic to browse.')}` };
+  if (!topic)
+    return { title: 'Jobs', active: '/jobs', body: html`${head}${notice('Name a topic to browse.')}` };
   const conn = ctx.model.connection;
   const limit = intParam(q, 'limit', 1, 500) ?? 20;
   const partition = intParam(q, 'partition', 0, 100_000);
@@ -59,7 +68,10 @@ export async function jobsPage(ctx: PageContext): Promise<Page> {
       { timeoutMs: 30_000 },
     );
     records = read
-      .filter((r) => r.message.key?.toString('utf8') === find || headerString(r.message.headers, HEADERS.jobId) === find)
+      .filter(
+        (r) =>
+          r.message.key?.toString('utf8') === find || headerString(r.message.headers, HEADERS.jobId) === find,
+      )
       .sort((a, b) => Number(b.message.timestamp) - Number(a.message.timestamp))
       .slice(0, limit);
     caption = html`${records.length} record(s) with key or job id <b>${find}</b> among the last ${window} of each partition (${read.length} read)`;

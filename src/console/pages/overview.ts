@@ -1,5 +1,5 @@
 import { totalLag } from '../../lag/lag.js';
-import { formatAge, formatNumber, type Html, html, href } from '../html.js';
+import { formatAge, formatNumber, type Html, href, html } from '../html.js';
 import type { GroupView } from '../model.js';
 import { badge, notice, type Page, type PageContext, stat } from './context.js';
 
@@ -15,7 +15,12 @@ export function groupState(g: GroupView): { text: string; tone: string } {
   return { text: 'running', tone: 'ok' };
 }
 
-function chart(id: string, title: string, series: { label: string; stroke: string }[], data: number[][]): Html {
+function chart(
+  id: string,
+  title: string,
+  series: { label: string; stroke: string }[],
+  data: number[][],
+): Html {
   return html`<figure class="chart-box"><figcaption>${title}</figcaption><div class="chart" id="${id}" data-chart="${JSON.stringify({ series, data })}"></div></figure>`;
 }
 
@@ -37,14 +42,23 @@ ${stat('DLQ depth', g.dlqDepth === undefined ? '…' : html`<a href="${href('/dl
 ${stat('desired replicas', g.desiredReplicas ?? '…')}
 </div>
 <div class="charts">
-${chart(`chart-rate-${index}`, 'jobs / s (last 15 min)', [{ label: 'completed', stroke: '#2f9e44' }, { label: 'failed', stroke: '#e03131' }], [t, g.history.map((p) => p.completedPerSec), g.history.map((p) => p.failedPerSec)])}
+${chart(
+  `chart-rate-${index}`,
+  'jobs / s (last 15 min)',
+  [
+    { label: 'completed', stroke: '#2f9e44' },
+    { label: 'failed', stroke: '#e03131' },
+  ],
+  [t, g.history.map((p) => p.completedPerSec), g.history.map((p) => p.failedPerSec)],
+)}
 ${chart(`chart-lag-${index}`, 'lag (last 15 min)', [{ label: 'lag', stroke: '#1971c2' }], [t, g.history.map((p) => p.lag)])}
 </div>
 <table class="grid lag" data-testid="lag-table">
 <thead><tr><th>topic</th><th class="num">partition</th><th class="num">end</th><th class="num">committed</th><th class="num">lag</th><th class="num">due</th></tr></thead>
 <tbody>
 ${lagRows.map(
-  (l) => html`<tr data-testid="lag-row" data-topic="${l.topic}" data-partition="${l.partition}"><td>${l.topic}</td><td class="num">${l.partition}</td><td class="num">${l.end}</td><td class="num">${l.committed ?? '-'}</td><td class="num" data-testid="lag">${l.lag}</td><td class="num">${l.due}</td></tr>`,
+  (l) =>
+    html`<tr data-testid="lag-row" data-topic="${l.topic}" data-partition="${l.partition}"><td>${l.topic}</td><td class="num">${l.partition}</td><td class="num">${l.end}</td><td class="num">${l.committed ?? '-'}</td><td class="num" data-testid="lag">${l.lag}</td><td class="num">${l.due}</td></tr>`,
 )}
 </tbody>
 </table>

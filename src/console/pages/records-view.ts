@@ -1,4 +1,4 @@
-import { formatTime, type Html, html, href, prettyJson } from '../html.js';
+import { formatTime, type Html, href, html, prettyJson } from '../html.js';
 import type { ShownRecord } from '../records.js';
 
 function short(text: string, max = 110): string {
@@ -20,11 +20,18 @@ export function payloadBlock(r: ShownRecord, open = false): Html {
     return html`<details${open ? html` open` : ''}><summary class="bad">undecodable: ${short(r.decodeError, 90)}</summary><pre class="payload">${r.rawPreview ?? ''}</pre></details>`;
   }
   const json = prettyJson(r.data);
-  return html`<details${open ? html` open` : ''}><summary><code>${short(JSON.stringify(JSON.parse(json)))}</code></summary><pre class="payload" data-testid="payload">${json}</pre></details>`;
+  if (open) return html`<pre class="payload" data-testid="payload">${json}</pre>`;
+  return html`<details><summary><code>${short(JSON.stringify(JSON.parse(json)))}</code></summary><pre class="payload" data-testid="payload">${json}</pre></details>`;
 }
 
-export function headersTable(headers: [string, string][]): Html {
-  return html`<table class="kv"><tbody>${headers.map(([k, v]) => html`<tr><th>${k}</th><td>${v}</td></tr>`)}</tbody></table>`;
+/** Headers as name/value rows; times (`…-at` in ms) also as ISO; `omit` lists ones shown elsewhere. */
+export function headersTable(headers: [string, string][], omit: string[] = []): Html {
+  return html`<table class="kv"><tbody>${headers.map(([k, v]) => {
+    if (omit.includes(k)) return html`<tr><th>${k}</th><td class="muted">(shown above)</td></tr>`;
+    const time =
+      /-at$/.test(k) && /^\d{12,14}$/.test(v) ? html` <small>${formatTime(Number(v))}</small>` : '';
+    return html`<tr><th>${k}</th><td>${v}${time}</td></tr>`;
+  })}</tbody></table>`;
 }
 
 /** The records table of the Jobs page. */

@@ -1,5 +1,5 @@
 import { diffLines } from 'diff';
-import { type Html, html, href, prettyJson } from '../html.js';
+import { type Html, href, html, prettyJson } from '../html.js';
 import { intParam, notice, type Page, type PageContext, PageError } from './context.js';
 
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -29,7 +29,8 @@ export async function schemasPage(ctx: PageContext): Promise<Page> {
 <p class="caption">${subjects.length} of ${all.length} subject(s) in the registry</p>
 <table class="grid" data-testid="subjects"><thead><tr><th>subject</th><th class="num">versions</th><th class="num">latest</th><th>compatibility</th></tr></thead>
 <tbody>${summaries.map(
-    (s) => html`<tr data-testid="subject-row" data-subject="${s.subject}"><td><a href="${href('/schemas/subject', { subject: s.subject })}">${s.subject}</a></td><td class="num">${s.versions.length}</td><td class="num">${s.versions[s.versions.length - 1] ?? '-'}</td><td>${s.compatibility}</td></tr>`,
+    (s) =>
+      html`<tr data-testid="subject-row" data-subject="${s.subject}"><td><a href="${href('/schemas/subject', { subject: s.subject })}">${s.subject}</a></td><td class="num">${s.versions.length}</td><td class="num">${s.versions[s.versions.length - 1] ?? '-'}</td><td>${s.compatibility}</td></tr>`,
   )}</tbody></table>
 </div>`;
   return { title: 'Schemas', active: '/schemas', body };
@@ -49,12 +50,23 @@ function fieldChanges(a: unknown, b: unknown): Html {
   const rows: Html[] = [];
   for (const [name, f] of fb) {
     const before = fa.get(name);
-    if (!before) rows.push(html`<tr class="add"><td>added</td><td class="mono">${name}</td><td class="mono">${JSON.stringify(f.type)}${'default' in f ? ` = ${JSON.stringify(f.default)}` : ''}</td></tr>`);
-    else if (JSON.stringify(before.type) !== JSON.stringify(f.type) || JSON.stringify(before.default) !== JSON.stringify(f.default))
-      rows.push(html`<tr class="chg"><td>changed</td><td class="mono">${name}</td><td class="mono">${JSON.stringify(before.type)} → ${JSON.stringify(f.type)}</td></tr>`);
+    if (!before)
+      rows.push(
+        html`<tr class="add"><td>added</td><td class="mono">${name}</td><td class="mono">${JSON.stringify(f.type)}${'default' in f ? ` = ${JSON.stringify(f.default)}` : ''}</td></tr>`,
+      );
+    else if (
+      JSON.stringify(before.type) !== JSON.stringify(f.type) ||
+      JSON.stringify(before.default) !== JSON.stringify(f.default)
+    )
+      rows.push(
+        html`<tr class="chg"><td>changed</td><td class="mono">${name}</td><td class="mono">${JSON.stringify(before.type)} → ${JSON.stringify(f.type)}</td></tr>`,
+      );
   }
   for (const [name, f] of fa)
-    if (!fb.has(name)) rows.push(html`<tr class="del"><td>removed</td><td class="mono">${name}</td><td class="mono">${JSON.stringify(f.type)}</td></tr>`);
+    if (!fb.has(name))
+      rows.push(
+        html`<tr class="del"><td>removed</td><td class="mono">${name}</td><td class="mono">${JSON.stringify(f.type)}</td></tr>`,
+      );
   if (rows.length === 0) return html`<p class="hint">No field was added, removed or changed.</p>`;
   return html`<table class="grid fields" data-testid="field-changes"><thead><tr><th>change</th><th>field</th><th>type</th></tr></thead><tbody>${rows}</tbody></table>`;
 }

@@ -1,13 +1,18 @@
 import { HEADERS, headerString } from '../../headers.js';
 import { offsetsAtTime, readRanges } from '../../kafka/browse.js';
-import { formatAge, formatNumber, formatTime, type Html, html, href } from '../html.js';
+import { formatAge, formatNumber, formatTime, type Html, href, html } from '../html.js';
 import type { GroupView } from '../model.js';
 import { notice, type Page, type PageContext } from './context.js';
 
 /** Due times of records at fixed offsets never change: remembered by topic/partition/offset. */
 const dueAtCache = new Map<string, number>();
 
-async function nextDue(ctx: PageContext, topic: string, delayMs: number, lagged: number[]): Promise<number | undefined> {
+async function nextDue(
+  ctx: PageContext,
+  topic: string,
+  delayMs: number,
+  lagged: number[],
+): Promise<number | undefined> {
   if (lagged.length === 0) return undefined;
   // The first record of each partition that is not due yet (appended less than the delay ago).
   const starts = await offsetsAtTime(ctx.model.connection, topic, Date.now() - delayMs + 1);
@@ -23,7 +28,9 @@ async function nextDue(ctx: PageContext, topic: string, delayMs: number, lagged:
       { idleMs: 1500, timeoutMs: 5000 },
     );
     for (const r of read) {
-      const due = Number(headerString(r.message.headers, HEADERS.dueAt) ?? Number(r.message.timestamp) + delayMs);
+      const due = Number(
+        headerString(r.message.headers, HEADERS.dueAt) ?? Number(r.message.timestamp) + delayMs,
+      );
       dueAtCache.set(`${topic}/${r.partition}/${r.message.offset}`, due);
     }
     if (dueAtCache.size > 10_000) dueAtCache.clear();
@@ -35,7 +42,8 @@ async function nextDue(ctx: PageContext, topic: string, delayMs: number, lagged:
 }
 
 async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
-  if (g.tiers.length === 0) return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>${notice('No retry tiers: failures retry in place, then go to the DLQ.')}</section>`;
+  if (g.tiers.length === 0)
+    return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>${notice('No retry tiers: failures retry in place, then go to the DLQ.')}</section>`;
   const rows: Html[] = [];
   for (const [i, tier] of g.tiers.entries()) {
     const lag = g.lag.filter((l) => l.topic === tier.topic);
@@ -45,7 +53,8 @@ async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
     let next: Html | string = waiting === 0 ? '-' : due > 0 ? 'now' : '…';
     try {
       const at = await nextDue(ctx, tier.topic, tier.delayMs, notDue);
-      if (at !== undefined) next = html`${formatTime(at)} <small>(in ${formatAge((at - Date.now()) / 1000)})</small>`;
+      if (at !== undefined)
+        next = html`${formatTime(at)} <small>(in ${formatAge((at - Date.now()) / 1000)})</small>`;
     } catch (error) {
       next = `? (${(error as Error).message.split('\n')[0]})`;
     }

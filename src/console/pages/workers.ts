@@ -2,7 +2,12 @@ import { formatAge, formatBytes, formatNumber, formatTime, html } from '../html.
 import { badge, notice, type Page, type PageContext } from './context.js';
 import { groupState } from './overview.js';
 
-const TONES: Record<string, string> = { running: 'ok', paused: 'warn', rebalancing: 'warn', restarting: 'bad' };
+const TONES: Record<string, string> = {
+  running: 'ok',
+  paused: 'warn',
+  rebalancing: 'warn',
+  restarting: 'bad',
+};
 
 export function workersPage(ctx: PageContext): Page {
   const now = Date.now();
@@ -10,10 +15,14 @@ export function workersPage(ctx: PageContext): Page {
   const groups = ctx.model.groups(now);
   const body = html`<h1>Workers</h1>
 <div id="workers" data-live>
-${groups.length > 0 ? html`<div class="group-states">${groups.map((g) => {
-  const s = groupState(g);
-  return html`<div class="group-state" data-testid="group-state" data-group="${g.group}"><b>${g.group}</b> ${badge(s.text, s.tone)}${g.control ? html` <small>last command: ${g.control.action} by ${g.control.by} at ${formatTime(g.control.at)}</small>` : ''}</div>`;
-})}</div>` : ''}
+${
+  groups.length > 0
+    ? html`<div class="group-states">${groups.map((g) => {
+        const s = groupState(g);
+        return html`<div class="group-state" data-testid="group-state" data-group="${g.group}"><b>${g.group}</b> ${badge(s.text, s.tone)}${g.control ? html` <small>last command: ${g.control.action} by ${g.control.by} at ${formatTime(g.control.at)}</small>` : ''}</div>`;
+      })}</div>`
+    : ''
+}
 ${
   workers.length === 0
     ? notice('No worker has published a status in the last hour.')
@@ -23,7 +32,9 @@ ${
 ${workers.map((w) => {
   const s = w.snapshot;
   const stale = ctx.model.isStale(w, now);
-  const parts = s.assigned.map((a) => `${a.topic === s.topic ? '' : `${a.topic.slice(s.topic.length)}:`}${a.partition}`);
+  const parts = s.assigned.map(
+    (a) => `${a.topic === s.topic ? '' : `${a.topic.slice(s.topic.length)}:`}${a.partition}`,
+  );
   return html`<tr data-testid="worker-row" data-worker="${s.workerId}" data-state="${s.state}" data-stale="${stale ? 'yes' : 'no'}"${stale ? html` class="stale"` : ''}>
 <td class="mono">${s.workerId}</td>
 <td>${s.group}<br><small>${s.topic}</small></td>
