@@ -127,6 +127,12 @@ export interface WorkerOptions<T = Record<string, unknown>> {
     maxReplicas?: number;
     scaleDownWindowMs?: number | string;
   };
+  /**
+   * Publish a status snapshot every 5 s to `__strand_status` and obey pause/resume from
+   * `__strand_control` (the console's Workers and Controls pages). `STRAND_STATUS=off` also turns
+   * it off. @defaultValue true
+   */
+  status?: boolean;
   /** Kafka consumer fetch tuning: partitions fetched concurrently. @defaultValue 3 */
   partitionsConsumedConcurrently?: number;
   /** pino logger. */
@@ -235,6 +241,7 @@ const workerOptionsObject = z
         path: ['minReplicas'],
       })
       .default({ targetLagPerReplica: 500, minReplicas: 1, maxReplicas: 50, scaleDownWindowMs: 300_000 }),
+    status: z.boolean().default(true),
     partitionsConsumedConcurrently: positiveInt.max(64).default(3),
     logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
   })

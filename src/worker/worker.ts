@@ -247,7 +247,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       },
       'worker started',
     );
-    this.agent = StatusAgent.start(this);
+    if (o.status) this.agent = StatusAgent.start(this);
   }
 
   private beat(): void {

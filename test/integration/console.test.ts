@@ -323,7 +323,7 @@ describe('strand console', () => {
   it("the DLQ page shows a dead job's decoded payload; replaying it from the page completes it and the DLQ depth drops", async () => {
     await go(`/dlq?topic=${topic}`);
     const row = page.locator(`tr[data-testid="dead-row"][data-job-id="${ids.dead}"]`);
-    await row.waitFor({ timeout: 30_000 });
+    await row.waitFor({ timeout: 60_000 });
     await page.screenshot({ path: `${SHOTS}/dead-letters.png`, fullPage: true });
     await row.locator('[data-testid="dead-link"]').click();
     await page.waitForURL(/\/dlq\/job\?/);
@@ -351,7 +351,7 @@ describe('strand console', () => {
     // No second replay button: the job is marked replayed.
     expect(await page.locator('[data-testid="replay-one"]').count()).toBe(0);
     await waitUntil(() => ledgerLines().some((l) => l.kind === 'C' && l.jobId === ids.dead), {
-      timeoutMs: 30_000,
+      timeoutMs: 60_000,
       what: 'the replayed job to complete in the worker',
     });
     await waitUntil(async () => (await depthOnOverview()) === 1, { timeoutMs: 20_000, what: 'DLQ depth 1' });
@@ -361,7 +361,7 @@ describe('strand console', () => {
   it('an HTML payload renders as text and its script never runs', async () => {
     await go(`/dlq?topic=${topic}`);
     const row = page.locator(`tr[data-testid="dead-row"][data-job-id="${ids.html}"]`);
-    await row.waitFor({ timeout: 30_000 });
+    await row.waitFor({ timeout: 60_000 });
     expect(await row.locator('td').nth(2).textContent()).toBe(HTML_KEY);
     await row.locator('[data-testid="dead-link"]').click();
     await page.waitForURL(/\/dlq\/job\?/);
@@ -391,11 +391,11 @@ describe('strand console', () => {
     await page.screenshot({ path: `${SHOTS}/replay-preview.png`, fullPage: true });
     await page.locator('[data-testid="replay-confirm"]').click();
     await page.waitForURL(/\/dlq\/task\?/);
-    await page.waitForSelector('[data-testid="task"][data-state="done"]', { timeout: 30_000 });
+    await page.waitForSelector('[data-testid="task"][data-state="done"]', { timeout: 60_000 });
     expect(await page.locator('[data-testid="task-sent"]').textContent()).toBe('1');
     // The poison job runs again (and goes back to the DLQ: it always fails).
     await waitUntil(() => ledgerLines().filter((l) => l.kind === 'S' && l.jobId === ids.html).length >= 2, {
-      timeoutMs: 30_000,
+      timeoutMs: 60_000,
       what: 'the replayed poison job to run again',
     });
   });

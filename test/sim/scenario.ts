@@ -18,6 +18,14 @@ export type Behavior =
   | 'hang-fail'
   | 'abortable';
 
+/**
+ * What a job does on every run, whatever the per-run draw says: ask to retry later each time (a
+ * `RetryLaterError` with a delay, with 0, without `delayMs`, or an error `classify` maps to
+ * 'retry-later'), so the retry-later cap and floor are reached; or `slow-first`: its first run is
+ * slow and succeeds (a head of line the jobs behind it overtake, filling the offset map).
+ */
+export type Sticky = 'later-always' | 'later-always-0' | 'later-always-none' | 'later-always-classified' | 'slow-first';
+
 export type FaultKind =
   | 'rebalance'
   | 'join'
@@ -68,6 +76,11 @@ export interface SeedConfig {
     readonly registryLatencyMax: number;
   };
   readonly behaviors: readonly (readonly [Behavior, number])[];
+  /** Per job: the chance it gets a sticky behaviour, and which (weights). */
+  readonly stickyRate: number;
+  readonly stickies: readonly (readonly [Sticky, number])[];
+  /** The first job of every partition is `slow-first`. */
+  readonly slowHeads: boolean;
   /** Faults happen in [0, chaosMs); then a quiet period until everything settled. */
   readonly chaosMs: number;
   readonly faults: number;
@@ -84,6 +97,51 @@ export interface SeedConfig {
 export const scenarioSettings = { expel: true, pauseSurvivesRejoin: true };
 
 export function seedConfig(seed: number): SeedConfig {
+  return withPressure(baseConfig(seed), Rng.derive(seed, 5));
+}
+
+/**
+ * Draws of a second stream (so the base draws of a seed stay as they were): jobs that ask to run
+ * later on every attempt with small `maxRetryLater`, and offset-map pressure: a metadata limit of a
+ * few characters (a map of 0, 24 or 48 offsets), one or two partitions, a buffer larger than the
+ * map, and slow heads that many fast jobs of other keys overtake.
+ */
+function withPressure(c: SeedConfig, x: Rng): SeedConfig {
+  const later = x.chance(0.35);
+  const mapPressure = x.chance(0.25);
+  const w = c.worker;
+  const worker = {
+    ...w,
+    maxRetryLater: later && x.chance(0.7) ? x.int(0, 3) : w.maxRetryLater,
+    ...(mapPressure
+      ? {
+          concurrency: x.int(3, 8),
+          maxBufferedJobs: x.int(30, 80),
+          maxBufferedBytes: x.int(6000, 20000),
+          metadataMaxChars: x.pick([4, 7, 8, 10, 11, 14, 15]),
+        }
+      : {}),
+  };
+  const stickies: [Sticky, number][] = [
+    ['later-always', later ? 3 : 0],
+    ['later-always-0', later ? 2 : 0],
+    ['later-always-none', later ? 2 : 0],
+    ['later-always-classified', later && w.classify ? 2 : 0],
+    ['slow-first', mapPressure ? 6 : 1],
+  ];
+  return {
+    ...c,
+    ...(mapPressure
+      ? { partitions: x.int(1, 2), records: x.int(40, 90), keys: x.int(4, 8) }
+      : {}),
+    worker,
+    stickyRate: later || mapPressure ? 0.05 + x.next() * 0.2 : x.chance(0.5) ? 0.03 : 0,
+    stickies,
+    slowHeads: mapPressure && x.chance(0.7),
+  };
+}
+
+function baseConfig(seed: number): SeedConfig {
   const r = Rng.derive(seed, 1);
   const calm = r.chance(0.1);
   const tierCount = r.weighted([
@@ -167,6 +225,9 @@ export function seedConfig(seed: number): SeedConfig {
       ['hang-fail', 1 * failureScale],
       ['abortable', 2 * failureScale],
     ],
+    stickyRate: 0,
+    stickies: [],
+    slowHeads: false,
     chaosMs: r.int(300, 4000),
     faults: calm ? 0 : r.int(1, 8),
     faultWeights: [

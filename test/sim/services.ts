@@ -153,7 +153,8 @@ export class SimProducer implements ProducePort {
     private readonly outages: Outages,
     private readonly opts: { latencyMax: number; failRate: number; ambiguousRate: number },
     private readonly alive: () => boolean,
-    private readonly write: (topic: string, message: OutgoingRecord) => void,
+    /** Writes a record; `sentAt`: when the send that carried it was made. */
+    private readonly write: (topic: string, message: OutgoingRecord, sentAt: number) => void,
     private readonly trace: (text: string) => void,
   ) {}
 
@@ -162,11 +163,12 @@ export class SimProducer implements ProducePort {
     const fail = this.outages.produce || this.rng.chance(this.opts.failRate);
     const ambiguous = fail && this.rng.chance(this.opts.ambiguousRate);
     const copy = batch.map(({ topic, messages }) => ({ topic, messages: [...messages] }));
+    const sentAt = this.clock.now();
     return new Promise((resolve, reject) => {
       this.clock.setTimeout(
         () => {
           if (!fail || ambiguous)
-            for (const { topic, messages } of copy) for (const m of messages) this.write(topic, m);
+            for (const { topic, messages } of copy) for (const m of messages) this.write(topic, m, sentAt);
           if (fail) {
             this.trace(`produce failed${ambiguous ? ' (but written)' : ''}`);
             reject(new Error('simulated produce failure: NOT_ENOUGH_REPLICAS'));

@@ -29,7 +29,7 @@ import {
   tpOf,
 } from './kafka-model.js';
 import { Rng } from './random.js';
-import { type Behavior, type FaultKind, type SeedConfig, seedConfig } from './scenario.js';
+import { type Behavior, type FaultKind, type SeedConfig, type Sticky, seedConfig } from './scenario.js';
 import {
   encodeValue,
   KNOWN_SCHEMAS,
@@ -45,6 +45,8 @@ const TRACE_SIZE = 30;
 /** Virtual time the quiet period may take to settle everything. */
 const QUIET_LIMIT_MS = 600_000;
 const MAX_STEPS = 400_000;
+/** The outcome router batches what it routes within this many ms into one send (router.ts). */
+const ROUTER_LINGER_MS = 2;
 
 const silentLogger = createLogger({ level: 'silent' });
 
@@ -79,6 +81,8 @@ interface JobState {
   readonly rid: number;
   readonly kind: ValueKind;
   readonly entry: LogEntry;
+  /** What it does on every run, whatever the per-run draw (scenario.ts `Sticky`). */
+  readonly sticky: Sticky | undefined;
   succeeded: boolean;
   dlq: boolean;
   runs: number;
@@ -131,6 +135,18 @@ export class Simulation implements ModelObserver {
   private readonly rng: Rng;
   private readonly faultRng: Rng;
   private readonly handlerRng: Rng;
+  private readonly stickyRng: Rng;
+  /** Main-topic partitions that got their first job (for slow heads). */
+  private readonly headed = new Set<number>();
+  /** Timer steps run so far: everything a step started (its microtasks) ended before the next. */
+  private step = 0;
+  /**
+   * Per partition tracker of a core (its ownership): offsets its core reported done (job events),
+   * with the step in which that happened.
+   */
+  private readonly doneBy = new WeakMap<object, Map<number, number>>();
+  /** The tracker that owned a job when its handler started (`job:started`). */
+  private readonly startedBy = new WeakMap<object, object | undefined>();
   private readonly outages: Outages = { registry: false, store: false, produce: false };
   private readonly outageDepth = { registry: 0, store: 0, produce: 0, commit: 0 };
   private readonly modelFaults = { commitOutage: false };
@@ -161,6 +177,7 @@ export class Simulation implements ModelObserver {
     this.rng = Rng.derive(seed, 2);
     this.faultRng = Rng.derive(seed, 3);
     this.handlerRng = Rng.derive(seed, 4);
+    this.stickyRng = Rng.derive(seed, 6);
     this.topics = topicNames(TOPIC, c.worker.tiers.length);
     this.cluster = new Cluster(this.time);
     for (const t of [this.topics.main, ...this.topics.tiers, this.topics.dlq])
@@ -255,8 +272,10 @@ export class Simulation implements ModelObserver {
 
   commitSent(member: MemberPort, offsets: readonly OffsetCommit[]): void {
     const max = this.cfg.worker.metadataMaxChars ?? 4000;
+    const inst = this.instanceOf(member);
     for (const o of offsets) {
       const tp = tpOf(o.topic, o.partition);
+      this.checkCompletionsKept(inst, tp, o);
       // A member out of the group (stopped, crashed, expelled) cannot land a commit; one in it must own the partition.
       if (!member.owns(tp) && (member.phase === 'stable' || member.phase === 'revoking'))
         this.violation(
@@ -275,6 +294,78 @@ export class Simulation implements ModelObserver {
         );
     }
     this.count('commits');
+  }
+
+  /**
+   * `completion-dropped`: a commit carries every job its ownership finished above the commit
+   * point in its offset map (else the next owner runs them again). The commit was computed just
+   * now from the core's current tracker of the partition; a job counts for that tracker when the
+   * core reported it done (job:completed / retried / dead / duplicate) while its item belonged to
+   * that tracker; the offset is marked done in a microtask after the event, so events of this very
+   * step are left out.
+   */
+  private checkCompletionsKept(inst: Instance, tp: string, o: OffsetCommit): void {
+    const tracker = this.trackerOf(inst, tp);
+    const done = tracker && this.doneBy.get(tracker);
+    if (!done) return;
+    let map: Set<number> | undefined;
+    for (const [offset, step] of done) {
+      if (step === this.step) continue;
+      // Commit points of one tracker never go back: what is at or below this one is settled.
+      if (offset < o.offset) {
+        done.delete(offset);
+        continue;
+      }
+      if (offset === o.offset) continue;
+      map ??= decodeOffsetMap(o.offset, o.metadata);
+      if (!map.has(offset)) {
+        this.violation(
+          'completion-dropped',
+          `${inst.id} commits ${tp}@${o.offset} with a map of ${map.size} offsets (${o.metadata.length} chars) without ${offset}, which it finished in this ownership`,
+        );
+        return;
+      }
+    }
+  }
+
+  /** The core's tracker of `tp` now (a look inside the core: its ownership of the partition). */
+  private trackerOf(inst: Instance, tp: string): object | undefined {
+    const core = inst.core as unknown as { assignment?: { get(tp: string): { tracker: object } | undefined } };
+    if (!core.assignment) {
+      this.violation('sim-peek', 'WorkerCore has no `assignment` any more: update sim.ts trackerOf');
+      return undefined;
+    }
+    return core.assignment.get(tp)?.tracker;
+  }
+
+  /** The tracker of the one accepted, unfinished item of `tp`@`offset` in the core, if exactly one. */
+  private pendingTracker(inst: Instance, tp: string, offset: number): object | undefined {
+    const core = inst.core as unknown as {
+      pending?: Map<{ tp: string; offset: string; tracker: object }, true>;
+    };
+    if (!core.pending) {
+      this.violation('sim-peek', 'WorkerCore has no `pending` any more: update sim.ts pendingTracker');
+      return undefined;
+    }
+    let found: object | undefined;
+    let n = 0;
+    for (const item of core.pending.keys())
+      if (item.tp === tp && Number(item.offset) === offset) {
+        found = item.tracker;
+        n++;
+      }
+    return n === 1 ? found : undefined;
+  }
+
+  /** The core reported `tp`@`offset` done by an item of `tracker`: it counts if that is still the partition's. */
+  private reportedDone(inst: Instance, tp: string, offset: number, tracker: object | undefined): void {
+    if (!tracker || tracker !== this.trackerOf(inst, tp)) return;
+    let done = this.doneBy.get(tracker);
+    if (!done) {
+      done = new Map();
+      this.doneBy.set(tracker, done);
+    }
+    if (!done.has(offset)) done.set(offset, this.step);
   }
 
   commitApplied(
@@ -364,7 +455,10 @@ export class Simulation implements ModelObserver {
     const epoch = this.onStart(inst, job, tp, offset, rid);
     const run: Run = { tp, offset, start: this.time.now };
     inst.running.add(run);
-    const behavior = this.handlerRng.weighted(this.cfg.behaviors);
+    const drawn = this.handlerRng.weighted(this.cfg.behaviors);
+    const sticky = this.jobs[rid]?.sticky;
+    const behavior: Behavior | Sticky =
+      sticky === undefined || (sticky === 'slow-first' && this.jobs[rid]!.runs > 1) ? drawn : sticky;
     const r = this.handlerRng;
     const timeout = this.cfg.worker.jobTimeoutMs;
     this.trace(inst.id, `run ${tp}@${offset} rid ${rid} key ${job.key} attempt ${job.attempt}: ${behavior}`);
@@ -380,7 +474,18 @@ export class Simulation implements ModelObserver {
         else reject(error);
       };
       const after = (ms: number, error?: unknown) => inst.clock.setTimeout(() => end(error), ms);
-      switch (behavior as Behavior) {
+      switch (behavior) {
+        case 'later-always':
+          return after(r.int(0, 15), new RetryLaterError({ delayMs: r.int(1, 600) }));
+        case 'later-always-0':
+          return after(r.int(0, 15), new RetryLaterError({ delayMs: 0 }));
+        case 'later-always-none':
+          // From JavaScript, without a delay (the policy must still wait the first tier's).
+          return after(r.int(0, 15), new RetryLaterError({} as { delayMs: number }));
+        case 'later-always-classified':
+          return after(r.int(0, 15), new Error('come back later'));
+        case 'slow-first':
+          return after(r.int(200, 1500));
         case 'ok':
           return after(r.int(0, 15));
         case 'slow':
@@ -518,7 +623,7 @@ export class Simulation implements ModelObserver {
 
   // ---- produced records -----------------------------------------------------------------------
 
-  private onProduce(inst: Instance, topic: string, m: OutgoingRecord): void {
+  private onProduce(inst: Instance, topic: string, m: OutgoingRecord, sentAt: number): void {
     const at = headerString(m.headers, SIM_AT);
     const isTier = this.topics.tiers.includes(topic);
     if (!isTier && topic !== this.topics.dlq) {
@@ -546,8 +651,17 @@ export class Simulation implements ModelObserver {
       const attempt = Number(headerString(m.headers, HEADERS.attempt));
       if (!Number.isFinite(dueAt) || !Number.isInteger(attempt) || attempt < 1)
         this.violation('tier-headers', `${srcTp}@${srcOffset} routed to ${topic} without due-at/attempt`);
+      this.checkRetryLater(src, topic, m, dueAt, sentAt);
     } else {
       const reason = headerString(m.headers, HEADERS.deadReason) ?? '';
+      if (reason === 'retry-later-exhausted') {
+        const hops = Number(headerString(src.headers, HEADERS.retryLater) ?? 0);
+        if (hops < this.cfg.worker.maxRetryLater || this.cfg.worker.tiers.length === 0)
+          this.violation(
+            'retry-later-exhausted-early',
+            `${srcTp}@${srcOffset} (rid ${src.rid}) dead-lettered as retry-later-exhausted after ${hops} hops (maxRetryLater ${this.cfg.worker.maxRetryLater})`,
+          );
+      }
       if (reason.startsWith('undecodable') && job.kind === 'ok')
         this.violation('dlq-decodable', `${srcTp}@${srcOffset} (rid ${src.rid}) dead-lettered as ${reason}`);
       if (job.kind !== 'ok' && !reason.startsWith('undecodable'))
@@ -569,6 +683,38 @@ export class Simulation implements ModelObserver {
       inst.id,
       `wrote ${topic}:${partition}@${entry.offset} from ${srcTp}@${srcOffset} rid ${src.rid}`,
     );
+  }
+
+  /**
+   * A tier record routed from `src`: `strand-retry-later` is the source's, or one more for a
+   * retry-later hop, and never more than `maxRetryLater` (`retry-later-count`, `retry-later-cap`);
+   * a retry-later hop waits at least the first tier's delay (`retry-later-floor`) and any other
+   * hop its tier's delay (`tier-delay`). Due-at is taken when the job is routed, at most
+   * ROUTER_LINGER_MS before the send.
+   */
+  private checkRetryLater(src: LogEntry, topic: string, m: OutgoingRecord, dueAt: number, sentAt: number): void {
+    const w = this.cfg.worker;
+    const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) routed to ${topic}`;
+    const before = Number(headerString(src.headers, HEADERS.retryLater) ?? 0);
+    const hops = Number(headerString(m.headers, HEADERS.retryLater) ?? 0);
+    const wait = dueAt - sentAt;
+    if (hops === before + 1) {
+      if (hops > w.maxRetryLater)
+        this.violation(
+          'retry-later-cap',
+          `${at} with ${HEADERS.retryLater}: ${hops} > maxRetryLater ${w.maxRetryLater}`,
+        );
+      if (wait < w.tiers[0]! - ROUTER_LINGER_MS)
+        this.violation(
+          'retry-later-floor',
+          `${at} as retry-later hop ${hops}, due ${wait} ms after it was sent (first tier ${w.tiers[0]} ms)`,
+        );
+    } else if (hops === before) {
+      const delay = w.tiers[this.topics.tiers.indexOf(topic)]!;
+      if (wait < delay - ROUTER_LINGER_MS || wait > delay)
+        this.violation('tier-delay', `${at}, due ${wait} ms after it was sent (tier delay ${delay} ms)`);
+    } else
+      this.violation('retry-later-count', `${at} with ${HEADERS.retryLater}: ${hops} (source: ${before})`);
   }
 
   // ---- instances ------------------------------------------------------------------------------
@@ -593,7 +739,7 @@ export class Simulation implements ModelObserver {
       this.outages,
       { latencyMax: s.produceLatencyMax, failRate: s.produceFailRate, ambiguousRate: s.ambiguousProduceRate },
       () => inst.alive,
-      (topic, m) => this.onProduce(inst, topic, m),
+      (topic, m, sentAt) => this.onProduce(inst, topic, m, sentAt),
       (text) => this.trace(id, text),
     );
     const decoder = new SimDecoder(clock, rng, this.outages, s.registryLatencyMax);
@@ -620,12 +766,26 @@ export class Simulation implements ModelObserver {
         : {}),
       random: rng.fn,
     });
-    inst.core.on('job:dead', (item) =>
-      this.trace(id, `event dead ${item.topic}:${item.partition}@${item.offset}`),
+    // Which ownership (tracker) reported which offsets done, for `completion-dropped`.
+    const core = inst.core;
+    core.on('job:started', (job) =>
+      this.startedBy.set(job, this.trackerOf(inst, tpOf(job.topic, job.partition))),
     );
-    inst.core.on('job:duplicate', (job) =>
-      this.trace(id, `event duplicate ${job.topic}:${job.partition}@${job.offset}`),
-    );
+    const ended = (job: Job<unknown>) =>
+      this.reportedDone(inst, tpOf(job.topic, job.partition), Number(job.offset), this.startedBy.get(job));
+    core.on('job:completed', ended);
+    core.on('job:retried', ended);
+    core.on('job:dead', (item) => {
+      this.trace(id, `event dead ${item.topic}:${item.partition}@${item.offset}`);
+      const tracker = (item as { tracker?: object }).tracker;
+      this.reportedDone(inst, tpOf(item.topic, item.partition), Number(item.offset), tracker);
+    });
+    core.on('job:duplicate', (job) => {
+      this.trace(id, `event duplicate ${job.topic}:${job.partition}@${job.offset}`);
+      const tp = tpOf(job.topic, job.partition);
+      const offset = Number(job.offset);
+      this.reportedDone(inst, tp, offset, this.pendingTracker(inst, tp, offset));
+    });
     this.trace(id, 'starts');
     this.count('instances');
     inst.core
@@ -694,7 +854,15 @@ export class Simulation implements ModelObserver {
       headers: { [HEADERS.jobId]: `job-${rid}`, [HEADERS.enqueuedAt]: String(this.time.now) },
       rid,
     });
-    this.jobs.push({ rid, kind, entry, succeeded: false, dlq: false, runs: 0 });
+    const x = this.stickyRng;
+    const head = c.slowHeads && !this.headed.has(partition);
+    this.headed.add(partition);
+    const sticky: Sticky | undefined = head
+      ? 'slow-first'
+      : x.chance(c.stickyRate)
+        ? x.weighted(c.stickies)
+        : undefined;
+    this.jobs.push({ rid, kind, entry, sticky, succeeded: false, dlq: false, runs: 0 });
     this.maxRecordBytes = Math.max(this.maxRecordBytes, value.length + (key?.length ?? 0) + 64);
     if (r.chance(c.markerRate))
       this.cluster.append(TOPIC, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
@@ -904,6 +1072,7 @@ export class Simulation implements ModelObserver {
         this.violation('runaway', `more than ${MAX_STEPS} steps; ${this.unsettled() ?? ''}`);
         break;
       }
+      this.step++;
       try {
         timer.fn();
       } catch (e) {
