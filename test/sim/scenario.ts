@@ -24,7 +24,12 @@ export type Behavior =
  * 'retry-later'), so the retry-later cap and floor are reached; or `slow-first`: its first run is
  * slow and succeeds (a head of line the jobs behind it overtake, filling the offset map).
  */
-export type Sticky = 'later-always' | 'later-always-0' | 'later-always-none' | 'later-always-classified' | 'slow-first';
+export type Sticky =
+  | 'later-always'
+  | 'later-always-0'
+  | 'later-always-none'
+  | 'later-always-classified'
+  | 'slow-first';
 
 export type FaultKind =
   | 'rebalance'
@@ -103,12 +108,12 @@ export function seedConfig(seed: number): SeedConfig {
 /**
  * Draws of a second stream (so the base draws of a seed stay as they were): jobs that ask to run
  * later on every attempt with small `maxRetryLater`, and offset-map pressure: a metadata limit of a
- * few characters (a map of 0, 24 or 48 offsets), one or two partitions, a buffer larger than the
+ * few characters (a map of 0 to 72 offsets), one or two partitions, a buffer larger than the
  * map, and slow heads that many fast jobs of other keys overtake.
  */
 function withPressure(c: SeedConfig, x: Rng): SeedConfig {
-  const later = x.chance(0.35);
-  const mapPressure = x.chance(0.25);
+  const later = x.chance(0.25);
+  const mapPressure = x.chance(0.15);
   const w = c.worker;
   const worker = {
     ...w,
@@ -131,11 +136,9 @@ function withPressure(c: SeedConfig, x: Rng): SeedConfig {
   ];
   return {
     ...c,
-    ...(mapPressure
-      ? { partitions: x.int(1, 2), records: x.int(40, 90), keys: x.int(4, 8) }
-      : {}),
+    ...(mapPressure ? { partitions: x.int(1, 2), records: x.int(40, 70), keys: x.int(4, 8) } : {}),
     worker,
-    stickyRate: later || mapPressure ? 0.05 + x.next() * 0.2 : x.chance(0.5) ? 0.03 : 0,
+    stickyRate: later || mapPressure ? 0.04 + x.next() * 0.12 : x.chance(0.3) ? 0.03 : 0,
     stickies,
     slowHeads: mapPressure && x.chance(0.7),
   };

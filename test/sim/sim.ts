@@ -330,7 +330,9 @@ export class Simulation implements ModelObserver {
 
   /** The core's tracker of `tp` now (a look inside the core: its ownership of the partition). */
   private trackerOf(inst: Instance, tp: string): object | undefined {
-    const core = inst.core as unknown as { assignment?: { get(tp: string): { tracker: object } | undefined } };
+    const core = inst.core as unknown as {
+      assignment?: { get(tp: string): { tracker: object } | undefined };
+    };
     if (!core.assignment) {
       this.violation('sim-peek', 'WorkerCore has no `assignment` any more: update sim.ts trackerOf');
       return undefined;
@@ -476,7 +478,7 @@ export class Simulation implements ModelObserver {
       const after = (ms: number, error?: unknown) => inst.clock.setTimeout(() => end(error), ms);
       switch (behavior) {
         case 'later-always':
-          return after(r.int(0, 15), new RetryLaterError({ delayMs: r.int(1, 600) }));
+          return after(r.int(0, 15), new RetryLaterError({ delayMs: r.int(1, 300) }));
         case 'later-always-0':
           return after(r.int(0, 15), new RetryLaterError({ delayMs: 0 }));
         case 'later-always-none':
@@ -692,7 +694,13 @@ export class Simulation implements ModelObserver {
    * hop its tier's delay (`tier-delay`). Due-at is taken when the job is routed, at most
    * ROUTER_LINGER_MS before the send.
    */
-  private checkRetryLater(src: LogEntry, topic: string, m: OutgoingRecord, dueAt: number, sentAt: number): void {
+  private checkRetryLater(
+    src: LogEntry,
+    topic: string,
+    m: OutgoingRecord,
+    dueAt: number,
+    sentAt: number,
+  ): void {
     const w = this.cfg.worker;
     const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) routed to ${topic}`;
     const before = Number(headerString(src.headers, HEADERS.retryLater) ?? 0);
