@@ -85,6 +85,12 @@ export interface GroupHooks {
 
 /** A group consumer of the job topic and its retry tiers, without auto-commit. */
 export interface ConsumerPort {
+  /**
+   * How long after `beforeRejoin` is called this member still holds its partitions at the
+   * latest: the coordinator's rebalance timeout less the time it may take to notice the rebalance.
+   * The core drains within it and drops its partitions past it. Undefined: no deadline known.
+   */
+  readonly rejoinDeadlineMs?: number;
   /** Connects, subscribes and starts fetching; resolves once fetching has started. */
   start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void>;
   /** Starts again after a crash the client does not recover from by itself. */

@@ -52,11 +52,21 @@ export class KafkaConsumerPort implements ConsumerPort {
   private rejoinGate: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
 
+  /** The coordinator waits `rebalanceTimeout` for our JoinGroup; a rebalance is noticed within a heartbeat (+1 s). */
+  readonly rejoinDeadlineMs: number;
+
   constructor(
     private readonly kafka: Kafka,
     private readonly admin: Admin,
     private readonly opts: KafkaConsumerPortOptions,
-  ) {}
+  ) {
+    this.rejoinDeadlineMs = this.groupRebalanceTimeoutMs() - opts.heartbeatIntervalMs - 1000;
+  }
+
+  /** What the consumer asks the coordinator to wait for a rejoin: at least 60 s, and more than the drain. */
+  private groupRebalanceTimeoutMs(): number {
+    return Math.max(60_000, this.opts.rebalanceTimeoutMs + 10_000);
+  }
 
   private gatedAssigner(): PartitionAssigner {
     return (config) => {
@@ -86,7 +96,7 @@ export class KafkaConsumerPort implements ConsumerPort {
       groupId: o.groupId,
       sessionTimeout: o.sessionTimeoutMs,
       heartbeatInterval: o.heartbeatIntervalMs,
-      rebalanceTimeout: Math.max(60_000, o.rebalanceTimeoutMs),
+      rebalanceTimeout: this.groupRebalanceTimeoutMs(),
       allowAutoTopicCreation: false,
       partitionAssigners: [this.gatedAssigner()],
       // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.

@@ -46,6 +46,17 @@ export class Assignment {
     return this.owned.get(tp);
   }
 
+  /**
+   * Like `owns`, but after a join waits until the partition is known to be still this ownership's
+   * (`reconcile`): a job of a partition taken afresh must not reach an outcome meanwhile.
+   */
+  confirm(item: WorkItem): boolean | Promise<boolean> {
+    const owned = this.owned.get(item.tp);
+    if (!owned || owned.tracker !== item.tracker) return false;
+    if (owned.verified) return true;
+    return owned.ready.then(() => this.owns(item));
+  }
+
   /** True while the item's partition is owned by the same ownership that accepted it. */
   owns(item: WorkItem): boolean {
     return this.owned.get(item.tp)?.tracker === item.tracker;
@@ -53,20 +64,6 @@ export class Assignment {
 
   partitions(): OwnedPartition[] {
     return [...this.owned.values()];
-  }
-
-  /**
-   * The partition a fetched batch belongs to. kafkajs may hand over a batch before its join event
-   * reaches us; then the partition is taken as owned now (the join event keeps the same tracker).
-   */
-  ensure(topic: string, partition: number): OwnedPartition {
-    const tp = tpKey(topic, partition);
-    let owned = this.owned.get(tp);
-    if (!owned) {
-      owned = { tracker: new PartitionTracker(topic, partition), ready: Promise.resolve(), verified: true };
-      this.owned.set(tp, owned);
-    }
-    return owned;
   }
 
   /**

@@ -27,6 +27,13 @@ export class Committer {
       group: string;
       metadataMaxChars: number;
       onCommitted: (offsets: OffsetCommit[]) => void;
+      /**
+       * A commit was refused because this member is not in the group's generation; `round` says
+       * which assignment it was sent under (a refusal of an earlier one is stale).
+       */
+      onFenced: (error: unknown, round: number) => void;
+      /** The current assignment round (core.ts `joinRound`). */
+      round: () => number;
     },
   ) {}
 
@@ -91,6 +98,7 @@ export class Committer {
       tracker.noteSent(point, metadata);
     }
     if (offsets.length === 0) return;
+    const round = this.deps.round();
     try {
       await consumer.commit(offsets);
       // Recorded on the tracker that computed it: a partition revoked meanwhile (and maybe
@@ -100,10 +108,28 @@ export class Committer {
       });
       this.deps.onCommitted(offsets);
     } catch (error) {
+      if (isFenced(error)) {
+        // The coordinator no longer counts this member in the current generation (it was too slow
+        // to rejoin, or its session expired): its partitions belong to others now.
+        this.deps.onFenced(error, round);
+        return;
+      }
       logger.warn(
         { err: error, offsets: offsets.length },
         'offset commit failed; it is retried at the next interval',
       );
     }
   }
+}
+
+const FENCED = new Set(['ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID']);
+
+/** A refusal that means this member lost its partitions (kafkajs protocol error types, maybe wrapped). */
+function isFenced(error: unknown): boolean {
+  let e = error as { type?: unknown; originalError?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 4; depth++) {
+    if (typeof e.type === 'string' && FENCED.has(e.type)) return true;
+    e = (e.originalError ?? e.cause) as typeof e;
+  }
+  return false;
 }

@@ -127,6 +127,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       leases,
       dispatcher: () => this.dispatcher,
       owns: (item) => this.assignment.owns(item),
+      confirm: (item) => this.assignment.confirm(item),
       done: (item) => {
         if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
       },
@@ -156,6 +157,9 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       metadataMaxChars,
       pending: this.pending,
       drop: (item) => this.drop(item),
+      resumePartition: (topic, partition) => {
+        if (!this.state.paused) deps.consumer.resumePartitions([{ topic, partition }]);
+      },
     });
     this.committer = new Committer({
       consumer: deps.consumer,
@@ -165,6 +169,17 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       metrics,
       group: o.groupId,
       metadataMaxChars,
+      round: () => this.joinRound,
+      onFenced: (error, round) => {
+        // Refused for an assignment already replaced by a newer one: nothing to drop.
+        if (round !== this.joinRound) return;
+        logger.warn(
+          { err: error },
+          'commit refused: this worker is no longer in the group generation; its partitions are dropped until it rejoins',
+        );
+        this.joinRound++;
+        this.assignment.revokeAll();
+      },
       onCommitted: (offsets) =>
         this.emit(
           'commit',
@@ -280,16 +295,40 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     // A check of the previous assignment still under way must not end this rebalance.
     this.joinRound++;
     if (!this.state.running) return;
-    await this.idle(clock.now() + options.rebalanceTimeoutMs);
+    // The coordinator expels a member that does not rejoin in time. Past that point the
+    // partitions are someone else's: drop them, so a job still running here cannot route or
+    // commit for them (a zombie's work).
+    const start = clock.now();
+    const deadlineMs = this.deps.consumer.rejoinDeadlineMs ?? Number.POSITIVE_INFINITY;
+    const round = this.joinRound;
+    const fence = Number.isFinite(deadlineMs)
+      ? clock.setTimeout(
+          () => {
+            if (round !== this.joinRound || !this.state.rebalancing) return;
+            logger.warn(
+              { deadlineMs },
+              'group rebalancing: the drain outlasted the rejoin deadline; partitions dropped',
+            );
+            this.joinRound++;
+            this.assignment.revokeAll();
+          },
+          deadlineMs,
+          { unref: true },
+        )
+      : undefined;
+    await this.idle(start + Math.min(options.rebalanceTimeoutMs, deadlineMs * 0.8));
     // A commit stuck on a moving coordinator must not keep us from rejoining: past the budget,
     // rejoin uncommitted (the next owner redoes those jobs; the idempotency store, if any,
     // suppresses their side effects).
     const budget = new AbortController();
     const committed = await Promise.race([
       this.committer.commit({ duringRebalance: true }).then(() => true),
-      sleep(clock, 5000, budget.signal).then(() => false),
+      sleep(clock, Math.min(5000, Math.max(0, start + deadlineMs - clock.now())), budget.signal).then(
+        () => false,
+      ),
     ]);
     budget.abort();
+    clock.clearTimeout(fence);
     const stillRunning = this.dispatcher.inflight;
     if (committed)
       logger.info(

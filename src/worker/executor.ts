@@ -42,6 +42,8 @@ export class Executor {
       leases: LeaseKeeper | undefined;
       dispatcher: () => Dispatcher;
       owns: (item: WorkItem) => boolean;
+      /** `owns`, waiting for a just-joined partition to be verified (assignment.ts `confirm`). */
+      confirm: (item: WorkItem) => boolean | Promise<boolean>;
       /** The job reached an outcome: its offset counts as done. */
       done: (item: WorkItem) => void;
       /** The job is over (with or without an outcome): its slot, key and buffer space go back. */
@@ -160,7 +162,8 @@ export class Executor {
         return true;
       }
       // The partition may have been lost while the job decoded or waited for its lease.
-      if (!this.deps.owns(item)) throw new Abandoned();
+      const confirmed = this.deps.confirm(item);
+      if (confirmed !== true && !(await confirmed)) throw new Abandoned();
       emit('job:started', job);
       const started = clock.now();
       const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
@@ -245,7 +248,7 @@ export class Executor {
     send: () => Promise<Route>,
   ): Promise<Route> {
     // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
-    if (!this.deps.owns(item)) throw new Abandoned();
+    if (!(await this.deps.confirm(item))) throw new Abandoned();
     return retryWithBackoff('produce', send, {
       onError: (sendError) =>
         log.logger.warn(

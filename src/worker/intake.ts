@@ -85,6 +85,8 @@ export class Intake {
       pending: Map<WorkItem, true>;
       /** Releases an accepted job that will not run here (its partition left, or stop). */
       drop: (item: WorkItem) => void;
+      /** Fetches a paused partition again. */
+      resumePartition: (topic: string, partition: number) => void;
     },
   ) {
     this.mapCapacity = offsetMapCapacity(deps.metadataMaxChars);
@@ -103,7 +105,10 @@ export class Intake {
     const { assignment, buffer, dispatcher, state, clock, pending } = this.deps;
     const tp = tpKey(batch.topic, batch.partition);
     const tier = this.tierOf(batch.topic);
-    const owned = assignment.ensure(batch.topic, batch.partition);
+    // A batch of a partition this worker does not own (fetched before a revoke, or after its
+    // commit was refused as fenced) is left alone; the client fetches it again when it is ours.
+    const owned = assignment.get(tp);
+    if (!owned) return;
     await owned.ready;
     const tracker = owned.tracker;
     const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
@@ -134,11 +139,14 @@ export class Intake {
           // Not due: pause this tier partition and fetch it again from this offset shortly before
           // it is due (the lead covers the fetch round trip), instead of holding it in memory.
           resolve();
-          const resume = batch.pause();
+          batch.pause();
           clock.clearTimeout(owned.resumeTimer);
+          // Resumed through the consumer, not the batch's own resume: that one belongs to the
+          // consumer session that fetched the batch, which a rejoin or restart may have replaced.
           owned.resumeTimer = clock.setTimeout(
             () => {
-              if (assignment.get(tp)?.tracker === tracker) resume();
+              if (assignment.get(tp)?.tracker === tracker)
+                this.deps.resumePartition(batch.topic, batch.partition);
             },
             wait - DUE_LEAD_MS,
             { unref: true },

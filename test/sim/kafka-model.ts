@@ -305,6 +305,11 @@ interface BatchState {
  * answers any more).
  */
 export class MemberPort implements ConsumerPort {
+  /** The coordinator's rebalance timeout less the longest a member takes to notice a rebalance. */
+  get rejoinDeadlineMs(): number {
+    return this.opts.groupRebalanceTimeoutMs - this.opts.noticeDelayMax;
+  }
+
   phase: Phase = 'idle';
   alive = true;
   gen = -1;

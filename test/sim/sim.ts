@@ -431,19 +431,25 @@ export class Simulation implements ModelObserver {
   }
 
   /**
-   * The drain before a rejoin must let running handlers finish (up to rebalanceTimeoutMs): one
-   * that settles earlier while a handler still runs lets the next owner start over it. A handler
-   * past twice jobTimeoutMs is stuck and has given its slot back; a stopping worker drains itself.
+   * The drain before a rejoin must let running handlers finish (up to rebalanceTimeoutMs, and
+   * within 80% of the port's rejoin deadline, past which the coordinator may have expelled the
+   * member): one that settles earlier while a handler still runs lets the next owner start over
+   * it. A handler past twice jobTimeoutMs is stuck and has given its slot back; a stopping worker
+   * drains itself.
    */
   drainSettled(member: MemberPort): void {
     const inst = this.instanceOf(member);
     const w = this.cfg.worker;
-    if (!inst.alive || inst.stopping || this.time.now - inst.drainStartedAt >= w.rebalanceTimeoutMs) return;
+    // Past the port's rejoin deadline the core dropped every partition (core.ts drainForRebalance):
+    // what it gets at the next join is a new ownership.
+    if (this.time.now - inst.drainStartedAt >= member.rejoinDeadlineMs) inst.epochs.clear();
+    const budget = Math.min(w.rebalanceTimeoutMs, member.rejoinDeadlineMs * 0.8);
+    if (!inst.alive || inst.stopping || this.time.now - inst.drainStartedAt >= budget - 1) return;
     for (const run of inst.running) {
       if (this.time.now - run.start < 2 * w.jobTimeoutMs)
         this.violation(
           'rejoin-before-drain',
-          `${inst.id} rejoins ${this.time.now - inst.drainStartedAt} ms into its drain (budget ${w.rebalanceTimeoutMs} ms) while ${run.tp}@${run.offset} still runs`,
+          `${inst.id} rejoins ${this.time.now - inst.drainStartedAt} ms into its drain (budget ${budget} ms) while ${run.tp}@${run.offset} still runs`,
         );
     }
   }
