@@ -4,9 +4,8 @@ import { OutcomeRouter, type Route } from '../failure/router.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
-import type { ConsumerPort, GroupHooks, JobDecoder, ProducePort } from '../ports.js';
-import { backoffDelay, retryPolicies } from '../timing/backoff.js';
-import { type Clock, every, sleep, type TimerHandle } from '../timing/clock.js';
+import type { ConsumerPort, JobDecoder, ProducePort } from '../ports.js';
+import { type Clock, every, sleep } from '../timing/clock.js';
 import type { TopicNames } from '../topology/topics.js';
 import { Assignment } from './assignment.js';
 import { Committer } from './committer.js';
@@ -14,6 +13,7 @@ import { Dispatcher } from './dispatcher.js';
 import { Executor } from './executor.js';
 import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
+import { Membership } from './membership.js';
 import { DEFAULT_METADATA_MAX_CHARS } from './offset-map.js';
 import type { Job, ResolvedWorkerOptions } from './options.js';
 import { RunState } from './run-state.js';
@@ -72,12 +72,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly pending = new Map<WorkItem, true>();
   private readonly idleWaiters = new Set<() => void>();
   private stopCommitTimer: (() => void) | undefined;
-  private restartTimer: TimerHandle | undefined;
-  /** Consumer restarts since the last join (the backoff exponent). */
-  private restarts = 0;
-  private isJoined = false;
-  /** Counts assignments, so a late check of an old one does not release a newer rebalance. */
-  private joinRound = 0;
+  private readonly membership: Membership;
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly deps: CoreDeps) {
@@ -169,22 +164,27 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       metrics,
       group: o.groupId,
       metadataMaxChars,
-      round: () => this.joinRound,
-      onFenced: (error, round) => {
-        // Refused for an assignment already replaced by a newer one: nothing to drop.
-        if (round !== this.joinRound) return;
-        logger.warn(
-          { err: error },
-          'commit refused: this worker is no longer in the group generation; its partitions are dropped until it rejoins',
-        );
-        this.joinRound++;
-        this.assignment.revokeAll();
-      },
+      round: () => this.membership.round,
+      onFenced: (error, round) => this.membership.fenced(error, round),
       onCommitted: (offsets) =>
         this.emit(
           'commit',
           offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset: String(offset) })),
         ),
+    });
+    this.membership = new Membership({
+      options: o,
+      state: this.state,
+      assignment: this.assignment,
+      dispatcher: this.dispatcher,
+      committer: this.committer,
+      consumer: deps.consumer,
+      clock,
+      logger,
+      metrics,
+      random,
+      idle: (deadline) => this.idle(deadline),
+      rebalanced: (list) => this.emit('rebalance', list),
     });
     // Sampled when scraped, not per job.
     metrics.sampleOnScrape(metrics.inflight, () => metrics.inflight.set(labels, this.dispatcher.inflight));
@@ -208,7 +208,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
 
   /** Joined the group and holding an assignment (possibly empty, by design). */
   get joined(): boolean {
-    return this.isJoined;
+    return this.membership.joined;
   }
 
   /** When the oldest accepted, unfinished job was accepted. */
@@ -222,36 +222,12 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       .map(({ tracker }) => ({ topic: tracker.topic, partition: tracker.partition }));
   }
 
-  private readonly hooks: GroupHooks = {
-    beforeRejoin: () => this.drainForRebalance(),
-    assigned: (assignment) => {
-      const ready = this.assignment.assign(assignment);
-      // Nothing starts until kept partitions are known to be still ours (assignment.ts).
-      const round = ++this.joinRound;
-      void ready.then(() => {
-        if (round !== this.joinRound) return;
-        this.state.rebalancing = false;
-        this.dispatcher.pump();
-      });
-      this.isJoined = true;
-      this.restarts = 0;
-      this.deps.metrics.rebalances.inc({ group: this.deps.options.groupId });
-      const list = Object.entries(assignment).map(([topic, partitions]) => ({
-        topic,
-        partitions: [...partitions],
-      }));
-      this.deps.logger.info({ assignment: list }, 'assignment received');
-      this.emit('rebalance', list);
-    },
-    crashed: (error, restarting) => this.onCrash(error, restarting),
-  };
-
   /** Joins the group and starts the commit timer. */
   async start(): Promise<void> {
     if (this.state.phase !== 'new')
       throw new StrandError('CONFIG', `worker core already ${this.state.phase}`);
     this.state.phase = 'running';
-    await this.deps.consumer.start(this.hooks, (batch) => this.intake.onBatch(batch));
+    await this.deps.consumer.start(this.membership.hooks, (batch) => this.intake.onBatch(batch));
     if (!this.state.running) return;
     this.stopCommitTimer = every(
       this.deps.clock,
@@ -270,7 +246,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   }
 
   /** Resolves when no job holds a slot, or at `deadline`. */
-  private async idle(deadline: number): Promise<void> {
+  async idle(deadline: number): Promise<void> {
     const { clock } = this.deps;
     while (this.dispatcher.inflight > 0 && clock.now() < deadline) {
       const timer = new AbortController();
@@ -281,98 +257,6 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       this.idleWaiters.delete(wake);
       timer.abort();
     }
-  }
-
-  /**
-   * The group is rebalancing and this member has not rejoined yet, so the old generation (and our
-   * ownership) still holds: stop starting jobs, let running ones finish (up to rebalanceTimeoutMs)
-   * and commit them, so the next owner of a revoked partition does not run them again. The port
-   * holds our JoinGroup until this settles, as the Java client's onPartitionsRevoked does.
-   */
-  private async drainForRebalance(): Promise<void> {
-    const { clock, options, logger } = this.deps;
-    this.state.rebalancing = true;
-    // A check of the previous assignment still under way must not end this rebalance.
-    this.joinRound++;
-    if (!this.state.running) return;
-    // The coordinator expels a member that does not rejoin in time. Past that point the
-    // partitions are someone else's: drop them, so a job still running here cannot route or
-    // commit for them (a zombie's work).
-    const start = clock.now();
-    const deadlineMs = this.deps.consumer.rejoinDeadlineMs ?? Number.POSITIVE_INFINITY;
-    const round = this.joinRound;
-    const fence = Number.isFinite(deadlineMs)
-      ? clock.setTimeout(
-          () => {
-            if (round !== this.joinRound || !this.state.rebalancing) return;
-            logger.warn(
-              { deadlineMs },
-              'group rebalancing: the drain outlasted the rejoin deadline; partitions dropped',
-            );
-            this.joinRound++;
-            this.assignment.revokeAll();
-          },
-          deadlineMs,
-          { unref: true },
-        )
-      : undefined;
-    await this.idle(start + Math.min(options.rebalanceTimeoutMs, deadlineMs * 0.8));
-    // A commit stuck on a moving coordinator must not keep us from rejoining: past the budget,
-    // rejoin uncommitted (the next owner redoes those jobs; the idempotency store, if any,
-    // suppresses their side effects).
-    const budget = new AbortController();
-    const committed = await Promise.race([
-      this.committer.commit({ duringRebalance: true }).then(() => true),
-      sleep(clock, Math.min(5000, Math.max(0, start + deadlineMs - clock.now())), budget.signal).then(
-        () => false,
-      ),
-    ]);
-    budget.abort();
-    clock.clearTimeout(fence);
-    const stillRunning = this.dispatcher.inflight;
-    if (committed)
-      logger.info(
-        { stillRunning },
-        'group rebalancing: finished and committed in-flight jobs before rejoining',
-      );
-    else
-      logger.warn(
-        { stillRunning },
-        'group rebalancing: the commit did not finish in time; rejoining without it',
-      );
-  }
-
-  /**
-   * The consumer has left the group when it reports a crash, so every partition is lost: waiting
-   * jobs are dropped, running ones finish uncommitted (the next owner, maybe us again, redoes
-   * them). Keeping the trackers would let a partition that another member moved forward meanwhile
-   * be committed backwards. kafkajs restarts itself after retriable faults; after the others it
-   * would stay down for good, leaving a live worker that takes no work, so the core restarts it.
-   */
-  private onCrash(error: Error, restarting: boolean): void {
-    const { logger, metrics, options, clock } = this.deps;
-    this.isJoined = false;
-    this.joinRound++;
-    this.assignment.revokeAll();
-    this.state.rebalancing = false;
-    if (!this.state.running) return;
-    if (restarting) {
-      logger.warn({ err: error }, 'consumer crashed; the client restarts it');
-      return;
-    }
-    const delayMs = backoffDelay(retryPolicies.consumerRestart, this.restarts++, this.deps.random);
-    logger.error(
-      { err: error, restartInMs: Math.round(delayMs) },
-      'consumer crashed and will not restart by itself; the worker restarts it',
-    );
-    metrics.consumerRestarts.inc({ group: options.groupId });
-    clock.clearTimeout(this.restartTimer);
-    // Not unref'd: while the consumer is down this timer may be all that keeps the process alive.
-    this.restartTimer = clock.setTimeout(() => {
-      if (!this.state.running) return;
-      // A failed join reports another crash, which schedules the next attempt.
-      this.deps.consumer.restart().catch((err: unknown) => this.onCrash(err as Error, false));
-    }, delayMs);
   }
 
   private topicList(): string[] {
@@ -410,7 +294,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     }
     this.buffer.wake();
     this.stopCommitTimer?.();
-    clock.clearTimeout(this.restartTimer);
+    this.membership.clearTimers();
     this.assignment.clearTimers();
     consumer.pause(this.topicList());
     await this.idle(clock.now() + budgetMs);
@@ -426,6 +310,6 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     await this.committer.commit();
     await consumer.stop().catch((e: unknown) => logger.warn({ err: e }, 'consumer disconnect failed'));
     this.state.phase = 'stopped';
-    this.isJoined = false;
+    this.membership.left();
   }
 }

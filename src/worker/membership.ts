@@ -1,0 +1,187 @@
+import type { Logger } from '../observability/logger.js';
+import type { QueueMetrics } from '../observability/metrics.js';
+import type { ConsumerPort, GroupHooks } from '../ports.js';
+import { backoffDelay, retryPolicies } from '../timing/backoff.js';
+import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
+import type { Assignment } from './assignment.js';
+import type { Committer } from './committer.js';
+import type { Dispatcher } from './dispatcher.js';
+import type { ResolvedWorkerOptions } from './options.js';
+import type { RunState } from './run-state.js';
+
+/**
+ * The worker's group membership (docs/architecture.md, "Rebalances"): the hooks the consumer port
+ * calls — drain before rejoin, assignment, crash — plus a refused commit (fenced), the rejoin
+ * deadline, and restarting a consumer that will not restart by itself. `round` counts assignments
+ * so that a late answer for an old one (a check, a commit refusal) never acts on a newer one.
+ */
+export class Membership {
+  private joinRound = 0;
+  private isJoined = false;
+  /** Consumer restarts since the last join (the backoff exponent). */
+  private restarts = 0;
+  private restartTimer: TimerHandle | undefined;
+
+  constructor(
+    private readonly deps: {
+      options: ResolvedWorkerOptions;
+      state: RunState;
+      assignment: Assignment;
+      dispatcher: Dispatcher;
+      committer: Committer;
+      consumer: ConsumerPort;
+      clock: Clock;
+      logger: Logger;
+      metrics: QueueMetrics;
+      random: () => number;
+      /** Resolves when no job holds a slot, or at `deadline`. */
+      idle: (deadline: number) => Promise<void>;
+      rebalanced: (assignment: { topic: string; partitions: number[] }[]) => void;
+    },
+  ) {}
+
+  get round(): number {
+    return this.joinRound;
+  }
+
+  /** Joined the group and holding an assignment (possibly empty). */
+  get joined(): boolean {
+    return this.isJoined;
+  }
+
+  left(): void {
+    this.isJoined = false;
+  }
+
+  clearTimers(): void {
+    this.deps.clock.clearTimeout(this.restartTimer);
+  }
+
+  readonly hooks: GroupHooks = {
+    beforeRejoin: () => this.drain(),
+    assigned: (assignment) => {
+      const ready = this.deps.assignment.assign(assignment);
+      // Nothing starts until kept partitions are known to be still ours (assignment.ts).
+      const round = ++this.joinRound;
+      void ready.then(() => {
+        if (round !== this.joinRound) return;
+        this.deps.state.rebalancing = false;
+        this.deps.dispatcher.pump();
+      });
+      this.isJoined = true;
+      this.restarts = 0;
+      this.deps.metrics.rebalances.inc({ group: this.deps.options.groupId });
+      const list = Object.entries(assignment).map(([topic, partitions]) => ({
+        topic,
+        partitions: [...partitions],
+      }));
+      this.deps.logger.info({ assignment: list }, 'assignment received');
+      this.deps.rebalanced(list);
+    },
+    crashed: (error, restarting) => this.onCrash(error, restarting),
+  };
+
+  /** A commit sent under assignment `round` was refused: this member is out of the generation. */
+  fenced(error: unknown, round: number): void {
+    // Refused for an assignment already replaced by a newer one: nothing to drop.
+    if (round !== this.joinRound) return;
+    this.deps.logger.warn(
+      { err: error },
+      'commit refused: this worker is no longer in the group generation; its partitions are dropped until it rejoins',
+    );
+    this.joinRound++;
+    this.deps.assignment.revokeAll();
+  }
+
+  /**
+   * The group is rebalancing and this member has not rejoined yet, so the old generation (and our
+   * ownership) still holds: stop starting jobs, let running ones finish (up to rebalanceTimeoutMs)
+   * and commit them, so the next owner of a revoked partition does not run them again. The port
+   * holds our JoinGroup until this settles, as the Java client's onPartitionsRevoked does.
+   */
+  private async drain(): Promise<void> {
+    const { clock, options, logger } = this.deps;
+    this.deps.state.rebalancing = true;
+    // A check of the previous assignment still under way must not end this rebalance.
+    this.joinRound++;
+    if (!this.deps.state.running) return;
+    // The coordinator expels a member that does not rejoin in time. Past that point the
+    // partitions are someone else's: drop them, so a job still running here cannot route or
+    // commit for them (a zombie's work).
+    const start = clock.now();
+    const deadlineMs = this.deps.consumer.rejoinDeadlineMs ?? Number.POSITIVE_INFINITY;
+    const round = this.joinRound;
+    const fence = Number.isFinite(deadlineMs)
+      ? clock.setTimeout(
+          () => {
+            if (round !== this.joinRound || !this.deps.state.rebalancing) return;
+            logger.warn(
+              { deadlineMs },
+              'group rebalancing: the drain outlasted the rejoin deadline; partitions dropped',
+            );
+            this.joinRound++;
+            this.deps.assignment.revokeAll();
+          },
+          deadlineMs,
+          { unref: true },
+        )
+      : undefined;
+    await this.deps.idle(start + Math.min(options.rebalanceTimeoutMs, deadlineMs * 0.8));
+    // A commit stuck on a moving coordinator must not keep us from rejoining: past the budget,
+    // rejoin uncommitted (the next owner redoes those jobs; the idempotency store, if any,
+    // suppresses their side effects).
+    const budget = new AbortController();
+    const committed = await Promise.race([
+      this.deps.committer.commit({ duringRebalance: true }).then(() => true),
+      sleep(clock, Math.min(5000, Math.max(0, start + deadlineMs - clock.now())), budget.signal).then(
+        () => false,
+      ),
+    ]);
+    budget.abort();
+    clock.clearTimeout(fence);
+    const stillRunning = this.deps.dispatcher.inflight;
+    if (committed)
+      logger.info(
+        { stillRunning },
+        'group rebalancing: finished and committed in-flight jobs before rejoining',
+      );
+    else
+      logger.warn(
+        { stillRunning },
+        'group rebalancing: the commit did not finish in time; rejoining without it',
+      );
+  }
+
+  /**
+   * The consumer has left the group when it reports a crash, so every partition is lost: waiting
+   * jobs are dropped, running ones finish uncommitted (the next owner, maybe us again, redoes
+   * them). Keeping the trackers would let a partition that another member moved forward meanwhile
+   * be committed backwards. kafkajs restarts itself after retriable faults; after the others it
+   * would stay down for good, leaving a live worker that takes no work, so the core restarts it.
+   */
+  private onCrash(error: Error, restarting: boolean): void {
+    const { logger, metrics, options, clock } = this.deps;
+    this.isJoined = false;
+    this.joinRound++;
+    this.deps.assignment.revokeAll();
+    this.deps.state.rebalancing = false;
+    if (!this.deps.state.running) return;
+    if (restarting) {
+      logger.warn({ err: error }, 'consumer crashed; the client restarts it');
+      return;
+    }
+    const delayMs = backoffDelay(retryPolicies.consumerRestart, this.restarts++, this.deps.random);
+    logger.error(
+      { err: error, restartInMs: Math.round(delayMs) },
+      'consumer crashed and will not restart by itself; the worker restarts it',
+    );
+    metrics.consumerRestarts.inc({ group: options.groupId });
+    clock.clearTimeout(this.restartTimer);
+    // Not unref'd: while the consumer is down this timer may be all that keeps the process alive.
+    this.restartTimer = clock.setTimeout(() => {
+      if (!this.deps.state.running) return;
+      // A failed join reports another crash, which schedules the next attempt.
+      this.deps.consumer.restart().catch((err: unknown) => this.onCrash(err as Error, false));
+    }, delayMs);
+  }
+}
