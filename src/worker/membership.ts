@@ -133,7 +133,7 @@ export class Membership {
     const budget = new AbortController();
     const committed = await Promise.race([
       this.deps.committer.commit({ duringRebalance: true }).then(() => true),
-      sleep(clock, Math.min(5000, Math.max(0, start + deadlineMs - clock.now())), budget.signal).then(
+      sleep(clock, Math.min(5000, Math.max(0, start + deadlineMs - 1 - clock.now())), budget.signal).then(
         () => false,
       ),
     ]);

@@ -48,7 +48,7 @@ const MAX_STEPS = 400_000;
 /** The outcome router batches what it routes within this many ms into one send (router.ts). */
 const ROUTER_LINGER_MS = 2;
 
-const silentLogger = createLogger({ level: 'silent' });
+const silentLogger = createLogger({ level: process.env.SIM_LOG_LEVEL ?? 'silent' });
 
 /**
  * Knobs of the checks, both strict by default: `strictBytes`: `buffered.bytes` never passes
@@ -1003,6 +1003,17 @@ export class Simulation implements ModelObserver {
           'concurrency',
           `${inst.id} runs ${inst.core.inflight} jobs (concurrency ${w.concurrency})`,
         );
+      // A handler still running jobTimeoutMs after its abort is stuck: its slot goes back, so at
+      // least that many slots are free of such handlers (`stuck-holds-slot`).
+      if (w.jobTimeoutMs > 0) {
+        let overdue = 0;
+        for (const run of inst.running) if (this.time.now - run.start > 2 * w.jobTimeoutMs + 1) overdue++;
+        if (overdue > inst.core.stuck)
+          this.violation(
+            'stuck-holds-slot',
+            `${inst.id} has ${overdue} handlers past twice jobTimeoutMs but counts ${inst.core.stuck} stuck`,
+          );
+      }
     }
   }
 
