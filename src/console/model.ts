@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { type DeadJob, type ReplayResult, replayDeadJobs, toDeadJob } from '../failure/dlq.js';
-import { replayedSets, wasReplayed } from '../failure/replay-pick.js';
+import { wasReplayed } from '../failure/replay-pick.js';
 import { assertTopicExists, type BrowsedRecord, readRanges } from '../kafka/browse.js';
 import {
   type Admin,
@@ -10,7 +10,14 @@ import {
   type Producer,
 } from '../kafka/client.js';
 import { type TopicTail, tailTopics } from '../kafka/tail.js';
-import { computeLag, DesiredReplicas, dlqDepth, type PartitionLag, totalLag } from '../lag/lag.js';
+import {
+  computeLag,
+  DesiredReplicas,
+  dlqDepth,
+  type PartitionLag,
+  replayedSets,
+  totalLag,
+} from '../lag/lag.js';
 import type { ReplayedSet } from '../lag/replayed.js';
 import type { Logger } from '../observability/logger.js';
 import {

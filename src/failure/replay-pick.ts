@@ -1,13 +1,13 @@
 import { readRanges } from '../kafka/browse.js';
-import { type Admin, createKafka, type KafkaConnection, Partitioners } from '../kafka/client.js';
+import { createKafka, type KafkaConnection, Partitioners } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
+import { replayedSets } from '../lag/lag.js';
 import {
   addReplayed,
   decodeReplayed,
   encodeReplayed,
   pruneReplayed,
   type ReplayedSet,
-  replayGroupName,
   replayGroupPrefix,
 } from '../lag/replayed.js';
 import { topicNames } from '../topology/topics.js';
@@ -20,32 +20,6 @@ import { replayHeaders } from './dlq.js';
  */
 export function pickGroupName(topic: string): string {
   return `${replayGroupPrefix(topic)}picked`;
-}
-
-/**
- * Per DLQ partition, the sets of offsets the replay groups of `jobTopic` re-published (what
- * `dlqDepth` subtracts), to mark replayed records in a list.
- */
-export async function replayedSets(
-  admin: Admin,
-  jobTopic: string,
-  dlqTopic: string,
-): Promise<Map<number, ReplayedSet[]>> {
-  const prefix = replayGroupPrefix(jobTopic);
-  const unfiltered = replayGroupName(jobTopic, {});
-  const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(prefix));
-  const sets = new Map<number, ReplayedSet[]>();
-  for (const groupId of groups) {
-    const [res] = await admin.fetchOffsets({ groupId, topics: [dlqTopic] });
-    for (const p of res?.partitions ?? []) {
-      const position = Number(p.offset);
-      if (position < 0) continue;
-      const set =
-        decodeReplayed(p.metadata) ?? (groupId === unfiltered ? { runs: [[0, position]] } : undefined);
-      if (set) sets.set(p.partition, [...(sets.get(p.partition) ?? []), set]);
-    }
-  }
-  return sets;
 }
 
 /** True when `offset` is in one of the sets (a folded range counts as replayed: its positions are unknown). */

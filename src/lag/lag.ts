@@ -115,6 +115,19 @@ export function tierDelaysOf(
  */
 export async function dlqDepth(admin: Admin, jobTopic: string, dlqTopic: string): Promise<number> {
   const offsets = await admin.fetchTopicOffsets(dlqTopic);
+  const sets = await replayedSets(admin, jobTopic, dlqTopic);
+  return offsets.reduce(
+    (sum, o) => sum + unreplayedCount(Number(o.low), Number(o.high), sets.get(o.partition) ?? []),
+    0,
+  );
+}
+
+/** What each replay group of `jobTopic` recorded as re-published, per DLQ partition. */
+export async function replayedSets(
+  admin: Admin,
+  jobTopic: string,
+  dlqTopic: string,
+): Promise<Map<number, ReplayedSet[]>> {
   const prefix = replayGroupPrefix(jobTopic);
   const unfiltered = replayGroupName(jobTopic, {});
   const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(prefix));
@@ -124,18 +137,13 @@ export async function dlqDepth(admin: Admin, jobTopic: string, dlqTopic: string)
     for (const p of res?.partitions ?? []) {
       const position = Number(p.offset);
       if (position < 0) continue;
+      // Older replay groups recorded no set: the unfiltered one sent everything below its position.
       const set =
         decodeReplayed(p.metadata) ?? (groupId === unfiltered ? { runs: [[0, position]] } : undefined);
-      if (!set) continue;
-      const list = sets.get(p.partition);
-      if (list) list.push(set);
-      else sets.set(p.partition, [set]);
+      if (set) sets.set(p.partition, [...(sets.get(p.partition) ?? []), set]);
     }
   }
-  return offsets.reduce(
-    (sum, o) => sum + unreplayedCount(Number(o.low), Number(o.high), sets.get(o.partition) ?? []),
-    0,
-  );
+  return sets;
 }
 
 /**

@@ -1,28 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.js';
-import type { WorkerOptions } from '../../src/worker/options.js';
-import { Worker } from '../../src/worker/worker.js';
-import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
-import { enqueuePayments, type Payment } from '../support/jobs.js';
+import { committedOffsets, jobTopic, uniqueName, waitUntil } from '../support/helpers.js';
+import { enqueuePayments } from '../support/jobs.js';
+import { paymentWorker } from '../support/worker.js';
 
-const quiet = createLogger({ level: 'error' });
-
-function worker(
-  topic: string,
-  groupId: string,
-  opts: Partial<WorkerOptions<Payment>> & Pick<WorkerOptions<Payment>, 'handler'>,
-) {
-  return new Worker<Payment>({
-    brokers: stack().brokers,
-    registry: { url: stack().registryUrl },
-    topic,
-    groupId,
-    retry: { tiers: [] },
-    logger: quiet,
-    commitIntervalMs: 200,
-    ...opts,
-  });
-}
+const worker = paymentWorker;
 
 async function runToEnd(topic: string, ordering: 'key' | 'partition', count: number): Promise<number> {
   let done = 0;

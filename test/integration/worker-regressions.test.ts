@@ -3,39 +3,22 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/headers.js';
 import { RedisIdempotencyStore } from '../../src/idempotency/redis-store.js';
 import { createKafka } from '../../src/kafka/client.js';
-import { createLogger } from '../../src/observability/logger.js';
-import type { WorkerOptions } from '../../src/worker/options.js';
-import { Worker } from '../../src/worker/worker.js';
+import type { Worker } from '../../src/worker/worker.js';
 import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment } from '../support/jobs.js';
 import { kcatConsume } from '../support/kcat.js';
+import { paymentWorker } from '../support/worker.js';
 
 // One test per defect found in the review of the worker split (issue 13) and per new-user defect
 // (issue 20); each failed before its fix.
 
-const quiet = createLogger({ level: 'error' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
 afterAll(async () => {
   await redis.quit().catch(() => undefined);
 });
 
-function worker(
-  topic: string,
-  groupId: string,
-  opts: Partial<WorkerOptions<Payment>> & Pick<WorkerOptions<Payment>, 'handler'>,
-) {
-  return new Worker<Payment>({
-    brokers: stack().brokers,
-    registry: { url: stack().registryUrl },
-    topic,
-    groupId,
-    retry: { tiers: [] },
-    logger: quiet,
-    commitIntervalMs: 200,
-    ...opts,
-  });
-}
+const worker = paymentWorker;
 
 describe('worker regressions', () => {
   it('retry-later without a delay waits the first tier and is dead-lettered after retry.maxRetryLater (it looped at full speed)', async () => {
