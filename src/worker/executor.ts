@@ -75,9 +75,15 @@ export class Executor {
 
   /** Waits while the worker runs and owns the item; throws `Abandoned` when it should not go on. */
   private readonly wait = (item: WorkItem) => async (ms: number) => {
-    const { state, clock, owns } = this.deps;
+    const { state, clock } = this.deps;
     await sleep(clock, ms, state.stopSignal);
-    if (!state.running || !owns(item)) throw new Abandoned();
+    if (!state.running || !(await this.deps.confirm(item))) throw new Abandoned();
+  };
+
+  private readonly waitWhileRunning = async (ms: number) => {
+    const { state, clock } = this.deps;
+    await sleep(clock, ms, state.stopSignal);
+    if (state.stopSignal.aborted) throw new Abandoned();
   };
 
   private failure(errorClass: string): void {
@@ -177,7 +183,9 @@ export class Executor {
       const ms = clock.now() - started;
       this.processing.observe(ms / 1000);
       if (error === undefined) {
-        if (lease === 'acquired') await leases!.finish(item, job, log, this.wait(item));
+        // The side effect happened: the done marker is written even if the partition moved on
+        // meanwhile (it lets the new owner skip the job); only a stop past its budget gives up.
+        if (lease === 'acquired') await leases!.finish(item, job, log, this.waitWhileRunning);
         this.counts.completed++;
         if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
         emit('job:completed', job, { durationMs: ms });
@@ -249,7 +257,7 @@ export class Executor {
   ): Promise<Route> {
     // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
     if (!(await this.deps.confirm(item))) throw new Abandoned();
-    return retryWithBackoff('produce', send, {
+    const route = await retryWithBackoff('produce', send, {
       onError: (sendError) =>
         log.logger.warn(
           { err: sendError, original: errorClassName(error) },
@@ -258,6 +266,10 @@ export class Executor {
       wait: this.wait(item),
       random: this.deps.random,
     });
+    // Lost the partition while the send was under way (the new owner redoes the job): not an
+    // outcome of this ownership, though the record was written (at least once).
+    if (!(await this.deps.confirm(item))) throw new Abandoned();
+    return route;
   }
 
   /**
