@@ -100,6 +100,8 @@ interface Epoch {
   readonly running: Map<number, number>;
   /** Offsets the committed offset map said were done when the ownership began. */
   readonly mapDone: Set<number>;
+  /** When the ownership began: a send started before it (a zombie's late write) is not its outcome. */
+  readonly since: number;
 }
 
 /** A handler run in progress. */
@@ -416,6 +418,7 @@ export class Simulation implements ModelObserver {
         runs: new Map(),
         running: new Map(),
         mapDone: c ? decodeOffsetMap(c.offset, c.metadata) : new Set(),
+        since: this.time.now,
       });
     }
     this.count('assignments');
@@ -685,7 +688,9 @@ export class Simulation implements ModelObserver {
       src: `${srcTp}:${srcOffset}`,
     });
     this.forwarded.add(`${srcTp}:${srcOffset}`);
-    inst.epochs.get(srcTp)?.outcomes.add(srcOffset);
+    const epoch = inst.epochs.get(srcTp);
+    // The router batches sends for up to 2 ms: a send at `sentAt` was routed no earlier than that.
+    if (epoch && sentAt - 2 >= epoch.since) epoch.outcomes.add(srcOffset);
     this.count(isTier ? 'tier-records' : 'dlq-records');
     this.trace(
       inst.id,
