@@ -3,7 +3,7 @@ import { listDeadJobs, replayDeadJobs } from '../../src/failure/dlq.js';
 import { HEADERS } from '../../src/headers.js';
 import { type Admin, createKafka, Partitioners, type Producer } from '../../src/kafka/client.js';
 import { dlqDepth } from '../../src/lag/lag.js';
-import { createTopics, jobTopic, stack, uniqueName } from '../support/helpers.js';
+import { createTopics, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { kcatConsume } from '../support/kcat.js';
 
 /**
@@ -124,7 +124,9 @@ describe('reading the DLQ to its end', () => {
     await t.send({ topic: `${topic}.dlq`, messages: [{ value: 'x' }, { value: 'y' }] });
     await t.abort();
     await tx.disconnect();
-    expect(await endOffsets(`${topic}.dlq`)).toBeGreaterThan(0);
+    await waitUntil(async () => (await endOffsets(`${topic}.dlq`)) > 0, {
+      what: 'the aborted records in the log',
+    });
 
     const created: unknown[] = [];
     const cleared = new Set<unknown>();
