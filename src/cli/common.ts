@@ -1,7 +1,7 @@
 import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { connectionFromEnv, explainConnectError, type KafkaConnection } from '../kafka/client.js';
 
-/** Exit codes of every `strand` command (README, "CLI"). */
+/** Exit codes of every `strand` command (docs/cli.md). */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 /** An error whose message is meant for the user as is; `exitCode` 2 means bad usage or config. */

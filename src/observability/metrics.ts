@@ -8,7 +8,7 @@ export type Outcome = 'completed' | 'retried' | 'dead_lettered' | 'duplicate';
 export type OutcomeCounts = Record<Outcome, number>;
 
 /**
- * The metrics contract (README, "Metrics"; docs/architecture.md). One instance per registry; a worker gets its own registry so
+ * The metrics contract (docs/metrics.md; docs/architecture.md). One instance per registry; a worker gets its own registry so
  * several workers in one process (tests, the demo) do not collide.
  */
 export class QueueMetrics {

@@ -100,7 +100,7 @@ export interface WorkerOptions<T = Record<string, unknown>> {
   classify?: (error: unknown) => FailureKind | undefined;
   /** Dead-letter topic. @defaultValue `<topic>.dlq` */
   dlqTopic?: string;
-  /** Duplicate suppression (see README, Idempotency). */
+  /** Duplicate suppression (see docs/guarantees.md, Idempotency). */
   idempotency?: {
     store: 'memory' | IdempotencyStore;
     /** Lease a running job holds on its id. @defaultValue 60000 */
@@ -298,5 +298,5 @@ export function resolveWorkerOptions(options: WorkerOptions<never>): ResolvedWor
   return parseOptions(workerOptionsSchema, options, 'worker');
 }
 
-/** Every top-level worker option name (the README's configuration table is checked against it). */
+/** Every top-level worker option name (docs/options.md's table is checked against it). */
 export const workerOptionNames: readonly string[] = Object.keys(workerOptionsObject.shape);

@@ -9,7 +9,7 @@ interface Service {
 }
 
 const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, Service> };
-const readme = readFileSync('README.md', 'utf8');
+const readme = readFileSync('docs/local-stack.md', 'utf8');
 
 describe('docker-compose.yml', () => {
   it('offers the services, images and ports the README promises', () => {

@@ -1,11 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QueueMetrics } from '../../src/observability/metrics.js';
 import { workerOptionNames } from '../../src/worker/options.js';
 
 const readme = readFileSync('README.md', 'utf8');
+const docs = readdirSync('docs')
+  .filter((f) => f.endsWith('.md'))
+  .map((f) => join('docs', f));
 
-describe('README stays in sync', () => {
+describe('README and docs stay in sync', () => {
   it('starts with the two commands for a fresh machine', () => {
     const firstBlock = /```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
     expect(firstBlock).toContain('npm ci && npm run demo');
@@ -13,12 +17,25 @@ describe('README stays in sync', () => {
   });
 
   it('documents every worker option', () => {
-    const table = readme.slice(readme.indexOf('## Worker options'));
+    const options = readFileSync('docs/options.md', 'utf8');
+    const table = options.slice(options.indexOf('## Worker options'));
     for (const name of workerOptionNames) expect(table, name).toMatch(new RegExp(`\`${name}\``));
   });
 
   it('documents every metric', () => {
+    const metrics = readFileSync('docs/metrics.md', 'utf8');
     for (const m of new QueueMetrics({ defaultMetrics: false }).registry.getMetricsAsArray())
-      expect(readme).toContain(`\`${m.name}\``);
+      expect(metrics).toContain(`\`${m.name}\``);
+  });
+
+  it('links only to files that exist, and the README links every docs page', () => {
+    for (const file of ['README.md', ...docs]) {
+      const text = readFileSync(file, 'utf8');
+      for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
+        if (!target || /^[a-z]+:/.test(target)) continue;
+        expect(existsSync(join(dirname(file), target)), `${file} → ${target}`).toBe(true);
+      }
+    }
+    for (const page of docs) expect(readme, page).toContain(`](${page})`);
   });
 });
