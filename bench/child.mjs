@@ -120,7 +120,9 @@ function strandHandler(kind, count) {
         ...base,
         handler: (job) => {
           const lateness = Date.now() - Number(job.headers[HEADERS.dueAt]);
-          (late[job.data.memo] ??= []).push(lateness);
+          const list = late[job.data.memo] ?? [];
+          list.push(lateness);
+          late[job.data.memo] = list;
           tick();
         },
         extra: () => ({
