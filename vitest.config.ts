@@ -21,9 +21,6 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          // The console's browser tests pass alone (`npm run test:console`) but not yet next to the
-          // rest of the suite (the console gets 502s reading Kafka under that load): issue 19 is open.
-          exclude: process.env.STRAND_CONSOLE_TESTS ? [] : ['test/integration/console.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
         },
       },

@@ -103,7 +103,7 @@ export const NAV = [
   ['/workers', 'Workers'],
   ['/jobs', 'Jobs'],
   ['/dlq', 'Dead letters'],
-  ['/tiers', 'Retry tiers'],
+  ['/tiers', 'Tiers and delays'],
   ['/schemas', 'Schemas'],
   ['/controls', 'Controls'],
 ] as const;

@@ -30,6 +30,7 @@ import {
   type WorkerSnapshot,
 } from '../status/snapshot.js';
 import { ensureStatusTopics, statusTopicsExist } from '../status/topics.js';
+import { findDelayBuckets } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 
 /** How often lag, DLQ depth and rates are sampled (the charts' resolution). */
@@ -60,6 +61,8 @@ export interface GroupInfo {
   dlq: string;
   history: Point[];
   lag: PartitionLag[];
+  /** Delay buckets of the topic (delayed jobs) and the jobs waiting in each: not lag. */
+  delays: { topic: string; ms: number; waiting: number }[];
   lagAt: number | undefined;
   dlqDepth: number | undefined;
   desiredReplicas: number | undefined;
@@ -129,6 +132,36 @@ export class ConsoleModel {
     readonly connection: KafkaConnection,
     private readonly opts: { readOnly: boolean; pinnedGroups: string[]; logger: Logger },
   ) {}
+
+  /**
+   * kafkajs asks the brokers for the metadata of every topic its client ever used, and fails every
+   * call once one of them was deleted ("This server does not host this topic-partition"). The
+   * console reads many groups' topics, and topics come and go: it renews its admin client when a
+   * topic it asked about is gone, and when a call fails that way.
+   */
+  private readonly adminTopics = new Set<string>();
+
+  private async renewAdmin(): Promise<void> {
+    const old = this.admin;
+    const admin = createKafka(this.connection).admin();
+    await admin.connect();
+    this.admin = admin;
+    this.adminTopics.clear();
+    await old?.disconnect().catch(() => undefined);
+  }
+
+  /** Runs `fn` with the admin client, renewed and tried once more after a stale-metadata failure. */
+  private async withAdmin<T>(topics: string[], fn: (admin: Admin) => Promise<T>): Promise<T> {
+    for (const t of topics) this.adminTopics.add(t);
+    try {
+      return await fn(this.admin!);
+    } catch (error) {
+      if (!/does not host this topic-partition/.test((error as Error).message)) throw error;
+      await this.renewAdmin();
+      for (const t of topics) this.adminTopics.add(t);
+      return await fn(this.admin!);
+    }
+  }
 
   async start(): Promise<void> {
     this.admin = createKafka(this.connection).admin();
@@ -203,6 +236,7 @@ export class ConsoleModel {
         dlq: s.dlq,
         history: [],
         lag: [],
+        delays: [],
         lagAt: undefined,
         dlqDepth: undefined,
         desiredReplicas: undefined,
@@ -230,6 +264,7 @@ export class ConsoleModel {
       dlq: topicNames(topic, 0).dlq,
       history: [],
       lag: [],
+      delays: [],
       lagAt: undefined,
       dlqDepth: undefined,
       desiredReplicas: undefined,
@@ -294,6 +329,7 @@ export class ConsoleModel {
       // A group whose topic was deleted is not asked about: kafkajs would retry its metadata for
       // seconds and hold up every other group's sample.
       const existing = new Set(await this.admin.listTopics());
+      if ([...this.adminTopics].some((t) => !existing.has(t))) await this.renewAdmin();
       for (const view of this.groups(now)) {
         const info = this.infos.get(view.group)!;
         if (!existing.has(info.topic)) {
@@ -303,9 +339,25 @@ export class ConsoleModel {
         try {
           const topics = [info.topic, ...info.tiers.map((t) => t.topic)].filter((t) => existing.has(t));
           const tierDelays = Object.fromEntries(info.tiers.map((t) => [t.topic, t.delayMs]));
-          info.lag = await computeLag(this.admin, info.group, topics, { tierDelays, now });
+          info.lag = await this.withAdmin(topics, (admin) =>
+            computeLag(admin, info.group, topics, { tierDelays, now }),
+          );
+          const buckets = findDelayBuckets(info.topic, existing);
+          const names = buckets.map((b) => b.topic);
+          const delayRows = names.length
+            ? await this.withAdmin(names, (admin) =>
+                computeLag(admin, info.group, names, { delayTopics: new Set(names), now }),
+              )
+            : [];
+          info.delays = buckets.map((b) => ({
+            topic: b.topic,
+            ms: b.ms,
+            waiting: totalLag(delayRows.filter((r) => r.topic === b.topic)),
+          }));
           info.lagAt = now;
-          info.dlqDepth = existing.has(info.dlq) ? await dlqDepth(this.admin, info.topic, info.dlq) : 0;
+          info.dlqDepth = existing.has(info.dlq)
+            ? await this.withAdmin([info.dlq], (admin) => dlqDepth(admin, info.topic, info.dlq))
+            : 0;
           let desired = this.desired.get(info.group);
           if (!desired) {
             desired = new DesiredReplicas({
@@ -361,9 +413,10 @@ export class ConsoleModel {
     while (c.busy) await c.busy;
     let sets = new Map<number, ReplayedSet[]>();
     c.busy = (async () => {
-      const admin = this.admin!;
-      await assertTopicExists(admin, dlq);
-      const bounds = await admin.fetchTopicOffsets(dlq);
+      const bounds = await this.withAdmin([dlq], async (admin) => {
+        await assertTopicExists(admin, dlq);
+        return admin.fetchTopicOffsets(dlq);
+      });
       const ranges = bounds
         .map((b) => {
           const high = Number(b.high);
@@ -384,7 +437,7 @@ export class ConsoleModel {
         .filter((r) => Number(r.message.offset) >= (lows.get(r.partition) ?? 0))
         .sort((a, b) => Number(a.message.timestamp) - Number(b.message.timestamp))
         .slice(-DLQ_CACHE);
-      sets = await replayedSets(admin, jobTopic, dlq);
+      sets = await this.withAdmin([dlq], (admin) => replayedSets(admin, jobTopic, dlq));
     })().finally(() => {
       c.busy = undefined;
     });

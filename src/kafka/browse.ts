@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { KafkaMessage } from 'kafkajs';
 import { type Admin, createKafka, type KafkaConnection } from './client.js';
 
@@ -55,119 +55,135 @@ export async function offsetsAtTime(
   }
 }
 
+/** What the reader uses of kafkajs' cluster object (handed to partition assigners). */
+interface FetchCluster {
+  addTargetTopic(topic: string): Promise<void>;
+  refreshMetadata(): Promise<void>;
+  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
+  findBroker(args: { nodeId: string }): Promise<{
+    fetch(args: {
+      replicaId: number;
+      isolationLevel: number;
+      maxWaitTime: number;
+      minBytes: number;
+      maxBytes: number;
+      topics: { topic: string; partitions: { partition: number; fetchOffset: string; maxBytes: number }[] }[];
+    }): Promise<{ responses: { topicName: string; partitions: FetchedPartition[] }[] }>;
+  }>;
+}
+
+interface FetchedPartition {
+  partition: number;
+  highWatermark: string;
+  lastStableOffset: string;
+  messages: { offset: string }[];
+}
+
+/** kafkajs' own batch (aborted transactions and control records filtered as its consumer does). */
+const require = createRequire(import.meta.url);
+const KafkajsBatch = require('kafkajs/src/consumer/batch') as new (
+  topic: string,
+  fetchedOffset: string,
+  partitionData: FetchedPartition,
+) => { messages: KafkaMessage[]; rawMessages: { offset: string }[] };
+
 /**
  * Reads the records of `ranges` (clamped to what the partitions retain) and resolves with them in
- * partition and offset order. A throwaway group starts exactly at each range: its offsets are set
- * before it joins (other partitions at their end), so nothing before a range is fetched. Stops
- * when every range is read, after `idleMs` without a batch once the group has joined (gaps of
- * compaction or transaction markers), at `timeoutMs`, or at `maxRecords`. `opts.progress` receives,
- * per partition, the offset up to which the range was read (the range's end when it was read
- * whole), so a caller that reads incrementally asks again for the rest. A transient failure (a
- * coordinator not yet available under load) is tried again, up to three times.
+ * partition and offset order. No consumer group: fetch requests go straight to each partition's
+ * leader (read committed, as a consumer reads), through the cluster object kafkajs hands to
+ * partition assigners, so nothing waits for a group coordinator or a join, and no group is left
+ * behind. Stops when every range is read, at the partition's last stable offset, at `timeoutMs`,
+ * or at `maxRecords`. `opts.progress` receives, per partition, the offset up to which the range
+ * was read (its end when it was read whole), so an incremental reader asks again for the rest.
  */
 export async function readRanges(
   conn: KafkaConnection,
   topic: string,
   ranges: OffsetRange[],
-  opts: { timeoutMs?: number; idleMs?: number; maxRecords?: number; progress?: Map<number, number> } = {},
-): Promise<BrowsedRecord[]> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await readRangesOnce(conn, topic, ranges, opts);
-    } catch (error) {
-      if (attempt >= 3 || (error as { retriable?: boolean }).retriable === false) throw error;
-      await new Promise((r) => setTimeout(r, 500 * attempt));
-    }
-  }
-}
-
-async function readRangesOnce(
-  conn: KafkaConnection,
-  topic: string,
-  ranges: OffsetRange[],
-  opts: { timeoutMs?: number; idleMs?: number; maxRecords?: number; progress?: Map<number, number> },
+  opts: { timeoutMs?: number; maxRecords?: number; progress?: Map<number, number> } = {},
 ): Promise<BrowsedRecord[]> {
   const kafka = createKafka({ ...conn, clientId: conn.clientId ?? 'strand-console' });
   const admin = kafka.admin();
-  await admin.connect();
-  const groupId = `strand-console-read-${randomUUID()}`;
+  let cluster: FetchCluster | undefined;
+  // Never joins: the consumer only connects its cluster, which the assigner factory hands over.
+  const consumer = kafka.consumer({
+    groupId: 'strand-browse-unused',
+    partitionAssigners: [
+      (config) => {
+        cluster = config.cluster as unknown as FetchCluster;
+        return {
+          name: 'strand-browse',
+          version: 1,
+          assign: async () => [],
+          protocol: () => ({ name: 'strand-browse', metadata: Buffer.alloc(0) }),
+        };
+      },
+    ],
+  });
   const out: BrowsedRecord[] = [];
   const progress = opts.progress;
+  const maxRecords = opts.maxRecords ?? 200_000;
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  await admin.connect();
   try {
     const bounds = await admin.fetchTopicOffsets(topic);
-    const wanted = new Map<number, { from: number; to: number }>();
+    const next = new Map<number, { at: number; to: number }>();
     for (const r of ranges) {
       const b = bounds.find((x) => x.partition === r.partition);
       if (!b) continue;
       const from = Math.max(r.from, Number(b.low));
       const to = Math.min(r.to, Number(b.high));
-      if (from < to) wanted.set(r.partition, { from, to });
-      else progress?.set(r.partition, Math.max(r.from, Math.min(r.to, Number(b.high))));
+      if (from < to) next.set(r.partition, { at: from, to });
+      progress?.set(r.partition, from < to ? from : Math.max(r.from, Math.min(r.to, Number(b.high))));
     }
-    if (wanted.size === 0) return out;
-    for (const [partition, range] of wanted) progress?.set(partition, range.from);
-    await admin.setOffsets({
-      groupId,
-      topic,
-      partitions: bounds.map((b) => ({
-        partition: b.partition,
-        offset: String(wanted.get(b.partition)?.from ?? b.high),
-      })),
-    });
-    const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, sessionTimeout: 10_000 });
-    const maxRecords = opts.maxRecords ?? 200_000;
-    const remaining = new Set(wanted.keys());
+    if (next.size === 0) return out;
     await consumer.connect();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        // Idle time counts from the join: joining a group can take seconds on a loaded broker.
-        let lastBatch = Number.POSITIVE_INFINITY;
-        consumer.on(consumer.events.GROUP_JOIN, () => {
-          lastBatch = Date.now();
+    if (!cluster) throw new Error('kafkajs did not hand its cluster to the partition assigner');
+    const c = cluster;
+    await c.addTargetTopic(topic);
+    while (next.size > 0 && out.length < maxRecords && Date.now() < deadline) {
+      const leaders = c.findLeaderForPartitions(topic, [...next.keys()]);
+      for (const [nodeId, partitions] of Object.entries(leaders)) {
+        const broker = await c.findBroker({ nodeId });
+        const res = await broker.fetch({
+          replicaId: -1,
+          isolationLevel: 1,
+          maxWaitTime: 100,
+          minBytes: 1,
+          maxBytes: 8 * 1024 * 1024,
+          topics: [
+            {
+              topic,
+              partitions: partitions.map((partition) => ({
+                partition,
+                fetchOffset: String(next.get(partition)!.at),
+                maxBytes: 1024 * 1024,
+              })),
+            },
+          ],
         });
-        const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
-        const finish = (error?: unknown) => {
-          clearInterval(timer);
-          if (error === undefined) resolve();
-          else reject(error);
-        };
-        const timer = setInterval(() => {
-          const now = Date.now();
-          if (now > deadline || now - lastBatch > (opts.idleMs ?? 3000)) finish();
-        }, 100);
-        consumer.subscribe({ topic, fromBeginning: true }).then(
-          () =>
-            consumer
-              .run({
-                autoCommit: false,
-                eachBatch: async ({ batch }) => {
-                  lastBatch = Date.now();
-                  const range = wanted.get(batch.partition);
-                  if (!range || !remaining.has(batch.partition)) return;
-                  for (const m of batch.messages) {
-                    const offset = Number(m.offset);
-                    if (offset >= range.from && offset < range.to && out.length < maxRecords) {
-                      out.push({ topic, partition: batch.partition, message: m });
-                      progress?.set(batch.partition, offset + 1);
-                    }
-                  }
-                  const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
-                  if (last + 1 >= range.to || Number(batch.lastOffset()) + 1 >= range.to) {
-                    remaining.delete(batch.partition);
-                    progress?.set(batch.partition, range.to);
-                  }
-                  if (remaining.size === 0 || out.length >= maxRecords) finish();
-                },
-              })
-              .catch(finish),
-          finish,
-        );
-      });
-    } finally {
-      await consumer.disconnect().catch(() => undefined);
+        for (const data of res.responses.flatMap((r) => r.partitions)) {
+          const range = next.get(data.partition);
+          if (!range) continue;
+          const batch = new KafkajsBatch(topic, String(range.at), data);
+          for (const m of batch.messages) {
+            const offset = Number(m.offset);
+            if (offset >= range.at && offset < range.to && out.length < maxRecords)
+              out.push({ topic, partition: data.partition, message: m });
+          }
+          const raw = batch.rawMessages;
+          // Past every offset the fetch covered (markers and aborted records included); nothing
+          // fetched means the range reached what read-committed consumers may see.
+          const reached = raw.length ? Number(raw[raw.length - 1]!.offset) + 1 : range.to;
+          range.at = Math.max(range.at, reached);
+          const done = range.at >= range.to || range.at >= Number(data.lastStableOffset);
+          progress?.set(data.partition, done ? range.to : range.at);
+          if (done) next.delete(data.partition);
+        }
+      }
     }
   } finally {
-    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await consumer.disconnect().catch(() => undefined);
     await admin.disconnect().catch(() => undefined);
   }
   return out.sort((a, b) => a.partition - b.partition || Number(a.message.offset) - Number(b.message.offset));

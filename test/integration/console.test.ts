@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Payment, paymentProducer, paymentSchema } from '../../chaos/payments.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { computeLag } from '../../src/lag/lag.js';
@@ -24,6 +24,8 @@ const HTML_ID = `<script>window.__pwned='script'</script>`;
 interface Running {
   child: ChildProcess;
   url: string;
+  /** What the console printed so far. */
+  log: () => string;
 }
 
 /** Starts `strand console` and resolves with its URL once it listens. */
@@ -46,7 +48,7 @@ function startConsole(args: string[]): Promise<Running> {
       const m = /Strand console on (http:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve({ child, url: m[1]! });
+        resolve({ child, url: m[1]!, log: () => out });
       }
     };
     child.stdout!.on('data', onData);
@@ -120,7 +122,11 @@ describe('strand console', () => {
   beforeAll(async () => {
     if (!existsSync(CHROMIUM))
       throw new Error(`${CHROMIUM} not found: apt-get install chromium (.ci/run does)`);
-    ({ topic, cleanup } = await jobTopic('console', { partitions: 3, tierDelays: [TIER_MS] }));
+    ({ topic, cleanup } = await jobTopic('console', {
+      partitions: 3,
+      tierDelays: [TIER_MS],
+      delayBucketsMs: [1000, 60_000],
+    }));
     group = uniqueName('console-workers');
     dir = mkdtempSync(join(tmpdir(), 'strand-console-'));
     ledger = join(dir, 'ledger.txt');
@@ -149,6 +155,10 @@ describe('strand console', () => {
       payment('poison', { accountId: HTML_KEY, paymentId: HTML_ID }),
       payment('later'),
     ]);
+    // Three jobs due in an hour: the tiers page shows them waiting in the delay buckets.
+    await producer.enqueueMany(
+      Array.from({ length: 3 }, () => ({ ...payment('later-delayed'), delay: '1h' })),
+    );
     ids.dead = sent[12]!.jobId;
     ids.html = sent[13]!.jobId;
     // A second schema version for the Schemas page's diff, and a job written with it.
@@ -179,6 +189,21 @@ describe('strand console', () => {
       if (m.type() === 'error' && !/status of 40[134]/.test(m.text())) pageErrors.push(m.text());
     });
     mkdirSync(SHOTS, { recursive: true });
+  });
+
+  // A failed test shows what the console logged and what the page said, not only a timeout.
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state !== 'fail') return;
+    const text = await page
+      ?.locator('body')
+      .innerText()
+      .catch(() => '');
+    console.error(
+      `console log (tail):\n${main?.log().slice(-3000)}\npage ${page?.url()}:\n${text?.slice(0, 2000)}\nledger:\n${ledgerLines()
+        .slice(-30)
+        .map((l) => `${l.kind} ${l.jobId}`)
+        .join('\n')}`,
+    );
   });
 
   afterAll(async () => {
@@ -413,6 +438,9 @@ describe('strand console', () => {
     await expect
       .poll(() => tier.locator('[data-testid="tier-waiting"]').textContent(), { timeout: 20_000 })
       .toBe('1');
+    await expect
+      .poll(() => page.locator('[data-testid="delayed-total"]').first().textContent(), { timeout: 20_000 })
+      .toBe('3 not yet due');
     await page.screenshot({ path: `${SHOTS}/retry-tiers.png`, fullPage: true });
 
     await go(`/schemas?q=${topic}`);

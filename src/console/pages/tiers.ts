@@ -25,7 +25,7 @@ async function nextDue(
       ctx.model.connection,
       topic,
       missing.map((w) => ({ partition: w.partition, from: w.offset, to: w.offset + 1 })),
-      { idleMs: 1500, timeoutMs: 5000 },
+      { timeoutMs: 5000 },
     );
     for (const r of read) {
       const due = Number(
@@ -41,9 +41,25 @@ async function nextDue(
   return dues.length ? Math.min(...dues) : undefined;
 }
 
+/** Delayed jobs waiting in the topic's delay buckets (docs/delayed-jobs.md). */
+function groupDelays(g: GroupView): Html | string {
+  if (g.delays.length === 0) return '';
+  const total = g.delays.reduce((s, d) => s + d.waiting, 0);
+  const rows = g.delays.map(
+    (d) => html`<tr data-testid="delay-row" data-topic="${d.topic}">
+<td><a href="${href('/jobs', { topic: d.topic })}">${d.topic}</a></td>
+<td class="num">${d.ms ? formatAge(d.ms / 1000) : '0 (in memory until due)'}</td>
+<td class="num" data-testid="delay-waiting">${formatNumber(d.waiting)}</td>
+</tr>`,
+  );
+  return html`<h3>Delayed jobs <small data-testid="delayed-total">${formatNumber(total)} not yet due</small></h3>
+<table class="grid"><thead><tr><th>delay bucket</th><th class="num">length</th><th class="num">waiting</th></tr></thead>
+<tbody>${rows}</tbody></table>`;
+}
+
 async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
   if (g.tiers.length === 0)
-    return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>${notice('No retry tiers: failures retry in place, then go to the DLQ.')}</section>`;
+    return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>${notice('No retry tiers: failures retry in place, then go to the DLQ.')}${groupDelays(g)}</section>`;
   const rows: Html[] = [];
   for (const [i, tier] of g.tiers.entries()) {
     const lag = g.lag.filter((l) => l.topic === tier.topic);
@@ -69,17 +85,17 @@ async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
   }
   return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>
 <table class="grid"><thead><tr><th>tier</th><th>topic</th><th class="num">delay</th><th class="num">waiting</th><th class="num">due now</th><th>next due</th></tr></thead>
-<tbody>${rows}</tbody></table></section>`;
+<tbody>${rows}</tbody></table>${groupDelays(g)}</section>`;
 }
 
 export async function tiersPage(ctx: PageContext): Promise<Page> {
   const groups = ctx.model.groups();
   const sections: Html[] = [];
   for (const g of groups) sections.push(await groupTiers(ctx, g));
-  const body = html`<h1>Retry tiers</h1>
-<p class="hint">A failed job waits in its tier topic until its delay has passed (<code>strand-due-at</code>); <b>waiting</b> is the group's lag on the tier, <b>due now</b> the part whose delay has passed. Delayed jobs beyond retries are not part of Strand.</p>
+  const body = html`<h1>Retry tiers and delayed jobs</h1>
+<p class="hint">A failed job waits in its tier topic until its delay has passed (<code>strand-due-at</code>); <b>waiting</b> is the group's lag on the tier, <b>due now</b> the part whose delay has passed. <b>Delayed jobs</b> (<code>enqueue --delay</code>) wait in the topic's delay buckets until due and are not lag.</p>
 <div id="tiers" data-live>
 ${groups.length === 0 ? notice('No consumer group known yet.') : sections}
 </div>`;
-  return { title: 'Retry tiers', active: '/tiers', body };
+  return { title: 'Retry tiers and delayed jobs', active: '/tiers', body };
 }
