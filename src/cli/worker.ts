@@ -1,87 +1,10 @@
-import { existsSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { ConfigError } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
-import { isWorkerDefinition, type WorkerOptions } from '../worker/options.js';
+import type { WorkerOptions } from '../worker/options.js';
 import { Worker } from '../worker/worker.js';
-import { action, CliError, EXIT } from './common.js';
+import { action, EXIT } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
-
-interface EsbuildMessage {
-  text: string;
-  location?: { file: string; line: number; column: number } | null;
-}
-
-const here = (file: string) => {
-  const path = file.startsWith('file:') ? fileURLToPath(file) : file;
-  const rel = relative(process.cwd(), path);
-  return rel.startsWith('..') ? path : rel;
-};
-
-/**
- * Why a module did not load, in one line with its place: esbuild's messages (each with
- * file:line:column) instead of its "Transform failed with 1 error:" header, or a throw at import
- * time with the first stack frame outside Strand and node_modules.
- */
-export function loadFailure(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const messages = (error as { errors?: EsbuildMessage[] }).errors;
-  if (Array.isArray(messages) && messages.length > 0) {
-    return messages
-      .map((m) =>
-        m.location ? `${here(m.location.file)}:${m.location.line}:${m.location.column}: ${m.text}` : m.text,
-      )
-      .join('; ');
-  }
-  const lines = error.message.split('\n').filter((l) => l.trim() !== '');
-  const text = /^Transform failed with \d+ errors?:$/.test(lines[0] ?? '') ? lines.slice(1) : lines;
-  const what = `${error.name === 'Error' ? '' : `${error.name}: `}${text.join(' ')}`;
-  const frame = (error.stack ?? '')
-    .split('\n')
-    .map((l) => /\(?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?\s*$/.exec(l.trim()))
-    .find((m) => m && !/node_modules|\/dist\/cli\/|node:internal/.test(m[1] ?? ''));
-  return frame ? `${what} (at ${here(frame[1]!)}:${frame[2]}:${frame[3]})` : what;
-}
-
-async function loadDefinition(modulePath: string): Promise<unknown> {
-  const file = resolve(modulePath);
-  if (!existsSync(file)) throw new ConfigError('<module>', `${modulePath} not found`);
-  if (!/\.(c|m)?(j|t)sx?$/.test(file))
-    throw new ConfigError(
-      '<module>',
-      `${modulePath} is not a JavaScript or TypeScript module (.js, .mjs, .ts)`,
-    );
-  const url = pathToFileURL(file).href;
-  const typescript = /\.(c|m)?tsx?$/.test(file);
-  // TypeScript modules load through tsx's ESM loader, scoped to this import.
-  const tsx = typescript
-    ? await import('tsx/esm/api').catch(() => {
-        throw new ConfigError(
-          '<module>',
-          `${modulePath}: TypeScript modules need tsx (npm install tsx), or compile it to .js`,
-        );
-      })
-    : undefined;
-  let mod: { default?: unknown };
-  try {
-    if (tsx) {
-      mod = (await tsx.tsImport(url, import.meta.url)) as { default?: unknown };
-    } else {
-      mod = (await import(url)) as { default?: unknown };
-    }
-  } catch (error) {
-    if ((error as { name?: string }).name === 'ConfigError') throw error;
-    // The module itself failed (a syntax error, a throw at import time): a runtime failure, exit 1.
-    throw new CliError(`cannot load ${modulePath}: ${loadFailure(error)}`, EXIT.failure);
-  }
-  const def = (mod.default as { default?: unknown } | undefined)?.default ?? mod.default;
-  if (!isWorkerDefinition(def)) {
-    throw new ConfigError('<module>', `${modulePath} must default-export defineWorker({...})`);
-  }
-  return def;
-}
+import { loadDefinition } from './module-load.js';
 
 export function registerWorker(program: Command): void {
   const cmd = program

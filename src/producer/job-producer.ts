@@ -182,12 +182,10 @@ export class JobProducer<T = Record<string, unknown>> {
     } catch (error) {
       const message = (error as Error).message;
       if (/does not host this topic-partition|UNKNOWN_TOPIC|not exist/i.test(message)) {
+        // No cause: kafkajs' "does not host this topic-partition" would only repeat it, less clearly.
         throw new StrandError(
           'KAFKA',
           `topic ${this.topic} does not exist (create it with "strand topics create ${this.topic}")`,
-          {
-            cause: error,
-          },
         );
       }
       throw error;
