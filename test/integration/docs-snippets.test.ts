@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   mkdirSync,
   mkdtempSync,
@@ -11,6 +11,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runNode } from '../support/cli.js';
 import { jobTopic, stack, uniqueName } from '../support/helpers.js';
 
 /**
@@ -100,26 +101,14 @@ describe('TypeScript in the README and docs', () => {
       const file = join(project, 'out', `${s.name}.run.js`);
       writeFileSync(file, js);
       try {
-        const r = await new Promise<{ code: number | null; out: string; ended: boolean }>((done) => {
-          const child = spawn(process.execPath, [file], {
-            cwd: project,
-            env: { ...process.env, STRAND_LOG_LEVEL: 'warn' },
-          });
-          let out = '';
-          child.stdout.on('data', (d) => (out += d));
-          child.stderr.on('data', (d) => (out += d));
-          let ended = true;
-          const timer = setTimeout(() => {
-            ended = false;
-            child.kill('SIGKILL');
-          }, 90_000);
-          child.on('close', (code) => {
-            clearTimeout(timer);
-            done({ code, out, ended });
-          });
+        const r = await runNode([file], {
+          cwd: project,
+          env: { ...process.env, STRAND_LOG_LEVEL: 'warn' },
+          timeoutMs: 90_000,
         });
-        expect(r.ended, `${s.where} still running after 90 s:\n${r.out}`).toBe(true);
-        expect(r.code, r.out).toBe(0);
+        const out = r.stdout + r.stderr;
+        expect(r.ended, `${s.where} still running after 90 s:\n${out}`).toBe(true);
+        expect(r.code, out).toBe(0);
       } finally {
         await cleanup();
       }

@@ -1,37 +1,17 @@
-import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { runNode } from '../support/cli.js';
 import { jobTopic, stack, uniqueName } from '../support/helpers.js';
 
-/** Runs test/support/exit-program.ts; `exited` false when it was still running after `timeoutMs`. */
-function runProgram(
-  mode: string,
-  topic: string,
-  timeoutMs = 45_000,
-): Promise<{ exited: boolean; code: number | null; out: Record<string, unknown>; stderr: string }> {
+/** Runs test/support/exit-program.ts; `ended` false when it was still running after `timeoutMs`. */
+async function runProgram(mode: string, topic: string, timeoutMs = 45_000) {
   const { brokers, registryUrl } = stack();
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'test/support/exit-program.ts', mode, topic, brokers.join(','), registryUrl],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, STRAND_LOG_LEVEL: 'warn' } },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    let exited = true;
-    const timer = setTimeout(() => {
-      exited = false;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const line = stdout.trim().split('\n').pop() ?? '';
-      resolve({ exited, code, out: line.startsWith('{') ? JSON.parse(line) : {}, stderr });
-    });
-  });
+  const r = await runNode(
+    ['--import', 'tsx', 'test/support/exit-program.ts', mode, topic, brokers.join(','), registryUrl],
+    { env: { ...process.env, STRAND_LOG_LEVEL: 'warn' }, timeoutMs },
+  );
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  return { ...r, out: (line.startsWith('{') ? JSON.parse(line) : {}) as Record<string, unknown> };
 }
 
 const redisUp = await new Promise<boolean>((resolve) => {
@@ -52,7 +32,7 @@ describe('a program ends when it has stopped what it started', () => {
     expect(r.out.error, r.stderr).toBe(
       `topic ${topic} does not exist (create it with "strand topics create ${topic}")`,
     );
-    expect(r.exited, 'still running 45 s after connect() failed').toBe(true);
+    expect(r.ended, 'still running 45 s after connect() failed').toBe(true);
     expect(r.code).toBe(0);
   });
 
@@ -60,7 +40,7 @@ describe('a program ends when it has stopped what it started', () => {
     const topic = uniqueName('exit-missing');
     const r = await runProgram('worker-missing-topic', topic);
     expect(r.out.error, r.stderr).toMatch(new RegExp(`^topic\\(s\\) ${topic}, .* do not exist`));
-    expect(r.exited, 'still running 45 s after start() failed').toBe(true);
+    expect(r.ended, 'still running 45 s after start() failed').toBe(true);
     expect(r.code).toBe(0);
   });
 
@@ -74,7 +54,7 @@ describe('a program ends when it has stopped what it started', () => {
           traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
           stopped: true,
         });
-        expect(r.exited, 'still running after stop, disconnect and store.close()').toBe(true);
+        expect(r.ended, 'still running after stop, disconnect and store.close()').toBe(true);
         expect(r.code).toBe(0);
       } finally {
         await cleanup();
