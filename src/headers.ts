@@ -5,7 +5,10 @@ export const HEADERS = {
   attempt: 'strand-attempt',
   /** How many times the job asked to run later (`RetryLaterError`); capped by `retry.maxRetryLater`. */
   retryLater: 'strand-retry-later',
+  /** When the job may start: a retry tier's due time, or a delayed job's (`delay` / `runAt`). */
   dueAt: 'strand-due-at',
+  /** Until when a record in a delay bucket stays there (its write time + the bucket's length). */
+  holdUntil: 'strand-hold-until',
   originTopic: 'strand-origin-topic',
   originPartition: 'strand-origin-partition',
   originOffset: 'strand-origin-offset',

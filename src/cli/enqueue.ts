@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { assertValid, loadAvroSchemaFile, parseAvroSchema } from '../codec/index.js';
-import { ConfigError } from '../config/index.js';
+import { ConfigError, parseDuration } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import { type EnqueueResult, type JobInput, JobProducer } from '../producer/job-producer.js';
 import { action, CliError, EXIT, parseIntOption } from './common.js';
@@ -16,6 +16,8 @@ interface EnqueueFlags extends ConnectionFlags {
   keyField?: string;
   jobIdField?: string;
   batchSize: number;
+  delay?: string;
+  runAt?: string;
   json?: boolean;
 }
 
@@ -40,8 +42,20 @@ function toJob(record: unknown, where: string, flags: EnqueueFlags): JobInput {
     key = String(value);
   }
   const job: JobInput = { key, data };
+  if (flags.delay !== undefined) job.delay = flags.delay;
+  if (flags.runAt !== undefined) job.runAt = parseRunAt(flags.runAt);
   if (flags.jobIdField && data[flags.jobIdField] !== undefined) job.jobId = String(data[flags.jobIdField]);
   return job;
+}
+
+function parseRunAt(value: string): number {
+  const t = Date.parse(value);
+  if (!Number.isFinite(t))
+    throw new CliError(
+      `--run-at: expected an ISO 8601 time like 2026-12-01T09:00:00Z, got "${value}"`,
+      EXIT.usage,
+    );
+  return t;
 }
 
 function parseLine(text: string, where: string): unknown {
@@ -63,6 +77,11 @@ export function registerEnqueue(program: Command): void {
     .option('--key-field <field>', 'field whose value is the ordering key (default: no key)')
     .option('--job-id-field <field>', 'field whose value is the job id (idempotency key)')
     .option('--batch-size <n>', 'jobs per produce request', parseIntOption('--batch-size', 1), 500)
+    .option(
+      '--delay <duration>',
+      'run the jobs no earlier than this from now, e.g. 10m (needs topics create --delays)',
+    )
+    .option('--run-at <time>', 'run the jobs no earlier than this ISO 8601 time, e.g. 2026-12-01T09:00:00Z')
     .option('--json', 'print the summary as JSON');
   withConnectionFlags(cmd).addHelpText(
     'after',
@@ -73,7 +92,9 @@ Examples:
   strand enqueue payments --schema schemas/payment.avsc --key-field accountId \\
     --data '{"paymentId":"p1","accountId":"a1","amountCents":500,"currency":"EUR","sequence":1,"createdAt":1700000000000,"memo":null}'
   strand enqueue payments --schema schemas/payment.avsc --key-field accountId --file jobs.ndjson
-  cat jobs.ndjson | strand enqueue payments --schema schemas/payment.avsc --key-field accountId`,
+  cat jobs.ndjson | strand enqueue payments --schema schemas/payment.avsc --key-field accountId
+  strand enqueue reminders --schema schemas/reminder.avsc --delay 10m --data '{"userId":"u1"}'
+  strand enqueue reminders --schema schemas/reminder.avsc --run-at 2026-12-01T09:00:00Z --file reminders.ndjson`,
   );
   cmd.action(
     action(async (topic: string, flags: EnqueueFlags) => {
@@ -81,6 +102,9 @@ Examples:
       const type = parseAvroSchema(schema);
       if (flags.data && flags.file)
         throw new CliError('--data and --file cannot be used together', EXIT.usage);
+      if (flags.delay !== undefined && flags.runAt !== undefined)
+        throw new CliError('--delay and --run-at cannot be used together', EXIT.usage);
+      if (flags.delay !== undefined && !/^\s*-/.test(flags.delay)) parseDuration(flags.delay, '--delay');
 
       // Pass 1: parse and validate everything (a file is read twice, stdin is kept in memory).
       let total = 0;
@@ -181,7 +205,10 @@ Examples:
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(summary)}\n`);
       } else {
-        const at = (r?: EnqueueResult) => (r ? `partition ${r.partition} offset ${r.offset}` : '-');
+        const at = (r?: EnqueueResult) =>
+          r
+            ? `${r.topic === topic ? '' : `${r.topic} `}partition ${r.partition} offset ${r.offset}${r.dueAt ? `, due ${new Date(r.dueAt).toISOString()}` : ''}`
+            : '-';
         process.stdout.write(
           sent === 1
             ? `enqueued 1 job to ${topic} in ${summary.seconds}s: ${at(first)} (job ${first?.jobId})\n`

@@ -12,6 +12,7 @@ import {
 } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
+import { findDelayBuckets } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 import { action, CliError, colour, EXIT, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
@@ -47,7 +48,9 @@ async function topicsOf(
   await admin.connect();
   try {
     const res = await admin.fetchOffsets({ groupId });
-    const topics = res.map((r) => r.topic).filter((t) => !/\.(dlq|retry\.\d+)$/.test(t));
+    const topics = res
+      .map((r) => r.topic)
+      .filter((t) => !/\.(dlq|retry\.\d+|delay\.\d+(ms|s|m|h|d))$/.test(t));
     if (topics.length === 0) {
       throw new CliError(
         `group ${groupId} has no committed offsets; name the topic with --topic`,
@@ -72,12 +75,15 @@ async function readLag(
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length) throw new CliError(`topic ${missing.join(', ')} does not exist`, EXIT.failure);
-    return await computeLag(admin, groupId, topics, opts);
+    // Delayed jobs wait in the job topics' delay buckets: shown, never due, not lag.
+    const delayTopics = new Set(topics.flatMap((t) => findDelayBuckets(t, existing).map((b) => b.topic)));
+    return await computeLag(admin, groupId, [...topics, ...delayTopics], { ...opts, delayTopics });
   } finally {
     await admin.disconnect();
   }
 }
 
+const DELAY_TOPIC = /\.delay\.\d+(ms|s|m|h|d)$/;
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, 'g');
 
 function render(lag: PartitionLag[], previous: Map<string, number>, seconds: number): string {
@@ -112,7 +118,12 @@ function render(lag: PartitionLag[], previous: Map<string, number>, seconds: num
       .join('  ')
       .trimEnd(),
   );
-  lines.push(`total lag ${totalLag(lag)}, due ${totalLag(lag, 'due')}`);
+  const delayed = lag.filter((l) => DELAY_TOPIC.test(l.topic));
+  const jobs = lag.filter((l) => !DELAY_TOPIC.test(l.topic));
+  lines.push(
+    `total lag ${totalLag(jobs)}, due ${totalLag(jobs, 'due')}` +
+      (delayed.length ? `; delayed jobs not yet due ${totalLag(delayed)} (not lag)` : ''),
+  );
   return lines.join('\n');
 }
 
@@ -245,16 +256,32 @@ Examples:
         });
         const admin = createKafka(kafka).admin();
         await admin.connect();
+        const existing = await admin.listTopics();
+        const delaysOf = new Map(
+          jobTopics.map((t) => [t, findDelayBuckets(t, existing).map((b) => b.topic)]),
+        );
+        const delayTopics = new Set([...delaysOf.values()].flat());
         let healthy = false;
         const refresh = async () => {
           try {
-            const lag = await computeLag(admin, flags.group, topics, opts);
+            const lag = await computeLag(admin, flags.group, [...topics, ...delayTopics], {
+              ...opts,
+              delayTopics,
+            });
             metrics.depthPending.reset();
-            for (const l of lag)
+            for (const l of lag) {
+              if (delayTopics.has(l.topic)) continue;
               metrics.depthPending.set(
                 { topic: l.topic, partition: String(l.partition), group: flags.group },
                 l.lag,
               );
+            }
+            for (const [t, buckets] of delaysOf)
+              if (buckets.length)
+                metrics.delayedJobs.set(
+                  { topic: t, group: flags.group },
+                  totalLag(lag.filter((l) => buckets.includes(l.topic))),
+                );
             metrics.desiredReplicas.set({ group: flags.group }, desired.update(totalLag(lag, 'due')));
             for (const t of jobTopics) {
               metrics.dlqDepth.set(

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { parseDuration } from '../config/index.js';
+import { ConfigError, parseDuration } from '../config/index.js';
 import { createJobTopics } from '../kafka/topics.js';
+import { DEFAULT_DELAY_BUCKETS_MS, delayLabel } from '../topology/delays.js';
 import { action, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
 
@@ -18,7 +19,9 @@ Examples:
     );
   const create = topics
     .command('create')
-    .description('create a job topic, its retry tiers and its dead-letter topic (idempotent)')
+    .description(
+      'create a job topic, its retry tiers, its dead-letter topic and (--delays) its delay buckets (idempotent)',
+    )
     .argument('<topic>', 'job topic')
     .option('--partitions <n>', 'partitions of each topic', parseIntOption('--partitions', 1), 6)
     .option(
@@ -28,6 +31,11 @@ Examples:
     )
     .option('--retry-tiers <delays>', 'comma-separated tier delays ("" for none)', '1s,10s,60s')
     .option('--dlq <topic>', 'dead-letter topic name (default <topic>.dlq)')
+    .option('--delays', 'also the delay buckets <topic>.delay.<length> for delayed jobs (enqueue --delay)')
+    .option(
+      '--delay-buckets <lengths>',
+      `delay bucket lengths (implies --delays; default ${DEFAULT_DELAY_BUCKETS_MS.map(delayLabel).join(',')})`,
+    )
     .option(
       '--min-insync-replicas <n>',
       'min.insync.replicas of each topic',
@@ -39,7 +47,9 @@ Examples:
     `
 Examples:
   strand topics create payments --partitions 12 --retry-tiers 1s,10s,60s
-  strand topics create orders --partitions 6 --replication 3 --min-insync-replicas 2 --retry-tiers ""`,
+  strand topics create orders --partitions 6 --replication 3 --min-insync-replicas 2 --retry-tiers ""
+  strand topics create payments --delays          # adds delay buckets to an existing topic too
+  strand topics create reminders --delay-buckets 1s,10s,1m,10m,1h,1d`,
   );
   create.action(
     action(
@@ -50,6 +60,8 @@ Examples:
           replication?: number;
           retryTiers: string;
           dlq?: string;
+          delays?: boolean;
+          delayBuckets?: string;
           minInsyncReplicas?: number;
           json?: boolean;
         },
@@ -59,11 +71,30 @@ Examples:
           .map((s) => s.trim())
           .filter(Boolean)
           .map((d, i) => parseDuration(d, `--retry-tiers[${i}]`));
+        const delayBucketsMs =
+          flags.delayBuckets !== undefined
+            ? flags.delayBuckets
+                .split(',')
+                .map((s) => s.trim())
+                .filter(Boolean)
+                .map((d, i) => {
+                  const ms = parseDuration(d, `--delay-buckets[${i}]`);
+                  if (ms < 1000 || ms % 1000 !== 0)
+                    throw new ConfigError(
+                      `--delay-buckets[${i}]`,
+                      `expected whole seconds of at least 1s, got "${d}"`,
+                    );
+                  return ms;
+                })
+            : flags.delays
+              ? [...DEFAULT_DELAY_BUCKETS_MS]
+              : undefined;
         const { kafka } = resolveConnection(flags);
         const outcome = await createJobTopics(kafka, {
           topic,
           partitions: flags.partitions,
           tierDelays,
+          ...(delayBucketsMs ? { delayBucketsMs } : {}),
           ...(flags.replication ? { replication: flags.replication } : {}),
           ...(flags.dlq ? { dlqTopic: flags.dlq } : {}),
           ...(flags.minInsyncReplicas

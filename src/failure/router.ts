@@ -41,18 +41,22 @@ function failureHeaders(item: RoutedRecord, error: unknown, group: string): Reco
   return h;
 }
 
-function mergeHeaders(raw: RecordHeaders | undefined, ours: Record<string, string>): RecordHeaders {
+/** `raw` without the headers named in `ours`, then `ours` (undefined values remove a header). */
+export function mergeHeaders(
+  raw: RecordHeaders | undefined,
+  ours: Record<string, string | undefined>,
+): RecordHeaders {
   const out: RecordHeaders = {};
   for (const [k, v] of Object.entries(raw ?? {})) if (v !== undefined && !(k in ours)) out[k] = v;
-  return { ...out, ...ours };
+  for (const [k, v] of Object.entries(ours)) if (v !== undefined) out[k] = v;
+  return out;
 }
 
 /**
- * Sends failed jobs on: to a retry tier (with `strand-due-at`) or to the dead-letter topic. Key,
- * value bytes and headers are kept; the port resolves only once the broker acknowledged the record
- * (acks=all), and only then may the caller count the original offset as done.
+ * Sends records with acks=all, batching those sent within 2 ms (or 500 of them) into one produce
+ * request. Each promise resolves only once the broker acknowledged its record.
  */
-export class OutcomeRouter {
+export class BatchedSender {
   private pending: {
     topic: string;
     message: OutgoingRecord;
@@ -63,13 +67,10 @@ export class OutcomeRouter {
 
   constructor(
     private readonly producer: ProducePort,
-    private readonly topics: TopicNames,
-    private readonly group: string,
     private readonly clock: Clock,
   ) {}
 
-  /** Sends one record, batched with the others routed within 2 ms into one produce request. */
-  private send(topic: string, message: OutgoingRecord): Promise<void> {
+  send(topic: string, message: OutgoingRecord): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pending.push({ topic, message, resolve, reject });
       if (this.pending.length >= 500) this.flush();
@@ -97,6 +98,28 @@ export class OutcomeRouter {
         for (const b of batch) b.reject(error);
       },
     );
+  }
+}
+
+/**
+ * Sends failed jobs on: to a retry tier (with `strand-due-at`) or to the dead-letter topic. Key,
+ * value bytes and headers are kept; the port resolves only once the broker acknowledged the record
+ * (acks=all), and only then may the caller count the original offset as done.
+ */
+export class OutcomeRouter {
+  private readonly sender: BatchedSender;
+
+  constructor(
+    producer: ProducePort,
+    private readonly topics: TopicNames,
+    private readonly group: string,
+    private readonly clock: Clock,
+  ) {
+    this.sender = new BatchedSender(producer, clock);
+  }
+
+  private send(topic: string, message: OutgoingRecord): Promise<void> {
+    return this.sender.send(topic, message);
   }
 
   async toTier(

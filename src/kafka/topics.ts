@@ -1,4 +1,5 @@
-import type { ITopicConfig } from 'kafkajs';
+import type { ConfigResourceTypes, ITopicConfig } from 'kafkajs';
+import { delayBucketsFor, delayTopicPrefix, parseDelayLabel } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 import { type Admin, createKafka, type KafkaConnection } from './client.js';
 
@@ -46,13 +47,15 @@ export interface JobTopicsSpec {
   /** Retry tier delays in ms (one topic each). */
   tierDelays: number[];
   dlqTopic?: string;
+  /** Delay bucket lengths in ms for delayed jobs (the 0 s bucket is added); absent: no delay buckets. */
+  delayBucketsMs?: number[];
   /** Extra topic configs, e.g. `min.insync.replicas`. */
   configs?: Record<string, string>;
 }
 
 export interface TopicOutcome {
   topic: string;
-  role: 'job' | 'retry' | 'dlq';
+  role: 'job' | 'retry' | 'dlq' | 'delay';
   partitions: number;
   status: 'created' | 'exists';
   /** Partition count found when the topic already existed with a different one. */
@@ -69,6 +72,12 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
     { topic: names.main, role: 'job' },
     ...names.tiers.map((topic) => ({ topic, role: 'retry' as const })),
     { topic: names.dlq, role: 'dlq' },
+    ...(spec.delayBucketsMs
+      ? delayBucketsFor(spec.topic, spec.delayBucketsMs).map((b) => ({
+          topic: b.topic,
+          role: 'delay' as const,
+        }))
+      : []),
   ];
   const admin = createKafka(conn).admin();
   await admin.connect();
@@ -82,7 +91,15 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
         topic: w.topic,
         numPartitions: spec.partitions,
         ...(spec.replication ? { replicationFactor: spec.replication } : {}),
-        configEntries,
+        // A delay bucket's record is read once its hold (at most the bucket's length) ended: a week
+        // (or twice the length) leaves room for a worker outage.
+        configEntries:
+          w.role === 'delay'
+            ? [
+                ...configEntries,
+                { name: 'retention.ms', value: String(delayRetentionMs(w.topic, spec.topic)) },
+              ]
+            : configEntries,
       })),
     );
     const meta = await admin.fetchTopicMetadata({ topics: wanted.map((w) => w.topic) });
@@ -101,4 +118,24 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
   } finally {
     await admin.disconnect();
   }
+}
+
+/** `ConfigResourceTypes.TOPIC`: kafkajs is CommonJS, and Node's ESM loader does not see that enum as a named export. */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
+/** `retention.ms` of a topic (its own or the broker default); undefined when unlimited (-1). */
+export async function topicRetentionMs(admin: Admin, topic: string): Promise<number | undefined> {
+  const res = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: ['retention.ms'] }],
+  });
+  const value = Number(
+    res.resources[0]?.configEntries.find((e) => e.configName === 'retention.ms')?.configValue,
+  );
+  return Number.isFinite(value) && value >= 0 ? value : undefined;
+}
+
+function delayRetentionMs(bucketTopic: string, jobTopic: string): number {
+  const length = parseDelayLabel(bucketTopic.slice(delayTopicPrefix(jobTopic).length)) ?? 0;
+  return Math.max(7 * 86_400_000, 2 * length);
 }

@@ -33,6 +33,8 @@ export interface PartitionLag {
 export interface LagOptions {
   /** Delay in ms of each retry-tier topic (by topic name); other topics count as due at once. */
   tierDelays?: Record<string, number>;
+  /** Delay bucket topics (delayed jobs): their records are never due (they count once moved to the job topic). */
+  delayTopics?: ReadonlySet<string>;
   /** The current time in ms. @defaultValue Date.now() */
   now?: number;
 }
@@ -55,6 +57,7 @@ export async function computeLag(
   for (const topic of topics) {
     const offsets = await admin.fetchTopicOffsets(topic);
     const delay = opts.tierDelays?.[topic];
+    const neverDue = opts.delayTopics?.has(topic) === true;
     const notYetDue =
       delay === undefined
         ? undefined
@@ -81,7 +84,7 @@ export async function computeLag(
         start,
         committed: at,
         lag,
-        due: Math.min(lag, Math.max(0, dueEnd - from)),
+        due: neverDue ? 0 : Math.min(lag, Math.max(0, dueEnd - from)),
       });
     }
   }

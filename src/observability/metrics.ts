@@ -28,6 +28,7 @@ export class QueueMetrics {
   readonly offsetMapBytes: client.Gauge<'topic' | 'partition' | 'group'>;
   readonly heartbeat: client.Gauge<'worker'>;
   readonly desiredReplicas: client.Gauge<'group'>;
+  readonly delayedJobs: client.Gauge<'topic' | 'group'>;
 
   /**
    * Job outcomes counted on the per-job path as plain numbers, added to `queue_jobs_total` when it
@@ -145,6 +146,12 @@ export class QueueMetrics {
       name: 'queue_worker_heartbeat_timestamp_seconds',
       help: 'Last worker loop heartbeat',
       labelNames: ['worker'],
+      registers,
+    });
+    this.delayedJobs = new client.Gauge({
+      name: 'queue_delayed_jobs',
+      help: 'Delayed jobs not yet moved to the job topic (records pending in its delay buckets); not lag',
+      labelNames: ['topic', 'group'],
       registers,
     });
     this.desiredReplicas = new client.Gauge({

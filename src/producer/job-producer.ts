@@ -13,6 +13,7 @@ import {
   avroSchemaObject,
   ConfigError,
   connectionSchema,
+  parseDuration,
   parseOptions,
   registrySchema,
 } from '../config/index.js';
@@ -28,7 +29,9 @@ import {
 } from '../kafka/client.js';
 import { createKeyPartitioner } from '../kafka/partitioner.js';
 import { sendAcknowledged } from '../kafka/send.js';
+import { topicRetentionMs } from '../kafka/topics.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
+import { chooseBucket, type DelayBucket, delayLabel, findDelayBuckets } from '../topology/delays.js';
 
 /** Options of a {@link JobProducer}. */
 export interface JobProducerOptions {
@@ -64,6 +67,13 @@ export interface JobInput<T = Record<string, unknown>> {
   traceparent?: string;
   /** Extra headers (strings). */
   headers?: Record<string, string>;
+  /**
+   * Run no earlier than this long from now: milliseconds or a duration string (`'10m'`). Zero or
+   * negative: now. The topic needs delay buckets (`strand topics create <topic> --delays`).
+   */
+  delay?: number | string;
+  /** Run no earlier than this time (a Date or epoch milliseconds); a past time runs now. */
+  runAt?: Date | number;
 }
 
 /** Where an enqueued job landed. */
@@ -72,6 +82,10 @@ export interface EnqueueResult {
   partition: number;
   /** Kafka offset (a decimal string, as Kafka offsets exceed 2^53 in principle). */
   offset: string;
+  /** The topic written: the job topic, or a delay bucket of it for a delayed job. */
+  topic: string;
+  /** When a delayed job becomes due (epoch ms); absent for a job that runs now. */
+  dueAt?: number;
 }
 
 const optionsSchema = z
@@ -124,6 +138,11 @@ export class JobProducer<T = Record<string, unknown>> {
   private readonly partitionFor = createKeyPartitioner();
   private partitions = 0;
   private connected = false;
+  /** Delay buckets of the topic and their partition counts, looked up on the first delayed job. */
+  private delayPlan:
+    | Promise<{ buckets: DelayBucket[]; partitions: Map<string, number>; retentionMs?: number }>
+    | undefined;
+  private delayPlanAt = 0;
 
   constructor(options: JobProducerOptions) {
     this.opts = parseOptions(optionsSchema, options, 'producer');
@@ -219,20 +238,41 @@ export class JobProducer<T = Record<string, unknown>> {
       assertValid(this.type, job.data, jobs.length > 1 ? `jobs[${i}].data` : 'job data');
     });
     if (jobs.length === 0) return [];
+    const nowMs = Date.now();
+    const dueAts = jobs.map((job, i) => dueAtOf(job, nowMs, jobs.length > 1 ? `jobs[${i}]` : 'job'));
+    const plan = dueAts.some((d) => d !== undefined) ? await this.delays() : undefined;
     const schemaId = await this.schemaId();
-    const now = String(Date.now());
-    const planned = jobs.map((job) => {
+    const now = String(nowMs);
+    const planned = jobs.map((job, i) => {
       const jobId = job.jobId ?? uuidv7();
-      const partition = this.partitionFor(this.topic, job.key, this.partitions);
       const headers: Record<string, string> = {
         ...job.headers,
         [HEADERS.jobId]: jobId,
         [HEADERS.enqueuedAt]: now,
       };
       if (job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
+      let topic = this.topic;
+      let partitions = this.partitions;
+      const dueAt = dueAts[i];
+      if (dueAt !== undefined && plan) {
+        const where = jobs.length > 1 ? `jobs[${i}]` : 'job';
+        if (plan.retentionMs !== undefined && dueAt - nowMs > plan.retentionMs)
+          throw new ConfigError(
+            `${where}.${job.runAt !== undefined ? 'runAt' : 'delay'}`,
+            `due in ${delayLabel(dueAt - nowMs)}, beyond the retention of topic ${this.topic} (${delayLabel(plan.retentionMs)})`,
+          );
+        const next = chooseBucket(plan.buckets, dueAt - nowMs);
+        const bucket = next.kind === 'bucket' ? next.bucket : plan.buckets[0]!;
+        topic = bucket.topic;
+        partitions = plan.partitions.get(topic) ?? this.partitions;
+        headers[HEADERS.dueAt] = String(dueAt);
+        headers[HEADERS.holdUntil] = String(nowMs + bucket.ms);
+      }
+      const partition = this.partitionFor(topic, job.key, partitions);
       return {
         jobId,
-        partition,
+        topic,
+        dueAt,
         message: {
           key: job.key,
           value: this.codec.encode(schemaId, this.type, job.data),
@@ -241,15 +281,57 @@ export class JobProducer<T = Record<string, unknown>> {
         },
       };
     });
+    // One produce request; records of one key and topic keep their order.
+    const byTopic = new Map<string, typeof planned>();
+    for (const p of planned) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
+    const ordered = [...byTopic.values()].flat();
     const placed = await sendAcknowledged(
       this.producer,
-      [{ topic: this.topic, messages: planned.map((p) => p.message) }],
+      [...byTopic].map(([topic, list]) => ({ topic, messages: list.map((p) => p.message) })),
       {
         onResend: (partitions) =>
           this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
       },
     );
-    return planned.map((p, i) => ({ jobId: p.jobId, partition: p.partition, offset: placed[i]!.offset }));
+    const at = new Map(ordered.map((p, i) => [p, placed[i]!]));
+    return planned.map((p) => {
+      const where = at.get(p)!;
+      const result: EnqueueResult = {
+        jobId: p.jobId,
+        partition: where.partition,
+        offset: where.offset,
+        topic: where.topic,
+      };
+      if (p.dueAt !== undefined) result.dueAt = p.dueAt;
+      return result;
+    });
+  }
+
+  /** The topic's delay buckets (cached for a minute); a one-line error when it has none. */
+  private delays(): Promise<{
+    buckets: DelayBucket[];
+    partitions: Map<string, number>;
+    retentionMs?: number;
+  }> {
+    if (this.delayPlan && Date.now() - this.delayPlanAt < 60_000) return this.delayPlan;
+    this.delayPlanAt = Date.now();
+    const plan = (async () => {
+      const buckets = findDelayBuckets(this.topic, await this.admin.listTopics());
+      if (buckets.length === 0)
+        throw new StrandError(
+          'KAFKA',
+          `topic ${this.topic} has no delay buckets for delayed jobs; create them with "strand topics create ${this.topic} --delays"`,
+        );
+      const meta = await this.admin.fetchTopicMetadata({ topics: buckets.map((b) => b.topic) });
+      const partitions = new Map(meta.topics.map((t) => [t.name, t.partitions.length]));
+      const retentionMs = await topicRetentionMs(this.admin, this.topic);
+      return retentionMs === undefined ? { buckets, partitions } : { buckets, partitions, retentionMs };
+    })();
+    this.delayPlan = plan;
+    plan.catch(() => {
+      if (this.delayPlan === plan) this.delayPlan = undefined;
+    });
+    return plan;
   }
 
   async disconnect(): Promise<void> {
@@ -257,4 +339,24 @@ export class JobProducer<T = Record<string, unknown>> {
     await Promise.all([this.producer.disconnect(), this.admin.disconnect()]);
     this.registry.close();
   }
+}
+
+/** When a job with `delay` or `runAt` becomes due (undefined: it runs now). */
+function dueAtOf(job: JobInput<unknown>, now: number, where: string): number | undefined {
+  if (job.delay !== undefined && job.runAt !== undefined)
+    throw new ConfigError(`${where}.delay`, 'give delay or runAt, not both');
+  let dueAt: number | undefined;
+  if (job.delay !== undefined) {
+    if (typeof job.delay === 'string' && /^\s*-/.test(job.delay)) return undefined;
+    const ms = typeof job.delay === 'number' ? job.delay : parseDuration(job.delay, `${where}.delay`);
+    if (!Number.isFinite(ms))
+      throw new ConfigError(`${where}.delay`, `expected milliseconds or a duration like "10m"`);
+    dueAt = now + ms;
+  } else if (job.runAt !== undefined) {
+    const t = job.runAt instanceof Date ? job.runAt.getTime() : job.runAt;
+    if (typeof t !== 'number' || !Number.isFinite(t))
+      throw new ConfigError(`${where}.runAt`, 'expected a Date or epoch milliseconds');
+    dueAt = t;
+  }
+  return dueAt !== undefined && dueAt > now ? Math.ceil(dueAt) : undefined;
 }

@@ -1,8 +1,12 @@
+import type { DelayBucket } from './delays.js';
+
 /** Names of a job topic's retry tiers and dead-letter topic. */
 export interface TopicNames {
   main: string;
   tiers: string[];
   dlq: string;
+  /** Delay bucket topics (delayed jobs), shortest first; empty or absent: the topic has none. */
+  delays?: DelayBucket[];
 }
 
 export function topicNames(

@@ -1,6 +1,6 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { StrandError } from '../errors.js';
-import { OutcomeRouter, type Route } from '../failure/router.js';
+import { BatchedSender, OutcomeRouter, type Route } from '../failure/router.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
@@ -9,7 +9,9 @@ import { type Clock, every, sleep } from '../timing/clock.js';
 import type { TopicNames } from '../topology/topics.js';
 import { Assignment } from './assignment.js';
 import { Committer } from './committer.js';
+import { DelayForwarder } from './delays.js';
 import { Dispatcher } from './dispatcher.js';
+import { DueQueue } from './due-queue.js';
 import { Executor } from './executor.js';
 import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
@@ -68,6 +70,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly dispatcher: Dispatcher;
   private readonly intake: Intake;
   private readonly committer: Committer;
+  private readonly delays: DelayForwarder;
+  private readonly due: DueQueue;
   /** Accepted, unfinished jobs in acceptance order (the first is the oldest). */
   private readonly pending = new Map<WorkItem, true>();
   private readonly idleWaiters = new Set<() => void>();
@@ -89,7 +93,11 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       clock,
       logger,
       onRevoke: (tp) => {
-        const dropped = this.dispatcher.dropPartition(tp);
+        const dropped = [
+          ...this.dispatcher.dropPartition(tp),
+          ...this.due.dropPartition(tp),
+          ...this.delays.dropPartition(tp),
+        ];
         for (const item of dropped) this.drop(item);
         logger.info({ tp, dropped: dropped.length }, 'partition revoked');
       },
@@ -142,6 +150,24 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
         if (this.dispatcher.inflight === 0) for (const w of [...this.idleWaiters]) w();
       },
     });
+    this.delays = new DelayForwarder({
+      mainTopic: deps.topics.main,
+      buckets: deps.topics.delays ?? [],
+      sender: new BatchedSender(deps.producer, clock),
+      state: this.state,
+      clock,
+      logger,
+      random,
+      confirm: (item) => this.assignment.confirm(item),
+      done: (item) => {
+        if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
+      },
+      finished: (item) => this.drop(item),
+    });
+    this.due = new DueQueue(clock, (item) => {
+      this.dispatcher.add(item);
+      this.dispatcher.pump();
+    });
     this.intake = new Intake({
       topics: deps.topics,
       assignment: this.assignment,
@@ -154,6 +180,11 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       drop: (item) => this.drop(item),
       resumePartition: (topic, partition) => {
         if (!this.state.paused) deps.consumer.resumePartitions([{ topic, partition }]);
+      },
+      due: this.due,
+      delays: {
+        topics: new Set((deps.topics.delays ?? []).map((b) => b.topic)),
+        add: (item) => this.delays.add(item),
       },
     });
     this.committer = new Committer({
@@ -260,7 +291,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   }
 
   private topicList(): string[] {
-    return [this.deps.topics.main, ...this.deps.topics.tiers];
+    const { main, tiers, delays } = this.deps.topics;
+    return [main, ...tiers, ...(delays ?? []).map((b) => b.topic)];
   }
 
   /** Stops starting jobs and pauses fetching; running jobs finish. */
@@ -306,6 +338,9 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     }
     this.state.abortWaits();
     this.dispatcher.releaseWaiting();
+    // Jobs held until they are due stay uncommitted: the next owner reads them again.
+    for (const item of [...this.due.dropAll(), ...this.delays.dropAll()]) this.drop(item);
+    await Promise.race([this.delays.settled(), sleep(clock, 5000)]);
     this.state.rebalancing = false;
     await this.committer.commit();
     await consumer.stop().catch((e: unknown) => logger.warn({ err: e }, 'consumer disconnect failed'));

@@ -1,8 +1,9 @@
 import { HEADERS } from '../headers.js';
 import type { FetchedBatch } from '../ports.js';
-import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
+import type { Clock, TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { DueQueue } from './due-queue.js';
 import { offsetMapCapacity } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
 import type { RunState } from './run-state.js';
@@ -87,13 +88,20 @@ export class Intake {
       drop: (item: WorkItem) => void;
       /** Fetches a paused partition again. */
       resumePartition: (topic: string, partition: number) => void;
+      /** Retry-tier jobs taken shortly before they are due, held until then in offset order. */
+      due: DueQueue;
+      /** Delay bucket topics, and where their records go once their hold ended. */
+      delays: { topics: ReadonlySet<string>; add: (item: WorkItem) => void };
     },
   ) {
     this.mapCapacity = offsetMapCapacity(deps.metadataMaxChars);
   }
 
+  /** 0 for the job topic, n for retry tier n, -1 for a delay bucket. */
   private tierOf(topic: string): number {
-    return topic === this.deps.topics.main ? 0 : this.deps.topics.tiers.indexOf(topic) + 1;
+    if (topic === this.deps.topics.main) return 0;
+    if (this.deps.delays.topics.has(topic)) return -1;
+    return this.deps.topics.tiers.indexOf(topic) + 1;
   }
 
   /** Accepting `offset` now could leave a done job outside the partition's offset map. */
@@ -105,6 +113,9 @@ export class Intake {
     const { assignment, buffer, dispatcher, state, clock, pending } = this.deps;
     const tp = tpKey(batch.topic, batch.partition);
     const tier = this.tierOf(batch.topic);
+    const delayed = tier < 0;
+    // A retry-tier record waits for its due time, a delay-bucket record for the end of its hold.
+    const holdHeader = delayed ? HEADERS.holdUntil : tier > 0 ? HEADERS.dueAt : undefined;
     // A batch of a partition this worker does not own (fetched before a revoke, or after its
     // commit was refused as fenced) is left alone; the client fetches it again when it is ours.
     const owned = assignment.get(tp);
@@ -133,11 +144,12 @@ export class Intake {
         resolved = record.offset;
         continue;
       }
-      if (tier > 0) {
-        const wait = Number(record.headers?.[HEADERS.dueAt]?.toString() ?? '0') - clock.now();
+      let holdUntil = 0;
+      if (holdHeader !== undefined) {
+        const wait = Number(record.headers?.[holdHeader]?.toString() ?? '0') - clock.now();
         if (wait > DUE_LEAD_MS) {
-          // Not due: pause this tier partition and fetch it again from this offset shortly before
-          // it is due (the lead covers the fetch round trip), instead of holding it in memory.
+          // Not due: pause this partition and fetch it again from this offset shortly before it is
+          // due (the lead covers the fetch round trip), instead of holding it in memory.
           resolve();
           batch.pause();
           clock.clearTimeout(owned.resumeTimer);
@@ -153,13 +165,9 @@ export class Intake {
           );
           return;
         }
-        // Due within the lead: wait here, so records of the partition are still taken in offset
-        // order (two retries of one key keep their order) and none starts before it is due.
-        if (wait > 0) {
-          resolve();
-          await sleep(clock, wait);
-          if (!current()) return;
-        }
+        // Due within the lead: taken now and held until due, in offset order (the due queue for a
+        // retry tier, the forwarder for a delay bucket), so no batch waits here.
+        holdUntil = wait > 0 ? clock.now() + wait : 0;
       }
       const size = WorkItem.sizeOf(record);
       // Room in the buffer, and room in the partition's offset map: a job accepted beyond what the
@@ -175,8 +183,16 @@ export class Intake {
       tracker.accept(offset);
       buffer.add(item);
       pending.set(item, true);
-      dispatcher.add(item);
       resolved = record.offset;
+      if (delayed) {
+        this.deps.delays.add(item);
+        continue;
+      }
+      if (holdUntil > 0 || this.deps.due.holding(tp)) {
+        this.deps.due.hold(item, holdUntil);
+        continue;
+      }
+      dispatcher.add(item);
       dispatcher.pump();
     }
     resolve();

@@ -28,7 +28,7 @@ export class WorkItem implements Schedulable, RoutedRecord {
     readonly topic: string,
     readonly partition: number,
     record: FetchedRecord,
-    /** 0 for the job topic, n for retry tier n. */
+    /** 0 for the job topic, n for retry tier n, -1 for a delay bucket. */
     readonly tier: number,
     readonly tracker: PartitionTracker,
     readonly seq: number,

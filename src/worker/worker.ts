@@ -28,6 +28,7 @@ import { createLogger, kafkaLogSink, type Logger } from '../observability/logger
 import { QueueMetrics } from '../observability/metrics.js';
 import { StatusAgent } from '../status/agent.js';
 import { every, systemClock } from '../timing/clock.js';
+import { findDelayBuckets } from '../topology/delays.js';
 import { type TopicNames, topicNames } from '../topology/topics.js';
 import { WorkerCore, type WorkerEvents } from './core.js';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.js';
@@ -179,8 +180,10 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     } catch (error) {
       throw explainConnectError(error, this.connection);
     }
-    const subscribed = [this.topics.main, ...this.topics.tiers];
     const existing = new Set(await admin.listTopics());
+    // Delayed jobs: the delay buckets that exist now (`strand topics create <topic> --delays`).
+    this.topics.delays = findDelayBuckets(o.topic, existing);
+    const subscribed = [this.topics.main, ...this.topics.tiers, ...this.topics.delays.map((b) => b.topic)];
     const missing = [...subscribed, this.topics.dlq].filter((t) => !existing.has(t));
     if (missing.length > 0) {
       const tiers = o.retry.tiers.map((d: number) => `${d}ms`).join(',') || '""';
@@ -266,20 +269,27 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   async refreshLag(): Promise<PartitionLag[]> {
     if (!this.admin || this.phase !== 'running') return this.lastLag;
     try {
+      const delayTopics = new Set((this.topics.delays ?? []).map((b) => b.topic));
       const lag = await computeLag(
         this.admin,
         this.options.groupId,
-        [this.topics.main, ...this.topics.tiers],
+        [this.topics.main, ...this.topics.tiers, ...delayTopics],
         {
           tierDelays: tierDelaysOf(this.topics.tiers, this.options.retry.tiers),
+          delayTopics,
         },
       );
       this.metrics.depthPending.reset();
-      for (const l of lag)
-        this.metrics.depthPending.set(
-          { topic: l.topic, partition: String(l.partition), group: this.options.groupId },
-          l.lag,
-        );
+      let delayed = 0;
+      for (const l of lag) {
+        if (delayTopics.has(l.topic)) delayed += l.lag;
+        else
+          this.metrics.depthPending.set(
+            { topic: l.topic, partition: String(l.partition), group: this.options.groupId },
+            l.lag,
+          );
+      }
+      this.metrics.delayedJobs.set(this.labels, delayed);
       // Retry-tier records count once due: a tier full of jobs due in an hour needs no workers now.
       this.metrics.desiredReplicas.set(
         { group: this.options.groupId },

@@ -72,6 +72,8 @@ export interface SeedConfig {
     readonly metadataMaxChars: number | undefined;
     readonly partitionsConsumedConcurrently: number;
   };
+  /** Delayed jobs: bucket lengths (besides the 0 s bucket), the share of jobs delayed, the longest delay. */
+  readonly delays: { readonly buckets: number[]; readonly rate: number; readonly maxMs: number } | undefined;
   readonly model: ModelOptions;
   readonly services: {
     readonly produceLatencyMax: number;
@@ -102,7 +104,23 @@ export interface SeedConfig {
 export const scenarioSettings = { expel: true, pauseSurvivesRejoin: true };
 
 export function seedConfig(seed: number): SeedConfig {
-  return withPressure(baseConfig(seed), Rng.derive(seed, 5));
+  return withDelays(withPressure(baseConfig(seed), Rng.derive(seed, 5)), Rng.derive(seed, 7));
+}
+
+/**
+ * Draws of a third stream: delayed jobs in about a third of the seeds, through two to four bucket
+ * lengths of 20 ms to 1.2 s, with delays up to three times the largest.
+ */
+function withDelays(c: SeedConfig, x: Rng): SeedConfig {
+  if (!x.chance(0.35)) return c;
+  const buckets: number[] = [];
+  let ms = x.int(20, 80);
+  for (let i = x.int(2, 4); i > 0; i--) {
+    buckets.push(ms);
+    ms *= x.int(2, 5);
+  }
+  const largest = buckets[buckets.length - 1]!;
+  return { ...c, delays: { buckets, rate: 0.1 + x.next() * 0.5, maxMs: x.int(largest, 3 * largest) } };
 }
 
 /**
@@ -231,6 +249,7 @@ function baseConfig(seed: number): SeedConfig {
     stickyRate: 0,
     stickies: [],
     slowHeads: false,
+    delays: undefined,
     chaosMs: r.int(300, 4000),
     faults: calm ? 0 : r.int(1, 8),
     faultWeights: [

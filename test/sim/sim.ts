@@ -9,6 +9,7 @@ import { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { QueueMetrics } from '../../src/observability/metrics.js';
 import type { OffsetCommit, OutgoingRecord } from '../../src/ports.js';
+import { chooseBucket, delayBucketsFor, overshoot } from '../../src/topology/delays.js';
 import { type TopicNames, topicNames } from '../../src/topology/topics.js';
 import { WorkerCore } from '../../src/worker/core.js';
 import { decodeOffsetMap } from '../../src/worker/offset-map.js';
@@ -86,6 +87,8 @@ interface JobState {
   succeeded: boolean;
   dlq: boolean;
   runs: number;
+  /** A delayed job's due time. */
+  readonly dueAt?: number;
 }
 
 /** One instance's continuous ownership of a partition (a new one after every revocation). */
@@ -137,6 +140,7 @@ export class Simulation implements ModelObserver {
   private readonly rng: Rng;
   private readonly faultRng: Rng;
   private readonly handlerRng: Rng;
+  private readonly delayRng: Rng;
   private readonly stickyRng: Rng;
   /** Main-topic partitions that got their first job (for slow heads). */
   private readonly headed = new Set<number>();
@@ -179,13 +183,16 @@ export class Simulation implements ModelObserver {
     this.rng = Rng.derive(seed, 2);
     this.faultRng = Rng.derive(seed, 3);
     this.handlerRng = Rng.derive(seed, 4);
+    this.delayRng = Rng.derive(seed, 8);
     this.stickyRng = Rng.derive(seed, 6);
     this.topics = topicNames(TOPIC, c.worker.tiers.length);
+    this.topics.delays = c.delays ? delayBucketsFor(TOPIC, c.delays.buckets) : [];
+    const delayTopics = this.topics.delays.map((b) => b.topic);
     this.cluster = new Cluster(this.time);
-    for (const t of [this.topics.main, ...this.topics.tiers, this.topics.dlq])
+    for (const t of [this.topics.main, ...this.topics.tiers, this.topics.dlq, ...delayTopics])
       this.cluster.addTopic(t, c.partitions);
     const tps: string[] = [];
-    for (const t of [this.topics.main, ...this.topics.tiers])
+    for (const t of [this.topics.main, ...this.topics.tiers, ...delayTopics])
       for (let p = 0; p < c.partitions; p++) tps.push(tpOf(t, p));
     this.group = new Group(this.time, this.cluster, tps, c.model, this.rng, this, this.modelFaults);
     this.store = new MemoryIdempotencyStore({ now: () => this.time.now });
@@ -565,6 +572,11 @@ export class Simulation implements ModelObserver {
           `${tp}@${offset} started ${dueAt - this.time.now} ms before its due time`,
         );
     }
+    if (state.dueAt !== undefined && !(state.dueAt <= this.time.now))
+      this.violation(
+        'early-delayed',
+        `${tp}@${offset} (rid ${rid}), a delayed job, started ${state.dueAt - this.time.now} ms before it was due`,
+      );
     const epoch = inst.epochs.get(tp);
     if (!epoch) {
       this.violation(
@@ -637,7 +649,9 @@ export class Simulation implements ModelObserver {
   private onProduce(inst: Instance, topic: string, m: OutgoingRecord, sentAt: number): void {
     const at = headerString(m.headers, SIM_AT);
     const isTier = this.topics.tiers.includes(topic);
-    if (!isTier && topic !== this.topics.dlq) {
+    const bucket = this.topics.delays?.find((b) => b.topic === topic);
+    const isMove = bucket !== undefined || topic === this.topics.main;
+    if (!isTier && !isMove && topic !== this.topics.dlq) {
       this.violation('bad-topic', `${inst.id} produced to ${topic}`);
       return;
     }
@@ -657,7 +671,9 @@ export class Simulation implements ModelObserver {
       this.violation('value-changed', `${srcTp}@${srcOffset} routed to ${topic} with other value bytes`);
     if (headerString(m.headers, HEADERS.jobId) !== headerString(src.headers, HEADERS.jobId))
       this.violation('job-id-changed', `${srcTp}@${srcOffset} routed to ${topic} with another job id`);
-    if (isTier) {
+    if (isMove) {
+      this.checkDelayMove(src, topic, bucket?.ms, m, sentAt);
+    } else if (isTier) {
       const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
       const attempt = Number(headerString(m.headers, HEADERS.attempt));
       if (!Number.isFinite(dueAt) || !Number.isInteger(attempt) || attempt < 1)
@@ -691,11 +707,46 @@ export class Simulation implements ModelObserver {
     const epoch = inst.epochs.get(srcTp);
     // The router batches sends for up to 2 ms: a send at `sentAt` was routed no earlier than that.
     if (epoch && sentAt - 2 >= epoch.since) epoch.outcomes.add(srcOffset);
-    this.count(isTier ? 'tier-records' : 'dlq-records');
+    this.count(isMove ? 'delay-moves' : isTier ? 'tier-records' : 'dlq-records');
     this.trace(
       inst.id,
       `wrote ${topic}:${partition}@${entry.offset} from ${srcTp}@${srcOffset} rid ${src.rid}`,
     );
+  }
+
+  /**
+   * A delayed job moved on from a delay bucket (`src`): only a job's own delay bucket records move
+   * (`bad-move`), with their due time (`due-changed`); to the job topic no earlier than that due
+   * time and without a hold (`early-move`, `hold-kept`); to a bucket of length L with a hold of L
+   * from the send (`bucket-hold`) that ends no later than the due time plus the tolerance and not
+   * in the 0 s bucket, which only the producer writes (`bucket-overshoot`, `bucket-zero`).
+   */
+  private checkDelayMove(
+    src: LogEntry,
+    topic: string,
+    bucketMs: number | undefined,
+    m: OutgoingRecord,
+    sentAt: number,
+  ): void {
+    const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) moved to ${topic}`;
+    if (!this.topics.delays?.some((b) => b.topic === src.topic)) {
+      this.violation('bad-move', `${at}, but it is not in a delay bucket`);
+      return;
+    }
+    const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
+    if (dueAt !== this.jobs[src.rid]!.dueAt) this.violation('due-changed', `${at} due at ${dueAt}`);
+    const hold = headerString(m.headers, HEADERS.holdUntil);
+    if (bucketMs === undefined) {
+      if (sentAt < dueAt) this.violation('early-move', `${at} ${dueAt - sentAt} ms before it is due`);
+      if (hold !== undefined) this.violation('hold-kept', `${at} with ${HEADERS.holdUntil} ${hold}`);
+      return;
+    }
+    if (bucketMs === 0) this.violation('bucket-zero', `${at}: the worker never writes the 0 s bucket`);
+    const holdUntil = Number(hold);
+    if (!(holdUntil - sentAt <= bucketMs && holdUntil - sentAt >= bucketMs - ROUTER_LINGER_MS))
+      this.violation('bucket-hold', `${at} held until ${holdUntil - sentAt} ms after the send`);
+    if (holdUntil > dueAt + overshoot(bucketMs) + ROUTER_LINGER_MS)
+      this.violation('bucket-overshoot', `${at} held ${holdUntil - dueAt} ms past its due time`);
   }
 
   /**
@@ -864,13 +915,29 @@ export class Simulation implements ModelObserver {
       ? r.pick(['bad-magic', 'unknown-schema', 'truncated'] as const)
       : 'ok';
     const value = encodeValue(kind, rid, r.pick(KNOWN_SCHEMAS), r.int(0, 60));
-    const partition = this.cluster.partitionFor(TOPIC, key);
+    const headers: Record<string, string> = {
+      [HEADERS.jobId]: `job-${rid}`,
+      [HEADERS.enqueuedAt]: String(this.time.now),
+    };
+    // A delayed job, written as the producer does: the largest bucket not longer than its delay.
+    let topic = TOPIC;
+    let dueAt: number | undefined;
+    const d = c.delays;
+    if (d && this.topics.delays && this.delayRng.chance(d.rate)) {
+      dueAt = this.time.now + this.delayRng.int(1, d.maxMs);
+      const next = chooseBucket(this.topics.delays, dueAt - this.time.now);
+      const bucket = next.kind === 'bucket' ? next.bucket : this.topics.delays[0]!;
+      topic = bucket.topic;
+      headers[HEADERS.dueAt] = String(dueAt);
+      headers[HEADERS.holdUntil] = String(this.time.now + bucket.ms);
+    }
+    const partition = this.cluster.partitionFor(topic, key);
     if (r.chance(c.markerRate))
-      this.cluster.append(TOPIC, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
-    const entry = this.cluster.append(TOPIC, partition, {
+      this.cluster.append(topic, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
+    const entry = this.cluster.append(topic, partition, {
       key: key === null ? null : Buffer.from(key),
       value,
-      headers: { [HEADERS.jobId]: `job-${rid}`, [HEADERS.enqueuedAt]: String(this.time.now) },
+      headers,
       rid,
     });
     const x = this.stickyRng;
@@ -881,10 +948,19 @@ export class Simulation implements ModelObserver {
       : x.chance(c.stickyRate)
         ? x.weighted(c.stickies)
         : undefined;
-    this.jobs.push({ rid, kind, entry, sticky, succeeded: false, dlq: false, runs: 0 });
+    this.jobs.push({
+      rid,
+      kind,
+      entry,
+      sticky,
+      succeeded: false,
+      dlq: false,
+      runs: 0,
+      ...(dueAt !== undefined ? { dueAt } : {}),
+    });
     this.maxRecordBytes = Math.max(this.maxRecordBytes, value.length + (key?.length ?? 0) + 64);
     if (r.chance(c.markerRate))
-      this.cluster.append(TOPIC, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
+      this.cluster.append(topic, partition, { key: null, value: null, headers: {}, marker: true, rid: -1 });
   }
 
   private outage(name: 'registry' | 'store' | 'produce' | 'commit', ms: number): void {

@@ -57,7 +57,7 @@ export async function createTopics(
 /** Creates a job topic with its tiers and DLQ (unique name) and returns its name and a cleanup. */
 export async function jobTopic(
   prefix: string,
-  opts: { partitions?: number; tierDelays?: number[] } = {},
+  opts: { partitions?: number; tierDelays?: number[]; delayBucketsMs?: number[] } = {},
 ): Promise<{ topic: string; cleanup: () => Promise<void> }> {
   const { createJobTopics } = await import('../../src/kafka/topics.js');
   const topic = uniqueName(prefix);
@@ -65,6 +65,7 @@ export async function jobTopic(
     topic,
     partitions: opts.partitions ?? 6,
     tierDelays: opts.tierDelays ?? [],
+    ...(opts.delayBucketsMs ? { delayBucketsMs: opts.delayBucketsMs } : {}),
   });
   return {
     topic,
