@@ -1,7 +1,7 @@
-import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { runNode } from '../support/cli.js';
 import { jobTopic, stack, uniqueName } from '../support/helpers.js';
+import { reachable } from '../support/reachable.js';
 
 /** Runs test/support/exit-program.ts; `ended` false when it was still running after `timeoutMs`. */
 async function runProgram(mode: string, topic: string, timeoutMs = 45_000) {
@@ -14,16 +14,7 @@ async function runProgram(mode: string, topic: string, timeoutMs = 45_000) {
   return { ...r, out: (line.startsWith('{') ? JSON.parse(line) : {}) as Record<string, unknown> };
 }
 
-const redisUp = await new Promise<boolean>((resolve) => {
-  const socket = createConnection({ host: '127.0.0.1', port: 6379 });
-  const answer = (up: boolean) => {
-    socket.destroy();
-    resolve(up);
-  };
-  socket.setTimeout(1000, () => answer(false));
-  socket.on('connect', () => answer(true));
-  socket.on('error', () => answer(false));
-});
+const redisUp = await reachable('127.0.0.1', 6379);
 
 describe('a program ends when it has stopped what it started', () => {
   it('after a JobProducer.connect() that failed on a missing topic', async () => {
