@@ -78,7 +78,7 @@ describe('TypeScript in the README and docs', () => {
     });
     const where = (out: string) =>
       out.replace(
-        /(\w+_md_\d+)\.ts/g,
+        /([\w-]+_md_\d+)\.ts/g,
         (name, base: string) => snippets.find((s) => s.name === base)?.where ?? name,
       );
     expect(tsc.status, where(tsc.stdout + tsc.stderr)).toBe(0);
