@@ -2,6 +2,7 @@ export {
   AvroCodec,
   DecodeError,
   type DecodeReason,
+  loadAvroSchemaFile,
   RegistryAccessError,
   RegistryUnavailableError,
   SchemaNotFoundError,
@@ -13,6 +14,8 @@ export { ConfigError } from './config/index.js';
 export { isStrandError, StrandError, type StrandErrorCode } from './errors.js';
 export {
   type DeadJob,
+  deadErrorClasses,
+  type ListedDeadJob,
   listDeadJobs,
   type ReplayOptions,
   type ReplayResult,

@@ -1,7 +1,8 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { parseDuration } from '../config/index.js';
-import { type DeadJob, listDeadJobs, replayDeadJobs } from '../failure/dlq.js';
+import { isStrandError } from '../errors.js';
+import { type DeadJob, type ListedDeadJob, listDeadJobs, replayDeadJobs } from '../failure/dlq.js';
 import { action, CliError, EXIT, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
 
@@ -18,7 +19,8 @@ function parseSince(value: string): number {
   }
 }
 
-function table(jobs: DeadJob[]): string {
+function table(jobs: (DeadJob | ListedDeadJob)[]): string {
+  const listed = jobs.some((j) => 'replayed' in j);
   const rows = jobs.map((j) => [
     `${j.partition}/${j.offset}`,
     j.key ?? '(null)',
@@ -27,8 +29,18 @@ function table(jobs: DeadJob[]): string {
     (j.errorMessage ?? '').replace(/\s+/g, ' ').slice(0, 60),
     String(j.attempts ?? '-'),
     j.failedAt ? new Date(j.failedAt).toISOString() : '-',
+    ...(listed ? [(j as ListedDeadJob).replayed ? 'yes' : '-'] : []),
   ]);
-  const head = ['PART/OFFSET', 'KEY', 'JOB ID', 'ERROR', 'MESSAGE', 'ATTEMPTS', 'FAILED AT'];
+  const head = [
+    'PART/OFFSET',
+    'KEY',
+    'JOB ID',
+    'ERROR',
+    'MESSAGE',
+    'ATTEMPTS',
+    'FAILED AT',
+    ...(listed ? ['REPLAYED'] : []),
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [head, ...rows]
     .map((r) =>
@@ -41,7 +53,17 @@ function table(jobs: DeadJob[]): string {
 }
 
 export function registerDlq(program: Command): void {
-  const dlq = program.command('dlq').description('inspect and replay dead-lettered jobs');
+  const dlq = program
+    .command('dlq')
+    .description('inspect and replay dead-lettered jobs')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  strand dlq list payments                          # what failed, why, and whether it was replayed
+  strand dlq replay payments --dry-run              # what would be sent
+  strand dlq replay payments --error TimeoutError --since 2h --rate 100`,
+    );
   const list = dlq
     .command('list')
     .description('list the dead-letter topic of a job topic')
@@ -62,10 +84,13 @@ export function registerDlq(program: Command): void {
           ...(flags.dlq ? { dlqTopic: flags.dlq } : {}),
         });
         if (flags.json) process.stdout.write(`${JSON.stringify(jobs)}\n`);
-        else
+        else if (jobs.length === 0) process.stdout.write('the dead-letter topic is empty\n');
+        else {
+          const replayed = jobs.filter((j) => j.replayed).length;
           process.stdout.write(
-            jobs.length ? `${table(jobs)}\n${jobs.length} dead job(s)\n` : 'the dead-letter topic is empty\n',
+            `${table(jobs)}\n${jobs.length} dead job(s)${replayed ? `, ${replayed} of them replayed already` : ''}\n`,
           );
+        }
       },
     ),
   );
@@ -131,7 +156,17 @@ Examples:
           ...(flags.dlq ? { dlqTopic: flags.dlq } : {}),
           dryRun: flags.dryRun === true,
           onProgress: (p) => bar?.update(0, p),
-        }).finally(() => bar?.stop());
+        })
+          .catch((error: unknown) => {
+            if (isStrandError(error, 'CONFIG') && (error as { path?: string }).path === 'errorClass')
+              throw new CliError(`--error ${error.message.replace(/^errorClass: /, '')}`, EXIT.usage);
+            throw error;
+          })
+          .finally(() => bar?.stop());
+        if (result.undecodable > 0 && !flags.json)
+          process.stderr.write(
+            `strand: warning: ${result.undecodable} of the ${result.matched} matched job(s) could not be decoded when they were dead-lettered; replayed, the same bytes ${result.dryRun ? 'would fail' : 'will fail'} again (select the other jobs with --error CLASS)\n`,
+          );
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(result)}\n`);
           return;

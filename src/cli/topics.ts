@@ -6,7 +6,17 @@ import { action, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
 
 export function registerTopics(program: Command): void {
-  const topics = program.command('topics').description('provision job topics');
+  const topics = program
+    .command('topics')
+    .description('provision job topics')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  strand topics create payments                     # payments, payments.retry.1-3, payments.dlq
+  strand topics create payments --partitions 12 --retry-tiers 1s,10s,60s
+  strand topics create orders --replication 3 --min-insync-replicas 2 --retry-tiers ""`,
+    );
   const create = topics
     .command('create')
     .description(

@@ -1,40 +1,10 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { ConfigError } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
-import { isWorkerDefinition, type WorkerOptions } from '../worker/options.js';
+import type { WorkerOptions } from '../worker/options.js';
 import { Worker } from '../worker/worker.js';
 import { action, EXIT } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
-
-async function loadDefinition(modulePath: string): Promise<unknown> {
-  const file = resolve(modulePath);
-  if (!existsSync(file)) throw new ConfigError('<module>', `${modulePath} not found`);
-  const url = pathToFileURL(file).href;
-  let mod: { default?: unknown };
-  try {
-    if (/\.(c|m)?tsx?$/.test(file)) {
-      // TypeScript modules load through tsx's ESM loader, scoped to this import.
-      const { tsImport } = await import('tsx/esm/api');
-      mod = (await tsImport(url, import.meta.url)) as { default?: unknown };
-    } else {
-      mod = (await import(url)) as { default?: unknown };
-    }
-  } catch (error) {
-    if ((error as { name?: string }).name === 'ConfigError') throw error;
-    throw new ConfigError(
-      '<module>',
-      `cannot load ${modulePath}: ${(error as Error).message.split('\n')[0]}`,
-    );
-  }
-  const def = (mod.default as { default?: unknown } | undefined)?.default ?? mod.default;
-  if (!isWorkerDefinition(def)) {
-    throw new ConfigError('<module>', `${modulePath} must default-export defineWorker({...})`);
-  }
-  return def;
-}
+import { loadDefinition } from './module-load.js';
 
 export function registerWorker(program: Command): void {
   const cmd = program
@@ -87,7 +57,14 @@ Examples:
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
-      await worker.start();
+      try {
+        await worker.start();
+      } catch (error) {
+        // The worker closed what it opened; a store the module made (Redis) would keep us running.
+        const store = def.idempotency?.store;
+        if (store && store !== 'memory') await store.close?.().catch(() => undefined);
+        throw error;
+      }
       // Keep running until a signal arrives.
       await new Promise(() => undefined);
     }),

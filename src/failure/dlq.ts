@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { ConfigError } from '../config/errors.js';
+import { StrandError } from '../errors.js';
 import { HEADERS, headerString } from '../headers.js';
 import {
+  type Admin,
   createKafka,
   type IHeaders,
   type KafkaConnection,
@@ -8,6 +11,7 @@ import {
   Partitioners,
 } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
+import { replayedSets } from '../lag/lag.js';
 import {
   addReplayed,
   decodeReplayed,
@@ -15,6 +19,7 @@ import {
   pruneReplayed,
   type ReplayedSet,
   replayGroupName,
+  wasReplayed,
 } from '../lag/replayed.js';
 import { RateLimiter } from '../timing/limiter.js';
 import { topicNames } from '../topology/topics.js';
@@ -58,6 +63,30 @@ export function toDeadJob(partition: number, m: KafkaMessage): DeadJob {
   };
 }
 
+/** Runs `fn` with a connected admin client, disconnected afterwards whatever happens. */
+async function withAdmin<T>(conn: KafkaConnection, fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = createKafka(conn).admin();
+  try {
+    await admin.connect();
+    return await fn(admin);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * A missing DLQ is a one-line answer, not kafkajs' "does not host this topic-partition" after its
+ * metadata retries (and a consumer left waiting for a topic that never comes).
+ */
+async function assertDlqExists(conn: KafkaConnection, dlq: string, topic: string): Promise<void> {
+  const exists = await withAdmin(conn, async (admin) => (await admin.listTopics()).includes(dlq));
+  if (!exists)
+    throw new StrandError(
+      'KAFKA',
+      `dead-letter topic ${dlq} does not exist (create it with "strand topics create ${topic}")`,
+    );
+}
+
 /** How long a read that gets no batch at all waits before it counts as finished. */
 const READ_IDLE_MS = 15_000;
 
@@ -73,13 +102,13 @@ async function readToEnd(
   idleMs = READ_IDLE_MS,
 ): Promise<void> {
   const kafka = createKafka(conn);
-  const admin = kafka.admin();
-  await admin.connect();
-  const topicOffsets = await admin.fetchTopicOffsets(topic);
+  const { topicOffsets, committed } = await withAdmin(conn, async (admin) => {
+    const topicOffsets = await admin.fetchTopicOffsets(topic);
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return { topicOffsets, committed };
+  });
   const ends = new Map(topicOffsets.map((o) => [o.partition, Number(o.high)]));
   const lows = new Map(topicOffsets.map((o) => [o.partition, Number(o.low)]));
-  const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-  await admin.disconnect();
   const remaining = new Set<number>();
   for (const [p, end] of ends) {
     const at = Number(committed?.partitions.find((x) => x.partition === p)?.offset ?? -1);
@@ -93,12 +122,12 @@ async function readToEnd(
     sessionTimeout: 10_000,
     heartbeatInterval: 1000,
   });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
   let stop = false;
   let busy = false;
   let lastProgress = Date.now();
   try {
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
       const finish = (error?: unknown) => {
         stop = true;
@@ -140,27 +169,38 @@ async function readToEnd(
         .catch((error: unknown) => finish(error));
     });
   } finally {
-    await consumer.disconnect();
+    await consumer.disconnect().catch(() => undefined);
   }
 }
 
-/** Lists dead-lettered jobs (the newest `limit` when more exist). Leaves no consumer group behind. */
+/** A listed dead job: `replayed` when a `strand dlq replay` (or the console) already re-published it. */
+export interface ListedDeadJob extends DeadJob {
+  replayed: boolean;
+}
+
+/**
+ * Lists dead-lettered jobs (the newest `limit` when more exist), each marked when a replay already
+ * re-published it. Leaves no consumer group behind.
+ */
 export async function listDeadJobs(
   conn: KafkaConnection,
   topic: string,
   opts: { limit?: number; dlqTopic?: string } = {},
-): Promise<DeadJob[]> {
+): Promise<ListedDeadJob[]> {
   const dlq = opts.dlqTopic ?? topicNames(topic, 0).dlq;
   const groupId = `strand-dlq-list-${randomUUID()}`;
-  const jobs: DeadJob[] = [];
-  await readToEnd(conn, dlq, groupId, async (partition, messages) => {
-    for (const m of messages) jobs.push(toDeadJob(partition, m));
-    return 'continue';
-  });
-  const admin = createKafka(conn).admin();
-  await admin.connect();
-  await admin.deleteGroups([groupId]).catch(() => undefined);
-  await admin.disconnect();
+  const jobs: ListedDeadJob[] = [];
+  await assertDlqExists(conn, dlq, topic);
+  try {
+    await readToEnd(conn, dlq, groupId, async (partition, messages) => {
+      for (const m of messages) jobs.push({ ...toDeadJob(partition, m), replayed: false });
+      return 'continue';
+    });
+  } finally {
+    await withAdmin(conn, (admin) => admin.deleteGroups([groupId])).catch(() => undefined);
+  }
+  const sets = await withAdmin(conn, (admin) => replayedSets(admin, topic, dlq));
+  for (const job of jobs) job.replayed = wasReplayed(sets.get(job.partition), Number(job.offset));
   jobs.sort(
     (a, b) =>
       (a.failedAt ?? 0) - (b.failedAt ?? 0) ||
@@ -191,9 +231,37 @@ export interface ReplayResult {
   scanned: number;
   matched: number;
   sent: number;
+  /**
+   * Matched jobs that were dead-lettered because they could not be decoded: replayed, they go to the
+   * same worker with the same bytes and can only be dead-lettered again.
+   */
+  undecodable: number;
   dryRun: boolean;
   group: string;
   jobs: DeadJob[];
+}
+
+/** Error classes of the dead jobs in a DLQ, with how many each. */
+export async function deadErrorClasses(
+  conn: KafkaConnection,
+  topic: string,
+  opts: { dlqTopic?: string } = {},
+): Promise<Map<string, number>> {
+  const classes = new Map<string, number>();
+  for (const job of await listDeadJobs(conn, topic, opts)) {
+    const name = job.errorClass ?? '(none)';
+    classes.set(name, (classes.get(name) ?? 0) + 1);
+  }
+  return classes;
+}
+
+/** A `--error` filter that names no class present in the DLQ is a typo, not "nothing to replay". */
+function unknownClass(errorClass: string, classes: Map<string, number>): ConfigError {
+  const present = [...classes].sort((a, b) => b[1] - a[1]).map(([name, n]) => `${name} (${n})`);
+  return new ConfigError(
+    'errorClass',
+    `no dead job has error class "${errorClass}"; ${present.length ? `classes present: ${present.join(', ')}` : 'the dead-letter topic is empty'}`,
+  );
 }
 
 function matches(job: DeadJob, f: ReplayFilter): boolean {
@@ -252,10 +320,18 @@ export async function replayDeadJobs(
     scanned: 0,
     matched: 0,
     sent: 0,
+    undecodable: 0,
     dryRun: opts.dryRun === true,
     group,
     jobs: [],
   };
+  await assertDlqExists(conn, dlq, topic);
+  if (opts.errorClass !== undefined && !opts.dryRun) {
+    // Checked before this filter's replay group commits anything (a dry run checks what it scanned).
+    const classes = await deadErrorClasses(conn, topic, opts.dlqTopic ? { dlqTopic: opts.dlqTopic } : {});
+    if (!classes.has(opts.errorClass)) throw unknownClass(opts.errorClass, classes);
+  }
+  const seenClasses = new Map<string, number>();
   const kafka = createKafka(conn);
   const producer = opts.dryRun
     ? undefined
@@ -267,9 +343,7 @@ export async function replayDeadJobs(
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
       });
-  await producer?.connect();
   const admin = producer ? kafka.admin() : undefined;
-  await admin?.connect();
   const counts = admin ? partitionCounts(admin) : undefined;
   const limiter = opts.rate ? new RateLimiter(Math.max(1, opts.rate), 1000) : undefined;
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
@@ -277,17 +351,19 @@ export async function replayDeadJobs(
   // run of the same filter). Each batch commits it with the position, for `dlqDepth` to subtract.
   const replayed = new Map<number, ReplayedSet>();
   const lows = new Map<number, number>();
-  if (admin) {
-    for (const o of await admin.fetchTopicOffsets(dlq)) lows.set(o.partition, Number(o.low));
-    const [committed] = await admin.fetchOffsets({ groupId: group, topics: [dlq] });
-    const unfiltered = group === replayGroupName(topic, {});
-    for (const p of committed?.partitions ?? []) {
-      const position = Number(p.offset);
-      const legacy: ReplayedSet = { runs: unfiltered && position > 0 ? [[0, position]] : [] };
-      replayed.set(p.partition, decodeReplayed(p.metadata) ?? legacy);
-    }
-  }
   try {
+    await producer?.connect();
+    await admin?.connect();
+    if (admin) {
+      for (const o of await admin.fetchTopicOffsets(dlq)) lows.set(o.partition, Number(o.low));
+      const [committed] = await admin.fetchOffsets({ groupId: group, topics: [dlq] });
+      const unfiltered = group === replayGroupName(topic, {});
+      for (const p of committed?.partitions ?? []) {
+        const position = Number(p.offset);
+        const legacy: ReplayedSet = { runs: unfiltered && position > 0 ? [[0, position]] : [] };
+        replayed.set(p.partition, decodeReplayed(p.metadata) ?? legacy);
+      }
+    }
     await readToEnd(conn, dlq, group, async (partition, messages) => {
       const toSend: KafkaMessage[] = [];
       let lastOffset = Number(messages[0]!.offset) - 1;
@@ -296,8 +372,11 @@ export async function replayDeadJobs(
         result.scanned++;
         lastOffset = Number(m.offset);
         const job = toDeadJob(partition, m);
+        const name = job.errorClass ?? '(none)';
+        seenClasses.set(name, (seenClasses.get(name) ?? 0) + 1);
         if (!matches(job, filter)) continue;
         result.matched++;
+        if (job.decodeReason !== undefined) result.undecodable++;
         result.jobs.push(job);
         toSend.push(m);
       }
@@ -342,14 +421,16 @@ export async function replayDeadJobs(
       return result.matched >= limit ? 'stop' : 'continue';
     });
   } finally {
-    await producer?.disconnect();
-    await admin?.disconnect();
-    if (opts.dryRun) {
-      const cleanup = kafka.admin();
-      await cleanup.connect();
-      await cleanup.deleteGroups([group]).catch(() => undefined);
-      await cleanup.disconnect();
-    }
+    await producer?.disconnect().catch(() => undefined);
+    await admin?.disconnect().catch(() => undefined);
+    if (opts.dryRun) await withAdmin(conn, (a) => a.deleteGroups([group])).catch(() => undefined);
   }
+  if (
+    opts.dryRun &&
+    opts.errorClass !== undefined &&
+    result.matched === 0 &&
+    !seenClasses.has(opts.errorClass)
+  )
+    throw unknownClass(opts.errorClass, seenClasses);
   return result;
 }

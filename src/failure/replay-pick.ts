@@ -7,11 +7,13 @@ import {
   decodeReplayed,
   encodeReplayed,
   pruneReplayed,
-  type ReplayedSet,
   replayGroupPrefix,
+  wasReplayed,
 } from '../lag/replayed.js';
 import { topicNames } from '../topology/topics.js';
 import { replayHeaders } from './dlq.js';
+
+export { wasReplayed } from '../lag/replayed.js';
 
 /**
  * The replay group of jobs replayed one by one (the console's "replay this job"): one group per job
@@ -20,15 +22,6 @@ import { replayHeaders } from './dlq.js';
  */
 export function pickGroupName(topic: string): string {
   return `${replayGroupPrefix(topic)}picked`;
-}
-
-/** True when `offset` is in one of the sets (a folded range counts as replayed: its positions are unknown). */
-export function wasReplayed(sets: readonly ReplayedSet[] | undefined, offset: number): boolean {
-  return (sets ?? []).some(
-    (s) =>
-      s.runs.some(([from, to]) => offset >= from && offset < to) ||
-      (s.folded !== undefined && offset >= s.folded.from && offset < s.folded.to),
-  );
 }
 
 export type PickResult =

@@ -176,3 +176,12 @@ export function unreplayedCount(low: number, high: number, sets: ReplayedSet[]):
   }
   return Math.max(0, high - low - replayed);
 }
+
+/** True when `offset` is in one of the sets (a folded range counts as replayed: its positions are unknown). */
+export function wasReplayed(sets: readonly ReplayedSet[] | undefined, offset: number): boolean {
+  return (sets ?? []).some(
+    (s) =>
+      s.runs.some(([from, to]) => offset >= from && offset < to) ||
+      (s.folded !== undefined && offset >= s.folded.from && offset < s.folded.to),
+  );
+}

@@ -20,14 +20,66 @@ export function createLogger(
   return opts.destination ? pino(options, opts.destination) : pino(options, pino.destination(2));
 }
 
-/** Routes kafkajs log lines into a pino logger. */
-export function kafkaLogSink(logger: Logger) {
+/**
+ * kafkajs' transient complaints, in Strand's words: what a client says while a broker starts, a
+ * group coordinator is elected, a partition leader moves, or the group rebalances. Each is retried
+ * by kafkajs (or answered by the worker) and, when it does not pass, ends in an error the caller
+ * reports in one line; on its own it is not worth a JSON stack at warn level.
+ */
+const TRANSIENT: [RegExp, string][] = [
+  [/rebalanc/i, 'the group is rebalancing'],
+  [
+    /group coordinator is not available|coordinator is loading|not the correct coordinator/i,
+    'the group coordinator is not ready yet; retrying',
+  ],
+  [
+    /leadership election|no leader|LEADER_NOT_AVAILABLE|not the leader/i,
+    'a partition has no leader yet; retrying',
+  ],
+  [/does not host this topic-partition|UNKNOWN_TOPIC/i, 'topic metadata is not ready yet; retrying'],
+  [
+    /Connection error|Connection timeout|Failed to connect|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Closed connection|socket hang up|timed out/i,
+    'cannot reach a Kafka broker; retrying',
+  ],
+];
+
+/** How long kafkajs may keep reporting transient trouble before it is worth a warning. */
+const TRANSIENT_WARN_AFTER_MS = 30_000;
+
+/**
+ * Routes kafkajs log lines into a pino logger. Transient trouble goes to debug, in Strand's words;
+ * if it persists (TRANSIENT_WARN_AFTER_MS without a quiet spell), one warning says so, again at most
+ * once per that interval. Anything else kafkajs says keeps its level.
+ */
+export function kafkaLogSink(logger: Logger, now: () => number = Date.now) {
+  let troubleSince: number | undefined;
+  let lastTrouble = 0;
+  let lastWarned = 0;
   return (level: 'error' | 'warn' | 'info' | 'debug', message: string, extra: object) => {
-    // kafkajs logs every rebalance response as an error; a rebalance is routine for a worker.
     const error = String((extra as { error?: unknown }).error ?? '');
-    const routine = /rebalanc|not the correct coordinator|coordinator is loading|leadership election/i.test(
-      error + message,
-    );
-    logger[routine && (level === 'error' || level === 'warn') ? 'debug' : level]({ kafka: extra }, message);
+    const transient = TRANSIENT.find(([pattern]) => pattern.test(`${error} ${message}`));
+    if (!transient || level === 'info' || level === 'debug') {
+      logger[level]({ kafka: extra }, message);
+      return;
+    }
+    const [, words] = transient;
+    const at = now();
+    if (troubleSince === undefined || at - lastTrouble > TRANSIENT_WARN_AFTER_MS) troubleSince = at;
+    lastTrouble = at;
+    const { broker, retryCount } = extra as { broker?: string; retryCount?: number };
+    const detail = {
+      kafka: {
+        message,
+        ...(error ? { error } : {}),
+        ...(broker ? { broker } : {}),
+        ...(retryCount !== undefined ? { retryCount } : {}),
+      },
+    };
+    const persisting =
+      at - troubleSince >= TRANSIENT_WARN_AFTER_MS && !words.startsWith('the group is rebalancing');
+    if (persisting && at - lastWarned >= TRANSIENT_WARN_AFTER_MS) {
+      lastWarned = at;
+      logger.warn(detail, `${words} (for ${Math.round((at - troubleSince) / 1000)} s)`);
+    } else logger.debug(detail, words);
   };
 }

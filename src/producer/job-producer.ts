@@ -172,17 +172,25 @@ export class JobProducer<T = Record<string, unknown>> {
     this.codec = new AvroCodec(this.registry);
   }
 
-  /** Connects and checks that the topic exists (a clear error if it does not). */
+  /**
+   * Connects and checks that the topic exists (a clear error if it does not). A failed connect
+   * closes what it opened, so a program that gives up on it can exit.
+   */
   async connect(): Promise<void> {
-    // The admin first: a refused login (bad credentials) then fails once, before the producer,
-    // whose unlimited retries are meant for broker outages, tries at all.
     try {
-      await this.admin.connect();
-      await this.producer.connect();
+      // The admin first: a refused login (bad credentials) then fails once, before the producer,
+      // whose unlimited retries are meant for broker outages, tries at all.
+      try {
+        await this.admin.connect();
+        await this.producer.connect();
+      } catch (error) {
+        throw explainConnectError(error, this.connection);
+      }
+      await this.refreshPartitions();
     } catch (error) {
-      throw explainConnectError(error, this.connection);
+      await this.disconnect().catch(() => undefined);
+      throw error;
     }
-    await this.refreshPartitions();
     this.connected = true;
   }
 
@@ -193,12 +201,10 @@ export class JobProducer<T = Record<string, unknown>> {
     } catch (error) {
       const message = (error as Error).message;
       if (/does not host this topic-partition|UNKNOWN_TOPIC|not exist/i.test(message)) {
+        // No cause: kafkajs' "does not host this topic-partition" would only repeat it, less clearly.
         throw new StrandError(
           'KAFKA',
           `topic ${this.topic} does not exist (create it with "strand topics create ${this.topic}")`,
-          {
-            cause: error,
-          },
         );
       }
       throw error;

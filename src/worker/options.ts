@@ -281,8 +281,16 @@ export type WorkerDefinition<T = Record<string, unknown>> = WorkerDefinitionOpti
 
 /**
  * Validates worker options (a `ConfigError` names the bad field) and marks them as a definition,
- * the shape `strand worker <module>` loads.
+ * the shape `strand worker <module>` loads. With `registry` given, the definition is also complete
+ * `WorkerOptions`: `new Worker(defineWorker({...}))`. Without it, `strand worker` supplies the
+ * registry from its flags or the environment.
  */
+export function defineWorker<T = Record<string, unknown>>(
+  options: WorkerOptions<T>,
+): WorkerDefinition<T> & WorkerOptions<T>;
+export function defineWorker<T = Record<string, unknown>>(
+  options: WorkerDefinitionOptions<T>,
+): WorkerDefinition<T>;
 export function defineWorker<T = Record<string, unknown>>(
   options: WorkerDefinitionOptions<T>,
 ): WorkerDefinition<T> {

@@ -48,6 +48,9 @@ const EVENTS: (keyof WorkerEvents)[] = [
 
 type Phase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+/** Lag refreshes that may fail in a row (start-up, a broker restart) before a warning. */
+const LAG_FAILURES_BEFORE_WARNING = 3;
+
 /**
  * A consumer-group worker: per-key ordering with concurrency beyond the partition count, commits
  * only after each job (and every earlier one of its partition) reached an outcome, failure routing
@@ -65,10 +68,14 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   readonly workerId = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   /** The last lag reading (also exported as queue_depth_pending). */
   lastLag: PartitionLag[] = [];
+  private lagFailures = 0;
 
   private readonly connection: KafkaConnection;
   private readonly codec: AvroCodec;
+  private readonly registry: SchemaRegistryGateway;
   private readonly store: IdempotencyStore | undefined;
+  /** The store this worker made (`'memory'`), closed with it; a store passed in is the caller's to close. */
+  private readonly ownStore: boolean;
   private readonly desired: DesiredReplicas;
   private readonly labels: { topic: string; group: string };
   private phase: Phase = 'new';
@@ -90,10 +97,9 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.connection = { ...(o.kafka ?? { brokers: [] }) } as KafkaConnection;
     if (o.brokers) this.connection.brokers = o.brokers;
     this.topics = topicNames(o.topic, o.retry.tiers.length, o.dlqTopic ? { dlq: o.dlqTopic } : {});
-    this.codec = new AvroCodec(
-      new SchemaRegistryGateway(o.registry as never),
-      o.readerSchema ? { readerSchema: o.readerSchema } : {},
-    );
+    this.registry = new SchemaRegistryGateway(o.registry as never);
+    this.codec = new AvroCodec(this.registry, o.readerSchema ? { readerSchema: o.readerSchema } : {});
+    this.ownStore = o.idempotency?.store === 'memory';
     if (o.idempotency) {
       this.store = o.idempotency.store === 'memory' ? new MemoryIdempotencyStore() : o.idempotency.store;
     }
@@ -291,8 +297,16 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       );
       this.metrics.dlqDepth.set(this.labels, await dlqDepth(this.admin, this.topics.main, this.topics.dlq));
       this.lastLag = lag;
+      this.lagFailures = 0;
     } catch (error) {
-      this.logger.warn({ err: error }, 'lag refresh failed');
+      // Right after start kafkajs' admin may not have the group's or the tiers' metadata yet (and
+      // then fails inside itself: "Cannot destructure property 'partitions'"); only a failure
+      // that lasts is worth a warning.
+      this.lagFailures++;
+      const reason = (error as Error).message?.split('\n')[0] ?? String(error);
+      if (this.lagFailures === LAG_FAILURES_BEFORE_WARNING)
+        this.logger.warn({ error: reason, failures: this.lagFailures }, 'cannot read lag; will keep trying');
+      else this.logger.debug({ error: reason }, 'lag not readable yet');
     }
     return this.lastLag;
   }
@@ -338,5 +352,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.registry.close();
+    if (this.ownStore) await this.store?.close?.();
   }
 }

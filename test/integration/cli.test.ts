@@ -22,7 +22,7 @@ const bad: [string[], RegExp][] = [
   [['topics', 'create'], /^strand: missing required argument 'topic'/],
   [['enqueue', 't'], /^strand: required option '--schema <file.avsc>' not specified/],
   [['worker', 'nope.ts'], /^strand: <module>: nope.ts not found/],
-  [['worker', 'package.json'], /^strand: <module>: cannot load package.json: /],
+  [['worker', 'package.json'], /^strand: <module>: package.json is not a JavaScript or TypeScript module/],
   [
     ['worker', 'test/support/helpers.ts'],
     /^strand: <module>: test\/support\/helpers.ts must default-export defineWorker\(\{...\}\)\n$/,

@@ -1,0 +1,15 @@
+/**
+ * A worker module that makes its own RedisIdempotencyStore (as a user's module would), for
+ * `test/integration/worker-noise.test.ts`: `strand worker` must close it when the worker cannot
+ * start, or its connections keep the process running. The topic comes from STRAND_TEST_TOPIC.
+ */
+import { RedisIdempotencyStore } from '../../src/idempotency/redis-store.js';
+import { defineWorker } from '../../src/worker/options.js';
+
+export default defineWorker({
+  topic: process.env.STRAND_TEST_TOPIC ?? 'missing',
+  groupId: `${process.env.STRAND_TEST_TOPIC ?? 'missing'}-g`,
+  status: false,
+  idempotency: { store: new RedisIdempotencyStore({ host: '127.0.0.1', port: 6379 }) },
+  handler: () => undefined,
+});
