@@ -1,5 +1,6 @@
 import { DecodeError } from '../codec/errors.js';
 import { HEADERS } from '../headers.js';
+import { type Context, ROOT_CONTEXT, type TracedSpan, withContext } from '../observability/tracing.js';
 import type { OutgoingRecord, ProducePort, RecordHeaders } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import type { TopicNames } from '../topology/topics.js';
@@ -56,6 +57,7 @@ export class OutcomeRouter {
   private pending: {
     topic: string;
     message: OutgoingRecord;
+    context: Context | undefined;
     resolve: () => void;
     reject: (e: unknown) => void;
   }[] = [];
@@ -68,10 +70,14 @@ export class OutcomeRouter {
     private readonly clock: Clock,
   ) {}
 
-  /** Sends one record, batched with the others routed within 2 ms into one produce request. */
-  private send(topic: string, message: OutgoingRecord): Promise<void> {
+  /**
+   * Sends one record, batched with the others routed within 2 ms into one produce request. A traced
+   * record carries the context of the attempt that routed it.
+   */
+  private send(topic: string, message: OutgoingRecord, span: TracedSpan | undefined): Promise<void> {
+    span?.inject(message.headers);
     return new Promise((resolve, reject) => {
-      this.pending.push({ topic, message, resolve, reject });
+      this.pending.push({ topic, message, context: span?.context, resolve, reject });
       if (this.pending.length >= 500) this.flush();
       else this.flushTimer ??= this.clock.setTimeout(() => this.flush(), 2, { unref: true });
     });
@@ -89,7 +95,12 @@ export class OutcomeRouter {
       if (list) list.push(b.message);
       else byTopic.set(b.topic, [b.message]);
     }
-    this.producer.send([...byTopic].map(([topic, messages]) => ({ topic, messages }))).then(
+    // Client instrumentation (instrumentation-kafkajs) parents its send spans on the active context:
+    // the routing attempt's when the request carries one record, none when it carries several jobs.
+    const only = batch.length === 1 ? batch[0]!.context : undefined;
+    withContext(only ?? ROOT_CONTEXT, () =>
+      this.producer.send([...byTopic].map(([topic, messages]) => ({ topic, messages }))),
+    ).then(
       () => {
         for (const b of batch) b.resolve();
       },
@@ -103,6 +114,7 @@ export class OutcomeRouter {
     item: RoutedRecord,
     error: unknown,
     opts: { tier: number; nextAttempt: number; delayMs: number; retryLater: boolean },
+    span?: TracedSpan,
   ): Promise<Route> {
     const topic = this.topics.tiers[opts.tier - 1];
     if (!topic) throw new Error(`no retry tier ${opts.tier}`);
@@ -113,22 +125,24 @@ export class OutcomeRouter {
       [HEADERS.dueAt]: String(dueAt),
     };
     if (opts.retryLater) ours[HEADERS.retryLater] = String(Number(item.headers[HEADERS.retryLater] ?? 0) + 1);
-    await this.send(topic, {
-      key: item.key,
-      value: item.value,
-      headers: mergeHeaders(item.rawHeaders, ours),
-    });
+    await this.send(topic, { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) }, span);
     return { kind: 'tier', tier: opts.tier, topic, dueAt };
   }
 
-  async toDlq(item: RoutedRecord, error: unknown, attempt: number, reason: string): Promise<Route> {
+  async toDlq(
+    item: RoutedRecord,
+    error: unknown,
+    attempt: number,
+    reason: string,
+    span?: TracedSpan,
+  ): Promise<Route> {
     const headers = mergeHeaders(item.rawHeaders, {
       ...failureHeaders(item, error, this.group),
       [HEADERS.attempt]: String(attempt),
       [HEADERS.failedAt]: String(this.clock.now()),
       [HEADERS.deadReason]: reason,
     });
-    await this.send(this.topics.dlq, { key: item.key, value: item.value, headers });
+    await this.send(this.topics.dlq, { key: item.key, value: item.value, headers }, span);
     return { kind: 'dlq', topic: this.topics.dlq };
   }
 }

@@ -1,3 +1,4 @@
+import { SpanKind } from '@opentelemetry/api';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import {
@@ -29,6 +30,16 @@ import {
 import { createKeyPartitioner } from '../kafka/partitioner.js';
 import { sendAcknowledged } from '../kafka/send.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
+import {
+  ATTR,
+  activeContext,
+  activeTracer,
+  recordContext,
+  startSpan,
+  type TracedSpan,
+  type Tracer,
+  withContext,
+} from '../observability/tracing.js';
 
 /** Options of a {@link JobProducer}. */
 export interface JobProducerOptions {
@@ -50,6 +61,12 @@ export interface JobProducerOptions {
   compatibility?: Compatibility;
   /** pino logger. @defaultValue a logger at `STRAND_LOG_LEVEL` */
   logger?: Logger;
+  /**
+   * A PRODUCER span per job (`send <topic>`) whose context goes into the record's `traceparent` /
+   * `tracestate`, through the global tracer provider and propagator (a no-op until the application
+   * registers an OpenTelemetry SDK). `false` turns it off. @defaultValue true
+   */
+  tracing?: boolean;
 }
 
 /** One job to enqueue. */
@@ -60,7 +77,11 @@ export interface JobInput<T = Record<string, unknown>> {
   data: T;
   /** Idempotency key; a UUIDv7 is generated when absent. */
   jobId?: string;
-  /** W3C trace context, carried through every hop. */
+  /**
+   * W3C trace context to continue. Without tracing it is written as the `traceparent` header as
+   * given; with an SDK registered it is the parent of the job's send span (instead of the active
+   * span), whose context is written.
+   */
   traceparent?: string;
   /** Extra headers (strings). */
   headers?: Record<string, string>;
@@ -99,6 +120,7 @@ const optionsSchema = z
       ])
       .default('BACKWARD'),
     logger: z.custom<Logger>().optional(),
+    tracing: z.boolean().default(true),
   })
   .strict()
   .refine((o) => o.brokers !== undefined || o.kafka !== undefined, {
@@ -215,6 +237,8 @@ export class JobProducer<T = Record<string, unknown>> {
     if (jobs.length === 0) return [];
     const schemaId = await this.schemaId();
     const now = String(Date.now());
+    const tracer = this.opts.tracing ? activeTracer() : undefined;
+    const spans: TracedSpan[] = [];
     const planned = jobs.map((job) => {
       const jobId = job.jobId ?? uuidv7();
       const partition = this.partitionFor(this.topic, job.key, this.partitions);
@@ -223,7 +247,8 @@ export class JobProducer<T = Record<string, unknown>> {
         [HEADERS.jobId]: jobId,
         [HEADERS.enqueuedAt]: now,
       };
-      if (job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
+      if (tracer) spans.push(this.sendSpan(tracer, job, jobId, partition, headers));
+      else if (job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
       return {
         jobId,
         partition,
@@ -235,15 +260,50 @@ export class JobProducer<T = Record<string, unknown>> {
         },
       };
     });
-    const placed = await sendAcknowledged(
-      this.producer,
-      [{ topic: this.topic, messages: planned.map((p) => p.message) }],
-      {
+    const send = () =>
+      sendAcknowledged(this.producer, [{ topic: this.topic, messages: planned.map((p) => p.message) }], {
         onResend: (partitions) =>
           this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
-      },
-    );
+      });
+    let placed: Awaited<ReturnType<typeof send>>;
+    try {
+      // One job: its span is active while kafkajs sends (client instrumentation nests under it).
+      placed = await (spans.length === 1 ? withContext(spans[0]!.context, send) : send());
+    } catch (error) {
+      for (const span of spans) {
+        span.fail(error);
+        span.end();
+      }
+      throw error;
+    }
+    spans.forEach((span, i) => span.end(undefined, { [ATTR.offset]: Number(placed[i]!.offset) }));
     return planned.map((p, i) => ({ jobId: p.jobId, partition: p.partition, offset: placed[i]!.offset }));
+  }
+
+  /** The job's PRODUCER span, its context written into the record's headers. */
+  private sendSpan(
+    tracer: Tracer,
+    job: JobInput<T>,
+    jobId: string,
+    partition: number,
+    headers: Record<string, string>,
+  ): TracedSpan {
+    const span = startSpan(tracer, `send ${this.topic}`, {
+      kind: SpanKind.PRODUCER,
+      parent: job.traceparent ? recordContext({ [HEADERS.traceparent]: job.traceparent }) : activeContext(),
+      attributes: {
+        [ATTR.system]: 'kafka',
+        [ATTR.destination]: this.topic,
+        [ATTR.partition]: partition,
+        [ATTR.partitionId]: String(partition),
+        ...(job.key !== null ? { [ATTR.key]: job.key } : {}),
+        [ATTR.messageId]: jobId,
+        [ATTR.operationType]: 'send',
+        [ATTR.operationName]: 'send',
+      },
+    });
+    span.inject(headers);
+    return span;
   }
 
   async disconnect(): Promise<void> {

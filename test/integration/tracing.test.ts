@@ -1,0 +1,308 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { NonRetriableError } from '../../src/failure/errors.js';
+import { createKafka } from '../../src/kafka/client.js';
+import { replayDeadJobs } from '../../src/failure/dlq.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { JobProducer } from '../../src/producer/job-producer.js';
+import type { Worker } from '../../src/worker/worker.js';
+import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
+import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
+import { kcatConsume, kcatProduce } from '../support/kcat.js';
+import { readSpanFile, registerTracing, type SpanLine, spanLine } from '../support/otel.js';
+import { WorkerFleet } from '../support/processes.js';
+import { paymentWorker } from '../support/worker.js';
+
+const exporter = new InMemorySpanExporter();
+let unregister: () => Promise<void>;
+beforeAll(() => {
+  unregister = registerTracing(exporter);
+});
+afterAll(() => unregister());
+
+const workers: Worker<Payment>[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 1000 })));
+  await Promise.all(cleanups.splice(0).map((c) => c()));
+});
+
+const spans = (): SpanLine[] => exporter.getFinishedSpans().map(spanLine);
+const inTrace = (traceId: string) => spans().filter((s) => s.traceId === traceId);
+const payment = (i: number, memo: string | null = null): { key: string; data: Payment } => ({
+  key: `acct-${i}`,
+  data: {
+    paymentId: `pay-${i}`,
+    accountId: `acct-${i}`,
+    amountCents: 100 + i,
+    currency: 'EUR',
+    sequence: 1,
+    createdAt: Date.now(),
+    memo,
+  },
+});
+
+async function producerFor(topic: string, opts: { tracing?: boolean } = {}): Promise<JobProducer<Payment>> {
+  const producer = new JobProducer<Payment>({
+    brokers: stack().brokers,
+    registry: { url: stack().registryUrl },
+    topic,
+    schema: paymentSchema,
+    logger: createLogger({ level: 'silent' }),
+    ...opts,
+  });
+  await producer.connect();
+  cleanups.push(() => producer.disconnect());
+  return producer;
+}
+
+/** A pino logger whose JSON lines land in `lines`. */
+function capturingLogger(lines: Record<string, unknown>[]) {
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return createLogger({ level: 'info', destination });
+}
+
+/** Members of a stable consumer group (0 while it rebalances). */
+async function groupMembers(groupId: string): Promise<number> {
+  const admin = createKafka(stack().connection).admin();
+  await admin.connect();
+  try {
+    const { groups } = await admin.describeGroups([groupId]);
+    return groups[0]?.state === 'Stable' ? groups[0].members.length : 0;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function expectConsumerAttributes(span: SpanLine, want: Record<string, unknown>) {
+  expect(span.kind).toBe(SpanKind.CONSUMER);
+  expect(span.attributes).toMatchObject({
+    'messaging.system': 'kafka',
+    'messaging.operation.type': 'process',
+    ...want,
+  });
+  expect(typeof span.attributes['messaging.kafka.message.offset']).toBe('number');
+  expect(typeof span.attributes['messaging.kafka.destination.partition']).toBe('number');
+}
+
+describe('OpenTelemetry traces', () => {
+  it('enqueue in a parent span, a failed attempt and a retry through a tier: one trace, handler sees its span', async () => {
+    const { topic, cleanup } = await jobTopic('trace-tier', { partitions: 2, tierDelays: [300] });
+    cleanups.push(cleanup);
+    const producer = await producerFor(topic);
+    const parent = trace.getTracer('test').startSpan('checkout');
+    const { jobId } = await context.with(trace.setSpan(context.active(), parent), () =>
+      producer.enqueue(payment(1)),
+    );
+    parent.end();
+    const { traceId } = parent.spanContext();
+
+    const seen: { attempt: number; active: string | undefined; ctxSpan: string; trace: string | undefined }[] =
+      [];
+    const lines: Record<string, unknown>[] = [];
+    const groupId = uniqueName(`${topic}-g`);
+    const w = paymentWorker(topic, groupId, {
+      retry: { inPlace: 0, tiers: [300], maxAttempts: 3 },
+      logger: capturingLogger(lines),
+      handler: async (job, ctx) => {
+        await new Promise((r) => setTimeout(r, 5)); // the span stays active across awaits
+        seen.push({
+          attempt: job.attempt,
+          active: trace.getActiveSpan()?.spanContext().spanId,
+          ctxSpan: ctx.span.spanContext().spanId,
+          trace: trace.getActiveSpan()?.spanContext().traceId,
+        });
+        ctx.logger.info({ marker: 'in-handler' }, 'handling');
+        if (job.attempt === 1) throw new Error('flaky downstream');
+      },
+    });
+    workers.push(w);
+    await w.start();
+    await waitUntil(() => inTrace(traceId).filter((s) => s.kind === SpanKind.CONSUMER).length === 2, {
+      what: 'two attempt spans in the trace',
+    });
+
+    const all = inTrace(traceId);
+    const send = all.find((s) => s.kind === SpanKind.PRODUCER)!;
+    const [first, second] = all
+      .filter((s) => s.kind === SpanKind.CONSUMER)
+      .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
+    expect(all.map((s) => s.name).sort()).toEqual(
+      ['checkout', `process ${topic}`, `process ${topic}.retry.1`, `send ${topic}`].sort(),
+    );
+    expect(send.parentSpanId).toBe(parent.spanContext().spanId);
+    expect(send.attributes).toMatchObject({
+      'messaging.system': 'kafka',
+      'messaging.destination.name': topic,
+      'messaging.operation.type': 'send',
+      'messaging.message.id': jobId,
+      'messaging.kafka.message.key': 'acct-1',
+    });
+    expect(first!.parentSpanId).toBe(send.spanId);
+    expectConsumerAttributes(first!, {
+      'messaging.destination.name': topic,
+      'messaging.kafka.message.key': 'acct-1',
+      'messaging.message.id': jobId,
+      'messaging.consumer.group.name': groupId,
+      'strand.attempt': 1,
+      'strand.tier': 0,
+      'strand.outcome': 'retried',
+    });
+    expect(first!.status).toBe(SpanStatusCode.ERROR);
+    expect(first!.events).toContain('exception');
+    // The tier record carried the first attempt's context.
+    expect(second!.parentSpanId).toBe(first!.spanId);
+    expectConsumerAttributes(second!, {
+      'messaging.destination.name': `${topic}.retry.1`,
+      'messaging.message.id': jobId,
+      'strand.attempt': 2,
+      'strand.tier': 1,
+      'strand.outcome': 'completed',
+    });
+    expect(second!.status).toBe(SpanStatusCode.UNSET);
+
+    expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
+    expect(seen.map((s) => s.active)).toEqual([first!.spanId, second!.spanId]);
+    expect(seen.map((s) => s.ctxSpan)).toEqual([first!.spanId, second!.spanId]);
+    expect(seen.every((s) => s.trace === traceId)).toBe(true);
+    const handlerLines = lines.filter((l) => l.marker === 'in-handler');
+    expect(handlerLines.map((l) => [l.trace_id, l.span_id])).toEqual([
+      [traceId, first!.spanId],
+      [traceId, second!.spanId],
+    ]);
+  });
+
+  it('a dead job carries its attempt context into the DLQ; a replay starts a new trace linked to it; an undecodable record gets one error span', async () => {
+    const { topic, cleanup } = await jobTopic('trace-dlq', { partitions: 1 });
+    cleanups.push(cleanup);
+    const producer = await producerFor(topic);
+    const { jobId } = await producer.enqueue(payment(2));
+    await kcatProduce(stack().brokers, topic, [{ key: 'poison', value: Buffer.from('not avro') }]);
+    const completed: string[] = [];
+    const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+      handler: async (job) => {
+        if (!job.headers['strand-replay-count']) throw new NonRetriableError('card declined');
+        completed.push(job.id);
+      },
+    });
+    workers.push(w);
+    await w.start();
+    const consumerSpans = () =>
+      spans().filter((s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.destination.name'] === topic);
+    await waitUntil(() => consumerSpans().length === 2, { what: 'the dead job and the poison record spans' });
+    const dead = consumerSpans().find((s) => s.attributes['messaging.message.id'] === jobId)!;
+    const poison = consumerSpans().find((s) => s.attributes['messaging.kafka.message.key'] === 'poison')!;
+    expect(dead.status).toBe(SpanStatusCode.ERROR);
+    expect(dead.attributes).toMatchObject({
+      'strand.outcome': 'dead_lettered',
+      'strand.dead_reason': 'non-retriable',
+    });
+    expect(dead.exceptionTypes).toEqual(['NonRetriableError']);
+    const send = spans().find((s) => s.kind === SpanKind.PRODUCER && s.traceId === dead.traceId)!;
+    expect(dead.parentSpanId).toBe(send.spanId);
+
+    // One span for the record that never decoded, with the decode error.
+    expect(poison.status).toBe(SpanStatusCode.ERROR);
+    expect(poison.exceptionTypes).toEqual(['DecodeError']);
+    expect(poison.attributes).toMatchObject({
+      'strand.outcome': 'dead_lettered',
+      'strand.dead_reason': 'undecodable:bad-magic',
+    });
+    expect(poison.parentSpanId).toBeUndefined();
+
+    const records = await waitUntil(async () => {
+      const r = await kcatConsume(stack().brokers, `${topic}.dlq`, 2);
+      return r.length === 2 ? r : undefined;
+    });
+    const deadRecord = records.find((r) => r.headers['strand-job-id'] === jobId)!;
+    expect(deadRecord.headers.traceparent).toBe(`00-${dead.traceId}-${dead.spanId}-01`);
+
+    const replay = await replayDeadJobs(stack().connection, topic, { key: 'acct-2' });
+    expect(replay.sent).toBe(1);
+    await waitUntil(() => completed.length === 1, { what: 'the replayed job' });
+    const replaySend = await waitUntil(() =>
+      spans().find((s) => s.kind === SpanKind.PRODUCER && s.links.some((l) => l.spanId === dead.spanId)),
+    );
+    expect(replaySend.name).toBe(`send ${topic}`);
+    expect(replaySend.traceId).not.toBe(dead.traceId);
+    expect(replaySend.parentSpanId).toBeUndefined();
+    expect(replaySend.links).toEqual([{ traceId: dead.traceId, spanId: dead.spanId }]);
+    expect(replaySend.attributes).toMatchObject({ 'messaging.message.id': jobId, 'strand.replay_count': 1 });
+    const rerun = await waitUntil(() =>
+      consumerSpans().find((s) => s.traceId === replaySend.traceId && s.attributes['strand.outcome']),
+    );
+    expect(rerun.parentSpanId).toBe(replaySend.spanId);
+    expect(rerun.attributes).toMatchObject({ 'strand.outcome': 'completed', 'messaging.message.id': jobId });
+  });
+
+  it('tracing: false on producer and worker: no spans, the handler sees no active span', async () => {
+    const { topic, cleanup } = await jobTopic('trace-off', { partitions: 1 });
+    cleanups.push(cleanup);
+    const producer = await producerFor(topic, { tracing: false });
+    await producer.enqueue(payment(3));
+    const seen: { recording: boolean; active: boolean }[] = [];
+    const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+      tracing: false,
+      handler: async (_job, ctx) => {
+        seen.push({ recording: ctx.span.isRecording(), active: trace.getActiveSpan() !== undefined });
+      },
+    });
+    workers.push(w);
+    await w.start();
+    await waitUntil(() => seen.length === 1, { what: 'the job' });
+    expect(seen).toEqual([{ recording: false, active: false }]);
+    expect(spans().filter((s) => String(s.attributes['messaging.destination.name']).startsWith(topic))).toEqual(
+      [],
+    );
+  });
+
+  it('worker processes: each job is one trace from the enqueuing process through attempts in the workers', async () => {
+    const { topic, cleanup } = await jobTopic('trace-procs', { partitions: 4, tierDelays: [300] });
+    cleanups.push(cleanup);
+    const groupId = uniqueName(`${topic}-g`);
+    const traceFile = join(tmpdir(), `${uniqueName('strand-trace')}.jsonl`);
+    const fleet = new WorkerFleet(
+      { topic, groupId, tiers: [300], inPlace: 0, traceFile },
+      'test/support/traced-worker.ts',
+    );
+    cleanups.push(() => fleet.killAll());
+    fleet.start();
+    fleet.start();
+    await waitUntil(async () => (await groupMembers(groupId)) === 2, {
+      timeoutMs: 60_000,
+      what: 'both worker processes in the group',
+    });
+    const count = 12;
+    const { jobIds } = await enqueuePayments(topic, count, count, { memo: () => 'fail-times-1' });
+    const workerSpans = () => readSpanFile(traceFile);
+    await waitUntil(
+      () => workerSpans().filter((s) => s.attributes['strand.outcome'] === 'completed').length === count,
+      { timeoutMs: 60_000, what: 'every job completed on its second attempt' },
+    );
+    const local = spans().filter((s) => s.kind === SpanKind.PRODUCER && s.name === `send ${topic}`);
+    const remote = workerSpans();
+    for (const jobId of jobIds) {
+      const send = local.find((s) => s.attributes['messaging.message.id'] === jobId)!;
+      const attempts = remote
+        .filter((s) => s.attributes['messaging.message.id'] === jobId)
+        .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
+      expect(attempts.map((s) => s.attributes['strand.outcome']), jobId).toEqual(['retried', 'completed']);
+      expect(new Set([send.traceId, ...attempts.map((s) => s.traceId)]).size, jobId).toBe(1);
+      expect(attempts[0]!.parentSpanId, jobId).toBe(send.spanId);
+      expect(attempts[1]!.parentSpanId, jobId).toBe(attempts[0]!.spanId);
+      expect(attempts.every((s) => s.pid !== process.pid)).toBe(true);
+    }
+    // Both worker processes took part.
+    expect(new Set(remote.map((s) => s.pid)).size).toBe(2);
+  });
+});
