@@ -243,7 +243,10 @@ export function replayRecords(
   topic: string,
   from: { dlq: string; partition: number },
   messages: readonly KafkaMessage[],
-): { records: { key: Buffer | null; value: Buffer | null; headers: IHeaders }[]; settle(error?: unknown): void } {
+): {
+  records: { key: Buffer | null; value: Buffer | null; headers: IHeaders }[];
+  settle(error?: unknown): void;
+} {
   const tracer = activeTracer();
   const spans: TracedSpan[] = [];
   const records = messages.map((m) => {

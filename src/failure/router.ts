@@ -125,7 +125,11 @@ export class OutcomeRouter {
       [HEADERS.dueAt]: String(dueAt),
     };
     if (opts.retryLater) ours[HEADERS.retryLater] = String(Number(item.headers[HEADERS.retryLater] ?? 0) + 1);
-    await this.send(topic, { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) }, span);
+    await this.send(
+      topic,
+      { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) },
+      span,
+    );
     return { kind: 'tier', tier: opts.tier, topic, dueAt };
   }
 

@@ -276,7 +276,9 @@ export class JobProducer<T = Record<string, unknown>> {
       }
       throw error;
     }
-    spans.forEach((span, i) => span.end(undefined, { [ATTR.offset]: Number(placed[i]!.offset) }));
+    spans.forEach((span, i) => {
+      span.end(undefined, { [ATTR.offset]: Number(placed[i]!.offset) });
+    });
     return planned.map((p, i) => ({ jobId: p.jobId, partition: p.partition, offset: placed[i]!.offset }));
   }
 

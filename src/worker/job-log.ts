@@ -1,5 +1,5 @@
-import type { Logger } from '../observability/logger.js';
 import type { Attributes } from '@opentelemetry/api';
+import type { Logger } from '../observability/logger.js';
 import type { Outcome, TracedSpan } from '../observability/tracing.js';
 import type { WorkItem } from './work-item.js';
 

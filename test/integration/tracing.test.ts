@@ -2,11 +2,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { KafkaJsInstrumentation } from '@opentelemetry/instrumentation-kafkajs';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import kafkajs from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { replayDeadJobs } from '../../src/failure/dlq.js';
 import { NonRetriableError } from '../../src/failure/errors.js';
 import { createKafka } from '../../src/kafka/client.js';
-import { replayDeadJobs } from '../../src/failure/dlq.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { JobProducer } from '../../src/producer/job-producer.js';
 import type { Worker } from '../../src/worker/worker.js';
@@ -107,8 +109,12 @@ describe('OpenTelemetry traces', () => {
     parent.end();
     const { traceId } = parent.spanContext();
 
-    const seen: { attempt: number; active: string | undefined; ctxSpan: string; trace: string | undefined }[] =
-      [];
+    const seen: {
+      attempt: number;
+      active: string | undefined;
+      ctxSpan: string;
+      trace: string | undefined;
+    }[] = [];
     const lines: Record<string, unknown>[] = [];
     const groupId = uniqueName(`${topic}-g`);
     const w = paymentWorker(topic, groupId, {
@@ -198,7 +204,9 @@ describe('OpenTelemetry traces', () => {
     workers.push(w);
     await w.start();
     const consumerSpans = () =>
-      spans().filter((s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.destination.name'] === topic);
+      spans().filter(
+        (s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.destination.name'] === topic,
+      );
     await waitUntil(() => consumerSpans().length === 2, { what: 'the dead job and the poison record spans' });
     const dead = consumerSpans().find((s) => s.attributes['messaging.message.id'] === jobId)!;
     const poison = consumerSpans().find((s) => s.attributes['messaging.kafka.message.key'] === 'poison')!;
@@ -261,9 +269,63 @@ describe('OpenTelemetry traces', () => {
     await w.start();
     await waitUntil(() => seen.length === 1, { what: 'the job' });
     expect(seen).toEqual([{ recording: false, active: false }]);
-    expect(spans().filter((s) => String(s.attributes['messaging.destination.name']).startsWith(topic))).toEqual(
-      [],
-    );
+    expect(
+      spans().filter((s) => String(s.attributes['messaging.destination.name']).startsWith(topic)),
+    ).toEqual([]);
+  });
+
+  it('with @opentelemetry/instrumentation-kafkajs patching kafkajs, the job chain holds and its spans nest under it', async () => {
+    const instrumentation = new KafkaJsInstrumentation({ enabled: false });
+    instrumentation.setTracerProvider(trace.getTracerProvider());
+    const [definition] = instrumentation.getModuleDefinitions();
+    // What the instrumentation's module hook does when kafkajs loads (the class is shared, so the
+    // clients Strand creates from here on are patched).
+    definition!.patch!(kafkajs, '2.2.4');
+    try {
+      const { topic, cleanup } = await jobTopic('trace-kjs', { partitions: 2, tierDelays: [300] });
+      cleanups.push(cleanup);
+      const producer = await producerFor(topic);
+      const parent = trace.getTracer('test').startSpan('checkout');
+      const { jobId } = await context.with(trace.setSpan(context.active(), parent), () =>
+        producer.enqueue(payment(4)),
+      );
+      parent.end();
+      const { traceId } = parent.spanContext();
+      const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+        retry: { inPlace: 0, tiers: [300], maxAttempts: 3 },
+        handler: async (job) => {
+          if (job.attempt === 1) throw new Error('flaky downstream');
+        },
+      });
+      workers.push(w);
+      await w.start();
+      const ours = () => inTrace(traceId).filter((s) => s.scope === 'strand');
+      await waitUntil(() => ours().filter((s) => s.kind === SpanKind.CONSUMER).length === 2, {
+        what: 'two attempt spans in the trace',
+      });
+      const send = ours().find((s) => s.kind === SpanKind.PRODUCER)!;
+      const [first, second] = ours()
+        .filter((s) => s.kind === SpanKind.CONSUMER)
+        .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
+      expect(send.parentSpanId).toBe(parent.spanContext().spanId);
+      expect(first!.parentSpanId).toBe(send.spanId);
+      expect(second!.parentSpanId).toBe(first!.spanId);
+      expect(second!.attributes['messaging.message.id']).toBe(jobId);
+      // kafkajs' own send spans: under the job's send span, and under the attempt that routed it.
+      const kafkajsSpans = inTrace(traceId).filter((s) => s.scope !== 'strand' && s.name !== 'checkout');
+      const kafkajsSend = kafkajsSpans.find((s) => s.name === `send ${topic}`);
+      const kafkajsTier = kafkajsSpans.find((s) => s.name === `send ${topic}.retry.1`);
+      expect(kafkajsSend?.parentSpanId).toBe(send.spanId);
+      expect(kafkajsTier?.parentSpanId).toBe(first!.spanId);
+      // Its consumer-side spans link to the context the record carried.
+      const linked = spans().filter(
+        (s) =>
+          s.scope !== 'strand' && s.links.some((l) => l.spanId === send.spanId || l.spanId === first!.spanId),
+      );
+      expect(linked.map((s) => s.name).sort()).toEqual([`process ${topic}`, `process ${topic}.retry.1`]);
+    } finally {
+      definition!.unpatch!(kafkajs, '2.2.4');
+    }
   });
 
   it('worker processes: each job is one trace from the enqueuing process through attempts in the workers', async () => {
@@ -296,7 +358,10 @@ describe('OpenTelemetry traces', () => {
       const attempts = remote
         .filter((s) => s.attributes['messaging.message.id'] === jobId)
         .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
-      expect(attempts.map((s) => s.attributes['strand.outcome']), jobId).toEqual(['retried', 'completed']);
+      expect(
+        attempts.map((s) => s.attributes['strand.outcome']),
+        jobId,
+      ).toEqual(['retried', 'completed']);
       expect(new Set([send.traceId, ...attempts.map((s) => s.traceId)]).size, jobId).toBe(1);
       expect(attempts[0]!.parentSpanId, jobId).toBe(send.spanId);
       expect(attempts[1]!.parentSpanId, jobId).toBe(attempts[0]!.spanId);

@@ -41,6 +41,8 @@ export interface SpanLine {
   events: string[];
   exceptionTypes: string[];
   links: { traceId: string; spanId: string }[];
+  /** The instrumentation that made it ('strand', '@opentelemetry/instrumentation-kafkajs', …). */
+  scope: string;
   pid: number;
 }
 
@@ -57,6 +59,7 @@ export function spanLine(span: ReadableSpan): SpanLine {
     events: span.events.map((e) => e.name),
     exceptionTypes: span.events.map((e) => String(e.attributes?.['exception.type'] ?? '')).filter(Boolean),
     links: span.links.map((l) => ({ traceId: l.context.traceId, spanId: l.context.spanId })),
+    scope: span.instrumentationScope.name,
     pid: process.pid,
   };
 }

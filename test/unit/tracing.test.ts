@@ -38,7 +38,9 @@ describe('tracing', () => {
       traceparent: `00-${traceId}-${spanId}-01`,
     });
     // And it reads back (Buffers, as kafkajs hands headers over).
-    const back = trace.getSpanContext(recordContext({ traceparent: Buffer.from(String(headers.traceparent)) }));
+    const back = trace.getSpanContext(
+      recordContext({ traceparent: Buffer.from(String(headers.traceparent)) }),
+    );
     expect(back).toMatchObject({ traceId, spanId, isRemote: true });
   });
 
@@ -46,8 +48,8 @@ describe('tracing', () => {
     const headers: Record<string, unknown> = {};
     injectContext(context.active(), headers);
     expect(headers).toEqual({});
-    expect(trace.getSpanContext(recordContext({ traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` }))).toBe(
-      undefined,
-    );
+    expect(
+      trace.getSpanContext(recordContext({ traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` })),
+    ).toBe(undefined);
   });
 });
