@@ -128,7 +128,12 @@ export class TracedSpan {
   fail(error: unknown): void {
     if (this.ended) return;
     const err = error instanceof Error ? error : new Error(String(error));
-    this.span.recordException(err);
+    // exception.type is the class (as in `strand-error-class`), not a code a StrandError carries.
+    this.span.recordException({
+      name: err.name,
+      message: err.message,
+      ...(err.stack ? { stack: err.stack } : {}),
+    });
     this.span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
   }
 
