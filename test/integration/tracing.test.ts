@@ -97,17 +97,35 @@ function expectConsumerAttributes(span: SpanLine, want: Record<string, unknown>)
   expect(typeof span.attributes['messaging.kafka.destination.partition']).toBe('number');
 }
 
+/** A job topic with one 300 ms tier, and job `i` enqueued inside a parent span `checkout`. */
+async function jobInParentSpan(prefix: string, i: number) {
+  const { topic, cleanup } = await jobTopic(prefix, { partitions: 2, tierDelays: [300] });
+  cleanups.push(cleanup);
+  const producer = await producerFor(topic);
+  const parent = trace.getTracer('test').startSpan('checkout');
+  const { jobId } = await context.with(trace.setSpan(context.active(), parent), () =>
+    producer.enqueue(payment(i)),
+  );
+  parent.end();
+  return { topic, jobId, parent: parent.spanContext() };
+}
+
+/** Strand's send span and its two attempt spans in the trace, once both attempts ended. */
+async function attemptChain(traceId: string) {
+  const ours = () => inTrace(traceId).filter((s) => s.scope === 'strand');
+  await waitUntil(() => ours().filter((s) => s.kind === SpanKind.CONSUMER).length === 2, {
+    what: 'two attempt spans in the trace',
+  });
+  const [first, second] = ours()
+    .filter((s) => s.kind === SpanKind.CONSUMER)
+    .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
+  return { send: ours().find((s) => s.kind === SpanKind.PRODUCER)!, first: first!, second: second! };
+}
+
 describe('OpenTelemetry traces', () => {
   it('enqueue in a parent span, a failed attempt and a retry through a tier: one trace, handler sees its span', async () => {
-    const { topic, cleanup } = await jobTopic('trace-tier', { partitions: 2, tierDelays: [300] });
-    cleanups.push(cleanup);
-    const producer = await producerFor(topic);
-    const parent = trace.getTracer('test').startSpan('checkout');
-    const { jobId } = await context.with(trace.setSpan(context.active(), parent), () =>
-      producer.enqueue(payment(1)),
-    );
-    parent.end();
-    const { traceId } = parent.spanContext();
+    const { topic, jobId, parent } = await jobInParentSpan('trace-tier', 1);
+    const { traceId } = parent;
 
     const seen: {
       attempt: number;
@@ -134,19 +152,12 @@ describe('OpenTelemetry traces', () => {
     });
     workers.push(w);
     await w.start();
-    await waitUntil(() => inTrace(traceId).filter((s) => s.kind === SpanKind.CONSUMER).length === 2, {
-      what: 'two attempt spans in the trace',
-    });
-
+    const { send, first, second } = await attemptChain(traceId);
     const all = inTrace(traceId);
-    const send = all.find((s) => s.kind === SpanKind.PRODUCER)!;
-    const [first, second] = all
-      .filter((s) => s.kind === SpanKind.CONSUMER)
-      .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
     expect(all.map((s) => s.name).sort()).toEqual(
       ['checkout', `process ${topic}`, `process ${topic}.retry.1`, `send ${topic}`].sort(),
     );
-    expect(send.parentSpanId).toBe(parent.spanContext().spanId);
+    expect(send.parentSpanId).toBe(parent.spanId);
     expect(send.attributes).toMatchObject({
       'messaging.system': 'kafka',
       'messaging.destination.name': topic,
@@ -154,8 +165,8 @@ describe('OpenTelemetry traces', () => {
       'messaging.message.id': jobId,
       'messaging.kafka.message.key': 'acct-1',
     });
-    expect(first!.parentSpanId).toBe(send.spanId);
-    expectConsumerAttributes(first!, {
+    expect(first.parentSpanId).toBe(send.spanId);
+    expectConsumerAttributes(first, {
       'messaging.destination.name': topic,
       'messaging.kafka.message.key': 'acct-1',
       'messaging.message.id': jobId,
@@ -164,27 +175,27 @@ describe('OpenTelemetry traces', () => {
       'strand.tier': 0,
       'strand.outcome': 'retried',
     });
-    expect(first!.status).toBe(SpanStatusCode.ERROR);
-    expect(first!.events).toContain('exception');
+    expect(first.status).toBe(SpanStatusCode.ERROR);
+    expect(first.events).toContain('exception');
     // The tier record carried the first attempt's context.
-    expect(second!.parentSpanId).toBe(first!.spanId);
-    expectConsumerAttributes(second!, {
+    expect(second.parentSpanId).toBe(first.spanId);
+    expectConsumerAttributes(second, {
       'messaging.destination.name': `${topic}.retry.1`,
       'messaging.message.id': jobId,
       'strand.attempt': 2,
       'strand.tier': 1,
       'strand.outcome': 'completed',
     });
-    expect(second!.status).toBe(SpanStatusCode.UNSET);
+    expect(second.status).toBe(SpanStatusCode.UNSET);
 
     expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
-    expect(seen.map((s) => s.active)).toEqual([first!.spanId, second!.spanId]);
-    expect(seen.map((s) => s.ctxSpan)).toEqual([first!.spanId, second!.spanId]);
+    expect(seen.map((s) => s.active)).toEqual([first.spanId, second.spanId]);
+    expect(seen.map((s) => s.ctxSpan)).toEqual([first.spanId, second.spanId]);
     expect(seen.every((s) => s.trace === traceId)).toBe(true);
     const handlerLines = lines.filter((l) => l.marker === 'in-handler');
     expect(handlerLines.map((l) => [l.trace_id, l.span_id])).toEqual([
-      [traceId, first!.spanId],
-      [traceId, second!.spanId],
+      [traceId, first.spanId],
+      [traceId, second.spanId],
     ]);
   });
 
@@ -282,15 +293,7 @@ describe('OpenTelemetry traces', () => {
     // clients Strand creates from here on are patched).
     definition!.patch!(kafkajs, '2.2.4');
     try {
-      const { topic, cleanup } = await jobTopic('trace-kjs', { partitions: 2, tierDelays: [300] });
-      cleanups.push(cleanup);
-      const producer = await producerFor(topic);
-      const parent = trace.getTracer('test').startSpan('checkout');
-      const { jobId } = await context.with(trace.setSpan(context.active(), parent), () =>
-        producer.enqueue(payment(4)),
-      );
-      parent.end();
-      const { traceId } = parent.spanContext();
+      const { topic, jobId, parent } = await jobInParentSpan('trace-kjs', 4);
       const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
         retry: { inPlace: 0, tiers: [300], maxAttempts: 3 },
         handler: async (job) => {
@@ -299,28 +302,23 @@ describe('OpenTelemetry traces', () => {
       });
       workers.push(w);
       await w.start();
-      const ours = () => inTrace(traceId).filter((s) => s.scope === 'strand');
-      await waitUntil(() => ours().filter((s) => s.kind === SpanKind.CONSUMER).length === 2, {
-        what: 'two attempt spans in the trace',
-      });
-      const send = ours().find((s) => s.kind === SpanKind.PRODUCER)!;
-      const [first, second] = ours()
-        .filter((s) => s.kind === SpanKind.CONSUMER)
-        .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
-      expect(send.parentSpanId).toBe(parent.spanContext().spanId);
-      expect(first!.parentSpanId).toBe(send.spanId);
-      expect(second!.parentSpanId).toBe(first!.spanId);
-      expect(second!.attributes['messaging.message.id']).toBe(jobId);
+      const { send, first, second } = await attemptChain(parent.traceId);
+      expect(send.parentSpanId).toBe(parent.spanId);
+      expect(first.parentSpanId).toBe(send.spanId);
+      expect(second.parentSpanId).toBe(first.spanId);
+      expect(second.attributes['messaging.message.id']).toBe(jobId);
       // kafkajs' own send spans: under the job's send span, and under the attempt that routed it.
-      const kafkajsSpans = inTrace(traceId).filter((s) => s.scope !== 'strand' && s.name !== 'checkout');
+      const kafkajsSpans = inTrace(parent.traceId).filter(
+        (s) => s.scope !== 'strand' && s.name !== 'checkout',
+      );
       const kafkajsSend = kafkajsSpans.find((s) => s.name === `send ${topic}`);
       const kafkajsTier = kafkajsSpans.find((s) => s.name === `send ${topic}.retry.1`);
       expect(kafkajsSend?.parentSpanId).toBe(send.spanId);
-      expect(kafkajsTier?.parentSpanId).toBe(first!.spanId);
+      expect(kafkajsTier?.parentSpanId).toBe(first.spanId);
       // Its consumer-side spans link to the context the record carried.
       const linked = spans().filter(
         (s) =>
-          s.scope !== 'strand' && s.links.some((l) => l.spanId === send.spanId || l.spanId === first!.spanId),
+          s.scope !== 'strand' && s.links.some((l) => l.spanId === send.spanId || l.spanId === first.spanId),
       );
       expect(linked.map((s) => s.name).sort()).toEqual([`process ${topic}`, `process ${topic}.retry.1`]);
     } finally {
