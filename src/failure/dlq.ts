@@ -253,6 +253,7 @@ export function replayRecords(
     const headers = replayHeaders(m);
     if (tracer) {
       const deadSpan = trace.getSpanContext(recordContext(m.headers));
+      const jobId = headerString(m.headers, HEADERS.jobId);
       const span = startSpan(tracer, `send ${topic}`, {
         kind: SpanKind.PRODUCER,
         parent: ROOT_CONTEXT,
@@ -261,7 +262,7 @@ export function replayRecords(
           [ATTR.system]: 'kafka',
           [ATTR.destination]: topic,
           ...(m.key ? { [ATTR.key]: m.key.toString('utf8') } : {}),
-          [ATTR.messageId]: headerString(m.headers, HEADERS.jobId) ?? '',
+          ...(jobId !== undefined ? { [ATTR.messageId]: jobId } : {}),
           [ATTR.operationType]: 'send',
           [ATTR.operationName]: 'send',
           [ATTR.replayCount]: Number(headerString(headers, HEADERS.replayCount)),
