@@ -6,14 +6,15 @@ import { KafkaJsInstrumentation } from '@opentelemetry/instrumentation-kafkajs';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import kafkajs from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { paymentProducer } from '../../chaos/payments.js';
 import { replayDeadJobs } from '../../src/failure/dlq.js';
 import { NonRetriableError } from '../../src/failure/errors.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { JobProducer } from '../../src/producer/job-producer.js';
+import type { JobProducer } from '../../src/producer/job-producer.js';
 import type { Worker } from '../../src/worker/worker.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
-import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
+import { enqueuePayments, type Payment } from '../support/jobs.js';
 import { kcatConsume, kcatProduce } from '../support/kcat.js';
 import { readSpanFile, registerTracing, type SpanLine, spanLine } from '../support/otel.js';
 import { WorkerFleet } from '../support/processes.js';
@@ -49,15 +50,7 @@ const payment = (i: number, memo: string | null = null): { key: string; data: Pa
 });
 
 async function producerFor(topic: string, opts: { tracing?: boolean } = {}): Promise<JobProducer<Payment>> {
-  const producer = new JobProducer<Payment>({
-    brokers: stack().brokers,
-    registry: { url: stack().registryUrl },
-    topic,
-    schema: paymentSchema,
-    logger: createLogger({ level: 'silent' }),
-    ...opts,
-  });
-  await producer.connect();
+  const producer = await paymentProducer(stack(), topic, undefined, opts);
   cleanups.push(() => producer.disconnect());
   return producer;
 }
