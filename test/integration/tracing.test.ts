@@ -257,6 +257,48 @@ describe('OpenTelemetry traces', () => {
     expect(rerun.attributes).toMatchObject({ 'strand.outcome': 'completed', 'messaging.message.id': jobId });
   });
 
+  it('an in-place retry is a sibling span under the same parent; a duplicate job id gets a duplicate span', async () => {
+    const { topic, jobId, parent } = await jobInParentSpan('trace-inplace', 5);
+    const producer = await producerFor(topic);
+    const again = await producer.enqueue({ ...payment(5), jobId });
+    const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+      retry: { inPlace: 1, inPlaceBackoff: { baseMs: 10, maxMs: 10, jitter: 0 }, tiers: [300] },
+      idempotency: { store: 'memory' },
+      handler: async (job) => {
+        if (job.attempt === 1) throw new Error('flaky downstream');
+      },
+    });
+    workers.push(w);
+    await w.start();
+    const { send, first, second } = await attemptChain(parent.traceId);
+    expect(send.parentSpanId).toBe(parent.spanId);
+    expect([first.parentSpanId, second.parentSpanId]).toEqual([send.spanId, send.spanId]);
+    expect(first.attributes).toMatchObject({
+      'strand.attempt': 1,
+      'strand.tier': 0,
+      'strand.outcome': 'retried',
+    });
+    expect(first.status).toBe(SpanStatusCode.ERROR);
+    expect(second.attributes).toMatchObject({
+      'strand.attempt': 2,
+      'strand.tier': 0,
+      'strand.outcome': 'completed',
+    });
+    const duplicate = await waitUntil(() =>
+      spans().find(
+        (s) =>
+          s.kind === SpanKind.CONSUMER &&
+          s.attributes['messaging.kafka.message.offset'] === Number(again.offset) &&
+          s.attributes['messaging.destination.name'] === topic,
+      ),
+    );
+    expect(duplicate.attributes).toMatchObject({
+      'strand.outcome': 'duplicate',
+      'messaging.message.id': jobId,
+    });
+    expect(duplicate.status).toBe(SpanStatusCode.UNSET);
+  });
+
   it('tracing: false on producer and worker: no spans, the handler sees no active span', async () => {
     const { topic, cleanup } = await jobTopic('trace-off', { partitions: 1 });
     cleanups.push(cleanup);
