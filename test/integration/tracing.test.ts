@@ -12,6 +12,7 @@ import { NonRetriableError } from '../../src/failure/errors.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { JobProducer } from '../../src/producer/job-producer.js';
+import type { WorkerOptions } from '../../src/worker/options.js';
 import type { Worker } from '../../src/worker/worker.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment } from '../support/jobs.js';
@@ -113,6 +114,19 @@ async function attemptChain(traceId: string) {
     .filter((s) => s.kind === SpanKind.CONSUMER)
     .sort((a, b) => Number(a.attributes['strand.attempt']) - Number(b.attributes['strand.attempt']));
   return { send: ours().find((s) => s.kind === SpanKind.PRODUCER)!, first: first!, second: second! };
+}
+
+/** Starts a worker whose handler fails each job's first attempt; returns the trace's attempt chain. */
+async function failOnce(topic: string, traceId: string, opts: Partial<WorkerOptions<Payment>>) {
+  const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+    ...opts,
+    handler: async (job) => {
+      if (job.attempt === 1) throw new Error('flaky downstream');
+    },
+  });
+  workers.push(w);
+  await w.start();
+  return attemptChain(traceId);
 }
 
 describe('OpenTelemetry traces', () => {
@@ -261,16 +275,10 @@ describe('OpenTelemetry traces', () => {
     const { topic, jobId, parent } = await jobInParentSpan('trace-inplace', 5);
     const producer = await producerFor(topic);
     const again = await producer.enqueue({ ...payment(5), jobId });
-    const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+    const { send, first, second } = await failOnce(topic, parent.traceId, {
       retry: { inPlace: 1, inPlaceBackoff: { baseMs: 10, maxMs: 10, jitter: 0 }, tiers: [300] },
       idempotency: { store: 'memory' },
-      handler: async (job) => {
-        if (job.attempt === 1) throw new Error('flaky downstream');
-      },
     });
-    workers.push(w);
-    await w.start();
-    const { send, first, second } = await attemptChain(parent.traceId);
     expect(send.parentSpanId).toBe(parent.spanId);
     expect([first.parentSpanId, second.parentSpanId]).toEqual([send.spanId, send.spanId]);
     expect(first.attributes).toMatchObject({
@@ -329,15 +337,9 @@ describe('OpenTelemetry traces', () => {
     definition!.patch!(kafkajs, '2.2.4');
     try {
       const { topic, jobId, parent } = await jobInParentSpan('trace-kjs', 4);
-      const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
+      const { send, first, second } = await failOnce(topic, parent.traceId, {
         retry: { inPlace: 0, tiers: [300], maxAttempts: 3 },
-        handler: async (job) => {
-          if (job.attempt === 1) throw new Error('flaky downstream');
-        },
       });
-      workers.push(w);
-      await w.start();
-      const { send, first, second } = await attemptChain(parent.traceId);
       expect(send.parentSpanId).toBe(parent.spanId);
       expect(first.parentSpanId).toBe(send.spanId);
       expect(second.parentSpanId).toBe(first.spanId);
