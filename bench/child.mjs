@@ -151,6 +151,8 @@ function strandHandler(kind, count) {
 }
 
 async function strand() {
+  // `otel`: an OpenTelemetry SDK registered before the worker exists (bench/tracing.ts).
+  const sdk = p.otel ? (await import('./otel-sdk.mjs')).registerNoopSdk() : undefined;
   const h = strandHandler(p.handler ?? 'noop', p.count);
   const options = {
     brokers: p.brokers,
@@ -178,6 +180,7 @@ async function strand() {
     jobsPerSecond: p.count / seconds,
     maxRssMiB: maxRssMiB(),
     ...h.extra(),
+    ...(sdk ? { spansExported: await sdk.exported() } : {}),
   });
   await Promise.race([worker.stop(), sleep(30_000)]);
 }

@@ -46,7 +46,7 @@ export function strandRun(
   count: number,
   handler: 'noop' | 'sleep5' | 'latency' | 'retry-due' | 'fail-10pct' | 'delayed',
   options: Record<string, unknown>,
-  extra: { nodeArgs?: string[]; onReady?: () => void; timeoutMs?: number } = {},
+  extra: { nodeArgs?: string[]; onReady?: () => void; timeoutMs?: number; otel?: boolean } = {},
 ): Promise<ChildResult> {
   return child(
     'strand',
@@ -58,6 +58,7 @@ export function strandRun(
       handler,
       options,
       ...(extra.timeoutMs ? { timeoutMs: extra.timeoutMs } : {}),
+      ...(extra.otel ? { otel: true } : {}),
     },
     extra,
   );

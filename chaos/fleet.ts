@@ -25,11 +25,13 @@ export class ChaosFleet {
     private readonly settings: Record<string, unknown>,
     /** Keep worker logs at this level in `<dir>/worker-<pid>.log` (default: CHAOS_LOG_LEVEL, else none). */
     private readonly logLevel = process.env.CHAOS_LOG_LEVEL,
+    /** The worker module the processes run. */
+    private readonly module = 'test/support/ledger-worker.ts',
   ) {}
 
   start(): ChildProcess {
     if (this.logLevel) console.error(`worker logs in ${this.dir}`);
-    const child = spawn(process.execPath, ['dist/cli/main.js', 'worker', 'test/support/ledger-worker.ts'], {
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'worker', this.module], {
       env: {
         ...process.env,
         STRAND_BROKERS: this.conn.brokers.join(','),

@@ -1,7 +1,7 @@
 import { loadAvroSchemaFile } from '../src/codec/index.js';
 import type { Logger } from '../src/observability/logger.js';
 import { createLogger } from '../src/observability/logger.js';
-import { JobProducer } from '../src/producer/job-producer.js';
+import { JobProducer, type JobProducerOptions } from '../src/producer/job-producer.js';
 
 export const paymentSchema = loadAvroSchemaFile('schemas/payment.avsc');
 
@@ -47,6 +47,7 @@ export async function paymentProducer(
   conn: { brokers: string[]; registryUrl: string },
   topic: string,
   logger: Logger = createLogger({ level: 'silent' }),
+  options: Pick<JobProducerOptions, 'tracing'> = {},
 ): Promise<JobProducer<Payment>> {
   const p = new JobProducer<Payment>({
     brokers: conn.brokers,
@@ -54,6 +55,7 @@ export async function paymentProducer(
     topic,
     schema: paymentSchema,
     logger,
+    ...options,
   });
   await p.connect();
   return p;

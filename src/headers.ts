@@ -22,6 +22,7 @@ export const HEADERS = {
   replayCount: 'strand-replay-count',
   decodeReason: 'strand-decode-reason',
   traceparent: 'traceparent',
+  tracestate: 'tracestate',
 } as const;
 
 /** Reads a header as a string (kafkajs gives Buffers, arrays or undefined). */

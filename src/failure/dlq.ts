@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { SpanKind, trace } from '@opentelemetry/api';
 import { ConfigError } from '../config/errors.js';
 import { StrandError } from '../errors.js';
 import { HEADERS, headerString } from '../headers.js';
@@ -21,6 +22,14 @@ import {
   replayGroupName,
   wasReplayed,
 } from '../lag/replayed.js';
+import {
+  ATTR,
+  activeTracer,
+  ROOT_CONTEXT,
+  recordContext,
+  startSpan,
+  type TracedSpan,
+} from '../observability/tracing.js';
 import { RateLimiter } from '../timing/limiter.js';
 import { topicNames } from '../topology/topics.js';
 
@@ -292,6 +301,58 @@ export function replayHeaders(m: KafkaMessage): IHeaders {
   return out;
 }
 
+/**
+ * The records a replay sends for dead jobs of one DLQ partition. With an OpenTelemetry SDK
+ * registered, each replayed job starts a new trace: a root PRODUCER span (`send <topic>`) linked to
+ * the dead job's context, whose context the replayed record carries. `settle` ends the spans once
+ * the replay's transaction committed (or failed with `error`).
+ */
+export function replayRecords(
+  topic: string,
+  from: { dlq: string; partition: number },
+  messages: readonly KafkaMessage[],
+): {
+  records: { key: Buffer | null; value: Buffer | null; headers: IHeaders }[];
+  settle(error?: unknown): void;
+} {
+  const tracer = activeTracer();
+  const spans: TracedSpan[] = [];
+  const records = messages.map((m) => {
+    const headers = replayHeaders(m);
+    if (tracer) {
+      const deadSpan = trace.getSpanContext(recordContext(m.headers));
+      const jobId = headerString(m.headers, HEADERS.jobId);
+      const span = startSpan(tracer, `send ${topic}`, {
+        kind: SpanKind.PRODUCER,
+        parent: ROOT_CONTEXT,
+        ...(deadSpan ? { links: [{ context: deadSpan }] } : {}),
+        attributes: {
+          [ATTR.system]: 'kafka',
+          [ATTR.destination]: topic,
+          ...(m.key ? { [ATTR.key]: m.key.toString('utf8') } : {}),
+          ...(jobId !== undefined ? { [ATTR.messageId]: jobId } : {}),
+          [ATTR.operationType]: 'send',
+          [ATTR.operationName]: 'send',
+          [ATTR.replayCount]: Number(headerString(headers, HEADERS.replayCount)),
+          [ATTR.replayedFrom]: `${from.dlq}:${from.partition}:${m.offset}`,
+        },
+      });
+      span.inject(headers);
+      spans.push(span);
+    }
+    return { key: m.key, value: m.value, headers };
+  });
+  return {
+    records,
+    settle: (error) => {
+      for (const span of spans) {
+        if (error !== undefined) span.fail(error);
+        span.end();
+      }
+    },
+  };
+}
+
 /** The replay group: one per job topic and filter, so each filter resumes where it stopped. */
 export function replayGroup(topic: string, f: ReplayFilter): string {
   return replayGroupName(topic, f);
@@ -385,20 +446,11 @@ export async function replayDeadJobs(
         for (let i = 0; i < toSend.length && limiter; i++) {
           while (!limiter.tryTake()) await new Promise((r) => setTimeout(r, limiter.msUntilNext()));
         }
+        const replay = replayRecords(topic, { dlq, partition }, toSend);
         const tx = await producer.transaction();
         try {
-          if (toSend.length > 0) {
-            await sendAcknowledged(
-              tx,
-              [
-                {
-                  topic,
-                  messages: toSend.map((m) => ({ key: m.key, value: m.value, headers: replayHeaders(m) })),
-                },
-              ],
-              counts ? { counts } : {},
-            );
-          }
+          if (toSend.length > 0)
+            await sendAcknowledged(tx, [{ topic, messages: replay.records }], counts ? { counts } : {});
           const set = pruneReplayed(
             addReplayed(
               replayed.get(partition) ?? { runs: [] },
@@ -410,8 +462,10 @@ export async function replayDeadJobs(
           const partitions = [{ partition, offset: String(lastOffset + 1), metadata }];
           await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
           await tx.commit();
+          replay.settle();
           replayed.set(partition, decodeReplayed(metadata) ?? set);
         } catch (error) {
+          replay.settle(error);
           await tx.abort().catch(() => undefined);
           throw error;
         }

@@ -11,7 +11,7 @@ import {
   wasReplayed,
 } from '../lag/replayed.js';
 import { topicNames } from '../topology/topics.js';
-import { replayHeaders } from './dlq.js';
+import { replayRecords } from './dlq.js';
 
 export { wasReplayed } from '../lag/replayed.js';
 
@@ -68,14 +68,12 @@ export async function replayDeadJob(
       addReplayed(decodeReplayed(mine?.metadata) ?? { runs: [] }, [at.offset]),
       Number.isFinite(low) ? low : 0,
     );
-    const m = record.message;
+    const replay = replayRecords(topic, { dlq, partition: at.partition }, [record.message]);
     const tx = await producer.transaction();
     try {
-      const [placed] = await sendAcknowledged(
-        tx,
-        [{ topic, messages: [{ key: m.key, value: m.value, headers: replayHeaders(m) }] }],
-        { counts: partitionCounts(admin) },
-      );
+      const [placed] = await sendAcknowledged(tx, [{ topic, messages: replay.records }], {
+        counts: partitionCounts(admin),
+      });
       // The metadata rides along as in `replayDeadJobs` (kafkajs' type omits it, the protocol has it).
       const partitions = [
         {
@@ -86,8 +84,10 @@ export async function replayDeadJob(
       ];
       await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
       await tx.commit();
+      replay.settle();
       return { status: 'sent', partition: placed?.partition ?? -1, offset: placed?.offset ?? '' };
     } catch (error) {
+      replay.settle(error);
       await tx.abort().catch(() => undefined);
       throw error;
     }

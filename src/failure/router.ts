@@ -1,5 +1,6 @@
 import { DecodeError } from '../codec/errors.js';
 import { HEADERS } from '../headers.js';
+import { type Context, ROOT_CONTEXT, type TracedSpan, withContext } from '../observability/tracing.js';
 import type { OutgoingRecord, ProducePort, RecordHeaders } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import type { TopicNames } from '../topology/topics.js';
@@ -54,12 +55,14 @@ export function mergeHeaders(
 
 /**
  * Sends records with acks=all, batching those sent within 2 ms (or 500 of them) into one produce
- * request. Each promise resolves only once the broker acknowledged its record.
+ * request. Each promise resolves only once the broker acknowledged its record. A traced record
+ * carries the context of the attempt that sent it.
  */
 export class BatchedSender {
   private pending: {
     topic: string;
     message: OutgoingRecord;
+    context: Context | undefined;
     resolve: () => void;
     reject: (e: unknown) => void;
   }[] = [];
@@ -70,9 +73,10 @@ export class BatchedSender {
     private readonly clock: Clock,
   ) {}
 
-  send(topic: string, message: OutgoingRecord): Promise<void> {
+  send(topic: string, message: OutgoingRecord, span?: TracedSpan): Promise<void> {
+    span?.inject(message.headers);
     return new Promise((resolve, reject) => {
-      this.pending.push({ topic, message, resolve, reject });
+      this.pending.push({ topic, message, context: span?.context, resolve, reject });
       if (this.pending.length >= 500) this.flush();
       else this.flushTimer ??= this.clock.setTimeout(() => this.flush(), 2, { unref: true });
     });
@@ -90,7 +94,12 @@ export class BatchedSender {
       if (list) list.push(b.message);
       else byTopic.set(b.topic, [b.message]);
     }
-    this.producer.send([...byTopic].map(([topic, messages]) => ({ topic, messages }))).then(
+    // Client instrumentation (instrumentation-kafkajs) parents its send spans on the active context:
+    // the routing attempt's when the request carries one record, none when it carries several jobs.
+    const only = batch.length === 1 ? batch[0]!.context : undefined;
+    withContext(only ?? ROOT_CONTEXT, () =>
+      this.producer.send([...byTopic].map(([topic, messages]) => ({ topic, messages }))),
+    ).then(
       () => {
         for (const b of batch) b.resolve();
       },
@@ -118,14 +127,15 @@ export class OutcomeRouter {
     this.sender = new BatchedSender(producer, clock);
   }
 
-  private send(topic: string, message: OutgoingRecord): Promise<void> {
-    return this.sender.send(topic, message);
+  private send(topic: string, message: OutgoingRecord, span: TracedSpan | undefined): Promise<void> {
+    return this.sender.send(topic, message, span);
   }
 
   async toTier(
     item: RoutedRecord,
     error: unknown,
     opts: { tier: number; nextAttempt: number; delayMs: number; retryLater: boolean },
+    span?: TracedSpan,
   ): Promise<Route> {
     const topic = this.topics.tiers[opts.tier - 1];
     if (!topic) throw new Error(`no retry tier ${opts.tier}`);
@@ -136,22 +146,28 @@ export class OutcomeRouter {
       [HEADERS.dueAt]: String(dueAt),
     };
     if (opts.retryLater) ours[HEADERS.retryLater] = String(Number(item.headers[HEADERS.retryLater] ?? 0) + 1);
-    await this.send(topic, {
-      key: item.key,
-      value: item.value,
-      headers: mergeHeaders(item.rawHeaders, ours),
-    });
+    await this.send(
+      topic,
+      { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) },
+      span,
+    );
     return { kind: 'tier', tier: opts.tier, topic, dueAt };
   }
 
-  async toDlq(item: RoutedRecord, error: unknown, attempt: number, reason: string): Promise<Route> {
+  async toDlq(
+    item: RoutedRecord,
+    error: unknown,
+    attempt: number,
+    reason: string,
+    span?: TracedSpan,
+  ): Promise<Route> {
     const headers = mergeHeaders(item.rawHeaders, {
       ...failureHeaders(item, error, this.group),
       [HEADERS.attempt]: String(attempt),
       [HEADERS.failedAt]: String(this.clock.now()),
       [HEADERS.deadReason]: reason,
     });
-    await this.send(this.topics.dlq, { key: item.key, value: item.value, headers });
+    await this.send(this.topics.dlq, { key: item.key, value: item.value, headers }, span);
     return { kind: 'dlq', topic: this.topics.dlq };
   }
 }

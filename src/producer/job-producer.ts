@@ -1,3 +1,4 @@
+import { SpanKind } from '@opentelemetry/api';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import {
@@ -31,6 +32,16 @@ import { createKeyPartitioner } from '../kafka/partitioner.js';
 import { sendAcknowledged } from '../kafka/send.js';
 import { topicRetentionMs } from '../kafka/topics.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
+import {
+  ATTR,
+  activeContext,
+  activeTracer,
+  recordContext,
+  startSpan,
+  type TracedSpan,
+  type Tracer,
+  withContext,
+} from '../observability/tracing.js';
 import { chooseBucket, type DelayBucket, delayLabel, findDelayBuckets } from '../topology/delays.js';
 
 /** Options of a {@link JobProducer}. */
@@ -53,6 +64,12 @@ export interface JobProducerOptions {
   compatibility?: Compatibility;
   /** pino logger. @defaultValue a logger at `STRAND_LOG_LEVEL` */
   logger?: Logger;
+  /**
+   * A PRODUCER span per job (`send <topic>`) whose context goes into the record's `traceparent` /
+   * `tracestate`, through the global tracer provider and propagator (a no-op until the application
+   * registers an OpenTelemetry SDK). `false` turns it off. @defaultValue true
+   */
+  tracing?: boolean;
 }
 
 /** One job to enqueue. */
@@ -63,7 +80,11 @@ export interface JobInput<T = Record<string, unknown>> {
   data: T;
   /** Idempotency key; a UUIDv7 is generated when absent. */
   jobId?: string;
-  /** W3C trace context, carried through every hop. */
+  /**
+   * W3C trace context to continue. Without tracing it is written as the `traceparent` header as
+   * given; with an SDK registered it is the parent of the job's send span (instead of the active
+   * span), whose context is written.
+   */
   traceparent?: string;
   /** Extra headers (strings). */
   headers?: Record<string, string>;
@@ -113,6 +134,7 @@ const optionsSchema = z
       ])
       .default('BACKWARD'),
     logger: z.custom<Logger>().optional(),
+    tracing: z.boolean().default(true),
   })
   .strict()
   .refine((o) => o.brokers !== undefined || o.kafka !== undefined, {
@@ -243,6 +265,7 @@ export class JobProducer<T = Record<string, unknown>> {
     const plan = dueAts.some((d) => d !== undefined) ? await this.delays() : undefined;
     const schemaId = await this.schemaId();
     const now = String(nowMs);
+    const tracer = this.opts.tracing ? activeTracer() : undefined;
     const planned = jobs.map((job, i) => {
       const jobId = job.jobId ?? uuidv7();
       const headers: Record<string, string> = {
@@ -250,7 +273,6 @@ export class JobProducer<T = Record<string, unknown>> {
         [HEADERS.jobId]: jobId,
         [HEADERS.enqueuedAt]: now,
       };
-      if (job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
       let topic = this.topic;
       let partitions = this.partitions;
       const dueAt = dueAts[i];
@@ -269,10 +291,13 @@ export class JobProducer<T = Record<string, unknown>> {
         headers[HEADERS.holdUntil] = String(nowMs + bucket.ms);
       }
       const partition = this.partitionFor(topic, job.key, partitions);
+      const span = tracer ? this.sendSpan(tracer, job, jobId, topic, partition, headers) : undefined;
+      if (!tracer && job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
       return {
         jobId,
         topic,
         dueAt,
+        span,
         message: {
           key: job.key,
           value: this.codec.encode(schemaId, this.type, job.data),
@@ -285,15 +310,32 @@ export class JobProducer<T = Record<string, unknown>> {
     const byTopic = new Map<string, typeof planned>();
     for (const p of planned) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
     const ordered = [...byTopic.values()].flat();
-    const placed = await sendAcknowledged(
-      this.producer,
-      [...byTopic].map(([topic, list]) => ({ topic, messages: list.map((p) => p.message) })),
-      {
-        onResend: (partitions) =>
-          this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
-      },
-    );
+    const send = () =>
+      sendAcknowledged(
+        this.producer,
+        [...byTopic].map(([topic, list]) => ({ topic, messages: list.map((p) => p.message) })),
+        {
+          onResend: (partitions) =>
+            this.logger.warn(
+              { partitions },
+              'partitions missing from the produce answer; sending them again',
+            ),
+        },
+      );
+    let placed: Awaited<ReturnType<typeof send>>;
+    try {
+      // One job: its span is active while kafkajs sends (client instrumentation nests under it).
+      const only = planned.length === 1 ? planned[0]!.span : undefined;
+      placed = await (only ? withContext(only.context, send) : send());
+    } catch (error) {
+      for (const { span } of planned) {
+        span?.fail(error);
+        span?.end();
+      }
+      throw error;
+    }
     const at = new Map(ordered.map((p, i) => [p, placed[i]!]));
+    for (const p of planned) p.span?.end(undefined, { [ATTR.offset]: Number(at.get(p)!.offset) });
     return planned.map((p) => {
       const where = at.get(p)!;
       const result: EnqueueResult = {
@@ -332,6 +374,35 @@ export class JobProducer<T = Record<string, unknown>> {
       if (this.delayPlan === plan) this.delayPlan = undefined;
     });
     return plan;
+  }
+
+  /** The job's PRODUCER span, its context written into the record's headers. */
+  private sendSpan(
+    tracer: Tracer,
+    job: JobInput<T>,
+    jobId: string,
+    topic: string,
+    partition: number,
+    headers: Record<string, string>,
+  ): TracedSpan {
+    // A delayed job's record goes to a delay bucket: the span names the job topic, the bucket too.
+    const span = startSpan(tracer, `send ${this.topic}`, {
+      kind: SpanKind.PRODUCER,
+      parent: job.traceparent ? recordContext({ [HEADERS.traceparent]: job.traceparent }) : activeContext(),
+      attributes: {
+        [ATTR.system]: 'kafka',
+        [ATTR.destination]: this.topic,
+        ...(topic !== this.topic ? { 'strand.delay_bucket': topic } : {}),
+        [ATTR.partition]: partition,
+        [ATTR.partitionId]: String(partition),
+        ...(job.key !== null ? { [ATTR.key]: job.key } : {}),
+        [ATTR.messageId]: jobId,
+        [ATTR.operationType]: 'send',
+        [ATTR.operationName]: 'send',
+      },
+    });
+    span.inject(headers);
+    return span;
   }
 
   async disconnect(): Promise<void> {

@@ -5,9 +5,11 @@ import { HEADERS, headerString } from '../headers.js';
 import type { HistogramSeries } from '../observability/fast-histogram.js';
 import type { Logger } from '../observability/logger.js';
 import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
+import { ATTR, NOOP_SPAN, type TracedSpan } from '../observability/tracing.js';
 import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
+import { AttemptTracer } from './attempt-trace.js';
 import type { WorkerEvents } from './core.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import { JobLog } from './job-log.js';
@@ -29,6 +31,7 @@ export class Executor {
   private readonly processing: HistogramSeries;
   private readonly endToEnd: HistogramSeries;
   private readonly labels: { topic: string; group: string };
+  private readonly tracer: AttemptTracer;
 
   constructor(
     private readonly deps: {
@@ -58,17 +61,19 @@ export class Executor {
     this.counts = metrics.outcomeCounts(this.labels);
     this.processing = metrics.processingLatency.labels(this.labels);
     this.endToEnd = metrics.endToEndLatency.labels(this.labels);
+    this.tracer = new AttemptTracer(options.tracing, options.groupId);
   }
 
   /** Runs a started job; never rejects; always ends with `settle`. */
   async execute(item: WorkItem, slot: JobSlot): Promise<void> {
-    const log = new JobLog(this.deps.logger, item);
+    const log = new JobLog(this.deps.logger, item, item.attempt, this.tracer.start(item, item.attempt));
     try {
       if (await this.process(item, slot, log)) this.deps.done(item);
     } catch (error) {
       if (!(error instanceof Abandoned))
         log.logger.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
     } finally {
+      log.end('abandoned');
       this.deps.settle(item);
     }
   }
@@ -132,9 +137,10 @@ export class Executor {
         `undecodable record: ${error.message}`,
       );
       this.failure('DecodeError');
-      await this.route(item, error, log, () =>
-        router.toDlq(item, error, item.attempt, `undecodable:${error.reason}`),
-      );
+      log.fail(error);
+      const reason = `undecodable:${error.reason}`;
+      await this.route(item, error, log, (span) => router.toDlq(item, error, item.attempt, reason, span));
+      log.end('dead_lettered', { [ATTR.deadReason]: reason });
       this.counts.dead_lettered++;
       emit('job:dead', item, error);
       return true;
@@ -164,6 +170,7 @@ export class Executor {
       if (lease === 'completed') {
         this.counts.duplicate++;
         log.logger.info('duplicate job id: handler skipped');
+        log.end('duplicate');
         emit('job:duplicate', job);
         return true;
       }
@@ -173,12 +180,7 @@ export class Executor {
       emit('job:started', job);
       const started = clock.now();
       const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
-      const error = await this.runHandler(
-        item,
-        job,
-        slot,
-        attempt === item.attempt ? log : log.forAttempt(attempt),
-      );
+      const error = await this.runHandler(item, job, slot, log);
       stopRenewal?.();
       const ms = clock.now() - started;
       this.processing.observe(ms / 1000);
@@ -187,10 +189,12 @@ export class Executor {
         // meanwhile (it lets the new owner skip the job); only a stop past its budget gives up.
         if (lease === 'acquired') await leases!.finish(item, job, log, this.waitWhileRunning);
         this.counts.completed++;
+        log.end('completed');
         if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
         emit('job:completed', job, { durationMs: ms });
         return true;
       }
+      log.fail(error);
       if (lease === 'acquired') await leases!.release(item, job);
       if (!state.running && state.stopSignal.aborted) {
         emit('job:failed', job, error, { next: 'abandoned', attempt });
@@ -215,8 +219,10 @@ export class Executor {
         emit('job:failed', job, error, { next: 'in-place', attempt });
         log.logger.info({ err: error, delayMs: decision.delayMs }, 'job failed; retrying in place');
         inPlaceUsed++;
+        log.end('retried');
         await this.wait(item)(decision.delayMs);
         attempt = decision.nextAttempt;
+        log.next(attempt, this.tracer.start(item, attempt));
         continue;
       }
       if (decision.action === 'dlq') {
@@ -225,14 +231,18 @@ export class Executor {
           'job failed; sending it to the dead-letter topic',
         );
         emit('job:failed', job, error, { next: 'dlq', attempt });
-        await this.route(item, error, log, () => router.toDlq(item, error, attempt, decision.reason));
+        await this.route(item, error, log, (span) =>
+          router.toDlq(item, error, attempt, decision.reason, span),
+        );
+        log.end('dead_lettered', { [ATTR.deadReason]: decision.reason });
         this.counts.dead_lettered++;
         emit('job:dead', item, error);
         return true;
       }
       emit('job:failed', job, error, { next: 'tier', attempt });
       log.logger.info({ err: error, tier: decision.tier }, 'job failed; sending it to a retry tier');
-      const route = await this.route(item, error, log, () => router.toTier(item, error, decision));
+      const route = await this.route(item, error, log, (span) => router.toTier(item, error, decision, span));
+      log.end('retried', { [ATTR.nextTier]: decision.tier });
       this.deps.metrics.retries.inc({ ...this.labels, tier: String(decision.tier) });
       this.counts.retried++;
       if (route.kind === 'tier') emit('job:retried', job, route);
@@ -253,11 +263,11 @@ export class Executor {
     item: WorkItem,
     error: unknown,
     log: JobLog,
-    send: () => Promise<Route>,
+    send: (span: TracedSpan | undefined) => Promise<Route>,
   ): Promise<Route> {
     // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
     if (!(await this.deps.confirm(item))) throw new Abandoned();
-    const route = await retryWithBackoff('produce', send, {
+    const route = await retryWithBackoff('produce', () => send(log.span), {
       onError: (sendError) =>
         log.logger.warn(
           { err: sendError, original: errorClassName(error) },
@@ -316,9 +326,13 @@ export class Executor {
       get logger() {
         return log.logger;
       },
+      get span() {
+        return log.span?.span ?? NOOP_SPAN;
+      },
     };
+    const { span } = log;
     try {
-      await options.handler(job as never, ctx);
+      await (span ? span.run(() => options.handler(job as never, ctx)) : options.handler(job as never, ctx));
       return undefined;
     } catch (error) {
       if (timeout && (error === timeout || (error as { name?: string } | null)?.name === 'AbortError'))

@@ -1,9 +1,12 @@
+import type { Attributes } from '@opentelemetry/api';
 import type { Logger } from '../observability/logger.js';
+import type { Outcome, TracedSpan } from '../observability/tracing.js';
 import type { WorkItem } from './work-item.js';
 
 /**
- * A job's logger, made on first use: most jobs never log, and a pino child per job (or a Proxy)
- * is a measurable cost at tens of thousands of jobs per second.
+ * A job's logger and the span of its current attempt. The logger is made on first use: most jobs
+ * never log, and a pino child per job (or a Proxy) is a measurable cost at tens of thousands of
+ * jobs per second. When the attempt is traced, its lines carry `trace_id` and `span_id`.
  */
 export class JobLog {
   private made: Logger | undefined;
@@ -11,24 +14,45 @@ export class JobLog {
   constructor(
     private readonly base: Logger,
     private readonly item: WorkItem,
-    private readonly attempt: number = item.attempt,
+    private attempt: number = item.attempt,
+    /** The current attempt's span; undefined when the job is not traced. */
+    public span: TracedSpan | undefined = undefined,
   ) {}
 
   get logger(): Logger {
-    const { item } = this;
-    this.made ??= this.base.child({
+    const { item, span } = this;
+    if (this.made) return this.made;
+    const bindings: Record<string, unknown> = {
       topic: item.topic,
       partition: item.partition,
       offset: item.offset,
       key: item.key,
       jobId: item.jobId,
       attempt: this.attempt,
-    });
+    };
+    if (span) {
+      const { traceId, spanId } = span.span.spanContext();
+      bindings.trace_id = traceId;
+      bindings.span_id = spanId;
+    }
+    this.made = this.base.child(bindings);
     return this.made;
   }
 
-  /** The logger of a later in-place attempt of the same job. */
-  forAttempt(attempt: number): JobLog {
-    return new JobLog(this.base, this.item, attempt);
+  /** A later in-place attempt of the same job: its number and span (the previous one has ended). */
+  next(attempt: number, span: TracedSpan | undefined): void {
+    this.attempt = attempt;
+    this.span = span;
+    this.made = undefined;
+  }
+
+  /** The attempt failed: the span records the error (status ERROR). */
+  fail(error: unknown): void {
+    this.span?.fail(error);
+  }
+
+  /** The attempt reached `outcome`: its span ends (once). */
+  end(outcome: Outcome, attributes?: Attributes): void {
+    this.span?.end(outcome, attributes);
   }
 }

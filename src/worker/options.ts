@@ -1,3 +1,4 @@
+import type { Span } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { RegistryOptions } from '../codec/registry.js';
 import {
@@ -34,8 +35,16 @@ export interface Job<T = Record<string, unknown>> {
 export interface JobContext {
   /** Aborts on job timeout and on shutdown past its budget. */
   readonly signal: AbortSignal;
-  /** A logger bound to the job (topic, partition, offset, key, job id, attempt). */
+  /**
+   * A logger bound to the job (topic, partition, offset, key, job id, attempt; `trace_id` and
+   * `span_id` when the attempt is traced).
+   */
   readonly logger: Logger;
+  /**
+   * The attempt's span (`process <topic>`), also the active span while the handler runs; a
+   * non-recording span when tracing is off or no OpenTelemetry SDK is registered.
+   */
+  readonly span: Span;
 }
 
 export type JobHandler<T = Record<string, unknown>> = (job: Job<T>, ctx: JobContext) => Promise<void> | void;
@@ -135,6 +144,11 @@ export interface WorkerOptions<T = Record<string, unknown>> {
   status?: boolean;
   /** Kafka consumer fetch tuning: partitions fetched concurrently. @defaultValue 3 */
   partitionsConsumedConcurrently?: number;
+  /**
+   * OpenTelemetry spans for every attempt (through the global tracer provider and propagator; a
+   * no-op until the application registers an SDK). `false` turns them off. @defaultValue true
+   */
+  tracing?: boolean;
   /** pino logger. */
   logger?: Logger;
 }
@@ -243,6 +257,7 @@ const workerOptionsObject = z
       .default({ targetLagPerReplica: 500, minReplicas: 1, maxReplicas: 50, scaleDownWindowMs: 300_000 }),
     status: z.boolean().default(true),
     partitionsConsumedConcurrently: positiveInt.max(64).default(3),
+    tracing: z.boolean().default(true),
     logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
   })
   .strict();

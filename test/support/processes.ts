@@ -5,8 +5,8 @@ export type { LedgerLine };
 
 /** Worker processes on the test stack; `killAll` in afterEach makes sure none outlives a test. */
 export class WorkerFleet extends ChaosFleet {
-  constructor(settings: Record<string, unknown>) {
-    super(stack(), settings);
+  constructor(settings: Record<string, unknown>, module?: string) {
+    super(stack(), settings, undefined, module);
   }
 
   completedIds(): Set<string> {
