@@ -44,6 +44,12 @@ afterAll(() => rmSync(project, { recursive: true, force: true }));
 function setUpProject(): void {
   mkdirSync(join(project, 'node_modules'));
   symlinkSync(repo, join(project, 'node_modules', 'strand'), 'dir');
+  // The OpenTelemetry packages docs/tracing.md registers an SDK with (dev dependencies here).
+  symlinkSync(
+    join(repo, 'node_modules', '@opentelemetry'),
+    join(project, 'node_modules', '@opentelemetry'),
+    'dir',
+  );
   writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', private: true }));
   const base = JSON.parse(readFileSync('tsconfig.json', 'utf8')) as {
     compilerOptions: Record<string, unknown>;

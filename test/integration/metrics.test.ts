@@ -33,6 +33,57 @@ function gauge(text: string, name: string, labels: Record<string, string>): numb
 }
 
 describe('metrics, health and lag', () => {
+  it('/readyz answers 503 while the worker waits for its group join, 200 once it holds an assignment', async () => {
+    const { topic, cleanup } = await jobTopic('ready', { partitions: 2 });
+    const groupId = uniqueName('ready-g');
+    await enqueuePayments(topic, 4, 4);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const options = {
+      brokers: stack().brokers,
+      registry: { url: stack().registryUrl },
+      topic,
+      groupId,
+      retry: { tiers: [] },
+      status: false,
+      logger: createLogger({ level: 'error' }),
+    };
+    let started = 0;
+    // A holds jobs that wait for the gate: a rebalance waits for A's drain, so B's join cannot end.
+    const a = new Worker<Payment>({ ...options, handler: async () => void (started++, await gate) });
+    await a.start();
+    await waitUntil(() => started > 0, { timeoutMs: 20_000, what: 'a held job' });
+    const b = new Worker<Payment>({
+      ...options,
+      metrics: { port: 0, host: '127.0.0.1' },
+      handler: async () => undefined,
+    });
+    const bStarting = b.start();
+    try {
+      const url = await waitUntil(() => b.metricsPort && `http://127.0.0.1:${b.metricsPort}`, {
+        intervalMs: 5,
+        what: "B's metrics server",
+      });
+      const probes: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        probes.push((await fetch(`${url}/readyz`)).status);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(probes).toEqual([503, 503, 503, 503, 503, 503]);
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      release();
+      await bStarting;
+      await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, {
+        timeoutMs: 30_000,
+        what: 'B ready after the join',
+      });
+    } finally {
+      release();
+      await Promise.all([a.stop(), b.stop()]);
+      await cleanup();
+    }
+  });
+
   it('readiness, health during a long job, queue_depth_pending = independent lag, outcome counters = our tally', async () => {
     const { topic, cleanup } = await jobTopic('metrics', { partitions: 3, tierDelays: [300] });
     const groupId = uniqueName('metrics-g');
@@ -95,8 +146,7 @@ describe('metrics, health and lag', () => {
       intervalMs: 2,
       what: 'metrics server',
     });
-    const firstReady = await fetch(`${url}/readyz`);
-    expect(firstReady.status).toBe(503);
+    // (Not ready before the join: the next test holds a join open and checks it deterministically.)
     await starting;
     await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, {
       timeoutMs: 30_000,
