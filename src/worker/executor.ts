@@ -9,10 +9,11 @@ import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import type { WorkerEvents } from './core.js';
+import { BatchCall } from './batch.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import { JobLog } from './job-log.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
-import type { Job, ResolvedWorkerOptions } from './options.js';
+import type { Job, JobContext, ResolvedWorkerOptions } from './options.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
@@ -29,6 +30,7 @@ export class Executor {
   private readonly processing: HistogramSeries;
   private readonly endToEnd: HistogramSeries;
   private readonly labels: { topic: string; group: string };
+  private batchSizes: HistogramSeries | undefined;
 
   constructor(
     private readonly deps: {
@@ -70,7 +72,22 @@ export class Executor {
         log.logger.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
     } finally {
       this.deps.settle(item);
+      slot.batch?.leave(item);
     }
+  }
+
+  /** Runs a started batch: each job on its own path, one batch handler call for them (batch.ts). */
+  executeBatch(items: readonly WorkItem[], slot: JobSlot): void {
+    const { options, state, metrics, logger } = this.deps;
+    slot.batch = new BatchCall(items, slot, {
+      handler: options.batchHandler!,
+      invoke: (item, s, log, call) => this.runHandler(item, s, log, call),
+      confirm: this.deps.confirm,
+      state,
+      sizes: (this.batchSizes ??= metrics.batchSize.labels(this.labels)),
+      logger,
+    });
+    for (const item of items) void this.execute(item, slot);
   }
 
   /** Waits while the worker runs and owns the item; throws `Abandoned` when it should not go on. */
@@ -173,12 +190,12 @@ export class Executor {
       emit('job:started', job);
       const started = clock.now();
       const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
-      const error = await this.runHandler(
-        item,
-        job,
-        slot,
-        attempt === item.attempt ? log : log.forAttempt(attempt),
-      );
+      // A batch's job waits for the batch's call and gets its own result (batch.ts).
+      const error = slot.batch
+        ? await slot.batch.submit(item, job)
+        : await this.runHandler(item, slot, attempt === item.attempt ? log : log.forAttempt(attempt), (ctx) =>
+            o.handler!(job as never, ctx),
+          );
       stopRenewal?.();
       const ms = clock.now() - started;
       this.processing.observe(ms / 1000);
@@ -279,7 +296,12 @@ export class Executor {
    * the abort is stuck: it gives its slot back (counted in `queue_stuck_jobs`), keeps its key and
    * its offset uncommitted, and its outcome counts whenever it settles.
    */
-  private async runHandler(item: WorkItem, job: Job<unknown>, slot: JobSlot, log: JobLog): Promise<unknown> {
+  private async runHandler(
+    item: WorkItem,
+    slot: JobSlot,
+    log: { readonly logger: Logger },
+    call: (ctx: JobContext) => unknown,
+  ): Promise<unknown> {
     const { options, clock } = this.deps;
     const timeoutMs = options.jobTimeoutMs;
     const attempt = new AttemptSignal();
@@ -318,7 +340,7 @@ export class Executor {
       },
     };
     try {
-      await options.handler(job as never, ctx);
+      await call(ctx);
       return undefined;
     } catch (error) {
       if (timeout && (error === timeout || (error as { name?: string } | null)?.name === 'AbortError'))

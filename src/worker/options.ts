@@ -40,6 +40,24 @@ export interface JobContext {
 
 export type JobHandler<T = Record<string, unknown>> = (job: Job<T>, ctx: JobContext) => Promise<void> | void;
 
+/** One job of a batch that failed, and why; it goes through the retry policy like a failed handler. */
+export interface BatchFailure<T = Record<string, unknown>> {
+  readonly job: Job<T>;
+  readonly error: unknown;
+}
+
+/**
+ * What a batch handler returns: nothing (every job completed) or the jobs that failed (the rest
+ * completed). Throwing fails every job of the batch with that error.
+ */
+export type BatchResult<T = Record<string, unknown>> = { readonly failed?: readonly BatchFailure<T>[] } | undefined;
+
+/** Many jobs per call (docs/options.md, "Batch handlers"); `ctx.signal` aborts at `jobTimeoutMs` of the batch. */
+export type BatchHandler<T = Record<string, unknown>> = (
+  jobs: readonly Job<T>[],
+  ctx: JobContext,
+) => Promise<BatchResult<T> | void> | BatchResult<T> | void;
+
 /** Options of a {@link Worker}. Durations accept milliseconds or strings like `"10s"`. */
 export interface WorkerOptions<T = Record<string, unknown>> {
   /** Bootstrap brokers; shorthand for `kafka.brokers`. */
@@ -52,8 +70,20 @@ export interface WorkerOptions<T = Record<string, unknown>> {
   topic: string;
   /** Consumer group id. */
   groupId: string;
-  /** The job handler. */
-  handler: JobHandler<T>;
+  /** The job handler (exactly one of `handler` and `batchHandler`). */
+  handler?: JobHandler<T>;
+  /**
+   * Many jobs per call, instead of `handler`: ordered and retried per job as with `handler`;
+   * `concurrency` then counts batches. Returns the jobs that failed, if any.
+   */
+  batchHandler?: BatchHandler<T>;
+  /** How batches for `batchHandler` are formed: at most `maxSize` jobs, closed `maxWaitMs` after the first. */
+  batch?: {
+    /** Most jobs per batch. @defaultValue 100 */
+    maxSize?: number;
+    /** How long a batch waits for more jobs after its first, when it is not full. @defaultValue 20 */
+    maxWaitMs?: number | string;
+  };
   /** Reader schema for decoding (schema evolution); default: each record's writer schema. */
   readerSchema?: object;
   /** Max jobs running at once in this worker. @defaultValue 16 */
@@ -141,6 +171,9 @@ export interface WorkerOptions<T = Record<string, unknown>> {
 
 const positiveInt = z.number().int().positive();
 
+/** Batches when `batchHandler` is given without `batch`. */
+export const defaultBatchOptions = { maxSize: 100, maxWaitMs: 20 } as const;
+
 const workerOptionsObject = z
   .object({
     brokers: connectionSchema.shape.brokers.optional(),
@@ -152,10 +185,25 @@ const workerOptionsObject = z
       .max(200)
       .regex(/^[a-zA-Z0-9._-]+$/, 'expected a Kafka topic name'),
     groupId: z.string().min(1),
-    handler: z.custom<JobHandler<never>>(
-      (v) => typeof v === 'function',
-      'expected a function (job, ctx) => Promise<void>',
-    ),
+    handler: z
+      .custom<JobHandler<never>>(
+        (v) => typeof v === 'function',
+        'expected a function (job, ctx) => Promise<void>',
+      )
+      .optional(),
+    batchHandler: z
+      .custom<BatchHandler<never>>(
+        (v) => typeof v === 'function',
+        'expected a function (jobs, ctx) => Promise<{ failed? } | void>',
+      )
+      .optional(),
+    batch: z
+      .object({
+        maxSize: positiveInt.max(100_000).default(defaultBatchOptions.maxSize),
+        maxWaitMs: duration.pipe(z.number().max(60_000)).default(defaultBatchOptions.maxWaitMs),
+      })
+      .strict()
+      .optional(),
     readerSchema: avroSchemaObject.optional(),
     concurrency: positiveInt.max(10_000).default(16),
     ordering: z.enum(['key', 'partition', 'unordered']).default('key'),
@@ -247,6 +295,24 @@ const workerOptionsObject = z
   })
   .strict();
 
+/** Exactly one of `handler` and `batchHandler`. */
+const oneHandler = (o: { handler?: unknown; batchHandler?: unknown }, ctx: z.RefinementCtx) => {
+  if (o.handler === undefined && o.batchHandler === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected a function (job, ctx) => Promise<void>, or a batchHandler',
+      path: ['handler'],
+    });
+  else if (o.handler !== undefined && o.batchHandler !== undefined)
+    ctx.addIssue({ code: 'custom', message: 'give handler or batchHandler, not both', path: ['batchHandler'] });
+};
+/** `batch` only with `batchHandler`. */
+const batchWithBatchHandler = {
+  check: (o: { batch?: unknown; batchHandler?: unknown }) =>
+    o.batch === undefined || o.batchHandler !== undefined,
+  params: { message: 'batch options need a batchHandler', path: ['batch'] },
+};
+
 const heartbeatBelowSession = {
   check: (o: { heartbeatIntervalMs: number; sessionTimeoutMs: number }) =>
     o.heartbeatIntervalMs < o.sessionTimeoutMs,
@@ -258,12 +324,16 @@ export const workerOptionsSchema = workerOptionsObject
     message: 'expected brokers or kafka.brokers',
     path: ['brokers'],
   })
-  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params);
+  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
+  .superRefine(oneHandler)
+  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params);
 
 /** A definition may leave the connection to `strand worker` (flags and STRAND_* environment). */
 const definitionSchema = workerOptionsObject
   .partial({ brokers: true, kafka: true, registry: true })
-  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params);
+  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
+  .superRefine(oneHandler)
+  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params);
 
 export type ResolvedWorkerOptions = z.output<typeof workerOptionsSchema>;
 
