@@ -38,6 +38,9 @@ export interface BatchCallDeps {
   ) => Promise<unknown>;
   /** `Assignment.confirm`: still this ownership's partition (waiting for a just-joined one's check). */
   readonly confirm: (item: WorkItem) => boolean | Promise<boolean>;
+  /** The dispatcher's: does the batch hold its slot, and take it back (false: the worker stops). */
+  readonly holdsSlot: (item: WorkItem) => boolean;
+  readonly reacquireSlot: (item: WorkItem) => Promise<boolean>;
   readonly state: RunState;
   readonly sizes: HistogramSeries;
   readonly logger: Logger;
@@ -46,58 +49,95 @@ export interface BatchCallDeps {
 /**
  * The handler step of a batch's jobs. Every job of the batch runs its own path in the executor
  * (decode, lease, then policy and routing of its own outcome); at the handler step it `submit`s
- * and waits. Once every job of the batch submitted or left (a duplicate, an undecodable record, a
- * lost partition), the batch handler is called once with the submitted jobs, in offset order, and
- * each gets its own result: undefined (completed), its error from `{ failed }`, or the error the
- * call threw. A job retried in place submits again after the call: it runs in a call of its own,
- * still within the batch's slot, and its key is held until then.
+ * and waits. Once every job of the batch not yet ended has submitted (a job ends early as a
+ * duplicate, an undecodable record, or when its partition was lost), the batch handler is called
+ * once with the submitted jobs, in offset order, and each gets its own result: undefined
+ * (completed), its error from `{ failed }`, or the error the call threw.
+ *
+ * Jobs retried in place submit again after their backoff and run in the next call of the same
+ * batch, again together once every job still open is back or ended: calls of one batch never
+ * overlap, so two jobs of one key are never in two calls at once, and keep their offset order.
  */
 export class BatchCall {
-  private readonly members: Set<WorkItem>;
-  private submitted: Submission[] = [];
-  private called = false;
+  /** Jobs of the batch that have not ended. */
+  private readonly open: Set<WorkItem>;
+  /** Jobs waiting for the next call. */
+  private round: Submission[] = [];
+  private calling = false;
+  /** Idempotency ids the batch's jobs lease (only with a store), and whose each is. */
+  private readonly claims = new Map<string, WorkItem>();
+  private readonly claimOf = new Map<WorkItem, string>();
 
   constructor(
     items: readonly WorkItem[],
     private readonly slot: JobSlot,
     private readonly deps: BatchCallDeps,
   ) {
-    this.members = new Set(items);
+    this.open = new Set(items);
   }
 
   /** The job's handler step: resolves with its error, or undefined when it completed. */
   submit(item: WorkItem, job: Job<unknown>): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const submission = { item, job, resolve, reject };
-      if (this.called || !this.members.has(item)) {
-        void this.call([submission]);
-        return;
-      }
-      this.members.delete(item);
-      this.submitted.push(submission);
+      this.round.push({ item, job, resolve, reject });
       this.callWhenComplete();
     });
   }
 
-  /** The job ended (it may never have reached the handler step). */
+  /** The job ended (with or without reaching the handler step). */
   leave(item: WorkItem): void {
-    if (this.members.delete(item)) this.callWhenComplete();
+    const id = this.claimOf.get(item);
+    if (id !== undefined && this.claims.get(id) === item) this.claims.delete(id);
+    if (this.open.delete(item)) this.callWhenComplete();
+  }
+
+  /**
+   * The job is about to lease idempotency id `id`. When a job of this batch already holds it (two
+   * records with one id in a batch, e.g. a custom `idempotency.key`), this one would wait for that
+   * lease while the other waits for the batch's call: it stops counting for the call, waits for the
+   * other to end, and joins a later call of the batch if it still runs (then after jobs of its key
+   * that were in the earlier call). Batches never hold two jobs with one `strand-job-id`.
+   */
+  claim(item: WorkItem, id: string): void {
+    const holder = this.claims.get(id);
+    if (holder === undefined || holder === item) {
+      this.claims.set(id, item);
+      this.claimOf.set(item, id);
+    } else if (this.open.delete(item)) this.callWhenComplete();
   }
 
   private callWhenComplete(): void {
-    if (this.called || this.members.size > 0) return;
-    this.called = true;
-    const batch = this.submitted;
-    this.submitted = [];
-    if (batch.length > 0) void this.call(batch);
+    if (this.calling || this.round.length === 0 || this.round.length < this.open.size) return;
+    const batch = this.round.sort((a, b) => a.item.seq - b.item.seq);
+    this.round = [];
+    this.calling = true;
+    this.call(batch)
+      // A settled submission ignores this; the others end without an outcome (logged by the executor).
+      .catch((error: unknown) => {
+        for (const s of batch) s.reject(error);
+      })
+      .finally(() => {
+        this.calling = false;
+        this.callWhenComplete();
+      });
   }
 
   private async call(batch: Submission[]): Promise<void> {
     const { confirm, state, invoke, handler } = this.deps;
     // Every job's partition is checked in the tick the handler starts in (as a single job's is):
-    // a job whose partition was lost or re-joined meanwhile must not run for this ownership.
+    // a job whose partition was lost or re-joined meanwhile must not run for this ownership. The
+    // batch runs in its slot, which one of its jobs may have given up (registry wait) after the
+    // others took it back.
     let jobs = batch;
     for (;;) {
+      const first = jobs[0];
+      if (first && !this.deps.holdsSlot(first.item)) {
+        if (!(await this.deps.reacquireSlot(first.item)) || !state.running) {
+          for (const s of jobs) s.reject(new Abandoned());
+          return;
+        }
+        continue;
+      }
       const waits: Promise<boolean>[] = [];
       const kept: Submission[] = [];
       for (const s of jobs) {

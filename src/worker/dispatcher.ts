@@ -238,11 +238,11 @@ export class Dispatcher {
     if (!slot) return Promise.resolve(false);
     if (this.running.has(slot)) return Promise.resolve(true);
     this.stuck.delete(slot);
-    slot.readmitted ??= new Promise<boolean>((admit) => {
-      this.reentry.push({ slot, admit });
-      this.admitWaiting();
-    });
-    return slot.readmitted;
+    if (slot.readmitted) return slot.readmitted;
+    const readmitted = new Promise<boolean>((admit) => this.reentry.push({ slot, admit }));
+    slot.readmitted = readmitted;
+    this.admitWaiting();
+    return readmitted;
   }
 
   private admitWaiting(): void {

@@ -83,6 +83,8 @@ export class Executor {
       handler: options.batchHandler!,
       invoke: (item, s, log, call) => this.runHandler(item, s, log, call),
       confirm: this.deps.confirm,
+      holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
+      reacquireSlot: (item) => this.deps.dispatcher().reacquireSlot(item),
       state,
       sizes: (this.batchSizes ??= metrics.batchSize.labels(this.labels)),
       logger,
@@ -177,6 +179,7 @@ export class Executor {
         offset: item.offset,
         enqueuedAt,
       };
+      if (leases && slot.batch) slot.batch.claim(item, leases.idOf(job));
       const lease = leases ? await leases.acquire(item, job, log, this.wait(item)) : 'none';
       if (lease === 'completed') {
         this.counts.duplicate++;
@@ -190,13 +193,18 @@ export class Executor {
       emit('job:started', job);
       const started = clock.now();
       const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
-      // A batch's job waits for the batch's call and gets its own result (batch.ts).
-      const error = slot.batch
-        ? await slot.batch.submit(item, job)
-        : await this.runHandler(item, slot, attempt === item.attempt ? log : log.forAttempt(attempt), (ctx) =>
-            o.handler!(job as never, ctx),
-          );
-      stopRenewal?.();
+      let error: unknown;
+      try {
+        // A batch's job waits for the batch's call and gets its own result; the call may not
+        // happen for it (partition lost, stop): Abandoned (batch.ts).
+        error = slot.batch
+          ? await slot.batch.submit(item, job)
+          : await this.runHandler(item, slot, attempt === item.attempt ? log : log.forAttempt(attempt), (ctx) =>
+              o.handler!(job as never, ctx),
+            );
+      } finally {
+        stopRenewal?.();
+      }
       const ms = clock.now() - started;
       this.processing.observe(ms / 1000);
       if (error === undefined) {

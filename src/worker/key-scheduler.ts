@@ -8,6 +8,8 @@ export interface Schedulable {
   readonly key: string | null;
   /** Acceptance order across the worker (oldest first). */
   readonly seq: number;
+  /** Its job id: a batch never holds two jobs with one id (the second would wait for the first's lease). */
+  readonly jobId?: string;
   /** The lane's name, filled in by the scheduler on first use (one string per job, not per call). */
   lane?: string | undefined;
 }
@@ -142,10 +144,17 @@ export class KeyScheduler<T extends Schedulable> {
    */
   takeBatch(max: number): T[] {
     const batch: T[] = [];
-    const lanes: { lane: string; queue: T[]; taken: number }[] = [];
+    const lanes: { lane: string; queue: T[]; taken: number; full?: true }[] = [];
+    const ids = new Set<string | undefined>();
+    const later: T[] = [];
     while (batch.length < max) {
       const head = this.ready.pop();
       if (!head) break;
+      if (head.jobId !== undefined && ids.has(head.jobId)) {
+        later.push(head);
+        continue;
+      }
+      ids.add(head.jobId);
       batch.push(head);
       this.takeableCount--;
       const lane = this.laneOf(head);
@@ -160,13 +169,21 @@ export class KeyScheduler<T extends Schedulable> {
       more = false;
       for (const l of lanes) {
         if (batch.length >= max) break;
-        const next = l.queue.shift();
+        const next = l.full ? undefined : l.queue[0];
         if (!next) continue;
+        // A second job with an id already in the batch ends what this batch takes of its lane.
+        if (next.jobId !== undefined && ids.has(next.jobId)) {
+          l.full = true;
+          continue;
+        }
+        ids.add(next.jobId);
+        l.queue.shift();
         batch.push(next);
         l.taken++;
         more = true;
       }
     }
+    for (const head of later) this.ready.push(head);
     for (const l of lanes) if (l.taken > 0) this.batched.set(l.lane, l.taken);
     this.waitingCount -= batch.length;
     return batch.sort((a, b) => a.seq - b.seq);
