@@ -113,6 +113,28 @@ function strandHandler(kind, count) {
         extra: () => ({ startMinusDueMs: { ...pct(lateness), max: Math.max(...lateness) } }),
       };
     }
+    case 'delayed': {
+      // Delayed jobs: how late each started after its due time, by the delay in its memo.
+      const late = {};
+      return {
+        ...base,
+        handler: (job) => {
+          const lateness = Date.now() - Number(job.headers[HEADERS.dueAt]);
+          const list = late[job.data.memo] ?? [];
+          list.push(lateness);
+          late[job.data.memo] = list;
+          tick();
+        },
+        extra: () => ({
+          startMinusDueMs: Object.fromEntries(
+            Object.entries(late).map(([k, v]) => [
+              k,
+              { ...pct(v), min: Math.min(...v), max: Math.max(...v) },
+            ]),
+          ),
+        }),
+      };
+    }
     case 'fail-10pct':
       // First pass only: one job in ten fails once and goes to the retry tier.
       return {

@@ -291,14 +291,21 @@ export class ConsoleModel {
           this.opts.logger.debug({ err: e }, 'discover failed'),
         );
       const now = Date.now();
+      // A group whose topic was deleted is not asked about: kafkajs would retry its metadata for
+      // seconds and hold up every other group's sample.
+      const existing = new Set(await this.admin.listTopics());
       for (const view of this.groups(now)) {
         const info = this.infos.get(view.group)!;
+        if (!existing.has(info.topic)) {
+          info.error = `topic ${info.topic} does not exist (any more)`;
+          continue;
+        }
         try {
-          const topics = [info.topic, ...info.tiers.map((t) => t.topic)];
+          const topics = [info.topic, ...info.tiers.map((t) => t.topic)].filter((t) => existing.has(t));
           const tierDelays = Object.fromEntries(info.tiers.map((t) => [t.topic, t.delayMs]));
           info.lag = await computeLag(this.admin, info.group, topics, { tierDelays, now });
           info.lagAt = now;
-          info.dlqDepth = await dlqDepth(this.admin, info.topic, info.dlq);
+          info.dlqDepth = existing.has(info.dlq) ? await dlqDepth(this.admin, info.topic, info.dlq) : 0;
           let desired = this.desired.get(info.group);
           if (!desired) {
             desired = new DesiredReplicas({
@@ -366,8 +373,10 @@ export class ConsoleModel {
         })
         .filter((r) => r.from < r.to);
       if (ranges.length > 0) {
-        const fresh = await readRanges(this.connection, dlq, ranges);
-        for (const r of ranges) c.next.set(r.partition, r.to);
+        // Only what was read counts as read: a read cut short (a slow group join) is asked for again.
+        const progress = new Map<number, number>();
+        const fresh = await readRanges(this.connection, dlq, ranges, { progress });
+        for (const r of ranges) c.next.set(r.partition, progress.get(r.partition) ?? r.from);
         c.records.push(...fresh);
       }
       const lows = new Map(bounds.map((b) => [b.partition, Number(b.low)]));

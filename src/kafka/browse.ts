@@ -59,20 +59,40 @@ export async function offsetsAtTime(
  * Reads the records of `ranges` (clamped to what the partitions retain) and resolves with them in
  * partition and offset order. A throwaway group starts exactly at each range: its offsets are set
  * before it joins (other partitions at their end), so nothing before a range is fetched. Stops
- * when every range is read, after `idleMs` without a batch (gaps of compaction or transaction
- * markers), at `timeoutMs`, or at `maxRecords`.
+ * when every range is read, after `idleMs` without a batch once the group has joined (gaps of
+ * compaction or transaction markers), at `timeoutMs`, or at `maxRecords`. `opts.progress` receives,
+ * per partition, the offset up to which the range was read (the range's end when it was read
+ * whole), so a caller that reads incrementally asks again for the rest. A transient failure (a
+ * coordinator not yet available under load) is tried again, up to three times.
  */
 export async function readRanges(
   conn: KafkaConnection,
   topic: string,
   ranges: OffsetRange[],
-  opts: { timeoutMs?: number; idleMs?: number; maxRecords?: number } = {},
+  opts: { timeoutMs?: number; idleMs?: number; maxRecords?: number; progress?: Map<number, number> } = {},
+): Promise<BrowsedRecord[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readRangesOnce(conn, topic, ranges, opts);
+    } catch (error) {
+      if (attempt >= 3 || (error as { retriable?: boolean }).retriable === false) throw error;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
+}
+
+async function readRangesOnce(
+  conn: KafkaConnection,
+  topic: string,
+  ranges: OffsetRange[],
+  opts: { timeoutMs?: number; idleMs?: number; maxRecords?: number; progress?: Map<number, number> },
 ): Promise<BrowsedRecord[]> {
   const kafka = createKafka({ ...conn, clientId: conn.clientId ?? 'strand-console' });
   const admin = kafka.admin();
   await admin.connect();
   const groupId = `strand-console-read-${randomUUID()}`;
   const out: BrowsedRecord[] = [];
+  const progress = opts.progress;
   try {
     const bounds = await admin.fetchTopicOffsets(topic);
     const wanted = new Map<number, { from: number; to: number }>();
@@ -82,8 +102,10 @@ export async function readRanges(
       const from = Math.max(r.from, Number(b.low));
       const to = Math.min(r.to, Number(b.high));
       if (from < to) wanted.set(r.partition, { from, to });
+      else progress?.set(r.partition, Math.max(r.from, Math.min(r.to, Number(b.high))));
     }
     if (wanted.size === 0) return out;
+    for (const [partition, range] of wanted) progress?.set(partition, range.from);
     await admin.setOffsets({
       groupId,
       topic,
@@ -98,8 +120,12 @@ export async function readRanges(
     await consumer.connect();
     try {
       await new Promise<void>((resolve, reject) => {
-        let lastBatch = Date.now();
-        const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+        // Idle time counts from the join: joining a group can take seconds on a loaded broker.
+        let lastBatch = Number.POSITIVE_INFINITY;
+        consumer.on(consumer.events.GROUP_JOIN, () => {
+          lastBatch = Date.now();
+        });
+        const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
         const finish = (error?: unknown) => {
           clearInterval(timer);
           if (error === undefined) resolve();
@@ -120,12 +146,16 @@ export async function readRanges(
                   if (!range || !remaining.has(batch.partition)) return;
                   for (const m of batch.messages) {
                     const offset = Number(m.offset);
-                    if (offset >= range.from && offset < range.to && out.length < maxRecords)
+                    if (offset >= range.from && offset < range.to && out.length < maxRecords) {
                       out.push({ topic, partition: batch.partition, message: m });
+                      progress?.set(batch.partition, offset + 1);
+                    }
                   }
                   const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
-                  if (last + 1 >= range.to || Number(batch.lastOffset()) + 1 >= range.to)
+                  if (last + 1 >= range.to || Number(batch.lastOffset()) + 1 >= range.to) {
                     remaining.delete(batch.partition);
+                    progress?.set(batch.partition, range.to);
+                  }
                   if (remaining.size === 0 || out.length >= maxRecords) finish();
                 },
               })

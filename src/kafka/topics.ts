@@ -1,4 +1,4 @@
-import { ConfigResourceTypes, type ITopicConfig } from 'kafkajs';
+import type { ConfigResourceTypes, ITopicConfig } from 'kafkajs';
 import { delayBucketsFor, delayTopicPrefix, parseDelayLabel } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 import { type Admin, createKafka, type KafkaConnection } from './client.js';
@@ -120,11 +120,14 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
   }
 }
 
+/** `ConfigResourceTypes.TOPIC`: kafkajs is CommonJS, and Node's ESM loader does not see that enum as a named export. */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
 /** `retention.ms` of a topic (its own or the broker default); undefined when unlimited (-1). */
 export async function topicRetentionMs(admin: Admin, topic: string): Promise<number | undefined> {
   const res = await admin.describeConfigs({
     includeSynonyms: false,
-    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
+    resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: ['retention.ms'] }],
   });
   const value = Number(
     res.resources[0]?.configEntries.find((e) => e.configName === 'retention.ms')?.configValue,

@@ -11,6 +11,7 @@ import { Assignment } from './assignment.js';
 import { Committer } from './committer.js';
 import { DelayForwarder } from './delays.js';
 import { Dispatcher } from './dispatcher.js';
+import { DueQueue } from './due-queue.js';
 import { Executor } from './executor.js';
 import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
@@ -70,6 +71,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly intake: Intake;
   private readonly committer: Committer;
   private readonly delays: DelayForwarder;
+  private readonly due: DueQueue;
   /** Accepted, unfinished jobs in acceptance order (the first is the oldest). */
   private readonly pending = new Map<WorkItem, true>();
   private readonly idleWaiters = new Set<() => void>();
@@ -91,7 +93,11 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       clock,
       logger,
       onRevoke: (tp) => {
-        const dropped = [...this.dispatcher.dropPartition(tp), ...this.delays.dropPartition(tp)];
+        const dropped = [
+          ...this.dispatcher.dropPartition(tp),
+          ...this.due.dropPartition(tp),
+          ...this.delays.dropPartition(tp),
+        ];
         for (const item of dropped) this.drop(item);
         logger.info({ tp, dropped: dropped.length }, 'partition revoked');
       },
@@ -161,6 +167,10 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       },
       finished: (item) => this.drop(item),
     });
+    this.due = new DueQueue(clock, (item) => {
+      this.dispatcher.add(item);
+      this.dispatcher.pump();
+    });
     this.intake = new Intake({
       topics: deps.topics,
       assignment: this.assignment,
@@ -174,6 +184,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       resumePartition: (topic, partition) => {
         if (!this.state.paused) deps.consumer.resumePartitions([{ topic, partition }]);
       },
+      due: this.due,
       delays: {
         topics: new Set((deps.topics.delays ?? []).map((b) => b.topic)),
         add: (item) => this.delays.add(item),
@@ -332,8 +343,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     }
     this.state.abortWaits();
     this.dispatcher.releaseWaiting();
-    // Delayed jobs waiting for their due time stay uncommitted: the next owner reads them again.
-    for (const item of this.delays.dropAll()) this.drop(item);
+    // Jobs held until they are due stay uncommitted: the next owner reads them again.
+    for (const item of [...this.due.dropAll(), ...this.delays.dropAll()]) this.drop(item);
     await Promise.race([this.delays.settled(), sleep(clock, 5000)]);
     this.state.rebalancing = false;
     await this.committer.commit();

@@ -1,8 +1,9 @@
 import { HEADERS } from '../headers.js';
 import type { FetchedBatch } from '../ports.js';
-import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
+import type { Clock, TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { DueQueue } from './due-queue.js';
 import { offsetMapCapacity } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
 import type { RunState } from './run-state.js';
@@ -87,6 +88,8 @@ export class Intake {
       drop: (item: WorkItem) => void;
       /** Fetches a paused partition again. */
       resumePartition: (topic: string, partition: number) => void;
+      /** Retry-tier jobs taken shortly before they are due, held until then in offset order. */
+      due: DueQueue;
       /** Delay bucket topics, and where their records go once their hold ended. */
       delays: { topics: ReadonlySet<string>; add: (item: WorkItem) => void };
     },
@@ -141,6 +144,7 @@ export class Intake {
         resolved = record.offset;
         continue;
       }
+      let holdUntil = 0;
       if (holdHeader !== undefined) {
         const wait = Number(record.headers?.[holdHeader]?.toString() ?? '0') - clock.now();
         if (wait > DUE_LEAD_MS) {
@@ -161,14 +165,9 @@ export class Intake {
           );
           return;
         }
-        // Due within the lead: wait here, so records of the partition are still taken in offset
-        // order (two retries of one key keep their order) and none starts before it is due. A
-        // delay-bucket record is taken at once: the forwarder holds it until its hold ends.
-        if (wait > 0 && !delayed) {
-          resolve();
-          await sleep(clock, wait);
-          if (!current()) return;
-        }
+        // Due within the lead: taken now and held until due, in offset order (the due queue for a
+        // retry tier, the forwarder for a delay bucket), so no batch waits here.
+        holdUntil = wait > 0 ? clock.now() + wait : 0;
       }
       const size = WorkItem.sizeOf(record);
       // Room in the buffer, and room in the partition's offset map: a job accepted beyond what the
@@ -187,6 +186,10 @@ export class Intake {
       resolved = record.offset;
       if (delayed) {
         this.deps.delays.add(item);
+        continue;
+      }
+      if (holdUntil > 0 || this.deps.due.holding(tp)) {
+        this.deps.due.hold(item, holdUntil);
         continue;
       }
       dispatcher.add(item);
