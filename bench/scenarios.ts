@@ -44,7 +44,7 @@ export function strandRun(
   s: BenchStack,
   topic: string,
   count: number,
-  handler: 'noop' | 'sleep5' | 'latency' | 'retry-due' | 'fail-10pct' | 'delayed',
+  handler: 'noop' | 'noop-batch' | 'sleep5' | 'latency' | 'retry-due' | 'fail-10pct' | 'delayed',
   options: Record<string, unknown>,
   extra: { nodeArgs?: string[]; onReady?: () => void; timeoutMs?: number } = {},
 ): Promise<ChildResult> {
