@@ -204,7 +204,8 @@ export async function batch(s: BenchStack, size: Size) {
     order: 'each round: strand batch, fair kafkajs, strand single; a new group each run',
     strand: { from: 'dist/', handler: 'no-op batchHandler', options: STRAND_BATCH },
     baselines: {
-      fairKafkajs: 'as in the throughput scenario: kafkajs eachBatch, every record Avro-decoded, autocommit per batch',
+      fairKafkajs:
+        'as in the throughput scenario: kafkajs eachBatch, every record Avro-decoded, autocommit per batch',
     },
     jobsPerSecond: { strandBatch: b, fairKafkajs: fair, strandSingle: single },
     ratioToFair: round(ratio, 3),

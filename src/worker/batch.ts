@@ -57,6 +57,8 @@ export interface BatchCallDeps {
  * Jobs retried in place submit again after their backoff and run in the next call of the same
  * batch, again together once every job still open is back or ended: calls of one batch never
  * overlap, so two jobs of one key are never in two calls at once, and keep their offset order.
+ * A job waiting for an idempotency lease held elsewhere is parked (`park`): the call goes on
+ * without it and the jobs behind it in its lane, which join a later call.
  */
 export class BatchCall {
   /** Jobs of the batch that have not ended. */
@@ -64,9 +66,8 @@ export class BatchCall {
   /** Jobs waiting for the next call. */
   private round: Submission[] = [];
   private calling = false;
-  /** Idempotency ids the batch's jobs lease (only with a store), and whose each is. */
-  private readonly claims = new Map<string, WorkItem>();
-  private readonly claimOf = new Map<WorkItem, string>();
+  /** Jobs waiting for an idempotency lease another holder has (they hold no lease themselves). */
+  private readonly parked = new Set<WorkItem>();
 
   constructor(
     items: readonly WorkItem[],
@@ -86,30 +87,50 @@ export class BatchCall {
 
   /** The job ended (with or without reaching the handler step). */
   leave(item: WorkItem): void {
-    const id = this.claimOf.get(item);
-    if (id !== undefined && this.claims.get(id) === item) this.claims.delete(id);
+    this.parked.delete(item);
     if (this.open.delete(item)) this.callWhenComplete();
   }
 
   /**
-   * The job is about to lease idempotency id `id`. When a job of this batch already holds it (two
-   * records with one id in a batch, e.g. a custom `idempotency.key`), this one would wait for that
-   * lease while the other waits for the batch's call: it stops counting for the call, waits for the
-   * other to end, and joins a later call of the batch if it still runs (then after jobs of its key
-   * that were in the earlier call). Batches never hold two jobs with one `strand-job-id`.
+   * The job waits for its idempotency lease, held elsewhere (another worker, another batch, or a
+   * job of this batch with the same id). Waiting for it inside the batch would hold the leases the
+   * batch's other jobs took, and two batches could each wait for the other: so the job, with the
+   * jobs behind it in its lane (they keep their order), stops counting for the next call until
+   * `unpark`; the rest of the batch is called without them.
    */
-  claim(item: WorkItem, id: string): void {
-    const holder = this.claims.get(id);
-    if (holder === undefined || holder === item) {
-      this.claims.set(id, item);
-      this.claimOf.set(item, id);
-    } else if (this.open.delete(item)) this.callWhenComplete();
+  park(item: WorkItem): void {
+    if (this.open.has(item) && !this.parked.has(item)) {
+      this.parked.add(item);
+      this.callWhenComplete();
+    }
+  }
+
+  unpark(item: WorkItem): void {
+    if (this.parked.delete(item)) this.callWhenComplete();
+  }
+
+  /** Behind a parked job of its lane (key, or partition), so not called before it. */
+  private heldBack(item: WorkItem): boolean {
+    for (const p of this.parked)
+      if (p === item || (p.lane !== undefined && p.lane === item.lane && p.seq < item.seq)) return true;
+    return false;
   }
 
   private callWhenComplete(): void {
-    if (this.calling || this.round.length === 0 || this.round.length < this.open.size) return;
-    const batch = this.round.sort((a, b) => a.item.seq - b.item.seq);
-    this.round = [];
+    if (this.calling || this.round.length === 0) return;
+    let batch = this.round;
+    if (this.parked.size === 0) {
+      if (batch.length < this.open.size) return;
+      this.round = [];
+    } else {
+      // Every open job submitted, or waits for a lease (itself or ahead of it in its lane).
+      const submitted = new Set(batch.map((s) => s.item));
+      for (const item of this.open) if (!submitted.has(item) && !this.heldBack(item)) return;
+      batch = batch.filter((s) => !this.heldBack(s.item));
+      if (batch.length === 0) return;
+      this.round = this.round.filter((s) => this.heldBack(s.item));
+    }
+    batch.sort((a, b) => a.item.seq - b.item.seq);
     this.calling = true;
     this.call(batch)
       // A settled submission ignores this; the others end without an outcome (logged by the executor).
@@ -160,10 +181,10 @@ export class BatchCall {
     this.deps.sizes.observe(jobs.length);
     const first = jobs[0]!.item;
     const log = new BatchLog(this.deps.logger, { topic: first.topic, batchSize: jobs.length });
-    let result: BatchResult<never> | void;
+    let result: BatchResult<never> | undefined;
     const handed = jobs.map((s) => s.job) as Job<never>[];
     const error = await invoke(first, this.slot, log, async (ctx) => {
-      result = await handler(handed, ctx);
+      result = (await handler(handed, ctx)) ?? undefined;
     });
     if (error !== undefined) {
       for (const s of jobs) s.resolve(error);
@@ -175,7 +196,7 @@ export class BatchCall {
 
   /** The `{ failed }` a batch handler returned, per submission (a job is found by identity or offset). */
   private failures(
-    result: BatchResult<never> | void,
+    result: BatchResult<never>,
     jobs: readonly Submission[],
     log: BatchLog,
   ): Map<Submission, unknown> {
@@ -197,7 +218,10 @@ export class BatchCall {
       const j = f?.job;
       const s = byJob.get(j) ?? (j ? byOffset.get(`${j.topic}:${j.partition}@${j.offset}`) : undefined);
       if (!s) {
-        log.logger.warn({ jobId: j?.id }, 'batch handler reported a failed job that is not in its batch; ignored');
+        log.logger.warn(
+          { jobId: j?.id },
+          'batch handler reported a failed job that is not in its batch; ignored',
+        );
         continue;
       }
       out.set(s, f.error ?? new Error('the batch handler reported this job failed'));

@@ -1,8 +1,8 @@
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import { RateLimiter } from '../timing/limiter.js';
+import type { BatchCall } from './batch.js';
 import { KeyScheduler, type OrderingMode } from './key-scheduler.js';
 import type { RunState } from './run-state.js';
-import type { BatchCall } from './batch.js';
 import type { WorkItem } from './work-item.js';
 
 /**
@@ -136,7 +136,10 @@ export class Dispatcher {
         if (!this.startBatch(this.opts.batch)) return;
         continue;
       }
-      if (this.limiter && !this.limiter.tryTake()) return this.waitForToken();
+      if (this.limiter && !this.limiter.tryTake()) {
+        this.waitForToken();
+        return;
+      }
       const item = this.scheduler.nextRunnable();
       if (!item) return;
       const slot: JobSlot = { open: 1 };

@@ -8,8 +8,8 @@ import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
 import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
-import type { WorkerEvents } from './core.js';
 import { BatchCall } from './batch.js';
+import type { WorkerEvents } from './core.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import { JobLog } from './job-log.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
@@ -79,6 +79,7 @@ export class Executor {
   /** Runs a started batch: each job on its own path, one batch handler call for them (batch.ts). */
   executeBatch(items: readonly WorkItem[], slot: JobSlot): void {
     const { options, state, metrics, logger } = this.deps;
+    this.batchSizes ??= metrics.batchSize.labels(this.labels);
     slot.batch = new BatchCall(items, slot, {
       handler: options.batchHandler!,
       invoke: (item, s, log, call) => this.runHandler(item, s, log, call),
@@ -86,7 +87,7 @@ export class Executor {
       holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
       reacquireSlot: (item) => this.deps.dispatcher().reacquireSlot(item),
       state,
-      sizes: (this.batchSizes ??= metrics.batchSize.labels(this.labels)),
+      sizes: this.batchSizes,
       logger,
     });
     for (const item of items) void this.execute(item, slot);
@@ -179,8 +180,11 @@ export class Executor {
         offset: item.offset,
         enqueuedAt,
       };
-      if (leases && slot.batch) slot.batch.claim(item, leases.idOf(job));
-      const lease = leases ? await leases.acquire(item, job, log, this.wait(item)) : 'none';
+      const { batch } = slot;
+      const lease = leases
+        ? await leases.acquire(item, job, log, this.wait(item), batch && (() => batch.park(item)))
+        : 'none';
+      batch?.unpark(item);
       if (lease === 'completed') {
         this.counts.duplicate++;
         log.logger.info('duplicate job id: handler skipped');
@@ -199,8 +203,11 @@ export class Executor {
         // happen for it (partition lost, stop): Abandoned (batch.ts).
         error = slot.batch
           ? await slot.batch.submit(item, job)
-          : await this.runHandler(item, slot, attempt === item.attempt ? log : log.forAttempt(attempt), (ctx) =>
-              o.handler!(job as never, ctx),
+          : await this.runHandler(
+              item,
+              slot,
+              attempt === item.attempt ? log : log.forAttempt(attempt),
+              (ctx) => o.handler!(job as never, ctx),
             );
       } finally {
         stopRenewal?.();

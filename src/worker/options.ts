@@ -50,12 +50,15 @@ export interface BatchFailure<T = Record<string, unknown>> {
  * What a batch handler returns: nothing (every job completed) or the jobs that failed (the rest
  * completed). Throwing fails every job of the batch with that error.
  */
-export type BatchResult<T = Record<string, unknown>> = { readonly failed?: readonly BatchFailure<T>[] } | undefined;
+export type BatchResult<T = Record<string, unknown>> =
+  | { readonly failed?: readonly BatchFailure<T>[] }
+  | undefined;
 
 /** Many jobs per call (docs/options.md, "Batch handlers"); `ctx.signal` aborts at `jobTimeoutMs` of the batch. */
 export type BatchHandler<T = Record<string, unknown>> = (
   jobs: readonly Job<T>[],
   ctx: JobContext,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a batch handler that returns nothing completed every job
 ) => Promise<BatchResult<T> | void> | BatchResult<T> | void;
 
 /** Options of a {@link Worker}. Durations accept milliseconds or strings like `"10s"`. */
@@ -304,7 +307,11 @@ const oneHandler = (o: { handler?: unknown; batchHandler?: unknown }, ctx: z.Ref
       path: ['handler'],
     });
   else if (o.handler !== undefined && o.batchHandler !== undefined)
-    ctx.addIssue({ code: 'custom', message: 'give handler or batchHandler, not both', path: ['batchHandler'] });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'give handler or batchHandler, not both',
+      path: ['batchHandler'],
+    });
 };
 /** `batch` only with `batchHandler`. */
 const batchWithBatchHandler = {

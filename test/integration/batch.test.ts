@@ -74,7 +74,12 @@ describe('batch handlers', () => {
       retry: { tiers: [] },
       batch: { maxSize: 100, maxWaitMs: 20 },
       batchHandler: async (jobs) => {
-        const call: Call = { id: calls.length, start: performance.now(), end: Number.POSITIVE_INFINITY, jobs };
+        const call: Call = {
+          id: calls.length,
+          start: performance.now(),
+          end: Number.POSITIVE_INFINITY,
+          jobs,
+        };
         calls.push(call);
         const keys = new Set(jobs.map((j) => j.data.accountId));
         for (const key of keys) {
@@ -94,7 +99,8 @@ describe('batch handlers', () => {
       what: `${total} jobs completed (${completed.size})`,
     });
     await waitUntil(
-      async () => [...(await committedOffsets(w.options.groupId, topic)).values()].reduce((a, b) => a + b, 0) === total,
+      async () =>
+        [...(await committedOffsets(w.options.groupId, topic)).values()].reduce((a, b) => a + b, 0) === total,
       { timeoutMs: 10_000, what: 'offsets committed to the end' },
     );
     await w.stop();
@@ -147,7 +153,10 @@ describe('batch handlers', () => {
       },
     });
     await w.start();
-    await waitUntil(() => completed.size === total, { timeoutMs: 60_000, what: `completions (${completed.size})` });
+    await waitUntil(() => completed.size === total, {
+      timeoutMs: 60_000,
+      what: `completions (${completed.size})`,
+    });
     // The same job ids again: the memory store knows them done, so no call sees them.
     const before = seen.length;
     const { JobProducer } = await import('../../src/producer/job-producer.js');
@@ -186,7 +195,8 @@ describe('batch handlers', () => {
     expect(seen.length).toBe(before);
     expect(failedOnce.size).toBe(Math.floor(total / 20 / 7) * 20);
     expect([...completed.values()].filter((l) => l.length !== 1)).toEqual([]);
-    for (const id of failedOnce) expect(completed.get(id)).toEqual([{ attempt: 2, topic: `${topic}.retry.1` }]);
+    for (const id of failedOnce)
+      expect(completed.get(id)).toEqual([{ attempt: 2, topic: `${topic}.retry.1` }]);
     const text = await jobsTotal();
     expect(text).toMatch(new RegExp(`outcome="retried"\\} ${failedOnce.size}\\b`));
     expect(text).toMatch(new RegExp(`outcome="completed"\\} ${total}\\b`));
@@ -234,14 +244,18 @@ describe('batch handlers', () => {
       first.kill('SIGKILL');
       await exited(first);
       const landed = await rows();
-      const committed = [...(await committedOffsets(groupId, topic)).values()].reduce((a, b) => a + Math.max(0, b), 0);
+      const committed = [...(await committedOffsets(groupId, topic)).values()].reduce(
+        (a, b) => a + Math.max(0, b),
+        0,
+      );
       console.info(`killed with ${landed} rows in the table and ${committed} offsets committed`);
       // Rows beyond the committed offsets: jobs the next worker is handed again.
       expect(landed).toBeGreaterThan(committed);
       const second = spawnWorker();
       await waitUntil(async () => (await rows()) >= total, { timeoutMs: 90_000, what: `${total} rows` });
       await waitUntil(
-        async () => [...(await committedOffsets(groupId, topic)).values()].reduce((a, b) => a + b, 0) === total,
+        async () =>
+          [...(await committedOffsets(groupId, topic)).values()].reduce((a, b) => a + b, 0) === total,
         { timeoutMs: 20_000, what: 'offsets committed to the end' },
       );
       second.kill('SIGTERM');

@@ -75,7 +75,9 @@ export interface SeedConfig {
   /** Delayed jobs: bucket lengths (besides the 0 s bucket), the share of jobs delayed, the longest delay. */
   readonly delays: { readonly buckets: number[]; readonly rate: number; readonly maxMs: number } | undefined;
   /** Batch handler (a fourth stream): batch shape, and how often a whole call throws. */
-  readonly batch: { readonly maxSize: number; readonly maxWaitMs: number; readonly throwRate: number } | undefined;
+  readonly batch:
+    | { readonly maxSize: number; readonly maxWaitMs: number; readonly throwRate: number }
+    | undefined;
   readonly model: ModelOptions;
   readonly services: {
     readonly produceLatencyMax: number;

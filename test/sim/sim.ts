@@ -552,8 +552,8 @@ export class Simulation implements ModelObserver {
       inst.clock.clearTimeout(t);
       finish(s.reason ?? new Error('aborted'));
     };
-    if (s.aborted) return onAbort();
-    s.addEventListener('abort', onAbort, { once: true });
+    if (s.aborted) onAbort();
+    else s.addEventListener('abort', onAbort, { once: true });
   }
 
   private handle(inst: Instance, job: Job<unknown>, ctx: JobContext): Promise<void> {
@@ -600,9 +600,14 @@ export class Simulation implements ModelObserver {
       return { job, rid, tp, offset, epoch };
     });
     this.releaseCallKeys(started, call, false);
-    const batches = new Set(started.map((j) => j.epoch?.batchOf.get(j.offset)).filter((b) => b !== undefined));
+    const batches = new Set(
+      started.map((j) => j.epoch?.batchOf.get(j.offset)).filter((b) => b !== undefined),
+    );
     if (batches.size > 1)
-      this.violation('batch-mixed', `${inst.id} call ${call} mixes jobs of batches ${[...batches].join(', ')}`);
+      this.violation(
+        'batch-mixed',
+        `${inst.id} call ${call} mixes jobs of batches ${[...batches].join(', ')}`,
+      );
     const first = started[0]!;
     const run: Run = { tp: first.tp, offset: first.offset, start: this.time.now };
     inst.running.add(run);
@@ -757,7 +762,14 @@ export class Simulation implements ModelObserver {
    * A job's later runs (in-place retries with its batch) may follow later jobs of its key that its
    * batch handler already completed.
    */
-  private checkBatchKey(inst: Instance, epoch: Epoch, tp: string, key: string, offset: number, call: number): void {
+  private checkBatchKey(
+    inst: Instance,
+    epoch: Epoch,
+    tp: string,
+    key: string,
+    offset: number,
+    call: number,
+  ): void {
     const rerun = (epoch.runs.get(offset) ?? 0) > 0;
     const batch = rerun ? epoch.batchOf.get(offset)! : call;
     if (!rerun) epoch.batchOf.set(offset, call);
@@ -781,7 +793,12 @@ export class Simulation implements ModelObserver {
         );
     }
     const last = epoch.lastStart.get(key);
-    if (!rerun && last !== undefined && offset < last && (tp.startsWith(`${this.topics.main}:`) || checkSettings.tierOrder))
+    if (
+      !rerun &&
+      last !== undefined &&
+      offset < last &&
+      (tp.startsWith(`${this.topics.main}:`) || checkSettings.tierOrder)
+    )
       this.violation('key-order', `${inst.id} ${tp} key ${key}: ${offset} started after ${last}`);
     open.add(offset);
     if (last === undefined || offset > last) epoch.lastStart.set(key, offset);
@@ -981,7 +998,10 @@ export class Simulation implements ModelObserver {
     const options = {
       ...this.options,
       ...(this.cfg.batch
-        ? { batchHandler: (jobs: readonly Job<unknown>[], ctx: JobContext) => this.handleBatch(inst, jobs, ctx) }
+        ? {
+            batchHandler: (jobs: readonly Job<unknown>[], ctx: JobContext) =>
+              this.handleBatch(inst, jobs, ctx),
+          }
         : { handler: (job: Job<unknown>, ctx: JobContext) => this.handle(inst, job, ctx) }),
     } as ResolvedWorkerOptions;
     inst.core = new WorkerCore({

@@ -85,7 +85,12 @@ describe('KeyScheduler.takeBatch', () => {
 
   it('never two jobs with one job id in a batch: the second waits in its lane', () => {
     const s = new KeyScheduler<J>('key', true);
-    const [x1, y, x2, z] = [job('t:0', 'k', 'x'), job('t:0', 'k', 'y'), job('t:0', 'k', 'x'), job('t:0', 'k', 'z')];
+    const [x1, y, x2, z] = [
+      job('t:0', 'k', 'x'),
+      job('t:0', 'k', 'y'),
+      job('t:0', 'k', 'x'),
+      job('t:0', 'k', 'z'),
+    ];
     for (const j of [x1!, y!, x2!, z!]) s.add(j);
     const first = s.takeBatch(10);
     expect(first).toEqual([x1, y]);
@@ -118,7 +123,8 @@ describe('KeyScheduler.takeBatch', () => {
         mode === 'partition' ? j.tp : mode === 'key' && j.key !== null ? `${j.tp}/${j.key}` : undefined;
       for (let step = 0; step < 5000; step++) {
         const r = rand();
-        if (r < 0.5) s.add(job(`t:${Math.floor(rand() * 3)}`, rand() < 0.1 ? null : `k${Math.floor(rand() * 6)}`));
+        if (r < 0.5)
+          s.add(job(`t:${Math.floor(rand() * 3)}`, rand() < 0.1 ? null : `k${Math.floor(rand() * 6)}`));
         else if (r < 0.75) {
           const max = 1 + Math.floor(rand() * 8);
           const takeable = s.takeable;

@@ -51,11 +51,27 @@ describe('worker options', () => {
     [{ brokers: ['localhost'] }, 'brokers[0]', /brokers\[0\]: expected host:port/],
     [{ concurency: 3 }, '', /[Uu]nrecognized key.*concurency/],
     [{ handler: undefined }, 'handler', /handler: expected a function .*or a batchHandler/],
-    [{ batchHandler: async () => undefined }, 'batchHandler', /batchHandler: give handler or batchHandler, not both/],
+    [
+      { batchHandler: async (): Promise<undefined> => undefined },
+      'batchHandler',
+      /batchHandler: give handler or batchHandler, not both/,
+    ],
     [{ batch: { maxSize: 10 } }, 'batch', /batch: batch options need a batchHandler/],
-    [{ handler: undefined, batchHandler: () => 1, batch: { maxSize: 0 } }, 'batch.maxSize', /batch\.maxSize/],
-    [{ handler: undefined, batchHandler: () => 1, batch: { maxWaitMs: '2 weeks' } }, 'batch.maxWaitMs', /batch\.maxWaitMs/],
-    [{ handler: undefined, batchHandler: () => 1, batch: { size: 5 } }, 'batch', /[Uu]nrecognized key.*size/],
+    [
+      { handler: undefined, batchHandler: (): number => 1, batch: { maxSize: 0 } },
+      'batch.maxSize',
+      /batch\.maxSize/,
+    ],
+    [
+      { handler: undefined, batchHandler: (): number => 1, batch: { maxWaitMs: '2 weeks' } },
+      'batch.maxWaitMs',
+      /batch\.maxWaitMs/,
+    ],
+    [
+      { handler: undefined, batchHandler: (): number => 1, batch: { size: 5 } },
+      'batch',
+      /[Uu]nrecognized key.*size/,
+    ],
   ])('rejects %j at construction, naming %s', (patch, path, message) => {
     const error = errorOf({ ...base, ...patch });
     expect(error.path).toBe(path);
@@ -76,9 +92,15 @@ describe('worker options', () => {
     const { handler: _, ...rest } = base;
     const w = new Worker({ ...rest, batchHandler: async () => undefined });
     expect(w.options.batch).toBeUndefined();
-    const shaped = new Worker({ ...rest, batchHandler: async () => undefined, batch: { maxSize: 500, maxWaitMs: '50ms' } });
+    const shaped = new Worker({
+      ...rest,
+      batchHandler: async () => undefined,
+      batch: { maxSize: 500, maxWaitMs: '50ms' },
+    });
     expect(shaped.options.batch).toEqual({ maxSize: 500, maxWaitMs: 50 });
-    expect(defineWorker({ topic: 'p', groupId: 'g', batchHandler: () => undefined, batch: { maxSize: 5 } }).batch).toEqual({
+    expect(
+      defineWorker({ topic: 'p', groupId: 'g', batchHandler: () => undefined, batch: { maxSize: 5 } }).batch,
+    ).toEqual({
       maxSize: 5,
     });
   });
