@@ -68,6 +68,9 @@ export class BatchCall {
   private calling = false;
   /** Jobs waiting for an idempotency lease another holder has (they hold no lease themselves). */
   private readonly parked = new Set<WorkItem>();
+  /** Jobs past their first lease step, and jobs waiting for their turn to take a lease. */
+  private readonly leasedOnce = new Set<WorkItem>();
+  private turns: { item: WorkItem; go: () => void }[] = [];
 
   constructor(
     items: readonly WorkItem[],
@@ -88,7 +91,44 @@ export class BatchCall {
   /** The job ended (with or without reaching the handler step). */
   leave(item: WorkItem): void {
     this.parked.delete(item);
-    if (this.open.delete(item)) this.callWhenComplete();
+    if (this.open.delete(item)) {
+      this.wakeTurns();
+      this.callWhenComplete();
+    }
+  }
+
+  /**
+   * Leases are taken in lane order within a batch: a job waits until the jobs ahead of it in its
+   * lane took theirs (or ended), so no job holds a lease behind a parked one of its lane — which
+   * could leave two batches each holding a lease the other waits for. Undefined: go now.
+   */
+  leaseTurn(item: WorkItem): Promise<void> | undefined {
+    if (this.mayLease(item)) return undefined;
+    return new Promise((go) => this.turns.push({ item, go }));
+  }
+
+  /** The job's lease step is over (acquired, or a duplicate). */
+  leased(item: WorkItem): void {
+    this.leasedOnce.add(item);
+    this.unpark(item);
+    this.wakeTurns();
+  }
+
+  private mayLease(item: WorkItem): boolean {
+    if (item.lane === undefined || this.leasedOnce.has(item)) return true;
+    for (const m of this.open)
+      if (m !== item && m.lane === item.lane && m.seq < item.seq && !this.leasedOnce.has(m)) return false;
+    return true;
+  }
+
+  private wakeTurns(): void {
+    if (this.turns.length === 0) return;
+    const waiting = this.turns;
+    this.turns = [];
+    for (const t of waiting) {
+      if (this.mayLease(t.item)) t.go();
+      else this.turns.push(t);
+    }
   }
 
   /**
@@ -113,7 +153,8 @@ export class BatchCall {
   private heldBack(item: WorkItem): boolean {
     for (const p of this.parked)
       if (p === item || (p.lane !== undefined && p.lane === item.lane && p.seq < item.seq)) return true;
-    return false;
+    // Waiting for its turn to take a lease behind a parked job (it holds none).
+    return this.turns.some((t) => t.item === item);
   }
 
   private callWhenComplete(): void {

@@ -180,11 +180,14 @@ export class Executor {
         offset: item.offset,
         enqueuedAt,
       };
+      // A batch's jobs take their leases in lane order and do not hold their batch up while the
+      // lease is held elsewhere (batch.ts).
       const { batch } = slot;
+      if (leases && batch) await batch.leaseTurn(item);
       const lease = leases
         ? await leases.acquire(item, job, log, this.wait(item), batch && (() => batch.park(item)))
         : 'none';
-      batch?.unpark(item);
+      batch?.leased(item);
       if (lease === 'completed') {
         this.counts.duplicate++;
         log.logger.info('duplicate job id: handler skipped');
