@@ -97,7 +97,10 @@ export class KeyScheduler<T extends Schedulable> {
 
   private laneOf(job: T): string | undefined {
     if (this.mode === 'unordered') return undefined;
-    if (this.mode === 'partition') return (job.lane ??= job.tp);
+    if (this.mode === 'partition') {
+      job.lane ??= job.tp;
+      return job.lane;
+    }
     if (job.key === null) return undefined;
     job.lane ??= `${job.tp}\u0000${job.key}`;
     return job.lane;
