@@ -75,6 +75,16 @@ function strandHandler(kind, count) {
   switch (kind) {
     case 'noop':
       return { ...base, handler: tick };
+    case 'noop-batch':
+      // A batch handler that does nothing: the clock ticks per job, as for 'noop'.
+      return {
+        ...base,
+        batchHandler: (jobs) => {
+          if (!s.first) s.first = performance.now();
+          s.n += jobs.length;
+          if (s.n >= count && !s.last) s.last = performance.now();
+        },
+      };
     case 'sleep5':
       // 0–5 ms of "work" (the Parallel Consumer's published benchmark).
       return {
@@ -161,7 +171,7 @@ async function strand() {
     groupId: p.groupId,
     logger: quiet,
     retry: { tiers: [] },
-    handler: h.handler,
+    ...(h.batchHandler ? { batchHandler: h.batchHandler } : { handler: h.handler }),
     ...p.options,
   };
   const worker = new Worker(options);

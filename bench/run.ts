@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { machine, writeResult } from './env.js';
 import { benchStack, deleteBenchTopics } from './lib.js';
 import {
+  batch,
   failureOverhead,
   keyConcurrency,
   latency,
@@ -38,6 +39,7 @@ const SCENARIOS = {
   memory,
   'retry-delay': retryDelay,
   'failure-overhead': failureOverhead,
+  batch,
 } as const;
 const only = values.only ? values.only.split(',') : undefined;
 const unknown = only?.filter((n) => !(n in SCENARIOS)) ?? [];

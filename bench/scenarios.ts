@@ -44,7 +44,7 @@ export function strandRun(
   s: BenchStack,
   topic: string,
   count: number,
-  handler: 'noop' | 'sleep5' | 'latency' | 'retry-due' | 'fail-10pct' | 'delayed',
+  handler: 'noop' | 'noop-batch' | 'sleep5' | 'latency' | 'retry-due' | 'fail-10pct' | 'delayed',
   options: Record<string, unknown>,
   extra: { nodeArgs?: string[]; onReady?: () => void; timeoutMs?: number; otel?: boolean } = {},
 ): Promise<ChildResult> {
@@ -164,6 +164,56 @@ export async function throughput(s: BenchStack, size: Size) {
     met: ratio >= 0.5,
     aimMet: ratio >= 0.7,
     ...(errors.length ? { errors } : {}),
+  };
+}
+
+/** The batch scenario's worker: the throughput defaults with a no-op batch handler, batches of up to 500. */
+export const STRAND_BATCH = { ...STRAND_DEFAULTS, batch: { maxSize: 500, maxWaitMs: 20 } } as const;
+
+/**
+ * Batch handlers: a no-op batch worker (maxSize 500) against the fair kafkajs baseline of the
+ * throughput scenario (eachBatch + Avro decode + commit) on the same topic, interleaved, with the
+ * single-job no-op worker alongside.
+ */
+export async function batch(s: BenchStack, size: Size) {
+  const jobs = size.quick ? 30_000 : 200_000;
+  const partitions = 12;
+  const keys = 1000;
+  const topic = await benchTopic(s, 'batch', partitions);
+  await fill(s, topic, jobs, keys);
+  const runs = { batch: [] as number[], single: [] as number[], fair: [] as number[] };
+  const ratios: number[] = [];
+  for (let r = 0; r < size.rounds; r++) {
+    const b = await strandRun(s, topic, jobs, 'noop-batch', STRAND_BATCH);
+    const fair = await kafkajsRun(s, topic, jobs, true);
+    const single = await strandRun(s, topic, jobs, 'noop', STRAND_DEFAULTS);
+    runs.batch.push(Number(b.jobsPerSecond));
+    runs.fair.push(Number(fair.jobsPerSecond));
+    runs.single.push(Number(single.jobsPerSecond));
+    ratios.push(Number(b.jobsPerSecond) / Number(fair.jobsPerSecond));
+  }
+  const b = stats(runs.batch);
+  const fair = stats(runs.fair);
+  const single = stats(runs.single);
+  const ratio = b.median / fair.median;
+  return {
+    scenario: 'batch',
+    jobs,
+    partitions,
+    keys,
+    rounds: size.rounds,
+    order: 'each round: strand batch, fair kafkajs, strand single; a new group each run',
+    strand: { from: 'dist/', handler: 'no-op batchHandler', options: STRAND_BATCH },
+    baselines: {
+      fairKafkajs:
+        'as in the throughput scenario: kafkajs eachBatch, every record Avro-decoded, autocommit per batch',
+    },
+    jobsPerSecond: { strandBatch: b, fairKafkajs: fair, strandSingle: single },
+    ratioToFair: round(ratio, 3),
+    ratioToFairPerRound: stats(ratios, 3),
+    batchOverSingle: round(b.median / single.median, 3),
+    target: 'ratioToFair >= 0.8',
+    met: ratio >= 0.8,
   };
 }
 

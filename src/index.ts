@@ -37,6 +37,9 @@ export {
 } from './producer/job-producer.js';
 export type { OrderingMode } from './worker/key-scheduler.js';
 export {
+  type BatchFailure,
+  type BatchHandler,
+  type BatchResult,
   defineWorker,
   type Job,
   type JobContext,

@@ -19,6 +19,7 @@ export class QueueMetrics {
   readonly jobs: client.Counter<'topic' | 'group' | 'outcome'>;
   readonly processingLatency: FastHistogram;
   readonly endToEndLatency: FastHistogram;
+  readonly batchSize: FastHistogram;
   readonly retries: client.Counter<'topic' | 'group' | 'tier'>;
   readonly failures: client.Counter<'topic' | 'group' | 'error_class'>;
   readonly dlqDepth: client.Gauge<'topic' | 'group'>;
@@ -98,6 +99,12 @@ export class QueueMetrics {
       'queue_end_to_end_latency_seconds',
       'From strand-enqueued-at to completion',
       latencyBuckets,
+      registers,
+    );
+    this.batchSize = new FastHistogram(
+      'queue_batch_size',
+      'Jobs per batch handler call (batchHandler workers only)',
+      [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
       registers,
     );
     this.retries = new client.Counter({

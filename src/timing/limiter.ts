@@ -34,6 +34,17 @@ export class RateLimiter {
     return false;
   }
 
+  /** Whole tokens there are now (a batch takes one per job). */
+  available(): number {
+    this.refill();
+    return Math.floor(this.tokens);
+  }
+
+  /** Takes `n` tokens (at most `available()`). */
+  consume(n: number): void {
+    this.tokens -= n;
+  }
+
   /** Milliseconds until the next token. */
   msUntilNext(): number {
     this.refill();

@@ -17,7 +17,7 @@ import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
 import { Membership } from './membership.js';
 import { DEFAULT_METADATA_MAX_CHARS } from './offset-map.js';
-import type { Job, ResolvedWorkerOptions } from './options.js';
+import { defaultBatchOptions, type Job, type ResolvedWorkerOptions } from './options.js';
 import { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 
@@ -142,9 +142,12 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       concurrency: o.concurrency,
       ordering: o.ordering,
       limiter: o.limiter,
+      batch: o.batchHandler ? (o.batch ?? defaultBatchOptions) : undefined,
       clock,
       state: this.state,
       run: (item, slot) => executor.execute(item, slot),
+      runBatch: (items, slot) => executor.executeBatch(items, slot),
+      canGrow: () => this.buffer.hasRoom(0),
       finished: (item) => {
         this.drop(item);
         if (this.dispatcher.inflight === 0) for (const w of [...this.idleWaiters]) w();
@@ -218,7 +221,9 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       rebalanced: (list) => this.emit('rebalance', list),
     });
     // Sampled when scraped, not per job.
-    metrics.sampleOnScrape(metrics.inflight, () => metrics.inflight.set(labels, this.dispatcher.inflight));
+    metrics.sampleOnScrape(metrics.inflight, () =>
+      metrics.inflight.set(labels, this.dispatcher.inflightJobs),
+    );
     metrics.sampleOnScrape(metrics.stuckJobs, () => metrics.stuckJobs.set(labels, this.dispatcher.stuckJobs));
   }
 

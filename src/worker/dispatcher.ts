@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import { RateLimiter } from '../timing/limiter.js';
+import type { BatchCall } from './batch.js';
 import { KeyScheduler, type OrderingMode } from './key-scheduler.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
@@ -29,10 +30,25 @@ export class AttemptSignal {
   }
 }
 
-/** A started job: its current attempt's signal, and why the worker stopped it (if it did). */
+/**
+ * What holds a concurrency slot: one started job, or one batch (its jobs share it). Its current
+ * attempt's signal, and why the worker stopped it (if it did).
+ */
 export interface JobSlot {
   attempt?: AttemptSignal | undefined;
   stopReason?: unknown;
+  /** Jobs of this start not yet settled: 1, or the batch's size. The slot is free at 0. */
+  open: number;
+  /** A batch's handler call (batch.ts); undefined for one job. */
+  batch?: BatchCall | undefined;
+  /** While it waits to get a slot back (reentry). */
+  readmitted?: Promise<boolean> | undefined;
+}
+
+/** How batches are formed (batchHandler workers). */
+export interface BatchShape {
+  readonly maxSize: number;
+  readonly maxWaitMs: number;
 }
 
 /**
@@ -41,47 +57,67 @@ export interface JobSlot {
  * while it waits for its writer schema (registry down) or after its handler overran
  * `jobTimeoutMs` twice (stuck): then it keeps its key — order holds — but gives the slot to other
  * jobs, and takes a free one again (before new jobs) when it needs to run a handler.
+ *
+ * With `batch`, what starts is a batch (`KeyScheduler.takeBatch`): up to `maxSize` jobs, taken when
+ * that many are runnable, when `maxWaitMs` passed since a slot first waited for them, or when the
+ * buffer is full (no more would come). Its jobs share one slot, held until the last one settled;
+ * the limiter counts jobs.
  */
 export class Dispatcher {
   private readonly scheduler: KeyScheduler<WorkItem>;
   private readonly limiter: RateLimiter | undefined;
   private limiterTimer: TimerHandle | undefined;
-  /** Jobs holding a slot. */
-  private readonly running = new Map<WorkItem, JobSlot>();
-  /** Started jobs without a slot (waiting for the registry, or stuck in their handler). */
-  private readonly slotless = new Map<WorkItem, JobSlot>();
-  /** Slotless jobs that want a slot again, oldest request first; they go before new jobs. */
-  private readonly reentry: { item: WorkItem; admit: (admitted: boolean) => void }[] = [];
-  private readonly stuck = new Set<WorkItem>();
+  /** Batches: since when a free slot waits for a batch to fill, and the timer that closes it. */
+  private formingSince: number | undefined;
+  private formTimer: TimerHandle | undefined;
+  /** Starts holding a slot. */
+  private readonly running = new Set<JobSlot>();
+  /** Started without a slot (waiting for the registry, or stuck in their handler). */
+  private readonly slotless = new Set<JobSlot>();
+  /** Slotless starts that want a slot again, oldest request first; they go before new jobs. */
+  private readonly reentry: { slot: JobSlot; admit: (admitted: boolean) => void }[] = [];
+  private readonly stuck = new Set<JobSlot>();
 
   constructor(
     private readonly opts: {
       concurrency: number;
       ordering: OrderingMode;
       limiter?: { max: number; durationMs: number } | undefined;
+      batch?: BatchShape | undefined;
       clock: Clock;
       state: RunState;
       /** Runs a started job to its end and then calls `settle` (never rejects). */
       run: (item: WorkItem, slot: JobSlot) => Promise<void>;
+      /** Runs a started batch: every job of it to its end, each then calling `settle`. */
+      runBatch?: (items: readonly WorkItem[], slot: JobSlot) => void;
+      /** Could more jobs be accepted now (room in the buffer)? A batch does not wait for jobs that cannot come. */
+      canGrow?: () => boolean;
       finished: (item: WorkItem) => void;
     },
   ) {
-    this.scheduler = new KeyScheduler(opts.ordering);
+    this.scheduler = new KeyScheduler(opts.ordering, opts.batch !== undefined);
     const l = opts.limiter;
     this.limiter = l ? new RateLimiter(l.max, l.durationMs, () => opts.clock.now()) : undefined;
   }
 
-  /** Jobs holding a concurrency slot. */
+  /** Starts (jobs, or batches) holding a concurrency slot. */
   get inflight(): number {
     return this.running.size;
   }
 
-  /** Jobs whose handler ran past twice its timeout (slot given back, key still held). */
+  /** Jobs of the starts holding a slot (a batch counts its unsettled jobs). */
+  get inflightJobs(): number {
+    let n = 0;
+    for (const slot of this.running) n += slot.open;
+    return n;
+  }
+
+  /** Starts whose handler ran past twice its timeout (slot given back, keys still held). */
   get stuckJobs(): number {
     return this.stuck.size;
   }
 
-  /** Started jobs, with or without a slot. */
+  /** Starts, with or without a slot. */
   get started(): number {
     return this.running.size + this.slotless.size;
   }
@@ -90,82 +126,135 @@ export class Dispatcher {
     this.scheduler.add(item);
   }
 
-  /** Starts jobs while there are slots, runnable jobs and tokens. */
+  /** Starts jobs (or batches) while there are slots, runnable jobs and tokens. */
   pump(): void {
     const { state, concurrency } = this.opts;
     if (!state.canStart) return;
     this.admitWaiting();
     while (this.running.size < concurrency && this.reentry.length === 0 && this.scheduler.hasRunnable) {
+      if (this.opts.batch) {
+        if (!this.startBatch(this.opts.batch)) return;
+        continue;
+      }
       if (this.limiter && !this.limiter.tryTake()) {
-        this.limiterTimer ??= this.opts.clock.setTimeout(
-          () => {
-            this.limiterTimer = undefined;
-            this.pump();
-          },
-          this.limiter.msUntilNext(),
-          { unref: true },
-        );
+        this.waitForToken();
         return;
       }
       const item = this.scheduler.nextRunnable();
       if (!item) return;
-      const slot: JobSlot = {};
-      this.running.set(item, slot);
+      const slot: JobSlot = { open: 1 };
+      item.slot = slot;
+      this.running.add(slot);
       void this.opts.run(item, slot);
     }
   }
 
-  /** A started job is over: its slot and its key's lane go back. */
+  private waitForToken(): void {
+    this.limiterTimer ??= this.opts.clock.setTimeout(
+      () => {
+        this.limiterTimer = undefined;
+        this.pump();
+      },
+      this.limiter!.msUntilNext(),
+      { unref: true },
+    );
+  }
+
+  /** Starts one batch if it is full, or waited long enough; false when nothing started. */
+  private startBatch({ maxSize, maxWaitMs }: BatchShape): boolean {
+    const { clock, canGrow } = this.opts;
+    const room = this.limiter ? Math.min(maxSize, this.limiter.available()) : maxSize;
+    if (room < 1) {
+      this.waitForToken();
+      return false;
+    }
+    if (this.scheduler.takeable < room && maxWaitMs > 0 && (canGrow?.() ?? true)) {
+      const now = clock.now();
+      this.formingSince ??= now;
+      const left = this.formingSince + maxWaitMs - now;
+      if (left > 0) {
+        this.formTimer ??= clock.setTimeout(
+          () => {
+            this.formTimer = undefined;
+            this.pump();
+          },
+          left,
+          { unref: true },
+        );
+        return false;
+      }
+    }
+    clock.clearTimeout(this.formTimer);
+    this.formTimer = undefined;
+    this.formingSince = undefined;
+    const items = this.scheduler.takeBatch(room);
+    if (items.length === 0) return false;
+    this.limiter?.consume(items.length);
+    const slot: JobSlot = { open: items.length };
+    for (const item of items) item.slot = slot;
+    this.running.add(slot);
+    this.opts.runBatch!(items, slot);
+    return true;
+  }
+
+  /** A started job is over: its key's lane goes back, and its slot once every job of the start settled. */
   settle(item: WorkItem): void {
-    this.running.delete(item);
-    this.slotless.delete(item);
-    this.stuck.delete(item);
+    const slot = item.slot;
+    if (slot && --slot.open === 0) {
+      this.running.delete(slot);
+      this.slotless.delete(slot);
+      this.stuck.delete(slot);
+    }
     this.scheduler.finish(item);
     this.opts.finished(item);
     this.pump();
   }
 
-  /** The job gives its slot up for a while (it keeps its key). */
+  /** The job (with its batch) gives its slot up for a while (it keeps its key). */
   releaseSlot(item: WorkItem): void {
-    const slot = this.running.get(item);
-    if (!slot) return;
-    this.running.delete(item);
-    this.slotless.set(item, slot);
+    const slot = item.slot;
+    if (!slot || !this.running.has(slot)) return;
+    this.running.delete(slot);
+    this.slotless.add(slot);
     // Not from here: the dispatcher may be what started this job; it sees the free slot next tick.
     queueMicrotask(() => this.pump());
   }
 
   /** A handler overran its timeout twice: counted as stuck, its slot goes to other jobs. */
   markStuck(item: WorkItem): void {
-    if (this.stuck.has(item) || !this.running.has(item)) return;
-    this.stuck.add(item);
+    const slot = item.slot;
+    if (!slot || this.stuck.has(slot) || !this.running.has(slot)) return;
+    this.stuck.add(slot);
     this.releaseSlot(item);
   }
 
   holdsSlot(item: WorkItem): boolean {
-    return this.running.has(item);
+    return item.slot !== undefined && this.running.has(item.slot);
   }
 
   /**
-   * Waits for a free slot for a slotless job (before new jobs get one). Resolves false when the
-   * worker stops first.
+   * Waits for a free slot for a slotless job (before new jobs get one); the jobs of a batch wait
+   * for the same one. Resolves false when the worker stops first.
    */
   reacquireSlot(item: WorkItem): Promise<boolean> {
-    if (this.running.has(item)) return Promise.resolve(true);
-    this.stuck.delete(item);
-    return new Promise<boolean>((admit) => {
-      this.reentry.push({ item, admit });
-      this.admitWaiting();
-    });
+    const slot = item.slot;
+    if (!slot) return Promise.resolve(false);
+    if (this.running.has(slot)) return Promise.resolve(true);
+    this.stuck.delete(slot);
+    if (slot.readmitted) return slot.readmitted;
+    const readmitted = new Promise<boolean>((admit) => this.reentry.push({ slot, admit }));
+    slot.readmitted = readmitted;
+    this.admitWaiting();
+    return readmitted;
   }
 
   private admitWaiting(): void {
     if (!this.opts.state.canStart) return;
     while (this.reentry.length > 0 && this.running.size < this.opts.concurrency) {
       const next = this.reentry.shift()!;
-      const slot = this.slotless.get(next.item) ?? {};
-      this.slotless.delete(next.item);
-      this.running.set(next.item, slot);
+      next.slot.readmitted = undefined;
+      this.slotless.delete(next.slot);
+      this.running.add(next.slot);
       next.admit(true);
     }
   }
@@ -177,7 +266,7 @@ export class Dispatcher {
 
   /** Aborts every started job's handler signal (shutdown past its budget). */
   abortAll(reason: unknown): void {
-    for (const slot of [...this.running.values(), ...this.slotless.values()]) {
+    for (const slot of [...this.running, ...this.slotless]) {
       slot.stopReason = reason;
       slot.attempt?.abort(reason);
     }
@@ -186,6 +275,11 @@ export class Dispatcher {
   /** Stop: jobs waiting for a slot end without running (uncommitted, redelivered later). */
   releaseWaiting(): void {
     this.opts.clock.clearTimeout(this.limiterTimer);
-    for (const waiting of this.reentry.splice(0)) waiting.admit(false);
+    this.opts.clock.clearTimeout(this.formTimer);
+    this.formTimer = undefined;
+    for (const waiting of this.reentry.splice(0)) {
+      waiting.slot.readmitted = undefined;
+      waiting.admit(false);
+    }
   }
 }

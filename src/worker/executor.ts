@@ -10,11 +10,12 @@ import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import { AttemptTracer } from './attempt-trace.js';
+import { BatchCall } from './batch.js';
 import type { WorkerEvents } from './core.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import { JobLog } from './job-log.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
-import type { Job, ResolvedWorkerOptions } from './options.js';
+import type { Job, JobContext, ResolvedWorkerOptions } from './options.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
@@ -32,6 +33,7 @@ export class Executor {
   private readonly endToEnd: HistogramSeries;
   private readonly labels: { topic: string; group: string };
   private readonly tracer: AttemptTracer;
+  private batchSizes: HistogramSeries | undefined;
 
   constructor(
     private readonly deps: {
@@ -75,7 +77,25 @@ export class Executor {
     } finally {
       log.end('abandoned');
       this.deps.settle(item);
+      slot.batch?.leave(item);
     }
+  }
+
+  /** Runs a started batch: each job on its own path, one batch handler call for them (batch.ts). */
+  executeBatch(items: readonly WorkItem[], slot: JobSlot): void {
+    const { options, state, metrics, logger } = this.deps;
+    this.batchSizes ??= metrics.batchSize.labels(this.labels);
+    slot.batch = new BatchCall(items, slot, {
+      handler: options.batchHandler!,
+      invoke: (item, s, log, call) => this.runHandler(item, s, log, call),
+      confirm: this.deps.confirm,
+      holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
+      reacquireSlot: (item) => this.deps.dispatcher().reacquireSlot(item),
+      state,
+      sizes: this.batchSizes,
+      logger,
+    });
+    for (const item of items) void this.execute(item, slot);
   }
 
   /** Waits while the worker runs and owns the item; throws `Abandoned` when it should not go on. */
@@ -166,7 +186,14 @@ export class Executor {
         offset: item.offset,
         enqueuedAt,
       };
-      const lease = leases ? await leases.acquire(item, job, log, this.wait(item)) : 'none';
+      // A batch's jobs take their leases in lane order and do not hold their batch up while the
+      // lease is held elsewhere (batch.ts).
+      const { batch } = slot;
+      if (leases && batch) await batch.leaseTurn(item);
+      const lease = leases
+        ? await leases.acquire(item, job, log, this.wait(item), batch && (() => batch.park(item)))
+        : 'none';
+      batch?.leased(item);
       if (lease === 'completed') {
         this.counts.duplicate++;
         log.logger.info('duplicate job id: handler skipped');
@@ -180,8 +207,16 @@ export class Executor {
       emit('job:started', job);
       const started = clock.now();
       const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
-      const error = await this.runHandler(item, job, slot, log);
-      stopRenewal?.();
+      let error: unknown;
+      try {
+        // A batch's job waits for the batch's call and gets its own result; the call may not
+        // happen for it (partition lost, stop): Abandoned (batch.ts).
+        error = slot.batch
+          ? await slot.batch.submit(item, job)
+          : await this.runHandler(item, slot, log, (ctx) => o.handler!(job as never, ctx));
+      } finally {
+        stopRenewal?.();
+      }
       const ms = clock.now() - started;
       this.processing.observe(ms / 1000);
       if (error === undefined) {
@@ -289,7 +324,12 @@ export class Executor {
    * the abort is stuck: it gives its slot back (counted in `queue_stuck_jobs`), keeps its key and
    * its offset uncommitted, and its outcome counts whenever it settles.
    */
-  private async runHandler(item: WorkItem, job: Job<unknown>, slot: JobSlot, log: JobLog): Promise<unknown> {
+  private async runHandler(
+    item: WorkItem,
+    slot: JobSlot,
+    log: { readonly logger: Logger; readonly span?: TracedSpan | undefined },
+    call: (ctx: JobContext) => unknown,
+  ): Promise<unknown> {
     const { options, clock } = this.deps;
     const timeoutMs = options.jobTimeoutMs;
     const attempt = new AttemptSignal();
@@ -332,7 +372,7 @@ export class Executor {
     };
     const { span } = log;
     try {
-      await (span ? span.run(() => options.handler(job as never, ctx)) : options.handler(job as never, ctx));
+      await (span ? span.run(() => call(ctx)) : call(ctx));
       return undefined;
     } catch (error) {
       if (timeout && (error === timeout || (error as { name?: string } | null)?.name === 'AbortError'))

@@ -8,6 +8,8 @@ export interface Schedulable {
   readonly key: string | null;
   /** Acceptance order across the worker (oldest first). */
   readonly seq: number;
+  /** Its job id: a batch never holds two jobs with one id (the second would wait for the first's lease). */
+  readonly jobId?: string;
   /** The lane's name, filled in by the scheduler on first use (one string per job, not per call). */
   lane?: string | undefined;
 }
@@ -49,6 +51,10 @@ class SeqHeap<T extends Schedulable> {
     }
     return top;
   }
+  /** The items in heap order (not sorted). */
+  get all(): readonly T[] {
+    return this.items;
+  }
   removeWhere(pred: (item: T) => boolean): T[] {
     const removed = this.items.filter(pred);
     if (removed.length) {
@@ -71,12 +77,30 @@ export class KeyScheduler<T extends Schedulable> {
   /** Lanes with a running job; the array holds jobs of that lane waiting behind it. */
   private readonly lanes = new Map<string, T[]>();
   private waitingCount = 0;
+  /** Batches: jobs a lane's batch holds besides the one `finish` releases the lane with. */
+  private readonly batched = new Map<string, number>();
+  /** Batches: lanes whose head is ready (not handed out), so their queue could join a batch. */
+  private readonly idle = new Set<string>();
+  /** Batches: jobs `takeBatch` could hand out now (ready jobs and the queues of idle lanes). */
+  private takeableCount = 0;
 
-  constructor(readonly mode: OrderingMode) {}
+  /** `batching`: jobs are handed out with `takeBatch`, which keeps `takeable` (a little work per job). */
+  constructor(
+    readonly mode: OrderingMode,
+    private readonly batching = false,
+  ) {}
+
+  /** Jobs `takeBatch` would hand out now, without a limit (batching schedulers only). */
+  get takeable(): number {
+    return this.takeableCount;
+  }
 
   private laneOf(job: T): string | undefined {
     if (this.mode === 'unordered') return undefined;
-    if (this.mode === 'partition') return job.tp;
+    if (this.mode === 'partition') {
+      job.lane ??= job.tp;
+      return job.lane;
+    }
     if (job.key === null) return undefined;
     job.lane ??= `${job.tp}\u0000${job.key}`;
     return job.lane;
@@ -97,15 +121,75 @@ export class KeyScheduler<T extends Schedulable> {
     const lane = this.laneOf(job);
     if (lane === undefined) {
       this.ready.push(job);
+      if (this.batching) this.takeableCount++;
       return;
     }
     const queue = this.lanes.get(lane);
-    if (queue) queue.push(job);
-    else {
+    if (queue) {
+      queue.push(job);
+      if (this.batching && this.idle.has(lane)) this.takeableCount++;
+    } else {
       // The lane is claimed now; it is released when its last job finishes.
       this.lanes.set(lane, []);
       this.ready.push(job);
+      if (this.batching) {
+        this.idle.add(lane);
+        this.takeableCount++;
+      }
     }
+  }
+
+  /**
+   * Up to `max` jobs for one batch, oldest first: the oldest ready jobs, then the jobs waiting
+   * behind them in their lanes (one per lane in turn, so the batch stays close to offset order
+   * across keys). A lane's jobs are taken in its order and the lane stays held until every one of
+   * them finished: no other batch gets a job of it meanwhile. Returned in acceptance order.
+   */
+  takeBatch(max: number): T[] {
+    const batch: T[] = [];
+    const lanes: { lane: string; queue: T[]; taken: number; full?: true }[] = [];
+    const ids = new Set<string | undefined>();
+    const later: T[] = [];
+    while (batch.length < max) {
+      const head = this.ready.pop();
+      if (!head) break;
+      if (head.jobId !== undefined && ids.has(head.jobId)) {
+        later.push(head);
+        continue;
+      }
+      ids.add(head.jobId);
+      batch.push(head);
+      this.takeableCount--;
+      const lane = this.laneOf(head);
+      if (lane === undefined) continue;
+      this.idle.delete(lane);
+      const queue = this.lanes.get(lane)!;
+      // The rest of this lane's queue waits behind a busy lane now.
+      this.takeableCount -= queue.length;
+      if (queue.length > 0) lanes.push({ lane, queue, taken: 0 });
+    }
+    for (let more = lanes.length > 0; more && batch.length < max; ) {
+      more = false;
+      for (const l of lanes) {
+        if (batch.length >= max) break;
+        const next = l.full ? undefined : l.queue[0];
+        if (!next) continue;
+        // A second job with an id already in the batch ends what this batch takes of its lane.
+        if (next.jobId !== undefined && ids.has(next.jobId)) {
+          l.full = true;
+          continue;
+        }
+        ids.add(next.jobId);
+        l.queue.shift();
+        batch.push(next);
+        l.taken++;
+        more = true;
+      }
+    }
+    for (const head of later) this.ready.push(head);
+    for (const l of lanes) if (l.taken > 0) this.batched.set(l.lane, l.taken);
+    this.waitingCount -= batch.length;
+    return batch.sort((a, b) => a.seq - b.seq);
   }
 
   /** The oldest runnable job, or undefined. `skip` leaves jobs in place (e.g. a paused partition). */
@@ -135,9 +219,23 @@ export class KeyScheduler<T extends Schedulable> {
     if (lane === undefined) return;
     const queue = this.lanes.get(lane);
     if (!queue) return;
+    if (this.batching) {
+      // A lane held by a batch is released by its last job, whichever finishes last.
+      const others = this.batched.get(lane);
+      if (others !== undefined) {
+        if (others > 1) this.batched.set(lane, others - 1);
+        else this.batched.delete(lane);
+        return;
+      }
+    }
     const next = queue.shift();
-    if (next) this.ready.push(next);
-    else this.lanes.delete(lane);
+    if (next) {
+      this.ready.push(next);
+      if (this.batching) {
+        this.idle.add(lane);
+        this.takeableCount += 1 + queue.length;
+      }
+    } else this.lanes.delete(lane);
   }
 
   /** Forgets waiting jobs of a partition (revoked); running ones finish and call `finish` as usual. */
@@ -160,6 +258,21 @@ export class KeyScheduler<T extends Schedulable> {
       }
     }
     this.waitingCount -= dropped.length;
+    if (this.batching) this.recount();
     return dropped;
+  }
+
+  /** Batches: `takeable` and the idle lanes from scratch (after a partition left). */
+  private recount(): void {
+    this.idle.clear();
+    let n = 0;
+    for (const head of this.ready.all) {
+      n++;
+      const lane = this.laneOf(head);
+      if (lane === undefined) continue;
+      this.idle.add(lane);
+      n += this.lanes.get(lane)?.length ?? 0;
+    }
+    this.takeableCount = n;
   }
 }

@@ -53,6 +53,8 @@ export class LeaseKeeper {
     job: Job<unknown>,
     log: JobLog,
     wait: (ms: number) => Promise<void>,
+    /** Called when another holder has the lease (a batch's job then stops holding its batch up). */
+    onBusy?: () => void,
   ): Promise<'acquired' | 'completed'> {
     const id = this.idOf(job);
     const { leaseMs } = this.opts;
@@ -72,6 +74,7 @@ export class LeaseKeeper {
         },
       );
       if (result !== 'busy') return result;
+      onBusy?.();
       if (busy % 20 === 0)
         log.logger.info({ idempotencyKey: id }, 'job id is leased by another worker; waiting');
       await wait(Math.min(leaseMs / 4, 250 * 2 ** Math.min(busy++, 4)));

@@ -1,4 +1,3 @@
-import type { Span } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { RegistryOptions } from '../codec/registry.js';
 import {
@@ -14,40 +13,9 @@ import type { KafkaConnection } from '../kafka/client.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderingMode } from './key-scheduler.js';
 
-/** A job as the handler sees it. */
-export interface Job<T = Record<string, unknown>> {
-  /** `strand-job-id` (the idempotency key). */
-  readonly id: string;
-  /** Ordering key (record key), or null. */
-  readonly key: string | null;
-  readonly data: T;
-  /** 1 for the first delivery, +1 for every retry. */
-  readonly attempt: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: string;
-  /** `strand-enqueued-at`, ms since epoch, when known. */
-  readonly enqueuedAt: number | undefined;
-}
+export type { BatchFailure, BatchHandler, BatchResult, Job, JobContext, JobHandler } from './job.js';
 
-/** What the handler gets besides the job. */
-export interface JobContext {
-  /** Aborts on job timeout and on shutdown past its budget. */
-  readonly signal: AbortSignal;
-  /**
-   * A logger bound to the job (topic, partition, offset, key, job id, attempt; `trace_id` and
-   * `span_id` when the attempt is traced).
-   */
-  readonly logger: Logger;
-  /**
-   * The attempt's span (`process <topic>`), also the active span while the handler runs; a
-   * non-recording span when tracing is off or no OpenTelemetry SDK is registered.
-   */
-  readonly span: Span;
-}
-
-export type JobHandler<T = Record<string, unknown>> = (job: Job<T>, ctx: JobContext) => Promise<void> | void;
+import type { BatchHandler, Job, JobHandler } from './job.js';
 
 /** Options of a {@link Worker}. Durations accept milliseconds or strings like `"10s"`. */
 export interface WorkerOptions<T = Record<string, unknown>> {
@@ -61,8 +29,20 @@ export interface WorkerOptions<T = Record<string, unknown>> {
   topic: string;
   /** Consumer group id. */
   groupId: string;
-  /** The job handler. */
-  handler: JobHandler<T>;
+  /** The job handler (exactly one of `handler` and `batchHandler`). */
+  handler?: JobHandler<T>;
+  /**
+   * Many jobs per call, instead of `handler`: ordered and retried per job as with `handler`;
+   * `concurrency` then counts batches. Returns the jobs that failed, if any.
+   */
+  batchHandler?: BatchHandler<T>;
+  /** How batches for `batchHandler` are formed: at most `maxSize` jobs, closed `maxWaitMs` after the first. */
+  batch?: {
+    /** Most jobs per batch. @defaultValue 100 */
+    maxSize?: number;
+    /** How long a batch waits for more jobs after its first, when it is not full. @defaultValue 20 */
+    maxWaitMs?: number | string;
+  };
   /** Reader schema for decoding (schema evolution); default: each record's writer schema. */
   readerSchema?: object;
   /** Max jobs running at once in this worker. @defaultValue 16 */
@@ -155,6 +135,9 @@ export interface WorkerOptions<T = Record<string, unknown>> {
 
 const positiveInt = z.number().int().positive();
 
+/** Batches when `batchHandler` is given without `batch`. */
+export const defaultBatchOptions = { maxSize: 100, maxWaitMs: 20 } as const;
+
 const workerOptionsObject = z
   .object({
     brokers: connectionSchema.shape.brokers.optional(),
@@ -166,10 +149,25 @@ const workerOptionsObject = z
       .max(200)
       .regex(/^[a-zA-Z0-9._-]+$/, 'expected a Kafka topic name'),
     groupId: z.string().min(1),
-    handler: z.custom<JobHandler<never>>(
-      (v) => typeof v === 'function',
-      'expected a function (job, ctx) => Promise<void>',
-    ),
+    handler: z
+      .custom<JobHandler<never>>(
+        (v) => typeof v === 'function',
+        'expected a function (job, ctx) => Promise<void>',
+      )
+      .optional(),
+    batchHandler: z
+      .custom<BatchHandler<never>>(
+        (v) => typeof v === 'function',
+        'expected a function (jobs, ctx) => Promise<{ failed? } | void>',
+      )
+      .optional(),
+    batch: z
+      .object({
+        maxSize: positiveInt.max(100_000).default(defaultBatchOptions.maxSize),
+        maxWaitMs: duration.pipe(z.number().max(60_000)).default(defaultBatchOptions.maxWaitMs),
+      })
+      .strict()
+      .optional(),
     readerSchema: avroSchemaObject.optional(),
     concurrency: positiveInt.max(10_000).default(16),
     ordering: z.enum(['key', 'partition', 'unordered']).default('key'),
@@ -262,6 +260,28 @@ const workerOptionsObject = z
   })
   .strict();
 
+/** Exactly one of `handler` and `batchHandler`. */
+const oneHandler = (o: { handler?: unknown; batchHandler?: unknown }, ctx: z.RefinementCtx) => {
+  if (o.handler === undefined && o.batchHandler === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected a function (job, ctx) => Promise<void>, or a batchHandler',
+      path: ['handler'],
+    });
+  else if (o.handler !== undefined && o.batchHandler !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      message: 'give handler or batchHandler, not both',
+      path: ['batchHandler'],
+    });
+};
+/** `batch` only with `batchHandler`. */
+const batchWithBatchHandler = {
+  check: (o: { batch?: unknown; batchHandler?: unknown }) =>
+    o.batch === undefined || o.batchHandler !== undefined,
+  params: { message: 'batch options need a batchHandler', path: ['batch'] },
+};
+
 const heartbeatBelowSession = {
   check: (o: { heartbeatIntervalMs: number; sessionTimeoutMs: number }) =>
     o.heartbeatIntervalMs < o.sessionTimeoutMs,
@@ -273,12 +293,16 @@ export const workerOptionsSchema = workerOptionsObject
     message: 'expected brokers or kafka.brokers',
     path: ['brokers'],
   })
-  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params);
+  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
+  .superRefine(oneHandler)
+  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params);
 
 /** A definition may leave the connection to `strand worker` (flags and STRAND_* environment). */
 const definitionSchema = workerOptionsObject
   .partial({ brokers: true, kafka: true, registry: true })
-  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params);
+  .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
+  .superRefine(oneHandler)
+  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params);
 
 export type ResolvedWorkerOptions = z.output<typeof workerOptionsSchema>;
 

@@ -1,6 +1,7 @@
 import type { RoutedRecord } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
 import type { FetchedRecord, RecordHeaders } from '../ports.js';
+import type { JobSlot } from './dispatcher.js';
 import type { Schedulable } from './key-scheduler.js';
 import type { PartitionTracker } from './partition-tracker.js';
 
@@ -22,6 +23,8 @@ export class WorkItem implements Schedulable, RoutedRecord {
   readonly attempt: number;
   readonly jobId: string;
   lane: string | undefined;
+  /** The slot of its start (shared by the jobs of a batch), set by the dispatcher. */
+  slot: JobSlot | undefined;
   private parsed: Record<string, string> | undefined;
 
   constructor(

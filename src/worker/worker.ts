@@ -91,7 +91,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
 
   constructor(options: WorkerOptions<T>) {
     super();
-    this.options = resolveWorkerOptions(options as WorkerOptions<never>);
+    this.options = resolveWorkerOptions(options as unknown as WorkerOptions<never>);
     const o = this.options;
     this.logger = o.logger ?? createLogger({ name: 'strand-worker' });
     this.connection = { ...(o.kafka ?? { brokers: [] }) } as KafkaConnection;

@@ -74,6 +74,10 @@ export interface SeedConfig {
   };
   /** Delayed jobs: bucket lengths (besides the 0 s bucket), the share of jobs delayed, the longest delay. */
   readonly delays: { readonly buckets: number[]; readonly rate: number; readonly maxMs: number } | undefined;
+  /** Batch handler (a fourth stream): batch shape, and how often a whole call throws. */
+  readonly batch:
+    | { readonly maxSize: number; readonly maxWaitMs: number; readonly throwRate: number }
+    | undefined;
   readonly model: ModelOptions;
   readonly services: {
     readonly produceLatencyMax: number;
@@ -104,7 +108,32 @@ export interface SeedConfig {
 export const scenarioSettings = { expel: true, pauseSurvivesRejoin: true };
 
 export function seedConfig(seed: number): SeedConfig {
-  return withDelays(withPressure(baseConfig(seed), Rng.derive(seed, 5)), Rng.derive(seed, 7));
+  return withBatches(
+    withDelays(withPressure(baseConfig(seed), Rng.derive(seed, 5)), Rng.derive(seed, 7)),
+    Rng.derive(seed, 9),
+  );
+}
+
+/**
+ * Draws of a fourth stream: a batch handler instead of the job handler in about two seeds of five,
+ * batches of 1 to 25 jobs closed after 0 to 40 ms, and calls that throw (every job of the batch
+ * fails) in some of them.
+ */
+function withBatches(c: SeedConfig, x: Rng): SeedConfig {
+  if (!x.chance(0.4)) return c;
+  // A call lasts as long as its slowest job (up to 3 × jobTimeoutMs): a coordinator that expels
+  // every member whose drain outlasts a call would keep the group rebalancing for good (as a Java
+  // consumer past max.poll.interval.ms does), so an expelling coordinator waits at least that long.
+  const floor = 3 * c.worker.jobTimeoutMs;
+  return {
+    ...c,
+    model: { ...c.model, groupRebalanceTimeoutMs: Math.max(c.model.groupRebalanceTimeoutMs, floor) },
+    batch: {
+      maxSize: x.chance(0.2) ? 1 : x.int(2, 25),
+      maxWaitMs: x.pick([0, 1, 5, 20, 40]),
+      throwRate: x.pick([0, 0, 0.05, 0.2]),
+    },
+  };
 }
 
 /**
@@ -250,6 +279,7 @@ function baseConfig(seed: number): SeedConfig {
     stickies: [],
     slowHeads: false,
     delays: undefined,
+    batch: undefined,
     chaosMs: r.int(300, 4000),
     faults: calm ? 0 : r.int(1, 8),
     faultWeights: [

@@ -105,6 +105,12 @@ interface Epoch {
   readonly mapDone: Set<number>;
   /** When the ownership began: a send started before it (a zombie's late write) is not its outcome. */
   readonly since: number;
+  /** Batches: per key, offsets started and not known to have an outcome. */
+  readonly openByKey: Map<string, Set<number>>;
+  /** Batches: the batch (id of its first call) an offset first ran in, in this ownership. */
+  readonly batchOf: Map<number, number>;
+  /** Batches: per key, the call now running with it. */
+  readonly callOfKey: Map<string, number>;
 }
 
 /** A handler run in progress. */
@@ -167,6 +173,10 @@ export class Simulation implements ModelObserver {
   private traceN = 0;
   private violationFound: Violation | undefined;
   private epochSeq = 0;
+  /** Batch handler calls so far (their ids). */
+  private callSeq = 0;
+  /** Batches (the slot their jobs share in the core) and their ids. */
+  private readonly batchIds = new WeakMap<object, number>();
   private instanceSeq = 0;
   private phase: 'chaos' | 'quiet' | 'stopping' | 'done' = 'chaos';
   private readonly stats: Record<string, number> = {};
@@ -202,7 +212,12 @@ export class Simulation implements ModelObserver {
       registry: { url: 'http://sim' },
       topic: TOPIC,
       groupId: 'g',
-      handler: () => undefined,
+      ...(c.batch
+        ? {
+            batchHandler: () => undefined,
+            batch: { maxSize: c.batch.maxSize, maxWaitMs: c.batch.maxWaitMs },
+          }
+        : { handler: () => undefined }),
       concurrency: w.concurrency,
       ordering: 'key',
       maxBufferedJobs: w.maxBufferedJobs,
@@ -426,6 +441,9 @@ export class Simulation implements ModelObserver {
         running: new Map(),
         mapDone: c ? decodeOffsetMap(c.offset, c.metadata) : new Set(),
         since: this.time.now,
+        openByKey: new Map(),
+        batchOf: new Map(),
+        callOfKey: new Map(),
       });
     }
     this.count('assignments');
@@ -466,6 +484,80 @@ export class Simulation implements ModelObserver {
 
   // ---- the handler ----------------------------------------------------------------------------
 
+  /** This run's behaviour: the job's sticky one, or a draw. */
+  private behaviorOf(rid: number): Behavior | Sticky {
+    const drawn = this.handlerRng.weighted(this.cfg.behaviors);
+    const sticky = this.jobs[rid]?.sticky;
+    return sticky === undefined || (sticky === 'slow-first' && this.jobs[rid]!.runs > 1) ? drawn : sticky;
+  }
+
+  /** How long a run of `behavior` takes and how it ends (an abortable run ends early on abort). */
+  private plan(behavior: Behavior | Sticky): { ms: number; error?: unknown; abortable?: true } {
+    const r = this.handlerRng;
+    const timeout = this.cfg.worker.jobTimeoutMs;
+    switch (behavior) {
+      case 'later-always':
+        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: r.int(1, 300) }) };
+      case 'later-always-0':
+        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: 0 }) };
+      case 'later-always-none':
+        // From JavaScript, without a delay (the policy must still wait the first tier's).
+        return { ms: r.int(0, 15), error: new RetryLaterError({} as { delayMs: number }) };
+      case 'later-always-classified':
+        return { ms: r.int(0, 15), error: new Error('come back later') };
+      case 'slow-first':
+        return { ms: r.int(200, 1500) };
+      case 'ok':
+        return { ms: r.int(0, 15) };
+      case 'slow':
+        return { ms: r.int(20, 400) };
+      case 'fail':
+        return { ms: r.int(0, 15), error: new Error('boom') };
+      case 'non-retriable':
+        return { ms: r.int(0, 15), error: new NonRetriableError('bad job') };
+      case 'type-error':
+        return { ms: r.int(0, 15), error: new TypeError('a bug') };
+      case 'retry-later':
+        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: r.int(1, 600) }) };
+      case 'retry-later-0':
+        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: 0 }) };
+      case 'classified-later':
+        return { ms: r.int(0, 15), error: new Error('come back later') };
+      case 'hang-ok':
+        return { ms: timeout + r.int(1, 2 * timeout) };
+      case 'hang-fail':
+        return { ms: timeout + r.int(1, 2 * timeout), error: new Error('late failure') };
+      case 'abortable':
+        return { ms: r.int(timeout >> 1, 3 * timeout), abortable: true };
+    }
+  }
+
+  /**
+   * Ends after `ms`, or when `signal` aborts if `abortable` (then with its reason). `end` is called
+   * once, with the error of the run (undefined = success).
+   */
+  private runFor(
+    inst: Instance,
+    ms: number,
+    abortable: boolean,
+    signal: () => AbortSignal,
+    finish: (error: unknown) => void,
+    error: unknown,
+  ): void {
+    if (!abortable) {
+      inst.clock.setTimeout(() => finish(error), ms);
+      return;
+    }
+    const s = signal();
+    const t = inst.clock.setTimeout(() => finish(undefined), ms);
+    const onAbort = () => {
+      inst.clock.clearTimeout(t);
+      finish(s.reason ?? new Error('aborted'));
+    };
+    if (s.aborted) onAbort();
+    else s.addEventListener('abort', onAbort, { once: true });
+  }
+
   private handle(inst: Instance, job: Job<unknown>, ctx: JobContext): Promise<void> {
     const rid = (job.data as { rid: number }).rid;
     const tp = tpOf(job.topic, job.partition);
@@ -473,12 +565,7 @@ export class Simulation implements ModelObserver {
     const epoch = this.onStart(inst, job, tp, offset, rid);
     const run: Run = { tp, offset, start: this.time.now };
     inst.running.add(run);
-    const drawn = this.handlerRng.weighted(this.cfg.behaviors);
-    const sticky = this.jobs[rid]?.sticky;
-    const behavior: Behavior | Sticky =
-      sticky === undefined || (sticky === 'slow-first' && this.jobs[rid]!.runs > 1) ? drawn : sticky;
-    const r = this.handlerRng;
-    const timeout = this.cfg.worker.jobTimeoutMs;
+    const behavior = this.behaviorOf(rid);
     this.trace(inst.id, `run ${tp}@${offset} rid ${rid} key ${job.key} attempt ${job.attempt}: ${behavior}`);
     this.count(`behavior:${behavior}`);
     return new Promise<void>((resolve, reject) => {
@@ -491,52 +578,128 @@ export class Simulation implements ModelObserver {
         if (error === undefined) resolve();
         else reject(error);
       };
-      const after = (ms: number, error?: unknown) => inst.clock.setTimeout(() => end(error), ms);
-      switch (behavior) {
-        case 'later-always':
-          return after(r.int(0, 15), new RetryLaterError({ delayMs: r.int(1, 300) }));
-        case 'later-always-0':
-          return after(r.int(0, 15), new RetryLaterError({ delayMs: 0 }));
-        case 'later-always-none':
-          // From JavaScript, without a delay (the policy must still wait the first tier's).
-          return after(r.int(0, 15), new RetryLaterError({} as { delayMs: number }));
-        case 'later-always-classified':
-          return after(r.int(0, 15), new Error('come back later'));
-        case 'slow-first':
-          return after(r.int(200, 1500));
-        case 'ok':
-          return after(r.int(0, 15));
-        case 'slow':
-          return after(r.int(20, 400));
-        case 'fail':
-          return after(r.int(0, 15), new Error('boom'));
-        case 'non-retriable':
-          return after(r.int(0, 15), new NonRetriableError('bad job'));
-        case 'type-error':
-          return after(r.int(0, 15), new TypeError('a bug'));
-        case 'retry-later':
-          return after(r.int(0, 15), new RetryLaterError({ delayMs: r.int(1, 600) }));
-        case 'retry-later-0':
-          return after(r.int(0, 15), new RetryLaterError({ delayMs: 0 }));
-        case 'classified-later':
-          return after(r.int(0, 15), new Error('come back later'));
-        case 'hang-ok':
-          return after(timeout + r.int(1, 2 * timeout));
-        case 'hang-fail':
-          return after(timeout + r.int(1, 2 * timeout), new Error('late failure'));
-        case 'abortable': {
-          const signal = ctx.signal;
-          const t = inst.clock.setTimeout(() => end(), r.int(timeout >> 1, 3 * timeout));
-          const onAbort = () => {
-            inst.clock.clearTimeout(t);
-            end(signal.reason ?? new Error('aborted'));
-          };
-          if (signal.aborted) return onAbort();
-          signal.addEventListener('abort', onAbort, { once: true });
-          return;
-        }
-      }
+      const p = this.plan(behavior);
+      this.runFor(inst, p.ms, p.abortable === true, () => ctx.signal, end, p.error);
     });
+  }
+
+  /**
+   * A batch handler call: every job draws its behaviour as a single run would; the call lasts as
+   * long as its longest job (an abortable job ends it at the abort: every job fails with it), and
+   * in some seeds throws (every job fails). Returns the jobs that failed.
+   */
+  private handleBatch(
+    inst: Instance,
+    jobs: readonly Job<unknown>[],
+    ctx: JobContext,
+  ): Promise<{ failed: { job: Job<unknown>; error: unknown }[] }> {
+    const call = ++this.callSeq;
+    const batch = this.batchOfCall(inst, jobs, call);
+    const started = jobs.map((job) => {
+      const rid = (job.data as { rid: number }).rid;
+      const tp = tpOf(job.topic, job.partition);
+      const offset = Number(job.offset);
+      const epoch = this.onStart(inst, job, tp, offset, rid, batch);
+      return { job, rid, tp, offset, epoch };
+    });
+    this.releaseCallKeys(started, call, false);
+    const first = started[0]!;
+    const run: Run = { tp: first.tp, offset: first.offset, start: this.time.now };
+    inst.running.add(run);
+    const plans = started.map((j) => ({ ...j, plan: this.plan(this.behaviorOf(j.rid)) }));
+    const throws = this.handlerRng.chance(this.cfg.batch?.throwRate ?? 0);
+    const ms = Math.max(...plans.map((p) => p.plan.ms));
+    const abortable = plans.some((p) => p.plan.abortable);
+    this.trace(
+      inst.id,
+      `batch call ${call}: ${plans.map((p) => `${p.tp}@${p.offset}(${p.job.key}):${p.plan.error === undefined ? 'ok' : (p.plan.error as Error).name}`).join(' ')}${throws ? ' THROWS' : ''}${abortable ? ' abortable' : ''}, ${ms} ms`,
+    );
+    this.count('batch-calls');
+    this.count('batch-jobs', jobs.length);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const end = (aborted: unknown) => {
+        if (settled) return;
+        settled = true;
+        inst.running.delete(run);
+        this.releaseCallKeys(started, call, true);
+        const thrown = aborted ?? (throws ? new Error('batch boom') : undefined);
+        const failed: { job: Job<unknown>; error: unknown }[] = [];
+        for (const p of plans) {
+          const error = thrown ?? p.plan.error;
+          this.onEnd(inst, p.epoch, p.tp, p.offset, p.rid, error);
+          if (error !== undefined) failed.push({ job: p.job, error });
+        }
+        if (thrown !== undefined) reject(thrown);
+        else resolve({ failed });
+      };
+      this.runFor(inst, ms, abortable, () => ctx.signal, end, undefined);
+    });
+  }
+
+  /**
+   * The batch a call belongs to (a look inside the core: the slot its jobs' items share), as the
+   * id of the first call seen for it. A call with jobs of two batches is `batch-mixed`.
+   */
+  private batchOfCall(inst: Instance, jobs: readonly Job<unknown>[], call: number): number {
+    const core = inst.core as unknown as {
+      pending?: Map<{ tp: string; offset: string; slot?: object }, true>;
+    };
+    if (!core.pending) {
+      this.violation('sim-peek', 'WorkerCore has no `pending` any more: update sim.ts batchOfCall');
+      return call;
+    }
+    const wanted = new Set(jobs.map((j) => `${tpOf(j.topic, j.partition)}@${j.offset}`));
+    const slotsOf = new Map<string, Set<object>>();
+    for (const item of core.pending.keys()) {
+      const at = `${item.tp}@${item.offset}`;
+      if (!item.slot || !wanted.has(at)) continue;
+      const set = slotsOf.get(at) ?? new Set();
+      set.add(item.slot);
+      slotsOf.set(at, set);
+    }
+    const counts = new Map<object, number>();
+    for (const set of slotsOf.values()) for (const slot of set) counts.set(slot, (counts.get(slot) ?? 0) + 1);
+    let slot: object | undefined;
+    for (const [s, n] of counts) if (!slot || n > counts.get(slot)!) slot = s;
+    if (!slot) return call;
+    for (const at of wanted)
+      if (!slotsOf.get(at)?.has(slot))
+        this.violation(
+          'batch-mixed',
+          `${inst.id} call ${call}: ${at} is not of the batch of the call's other jobs`,
+        );
+    let id = this.batchIds.get(slot);
+    if (id === undefined) {
+      id = call;
+      this.batchIds.set(slot, id);
+    }
+    return id;
+  }
+
+  /**
+   * Batches: no two calls running at once hold a key of one partition (`batch-key-overlap`);
+   * `ended` releases this call's keys.
+   */
+  private releaseCallKeys(
+    started: readonly { job: Job<unknown>; epoch: Epoch | undefined }[],
+    call: number,
+    ended: boolean,
+  ): void {
+    for (const { job, epoch } of started) {
+      if (!epoch || job.key === null) continue;
+      const holder = epoch.callOfKey.get(job.key);
+      if (ended) {
+        if (holder === call) epoch.callOfKey.delete(job.key);
+        continue;
+      }
+      if (holder !== undefined && holder !== call)
+        this.violation(
+          'batch-key-overlap',
+          `${epoch.tp} key ${job.key}: call ${call} starts while call ${holder} still runs with it`,
+        );
+      epoch.callOfKey.set(job.key, call);
+    }
   }
 
   private onStart(
@@ -545,6 +708,7 @@ export class Simulation implements ModelObserver {
     tp: string,
     offset: number,
     rid: number,
+    call?: number,
   ): Epoch | undefined {
     const w = this.cfg.worker;
     const state = this.jobs[rid];
@@ -601,7 +765,8 @@ export class Simulation implements ModelObserver {
         `${inst.id} started ${tp}@${offset} while its previous attempt still runs`,
       );
     const key = job.key;
-    if (key !== null) {
+    if (key !== null && call !== undefined) this.checkBatchKey(inst, epoch, tp, key, offset, call);
+    else if (key !== null) {
       const last = epoch.lastStart.get(key);
       if (last !== undefined && last !== offset) {
         if (!epoch.outcomes.has(last) && !this.covered(tp, last))
@@ -623,6 +788,55 @@ export class Simulation implements ModelObserver {
       );
     epoch.running.set(offset, (epoch.running.get(offset) ?? 0) + 1);
     return epoch;
+  }
+
+  /**
+   * Key order with batches: a job's first run starts after every earlier-started job of its key
+   * from another batch reached an outcome (`key-overlap`), in offset order (`key-order`: within a
+   * call by position, across calls by start); a call holds jobs of one batch only (`batch-mixed`).
+   * A job's later runs (in-place retries with its batch) may follow later jobs of its key that its
+   * batch handler already completed.
+   */
+  private checkBatchKey(
+    inst: Instance,
+    epoch: Epoch,
+    tp: string,
+    key: string,
+    offset: number,
+    call: number,
+  ): void {
+    const rerun = (epoch.runs.get(offset) ?? 0) > 0;
+    const batch = rerun ? epoch.batchOf.get(offset)! : call;
+    if (!rerun) epoch.batchOf.set(offset, call);
+    else if (!epoch.batchOf.has(offset))
+      this.violation('batch-mixed', `${inst.id} ${tp}@${offset} reran without a first batch`);
+    let open = epoch.openByKey.get(key);
+    if (!open) {
+      open = new Set();
+      epoch.openByKey.set(key, open);
+    }
+    for (const o of open) {
+      if (o === offset) continue;
+      if (epoch.outcomes.has(o) || this.covered(tp, o)) {
+        open.delete(o);
+        continue;
+      }
+      if (epoch.batchOf.get(o) !== batch)
+        this.violation(
+          'key-overlap',
+          `${inst.id} ${tp} key ${key}: ${offset} (batch ${batch}) started while ${o} (batch ${epoch.batchOf.get(o)}) has not reached an outcome`,
+        );
+    }
+    const last = epoch.lastStart.get(key);
+    if (
+      !rerun &&
+      last !== undefined &&
+      offset < last &&
+      (tp.startsWith(`${this.topics.main}:`) || checkSettings.tierOrder)
+    )
+      this.violation('key-order', `${inst.id} ${tp} key ${key}: ${offset} started after ${last}`);
+    open.add(offset);
+    if (last === undefined || offset > last) epoch.lastStart.set(key, offset);
   }
 
   private onEnd(
@@ -818,7 +1032,12 @@ export class Simulation implements ModelObserver {
       : undefined;
     const options = {
       ...this.options,
-      handler: (job: Job<unknown>, ctx: JobContext) => this.handle(inst, job, ctx),
+      ...(this.cfg.batch
+        ? {
+            batchHandler: (jobs: readonly Job<unknown>[], ctx: JobContext) =>
+              this.handleBatch(inst, jobs, ctx),
+          }
+        : { handler: (job: Job<unknown>, ctx: JobContext) => this.handle(inst, job, ctx) }),
     } as ResolvedWorkerOptions;
     inst.core = new WorkerCore({
       options,

@@ -50,6 +50,28 @@ describe('worker options', () => {
     [{ registry: { url: 'not a url' } }, 'registry.url', /registry\.url/],
     [{ brokers: ['localhost'] }, 'brokers[0]', /brokers\[0\]: expected host:port/],
     [{ concurency: 3 }, '', /[Uu]nrecognized key.*concurency/],
+    [{ handler: undefined }, 'handler', /handler: expected a function .*or a batchHandler/],
+    [
+      { batchHandler: async (): Promise<undefined> => undefined },
+      'batchHandler',
+      /batchHandler: give handler or batchHandler, not both/,
+    ],
+    [{ batch: { maxSize: 10 } }, 'batch', /batch: batch options need a batchHandler/],
+    [
+      { handler: undefined, batchHandler: (): number => 1, batch: { maxSize: 0 } },
+      'batch.maxSize',
+      /batch\.maxSize/,
+    ],
+    [
+      { handler: undefined, batchHandler: (): number => 1, batch: { maxWaitMs: '2 weeks' } },
+      'batch.maxWaitMs',
+      /batch\.maxWaitMs/,
+    ],
+    [
+      { handler: undefined, batchHandler: (): number => 1, batch: { size: 5 } },
+      'batch',
+      /[Uu]nrecognized key.*size/,
+    ],
   ])('rejects %j at construction, naming %s', (patch, path, message) => {
     const error = errorOf({ ...base, ...patch });
     expect(error.path).toBe(path);
@@ -64,5 +86,22 @@ describe('worker options', () => {
     expect(() =>
       defineWorker({ topic: 'payments', groupId: 'g', handler: async () => undefined, concurrency: -1 }),
     ).toThrow(/concurrency/);
+  });
+
+  it('a batchHandler instead of handler: batch defaults, or the given shape (durations as strings)', () => {
+    const { handler: _, ...rest } = base;
+    const w = new Worker({ ...rest, batchHandler: async () => undefined });
+    expect(w.options.batch).toBeUndefined();
+    const shaped = new Worker({
+      ...rest,
+      batchHandler: async () => undefined,
+      batch: { maxSize: 500, maxWaitMs: '50ms' },
+    });
+    expect(shaped.options.batch).toEqual({ maxSize: 500, maxWaitMs: 50 });
+    expect(
+      defineWorker({ topic: 'p', groupId: 'g', batchHandler: () => undefined, batch: { maxSize: 5 } }).batch,
+    ).toEqual({
+      maxSize: 5,
+    });
   });
 });
