@@ -10,16 +10,17 @@ import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
 import { WorkerFleet } from '../support/processes.js';
 import { TcpProxy } from '../support/proxy.js';
+import { needRedis, testRedis } from '../support/redis.js';
 
 const quiet = createLogger({ level: 'error' });
-const redis = new Redis({ host: '127.0.0.1', port: 6379 });
+const redis = new Redis({ host: '127.0.0.1', port: testRedis()?.port ?? 6379, lazyConnect: true });
 let fleet: WorkerFleet | undefined;
 afterEach(async () => {
   await fleet?.killAll();
   fleet = undefined;
 });
 afterAll(async () => {
-  await redis.quit();
+  await redis.quit().catch(() => undefined);
 });
 
 function payment(i: number, key = 'acct-1'): Payment {
@@ -59,9 +60,10 @@ async function dlqDepth(topic: string): Promise<number> {
 }
 
 describe('idempotency with a real Redis', () => {
-  it.each(['redis', 'memory'] as const)(
+  it.for(['redis', 'memory'] as const)(
     'the same job id enqueued three times runs its side effect once (%s store)',
-    async (kind) => {
+    async (kind, { skip }) => {
+      const port = kind === 'redis' ? needRedis({ skip }).port : 0;
       const { topic, cleanup } = await jobTopic('idem-dup', { partitions: 2 });
       const producer = new JobProducer<Payment>({
         brokers: stack().brokers,
@@ -77,7 +79,7 @@ describe('idempotency with a real Redis', () => {
       await producer.disconnect();
       const effects: string[] = [];
       const store =
-        kind === 'redis' ? new RedisIdempotencyStore({ keyPrefix: `${uniqueName('t')}:` }) : 'memory';
+        kind === 'redis' ? new RedisIdempotencyStore({ port, keyPrefix: `${uniqueName('t')}:` }) : 'memory';
       const w = worker(topic, {
         idempotency: { store, leaseMs: 5000 },
         handler: async (job) => void effects.push(job.id),
@@ -99,10 +101,11 @@ describe('idempotency with a real Redis', () => {
     },
   );
 
-  it('a job whose lease holder died is taken over after leaseMs, not before', async () => {
+  it('a job whose lease holder died is taken over after leaseMs, not before', async ({ skip }) => {
+    const { port } = needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-lease', { partitions: 1 });
     const prefix = `${uniqueName('lease')}:`;
-    const store = new RedisIdempotencyStore({ keyPrefix: prefix });
+    const store = new RedisIdempotencyStore({ port, keyPrefix: prefix });
     const producer = new JobProducer<Payment>({
       brokers: stack().brokers,
       registry: { url: stack().registryUrl },
@@ -139,9 +142,12 @@ describe('idempotency with a real Redis', () => {
     await cleanup();
   });
 
-  it('Redis unreachable mid-run: no job runs without the store, none is dead-lettered, all complete after', async () => {
+  it('Redis unreachable mid-run: no job runs without the store, none is dead-lettered, all complete after', async ({
+    skip,
+  }) => {
+    const r = needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-outage', { partitions: 3, tierDelays: [500] });
-    const proxy = new TcpProxy('127.0.0.1', 6379);
+    const proxy = new TcpProxy(r.host, r.port);
     const port = await proxy.start();
     const store = new RedisIdempotencyStore({
       port,
@@ -180,7 +186,10 @@ describe('idempotency with a real Redis', () => {
     await cleanup();
   });
 
-  it('two workers, SIGKILL one in the middle of long jobs, 20 times: every side effect exactly once', async () => {
+  it('two workers, SIGKILL one in the middle of long jobs, 20 times: every side effect exactly once', async ({
+    skip,
+  }) => {
+    needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-kill', { partitions: 4 });
     const groupId = uniqueName('idem-kill-g');
     const list = uniqueName('ledger');

@@ -1,0 +1,73 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { TestProject } from 'vitest/node';
+import { reachable } from './reachable.js';
+
+export interface LocalRedis {
+  port: number;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => done(port));
+    });
+  });
+}
+
+function onPath(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Starts `redis-server` on a free loopback port, in memory only; `stop` ends it. */
+export async function startRedisServer(): Promise<LocalRedis> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 10_000;
+  while (!(await reachable('127.0.0.1', port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`redis-server did not start on 127.0.0.1:${port}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * The Redis the idempotency tests use: `STRAND_TEST_REDIS_PORT` or 6379 on 127.0.0.1 when
+ * something answers there, else a `redis-server` from the PATH started for this run (and stopped
+ * after it), else none, with the one-line reason those tests are skipped for.
+ */
+export async function provideRedis(project: TestProject): Promise<LocalRedis | undefined> {
+  const port = Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379);
+  if (await reachable('127.0.0.1', port)) {
+    project.provide('redis', { host: '127.0.0.1', port });
+    return undefined;
+  }
+  if (onPath('redis-server')) {
+    const started = await startRedisServer();
+    project.provide('redis', { host: '127.0.0.1', port: started.port });
+    return started;
+  }
+  project.provide('redis', {
+    missing: `no Redis at 127.0.0.1:${port} and no redis-server on the PATH (apt-get install redis-server)`,
+  });
+  return undefined;
+}
