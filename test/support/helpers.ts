@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { inject } from 'vitest';
-import { getCurrentTest } from 'vitest/suite';
+import { inject, TestRunner } from 'vitest';
 import { createKafka, type KafkaConnection } from '../../src/kafka/client.js';
 import { createTopicsReady } from '../../src/kafka/topics.js';
 
@@ -23,7 +22,7 @@ const VERDICT_MARGIN_MS = 5000;
  * gives up with its own message before vitest's timeout would cut the test off without one.
  */
 export function testDeadline(): number | undefined {
-  const test = getCurrentTest();
+  const test = TestRunner.getCurrentTest();
   const started = test?.result?.startTime;
   if (!test?.timeout || started === undefined) return undefined;
   return started + test.timeout - VERDICT_MARGIN_MS;

@@ -63,11 +63,12 @@ export async function provideRedis(project: TestProject): Promise<LocalRedis | u
   }
   if (onPath('redis-server')) {
     const started = await startRedisServer();
+    process.stderr.write(`[redis] started redis-server on 127.0.0.1:${started.port} for this run\n`);
     project.provide('redis', { host: '127.0.0.1', port: started.port });
     return started;
   }
-  project.provide('redis', {
-    missing: `no Redis at 127.0.0.1:${port} and no redis-server on the PATH (apt-get install redis-server)`,
-  });
+  const missing = `no Redis at 127.0.0.1:${port} and no redis-server on the PATH (apt-get install redis-server)`;
+  project.provide('redis', { missing });
+  process.stderr.write(`[redis] the tests that need Redis are skipped: ${missing}\n`);
   return undefined;
 }

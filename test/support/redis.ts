@@ -1,4 +1,5 @@
 import { inject } from 'vitest';
+import { skipWhenMissing } from './optional.js';
 
 /**
  * The Redis the global setup found or started, or undefined. Worker processes the tests start read
@@ -11,14 +12,10 @@ export function testRedis(): { host: string; port: number } | undefined {
   return r;
 }
 
-/**
- * Skips the calling test with the reason when there is no Redis; in CI (`CI` set, where `.ci/run`
- * installs Redis) a missing Redis fails the test instead, so CI never passes by skipping.
- */
+/** The test's Redis; without one the test is skipped with the reason (fails in CI: `skipWhenMissing`). */
 export function needRedis(ctx: { skip: (note?: string) => never }): { host: string; port: number } {
   const r = testRedis();
   if (r) return r;
-  const reason = (inject('redis') as { missing: string }).missing;
-  if (process.env.CI) throw new Error(`Redis needed: ${reason}`);
-  return ctx.skip(`needs Redis: ${reason}`);
+  skipWhenMissing(ctx, `needs Redis: ${(inject('redis') as { missing: string }).missing}`);
+  throw new Error('unreachable: skipWhenMissing skips or throws');
 }
