@@ -142,6 +142,65 @@ describe('idempotency with a real Redis', () => {
     await cleanup();
   });
 
+  it('a job running longer than leaseMs keeps its lease (renewed): no one else can take it meanwhile', async ({
+    skip,
+  }) => {
+    const { port } = needRedis({ skip });
+    const { topic, cleanup } = await jobTopic('idem-renew', { partitions: 1 });
+    const prefix = `${uniqueName('renew')}:`;
+    const store = new RedisIdempotencyStore({ port, keyPrefix: prefix });
+    const producer = new JobProducer<Payment>({
+      brokers: stack().brokers,
+      registry: { url: stack().registryUrl },
+      topic,
+      schema: paymentSchema,
+      logger: quiet,
+    });
+    await producer.connect();
+    await producer.enqueue({ key: 'acct-1', data: payment(1), jobId: 'long-job' });
+    await producer.disconnect();
+    const leaseMs = 1000;
+    const groupId = uniqueName(`${topic}-g`);
+    const id = `${groupId}/${topic}:long-job`;
+    let startedAt = 0;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const w = worker(topic, {
+      groupId,
+      idempotency: { store, leaseMs },
+      handler: async () => {
+        startedAt = Date.now();
+        await gate;
+      },
+    });
+    await w.start();
+    await waitUntil(() => startedAt > 0, { timeoutMs: 20_000, what: 'the long job running' });
+    // Four lease lengths into the job, a contender (another worker, as the store sees it) is refused,
+    // and the lease's expiry stays within one lease length ahead: it is renewed, not long.
+    const answers: string[] = [];
+    const ttls: number[] = [];
+    while (Date.now() - startedAt < 4 * leaseMs) {
+      answers.push(await store.begin(id, 'another-worker', leaseMs));
+      ttls.push(await redis.pttl(`${prefix}${id}`));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    release();
+    await waitUntil(async () => (await store.begin(id, 'another-worker', leaseMs)) === 'completed', {
+      timeoutMs: 10_000,
+      what: 'the done marker',
+    });
+    await w.stop();
+    await store.close();
+    console.info(
+      `lease ${leaseMs} ms over a ${4 * leaseMs} ms job: answers ${[...new Set(answers)]}, ttl ${Math.min(...ttls)}–${Math.max(...ttls)} ms`,
+    );
+    expect(answers.length).toBeGreaterThanOrEqual(10);
+    expect(new Set(answers)).toEqual(new Set(['busy']));
+    expect(Math.min(...ttls)).toBeGreaterThan(0);
+    expect(Math.max(...ttls)).toBeLessThanOrEqual(leaseMs);
+    await cleanup();
+  });
+
   it('Redis unreachable mid-run: no job runs without the store, none is dead-lettered, all complete after', async ({
     skip,
   }) => {
