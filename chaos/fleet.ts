@@ -65,22 +65,22 @@ export class ChaosFleet {
 
   read(): LedgerLine[] {
     if (!existsSync(this.ledger)) return [];
-    return readFileSync(this.ledger, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const [kind, jobId, key, sequence, attempt, pid, at] = line.split(' ');
-        return {
-          kind: kind as 'S' | 'C',
-          jobId: jobId!,
-          key: key!,
-          sequence: Number(sequence),
-          attempt: Number(attempt),
-          pid: pid!,
-          at: Number(at),
-        };
-      });
+    return readFileSync(this.ledger, 'utf8').split('\n').filter(Boolean).map(parseLedgerLine);
   }
+}
+
+/** One ledger line: `S|C <job id> <key> <sequence> <attempt> <pid> <ms>` (test/support/ledger-worker.ts). */
+export function parseLedgerLine(line: string): LedgerLine {
+  const [kind, jobId, key, sequence, attempt, pid, at] = line.trim().split(/\s+/);
+  return {
+    kind: kind as 'S' | 'C',
+    jobId: jobId!,
+    key: key!,
+    sequence: Number(sequence),
+    attempt: Number(attempt),
+    pid: pid!,
+    at: Number(at),
+  };
 }
 
 /** A job's run that completed: the start line of the attempt that completed, and its completion. */

@@ -35,6 +35,21 @@ function payment(i: number, key = 'acct-1'): Payment {
   };
 }
 
+/** Enqueues payments on acct-1 with the given job ids (`data` from their index). */
+async function enqueueIds(topic: string, jobIds: string[]): Promise<void> {
+  const producer = new JobProducer<Payment>({
+    brokers: stack().brokers,
+    registry: { url: stack().registryUrl },
+    topic,
+    schema: paymentSchema,
+    logger: quiet,
+  });
+  await producer.connect();
+  for (const [i, jobId] of jobIds.entries())
+    await producer.enqueue({ key: 'acct-1', data: payment(i), jobId });
+  await producer.disconnect();
+}
+
 function worker(
   topic: string,
   opts: Partial<WorkerOptions<Payment>> & Pick<WorkerOptions<Payment>, 'handler'>,
@@ -65,18 +80,12 @@ describe('idempotency with a real Redis', () => {
     async (kind, { skip }) => {
       const port = kind === 'redis' ? needRedis({ skip }).port : 0;
       const { topic, cleanup } = await jobTopic('idem-dup', { partitions: 2 });
-      const producer = new JobProducer<Payment>({
-        brokers: stack().brokers,
-        registry: { url: stack().registryUrl },
-        topic,
-        schema: paymentSchema,
-        logger: quiet,
-      });
-      await producer.connect();
-      for (let i = 0; i < 3; i++)
-        await producer.enqueue({ key: 'acct-1', data: payment(i), jobId: 'order-42-capture' });
-      await producer.enqueue({ key: 'acct-1', data: payment(9), jobId: 'order-43-capture' });
-      await producer.disconnect();
+      await enqueueIds(topic, [
+        'order-42-capture',
+        'order-42-capture',
+        'order-42-capture',
+        'order-43-capture',
+      ]);
       const effects: string[] = [];
       const store =
         kind === 'redis' ? new RedisIdempotencyStore({ port, keyPrefix: `${uniqueName('t')}:` }) : 'memory';
@@ -106,16 +115,7 @@ describe('idempotency with a real Redis', () => {
     const { topic, cleanup } = await jobTopic('idem-lease', { partitions: 1 });
     const prefix = `${uniqueName('lease')}:`;
     const store = new RedisIdempotencyStore({ port, keyPrefix: prefix });
-    const producer = new JobProducer<Payment>({
-      brokers: stack().brokers,
-      registry: { url: stack().registryUrl },
-      topic,
-      schema: paymentSchema,
-      logger: quiet,
-    });
-    await producer.connect();
-    await producer.enqueue({ key: 'acct-1', data: payment(1), jobId: 'held-by-a-dead-worker' });
-    await producer.disconnect();
+    await enqueueIds(topic, ['held-by-a-dead-worker']);
     const leaseMs = 3000;
     const heldAt = Date.now();
     const groupId = uniqueName(`${topic}-g`);
@@ -149,16 +149,7 @@ describe('idempotency with a real Redis', () => {
     const { topic, cleanup } = await jobTopic('idem-renew', { partitions: 1 });
     const prefix = `${uniqueName('renew')}:`;
     const store = new RedisIdempotencyStore({ port, keyPrefix: prefix });
-    const producer = new JobProducer<Payment>({
-      brokers: stack().brokers,
-      registry: { url: stack().registryUrl },
-      topic,
-      schema: paymentSchema,
-      logger: quiet,
-    });
-    await producer.connect();
-    await producer.enqueue({ key: 'acct-1', data: payment(1), jobId: 'long-job' });
-    await producer.disconnect();
+    await enqueueIds(topic, ['long-job']);
     const leaseMs = 1000;
     const groupId = uniqueName(`${topic}-g`);
     const id = `${groupId}/${topic}:long-job`;

@@ -1,23 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { completedRuns, keyOrderViolations, type LedgerLine } from '../../../chaos/fleet.js';
+import { completedRuns, keyOrderViolations, type LedgerLine, parseLedgerLine } from '../../../chaos/fleet.js';
 
-/** `S|C jobId key sequence attempt pid at`, the ledger's own line format. */
+/** Ledger lines, one per line of `text`. */
 function ledger(text: string): LedgerLine[] {
-  return text
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const [kind, jobId, key, sequence, attempt, pid, at] = l.trim().split(/\s+/);
-      return {
-        kind: kind as 'S' | 'C',
-        jobId: jobId!,
-        key: key!,
-        sequence: Number(sequence),
-        attempt: Number(attempt),
-        pid: pid!,
-        at: Number(at),
-      };
-    });
+  return text.trim().split('\n').map(parseLedgerLine);
 }
 
 describe('per-key order judged by start and end times across processes', () => {
