@@ -92,7 +92,7 @@ describe('strand dlq replay, flag by flag', () => {
   });
 
   it('--rate holds the replay to R jobs per second', async () => {
-    const { topic, cleanup } = await jobTopic('replay-rate', { partitions: 2 });
+    const { topic, cleanup } = await jobTopic('replay-rate', { partitions: 4 });
     const dead = deadJobs(40, (i) => ({ partition: i % 4 }));
     await writeDead(topic, dead);
     const t0 = Date.now();
@@ -108,7 +108,7 @@ describe('strand dlq replay, flag by flag', () => {
   });
 
   it('a replay killed midway resumes where it stopped: every job sent once', async () => {
-    const { topic, cleanup } = await jobTopic('replay-resume', { partitions: 3 });
+    const { topic, cleanup } = await jobTopic('replay-resume', { partitions: 4 });
     // Four DLQ partitions: each is sent (and its position committed) in a transaction of its own.
     const dead = deadJobs(48, (i) => ({ partition: i % 4 }));
     await writeDead(topic, dead);

@@ -117,7 +117,18 @@ export async function rawProduce(
     headers?: Record<string, string>;
   }[],
 ): Promise<void> {
-  const producer = rawKafka(brokers).producer({ allowAutoTopicCreation: false });
+  const kafka = rawKafka(brokers);
+  // kafkajs drops a message for a partition the topic does not have without a word: refuse it here.
+  const wanted = records.map((r) => r.partition ?? 0);
+  if (Math.max(...wanted) > 0) {
+    const admin = kafka.admin();
+    await admin.connect();
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] }).finally(() => admin.disconnect());
+    const count = meta.topics[0]?.partitions.length ?? 0;
+    const missing = wanted.find((p) => p >= count);
+    if (missing !== undefined) throw new Error(`${topic} has ${count} partitions, no partition ${missing}`);
+  }
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   try {
     await producer.send({
