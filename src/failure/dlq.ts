@@ -425,14 +425,7 @@ export async function replayDeadJobs(
         replayed.set(p.partition, decodeReplayed(p.metadata) ?? legacy);
       }
     }
-    // Where this run has got to per partition. kafkajs can hand a batch again while the previous
-    // one of that partition is still held up by --rate (it fetched before the first was resolved);
-    // its records were already sent and their position committed, so they are skipped here, and a
-    // batch with nothing new commits nothing (it would move the position back).
-    const position = new Map<number, number>();
-    await readToEnd(conn, dlq, group, async (partition, batch) => {
-      const messages = batch.filter((m) => Number(m.offset) >= (position.get(partition) ?? 0));
-      if (messages.length === 0) return result.matched >= limit ? 'stop' : 'continue';
+    await readToEnd(conn, dlq, group, async (partition, messages) => {
       const toSend: KafkaMessage[] = [];
       let lastOffset = Number(messages[0]!.offset) - 1;
       for (const m of messages) {
@@ -471,15 +464,12 @@ export async function replayDeadJobs(
           await tx.commit();
           replay.settle();
           replayed.set(partition, decodeReplayed(metadata) ?? set);
-          position.set(partition, lastOffset + 1);
         } catch (error) {
           replay.settle(error);
           await tx.abort().catch(() => undefined);
           throw error;
         }
         result.sent += toSend.length;
-      } else {
-        position.set(partition, lastOffset + 1);
       }
       opts.onProgress?.({ scanned: result.scanned, matched: result.matched, sent: result.sent });
       return result.matched >= limit ? 'stop' : 'continue';

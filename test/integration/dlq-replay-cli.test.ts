@@ -16,6 +16,7 @@ interface Dead {
   failedAt: number;
 }
 
+/** Writes the dead records to the DLQ and checks that exactly those are there. */
 async function writeDead(topic: string, dead: Dead[]): Promise<void> {
   await rawProduce(
     stack().brokers,
@@ -34,6 +35,7 @@ async function writeDead(topic: string, dead: Dead[]): Promise<void> {
       },
     })),
   );
+  expect(await replayedIds(`${topic}.dlq`)).toEqual(ids(dead));
 }
 
 function deadJobs(n: number, f: (i: number) => Partial<Dead> = () => ({})): Dead[] {
@@ -99,7 +101,8 @@ describe('strand dlq replay, flag by flag', () => {
     const r = await runCli(['dlq', 'replay', topic, '--rate', '5'], { timeoutMs: 60_000 });
     const elapsed = Date.now() - t0;
     expect(r.code, r.stderr).toBe(0);
-    console.info(`40 jobs at --rate 5: ${elapsed} ms`);
+    console.info(`40 jobs at --rate 5: ${elapsed} ms; ${r.stdout.trim()}`);
+    expect(r.stdout).toMatch(/^replayed 40 job\(s\) .*\(scanned 40,/);
     // A bucket of 5 to start with, then one every 200 ms: 35 more take at least 7 s.
     expect(elapsed).toBeGreaterThanOrEqual(6800);
     expect(elapsed).toBeLessThan(40_000);

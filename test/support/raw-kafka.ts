@@ -128,7 +128,12 @@ export async function rawProduce(
     const missing = wanted.find((p) => p >= count);
     if (missing !== undefined) throw new Error(`${topic} has ${count} partitions, no partition ${missing}`);
   }
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  // Idempotent: a send kafkajs retries (e.g. on a topic created a moment ago) must not write twice.
+  const producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
   await producer.connect();
   try {
     await producer.send({
