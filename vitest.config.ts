@@ -5,7 +5,9 @@ export default defineConfig({
     // Two cores, and the broker and registry need one of them: keep test files to two at a time.
     pool: 'forks',
     maxWorkers: 2,
-    testTimeout: 120_000,
+    // Above the longest test's own budget (the scaling test's waits add up to 260 s); waitUntil
+    // gives up 5 s before a test's timeout, so a failing test ends with its own verdict.
+    testTimeout: 300_000,
     hookTimeout: 300_000,
     reporters: process.env.CI ? ['default', 'json'] : ['default'],
     outputFile: { json: '.strand/test-results.json' },

@@ -65,35 +65,90 @@ export class ChaosFleet {
 
   read(): LedgerLine[] {
     if (!existsSync(this.ledger)) return [];
-    return readFileSync(this.ledger, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const [kind, jobId, key, sequence, attempt, pid, at] = line.split(' ');
-        return {
-          kind: kind as 'S' | 'C',
-          jobId: jobId!,
-          key: key!,
-          sequence: Number(sequence),
-          attempt: Number(attempt),
-          pid: pid!,
-          at: Number(at),
-        };
-      });
+    return readFileSync(this.ledger, 'utf8').split('\n').filter(Boolean).map(parseLedgerLine);
   }
 }
 
-/** Per key, the first completions (or first starts) must follow the enqueue sequence. */
-export function firstEventOrderViolations(lines: LedgerLine[], kind: 'S' | 'C'): string[] {
-  const first = new Map<string, LedgerLine>();
-  for (const l of lines) if (l.kind === kind && !first.has(l.jobId)) first.set(l.jobId, l);
-  const byKey = new Map<string, number[]>();
-  for (const l of first.values()) byKey.set(l.key, [...(byKey.get(l.key) ?? []), l.sequence]);
+/** One ledger line: `S|C <job id> <key> <sequence> <attempt> <pid> <ms>` (test/support/ledger-worker.ts). */
+export function parseLedgerLine(line: string): LedgerLine {
+  const [kind, jobId, key, sequence, attempt, pid, at] = line.trim().split(/\s+/);
+  return {
+    kind: kind as 'S' | 'C',
+    jobId: jobId!,
+    key: key!,
+    sequence: Number(sequence),
+    attempt: Number(attempt),
+    pid: pid!,
+    at: Number(at),
+  };
+}
+
+/** A job's run that completed: the start line of the attempt that completed, and its completion. */
+export interface CompletedRun {
+  jobId: string;
+  key: string;
+  sequence: number;
+  pid: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * The first completed run of every job: its completion line and the start line of that attempt
+ * in the same process (the latest one before it). Runs that never completed (the process was
+ * killed, the attempt failed) and later re-runs of a completed job are left out.
+ */
+export function completedRuns(lines: readonly LedgerLine[]): CompletedRun[] {
+  const openStarts = new Map<string, LedgerLine>();
+  const runs = new Map<string, CompletedRun>();
+  for (const l of lines) {
+    const attempt = `${l.jobId} ${l.pid} ${l.attempt}`;
+    if (l.kind === 'S') {
+      openStarts.set(attempt, l);
+      continue;
+    }
+    const start = openStarts.get(attempt);
+    openStarts.delete(attempt);
+    if (runs.has(l.jobId)) continue;
+    runs.set(l.jobId, {
+      jobId: l.jobId,
+      key: l.key,
+      sequence: l.sequence,
+      pid: l.pid,
+      start: start?.at ?? Number.NaN,
+      end: l.at,
+    });
+  }
+  return [...runs.values()];
+}
+
+/**
+ * Per-key order judged by time across every process: per key, in enqueue (sequence) order, each
+ * job's completed run must start at or after the previous job's completed run ended. This catches
+ * two jobs of one key running at once (in one process or two) and a later job starting before an
+ * earlier one completed. It judges each job's first completed attempt, so a run cut short by a
+ * crash, and a duplicate delivery after the job had completed, are not held against the order.
+ * (A job retried through a tier leaves its key's order by design; the runs judged here have no
+ * failing jobs.) Returns one line per key that broke the order.
+ */
+export function keyOrderViolations(lines: readonly LedgerLine[]): string[] {
+  const byKey = new Map<string, CompletedRun[]>();
+  for (const run of completedRuns(lines)) byKey.set(run.key, [...(byKey.get(run.key) ?? []), run]);
   const out: string[] = [];
-  for (const [key, seqs] of byKey) {
-    for (let i = 1; i < seqs.length; i++) {
-      if (seqs[i]! < seqs[i - 1]!) {
-        out.push(`${key}: ${seqs[i - 1]} before ${seqs[i]}`);
+  for (const [key, runs] of byKey) {
+    runs.sort((a, b) => a.sequence - b.sequence);
+    for (let i = 1; i < runs.length; i++) {
+      const prev = runs[i - 1]!;
+      const next = runs[i]!;
+      if (Number.isNaN(next.start)) {
+        out.push(`${key}: #${next.sequence} completed without a start line`);
+        break;
+      }
+      if (next.start < prev.end) {
+        const how = next.start < prev.start ? 'started before' : 'ran at the same time as';
+        out.push(
+          `${key}: #${next.sequence} (pid ${next.pid}, ${next.start}-${next.end}) ${how} #${prev.sequence} (pid ${prev.pid}, ${prev.start}-${prev.end})`,
+        );
         break;
       }
     }

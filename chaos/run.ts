@@ -21,6 +21,10 @@ import { chaosSizes } from './sizes.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' } } });
 const quick = values.quick === true;
+const command = [
+  'npm run test:chaos',
+  ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : []),
+].join(' ');
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const { brokers, registryUrl } = await benchStack();
 const s = { brokers, registryUrl };
@@ -41,9 +45,13 @@ for (const [name, run] of scenarios) {
   console.error(`▶ ${name}${quick ? ' (quick)' : ''}`);
   const v = await run();
   verdicts.push(v);
+  // What the figures come from: the commit, whether the work tree differed from it (read when the run
+  // started), when, and the command.
+  const m = machine();
+  const evidence = { commit: m.commit, dirty: m.dirty, date: new Date().toISOString(), command };
   writeFileSync(
     join(dir, `${name}${quick ? '-quick' : ''}.json`),
-    `${JSON.stringify({ machine: machine(), quick, ...v }, null, 2)}\n`,
+    `${JSON.stringify({ ...evidence, machine: m, quick, ...v }, null, 2)}\n`,
   );
   console.log(
     `${v.passed ? 'PASS' : 'FAIL'} ${name} ${JSON.stringify(v.figures)}${v.failures.length ? ` — ${v.failures.join('; ')}` : ''}`,

@@ -7,14 +7,7 @@ import { dlqDepth } from '../src/lag/lag.js';
 import { createLogger } from '../src/observability/logger.js';
 import { JobProducer } from '../src/producer/job-producer.js';
 import { TcpProxy } from '../test/support/proxy.js';
-import {
-  ChaosFleet,
-  errorLogLines,
-  firstEventOrderViolations,
-  openFds,
-  rssMiB,
-  watchCommits,
-} from './fleet.js';
+import { ChaosFleet, errorLogLines, keyOrderViolations, openFds, rssMiB, watchCommits } from './fleet.js';
 import {
   enqueuePaymentBacklog,
   type Payment,
@@ -37,6 +30,8 @@ export interface Verdict {
 }
 
 const quiet = createLogger({ level: 'silent' });
+/** The Redis of the idempotency store and the side-effect lists (the test harness may pick its port). */
+const redisPort = () => Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function newTopic(
@@ -133,6 +128,8 @@ export async function crashScenario(
     concurrency?: number;
     handlerMs?: [number, number];
     killEveryMs?: [number, number];
+    /** How long to wait for every job after the kills. @defaultValue 5 minutes */
+    waitMs?: number;
   },
 ): Promise<Verdict> {
   const topic = await newTopic(s, 'crash', 6);
@@ -165,11 +162,13 @@ export async function crashScenario(
     kills++;
     fleet.start();
   }
-  const deadline = Date.now() + 5 * 60_000;
+  // Kills not made because every job had completed before the next one was due.
+  const killsSkipped = completed() >= o.jobs ? o.kills - kills : 0;
+  const deadline = Date.now() + (o.waitMs ?? 5 * 60_000);
   while (completed() < o.jobs && Date.now() < deadline) await sleep(500);
   const seconds = (Date.now() - t0) / 1000;
   await fleet.killAll();
-  const redis = new Redis({ host: '127.0.0.1', port: 6379 });
+  const redis = new Redis({ host: '127.0.0.1', port: redisPort() });
   const effects = await redis.lrange(list, 0, -1);
   await redis.del(list);
   await redis.quit();
@@ -199,6 +198,7 @@ export async function crashScenario(
     workers: o.workers,
     concurrencyPerWorker: o.concurrency ?? 16,
     kills,
+    killsSkippedAllDone: killsSkipped,
     completed: completed(),
     lost: o.jobs - completed(),
     handlerStarts: starts,
@@ -206,7 +206,7 @@ export async function crashScenario(
     sideEffects: effects.length,
     duplicateSideEffects: duplicated.length,
     duplicateSideEffectsInCrashWindow: inCrashWindow,
-    orderViolations: firstEventOrderViolations(lines, 'C').length,
+    orderViolations: keyOrderViolations(lines).length,
     seconds: Math.round(seconds),
   };
   const failures: string[] = [];
@@ -247,7 +247,7 @@ const EXPECTED_REASON: Record<BadKind, string> = {
  */
 export async function badInputScenario(
   s: ChaosStack,
-  o: { valid: number; bad: number; keys: number; rssLimitMiB: number },
+  o: { valid: number; bad: number; keys: number; rssLimitMiB: number; waitMs?: number },
 ): Promise<Verdict> {
   const topic = await newTopic(s, 'badinput', 3, [500]);
   const p = await paymentProducer(s, topic);
@@ -345,40 +345,51 @@ export async function badInputScenario(
   const completed = () => completions(fleet).size;
   const admin = kafka.admin();
   await admin.connect();
-  const dlqCount = () => dlqDepth(admin, topic, `${topic}.dlq`);
-  const deadline = Date.now() + 10 * 60_000;
+  // Records on the DLQ as the broker counts them (its end offsets; the worker writes no
+  // transactions there): only to know when to stop waiting. The verdict reads the records back.
+  const dlqEnds = async () =>
+    new Map((await admin.fetchTopicOffsets(`${topic}.dlq`)).map((x) => [x.partition, Number(x.high)]));
+  const dlqRecords = async () => [...(await dlqEnds()).values()].reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + (o.waitMs ?? 10 * 60_000);
   while (Date.now() < deadline) {
     peak = Math.max(peak, rssMiB(child.pid));
-    if (completed() >= validSent && (await dlqCount()) >= badSent) break;
+    if (completed() >= validSent && (await dlqRecords()) >= badSent) break;
     await sleep(250);
   }
   const seconds = (Date.now() - t0) / 1000;
   const workerAlive = child.exitCode === null;
   await fleet.killAll();
 
-  // Read the DLQ back: the reason of every record, and that its bytes are the original ones.
+  // Read the DLQ back and reconcile it, per kind of bad record, with what was written: each
+  // record's kind comes from the header the writer put on it, its reason from the worker.
   const reasons = new Map<string, number>();
+  const deadByKind = new Map<string, number>();
   let wrongReason = 0;
   let largeIntact = 0;
   const consumer = kafka.consumer({ groupId: `${topic}-dlq-check`, maxBytesPerPartition: 2 * 1024 * 1024 });
   await consumer.connect();
   await consumer.subscribe({ topic: `${topic}.dlq`, fromBeginning: true });
   let read = 0;
-  const total = await dlqCount();
+  const ends = await dlqEnds();
+  const positions = new Map<number, number>();
   await consumer.run({
-    eachMessage: async ({ message }) => {
+    eachMessage: async ({ partition, message }) => {
       read++;
+      positions.set(partition, Number(message.offset) + 1);
       const kind = message.headers?.['chaos-kind']?.toString() as BadKind | undefined;
       const reason = message.headers?.['strand-decode-reason']?.toString() ?? 'none';
+      deadByKind.set(kind ?? '(not a bad record)', (deadByKind.get(kind ?? '(not a bad record)') ?? 0) + 1);
       reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
       if (!kind || EXPECTED_REASON[kind] !== reason) wrongReason++;
       if (kind === 'large-value' && message.value?.length === 1_000_000) largeIntact++;
     },
   });
-  const readDeadline = Date.now() + 120_000;
-  while (read < total && Date.now() < readDeadline) await sleep(200);
+  const readAll = () => [...ends].every(([p, end]) => (positions.get(p) ?? 0) >= end);
+  const readDeadline = Date.now() + Math.min(120_000, o.waitMs ?? 120_000);
+  while (!readAll() && Date.now() < readDeadline) await sleep(200);
   await consumer.disconnect();
   await admin.disconnect();
+  const total = read;
 
   const lines = fleet.read();
   const figures = {
@@ -388,10 +399,11 @@ export async function badInputScenario(
     badByKind: Object.fromEntries(expected),
     completed: completed(),
     deadLettered: total,
+    deadLetteredByKind: Object.fromEntries(deadByKind),
     dlqReasons: Object.fromEntries(reasons),
     wrongReason,
     largeValuesIntact: `${largeIntact}/${expected.get('large-value') ?? 0}`,
-    orderViolations: firstEventOrderViolations(lines, 'S').length,
+    orderViolations: keyOrderViolations(lines).length,
     peakRssMiB: Math.round(peak),
     workerAlive,
     seconds: Math.round(seconds),
@@ -399,7 +411,12 @@ export async function badInputScenario(
   const failures: string[] = [];
   if (figures.completed !== validSent)
     failures.push(`${validSent - figures.completed} valid jobs not completed`);
-  if (total !== badSent) failures.push(`${total} DLQ records for ${badSent} bad ones`);
+  for (const kind of new Set<string>([...expected.keys(), ...deadByKind.keys()])) {
+    const written = expected.get(kind as BadKind) ?? 0;
+    const dead = deadByKind.get(kind) ?? 0;
+    if (dead !== written) failures.push(`${kind}: ${dead} dead-lettered for ${written} written`);
+  }
+  if (!readAll()) failures.push(`the DLQ was not read to its end (${total} records read)`);
   if (wrongReason !== 0) failures.push(`${wrongReason} DLQ records with the wrong reason`);
   if (largeIntact !== (expected.get('large-value') ?? 0)) failures.push('a large value was altered');
   if (figures.orderViolations !== 0) failures.push(`${figures.orderViolations} keys out of order`);
@@ -465,7 +482,7 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
     duplicateDeliveries:
       lines.filter((l) => l.kind === 'S').length -
       new Set(lines.filter((l) => l.kind === 'S').map((l) => l.jobId)).size,
-    orderViolations: firstEventOrderViolations(lines, 'C').length,
+    orderViolations: keyOrderViolations(lines).length,
     commitSamples: watch.samples,
     backwardsCommits: watch.backwards.length,
     committedAtEnd: committed,
@@ -634,7 +651,7 @@ export async function outageScenario(
   const topic = await newTopic(s, 'outage', 6);
   const reg = new URL(s.registryUrl);
   const registryProxy = new TcpProxy(reg.hostname, Number(reg.port));
-  const redisProxy = new TcpProxy('127.0.0.1', 6379);
+  const redisProxy = new TcpProxy('127.0.0.1', redisPort());
   await Promise.all([registryProxy.start(), redisProxy.start()]);
   const fleet = new ChaosFleet(
     {

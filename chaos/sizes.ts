@@ -9,12 +9,14 @@ export const chaosSizes = {
       concurrency: 2,
       handlerMs: [5, 15] as [number, number],
       killEveryMs: [2000, 3000] as [number, number],
+      // Inside npm test: the wait ends well before the test's timeout, so a failure shows its verdict.
+      waitMs: 150_000,
     },
     failover: { jobs: 6000, rate: 300, kills: 2, downMs: 5000 },
     rebalance: { jobs: 6000, keys: 200 },
     outage: { jobs: 9000, rate: 200, outageMs: 8000 },
     soak: { minutes: 2, rate: 200, warmupMs: 30_000 },
-    badInput: { valid: 2000, bad: 2000, keys: 100, rssLimitMiB: 300 },
+    badInput: { valid: 2000, bad: 2000, keys: 100, rssLimitMiB: 300, waitMs: 150_000 },
   },
   full: {
     crash: {

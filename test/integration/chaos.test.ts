@@ -2,17 +2,28 @@ import { describe, expect, it } from 'vitest';
 import { badInputScenario, crashScenario } from '../../chaos/scenarios.js';
 import { chaosSizes } from '../../chaos/sizes.js';
 import { stack } from '../support/helpers.js';
+import { needRedis } from '../support/redis.js';
 
 // The quick sizes of `npm run test:chaos -- --quick`; the verdict's failures say what broke. Broker failover
 // (its own 3-node cluster) runs only there: in one CI run its workers stalled after a
 // leader kill 5 s into a fresh cluster, an open problem recorded in issue 10, and a CI run must
 // not depend on it.
 describe('chaos (reduced size)', () => {
-  it('worker crashes: 3 workers, SIGKILL and restart, nothing lost, order held, no duplicate side effect', async () => {
+  // Timeouts: each scenario's own waits (chaosSizes.quick.*.waitMs) end first, so a failure is reported
+  // by its verdict, not by vitest's timeout.
+  it('worker crashes: 3 workers, SIGKILL and restart, nothing lost, order held, no duplicate side effect', async ({
+    skip,
+  }) => {
+    needRedis({ skip }); // the idempotency store and the side-effect list
     const v = await crashScenario(stack(), chaosSizes.quick.crash);
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
-    expect(v.figures.kills).toBe(3);
+    // Every kill was made, unless every job had completed before the next one was due (a fast machine).
+    expect(v.figures.kills).toBeGreaterThanOrEqual(1);
+    expect(Number(v.figures.kills) + Number(v.figures.killsSkippedAllDone)).toBe(
+      chaosSizes.quick.crash.kills,
+    );
+    if (Number(v.figures.killsSkippedAllDone) > 0) expect(v.figures.lost).toBe(0);
     expect(v.passed).toBe(true);
   }, 300_000);
 

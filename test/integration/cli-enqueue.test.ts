@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { createTopics, stack, uniqueName } from '../support/helpers.js';
-import { kcatConsume } from '../support/kcat.js';
+import { rawConsume } from '../support/raw-kafka.js';
 
 const job = (i: number) => ({
   paymentId: `p-${i}`,
@@ -48,7 +48,7 @@ describe('strand enqueue', () => {
     expect(summary.jobs).toBe(250);
     expect(summary.first.jobId).toBe('p-0');
     expect(summary.last.jobId).toBe('p-249');
-    const raw = await kcatConsume(stack().brokers, topic, 250);
+    const raw = await rawConsume(stack().brokers, topic, 250);
     expect(raw).toHaveLength(250);
     for (const rec of raw) expect(rec.key).toBe(`acct-${Number(rec.headers['strand-job-id']!.slice(2)) % 5}`);
     await cleanup();

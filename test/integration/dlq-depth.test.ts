@@ -4,7 +4,7 @@ import { HEADERS } from '../../src/headers.js';
 import { type Admin, createKafka, Partitioners, type Producer } from '../../src/kafka/client.js';
 import { dlqDepth } from '../../src/lag/lag.js';
 import { createTopics, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
-import { kcatConsume } from '../support/kcat.js';
+import { rawConsume } from '../support/raw-kafka.js';
 
 /**
  * `queue_dlq_depth` after filtered replays: dead-lettered records not yet replayed. A filtered replay
@@ -51,9 +51,9 @@ async function endOffsets(topic: string): Promise<number> {
   return (await admin.fetchTopicOffsets(topic)).reduce((s, o) => s + Number(o.high), 0);
 }
 
-/** Keys of the committed records of a topic (kcat: another client, read committed). */
+/** Keys of the committed records of a topic (read by kafkajs' own consumer, not Strand's code). */
 async function committedKeys(topic: string): Promise<string[]> {
-  return (await kcatConsume(stack().brokers, topic, 1000)).map((r) => r.key ?? '').sort();
+  return (await rawConsume(stack().brokers, topic, 1000)).map((r) => r.key ?? '').sort();
 }
 
 describe('DLQ depth after filtered replays', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runNode } from '../support/cli.js';
 import { jobTopic, stack, uniqueName } from '../support/helpers.js';
-import { reachable } from '../support/reachable.js';
+import { needRedis } from '../support/redis.js';
 
 /** Runs test/support/exit-program.ts; `ended` false when it was still running after `timeoutMs`. */
 async function runProgram(mode: string, topic: string, timeoutMs = 45_000) {
@@ -13,8 +13,6 @@ async function runProgram(mode: string, topic: string, timeoutMs = 45_000) {
   const line = r.stdout.trim().split('\n').pop() ?? '';
   return { ...r, out: (line.startsWith('{') ? JSON.parse(line) : {}) as Record<string, unknown> };
 }
-
-const redisUp = await reachable('127.0.0.1', 6379);
 
 describe('a program ends when it has stopped what it started', () => {
   it('after a JobProducer.connect() that failed on a missing topic', async () => {
@@ -35,21 +33,21 @@ describe('a program ends when it has stopped what it started', () => {
     expect(r.code).toBe(0);
   });
 
-  it.skipIf(!redisUp)(
-    'after worker.stop(), producer.disconnect() and store.close() with a RedisIdempotencyStore (and the traceparent given at enqueue reaches the handler)',
-    async () => {
-      const { topic, cleanup } = await jobTopic('exit-redis', { partitions: 2 });
-      try {
-        const r = await runProgram('redis', topic, 90_000);
-        expect(r.out, r.stderr).toEqual({
-          traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-          stopped: true,
-        });
-        expect(r.ended, 'still running after stop, disconnect and store.close()').toBe(true);
-        expect(r.code).toBe(0);
-      } finally {
-        await cleanup();
-      }
-    },
-  );
+  it('after worker.stop(), producer.disconnect() and store.close() with a RedisIdempotencyStore (and the traceparent given at enqueue reaches the handler)', async ({
+    skip,
+  }) => {
+    needRedis({ skip });
+    const { topic, cleanup } = await jobTopic('exit-redis', { partitions: 2 });
+    try {
+      const r = await runProgram('redis', topic, 90_000);
+      expect(r.out, r.stderr).toEqual({
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        stopped: true,
+      });
+      expect(r.ended, 'still running after stop, disconnect and store.close()').toBe(true);
+      expect(r.code).toBe(0);
+    } finally {
+      await cleanup();
+    }
+  });
 });

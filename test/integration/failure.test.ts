@@ -7,8 +7,8 @@ import { Worker } from '../../src/worker/worker.js';
 import { runCli } from '../support/cli.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
-import { kcatConsume, kcatProduce } from '../support/kcat.js';
 import { TcpProxy } from '../support/proxy.js';
+import { rawConsume, rawProduce } from '../support/raw-kafka.js';
 
 const quiet = createLogger({ level: process.env.TEST_LOG ?? 'error' });
 const workers: Worker<Payment>[] = [];
@@ -95,7 +95,7 @@ describe('failure routing', () => {
     await waitUntil(() => deadAt > 0, { timeoutMs: 30_000, what: 'the DLQ write' });
     await waitUntil(() => completedAt.size === 59, { timeoutMs: 30_000, what: 'the other jobs' });
     await w.stop();
-    const [dead] = await kcatConsume(stack().brokers, `${topic}.dlq`, 1);
+    const [dead] = await rawConsume(stack().brokers, `${topic}.dlq`, 1);
     const h = dead!.headers;
     expect(h['strand-job-id']).toBe(jobIds[0]);
     expect(Number(h['strand-enqueued-at'])).toBeGreaterThan(0);
@@ -115,13 +115,13 @@ describe('failure routing', () => {
     await cleanup();
   });
 
-  it('poison records written by kcat land in the DLQ byte for byte with a reason; the worker goes on', async () => {
+  it('poison records written by a raw client land in the DLQ byte for byte with a reason; the worker goes on', async () => {
     const { topic, cleanup } = await jobTopic('poison', { partitions: 1, tierDelays: [500] });
     await enqueuePayments(topic, 5, 5);
     const schemaId = (await (
       await fetch(`${stack().registryUrl}/subjects/${topic}-value/versions/latest`)
     ).json()) as { id: number };
-    const good = (await kcatConsume(stack().brokers, topic, 1))[0]!.value!;
+    const good = (await rawConsume(stack().brokers, topic, 1))[0]!.value!;
     const poison: { name: string; value: Buffer; reason: string }[] = [
       { name: 'garbage', value: Buffer.from('{"not":"avro"}'), reason: 'bad-magic' },
       { name: 'magic 1', value: Buffer.concat([Buffer.from([1]), good.subarray(1)]), reason: 'bad-magic' },
@@ -139,7 +139,7 @@ describe('failure routing', () => {
       },
     ];
     expect(good.readUInt32BE(1)).toBe(schemaId.id);
-    await kcatProduce(
+    await rawProduce(
       stack().brokers,
       topic,
       poison.map((p) => ({ key: `poison-${p.name}`, value: p.value })),
@@ -151,7 +151,7 @@ describe('failure routing', () => {
     await waitUntil(() => completed === 10, { timeoutMs: 30_000, what: 'the valid jobs around the poison' });
     const dead = await waitUntil(
       async () => {
-        const records = await kcatConsume(stack().brokers, `${topic}.dlq`, poison.length);
+        const records = await rawConsume(stack().brokers, `${topic}.dlq`, poison.length);
         return records.length === poison.length ? records : undefined;
       },
       { timeoutMs: 20_000, what: 'every poison record in the DLQ' },

@@ -10,16 +10,17 @@ import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
 import { WorkerFleet } from '../support/processes.js';
 import { TcpProxy } from '../support/proxy.js';
+import { needRedis, testRedis } from '../support/redis.js';
 
 const quiet = createLogger({ level: 'error' });
-const redis = new Redis({ host: '127.0.0.1', port: 6379 });
+const redis = new Redis({ host: '127.0.0.1', port: testRedis()?.port ?? 6379, lazyConnect: true });
 let fleet: WorkerFleet | undefined;
 afterEach(async () => {
   await fleet?.killAll();
   fleet = undefined;
 });
 afterAll(async () => {
-  await redis.quit();
+  await redis.quit().catch(() => undefined);
 });
 
 function payment(i: number, key = 'acct-1'): Payment {
@@ -32,6 +33,21 @@ function payment(i: number, key = 'acct-1'): Payment {
     createdAt: Date.now(),
     memo: null,
   };
+}
+
+/** Enqueues payments on acct-1 with the given job ids (`data` from their index). */
+async function enqueueIds(topic: string, jobIds: string[]): Promise<void> {
+  const producer = new JobProducer<Payment>({
+    brokers: stack().brokers,
+    registry: { url: stack().registryUrl },
+    topic,
+    schema: paymentSchema,
+    logger: quiet,
+  });
+  await producer.connect();
+  for (const [i, jobId] of jobIds.entries())
+    await producer.enqueue({ key: 'acct-1', data: payment(i), jobId });
+  await producer.disconnect();
 }
 
 function worker(
@@ -59,25 +75,20 @@ async function dlqDepth(topic: string): Promise<number> {
 }
 
 describe('idempotency with a real Redis', () => {
-  it.each(['redis', 'memory'] as const)(
+  it.for(['redis', 'memory'] as const)(
     'the same job id enqueued three times runs its side effect once (%s store)',
-    async (kind) => {
+    async (kind, { skip }) => {
+      const port = kind === 'redis' ? needRedis({ skip }).port : 0;
       const { topic, cleanup } = await jobTopic('idem-dup', { partitions: 2 });
-      const producer = new JobProducer<Payment>({
-        brokers: stack().brokers,
-        registry: { url: stack().registryUrl },
-        topic,
-        schema: paymentSchema,
-        logger: quiet,
-      });
-      await producer.connect();
-      for (let i = 0; i < 3; i++)
-        await producer.enqueue({ key: 'acct-1', data: payment(i), jobId: 'order-42-capture' });
-      await producer.enqueue({ key: 'acct-1', data: payment(9), jobId: 'order-43-capture' });
-      await producer.disconnect();
+      await enqueueIds(topic, [
+        'order-42-capture',
+        'order-42-capture',
+        'order-42-capture',
+        'order-43-capture',
+      ]);
       const effects: string[] = [];
       const store =
-        kind === 'redis' ? new RedisIdempotencyStore({ keyPrefix: `${uniqueName('t')}:` }) : 'memory';
+        kind === 'redis' ? new RedisIdempotencyStore({ port, keyPrefix: `${uniqueName('t')}:` }) : 'memory';
       const w = worker(topic, {
         idempotency: { store, leaseMs: 5000 },
         handler: async (job) => void effects.push(job.id),
@@ -99,20 +110,12 @@ describe('idempotency with a real Redis', () => {
     },
   );
 
-  it('a job whose lease holder died is taken over after leaseMs, not before', async () => {
+  it('a job whose lease holder died is taken over after leaseMs, not before', async ({ skip }) => {
+    const { port } = needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-lease', { partitions: 1 });
     const prefix = `${uniqueName('lease')}:`;
-    const store = new RedisIdempotencyStore({ keyPrefix: prefix });
-    const producer = new JobProducer<Payment>({
-      brokers: stack().brokers,
-      registry: { url: stack().registryUrl },
-      topic,
-      schema: paymentSchema,
-      logger: quiet,
-    });
-    await producer.connect();
-    await producer.enqueue({ key: 'acct-1', data: payment(1), jobId: 'held-by-a-dead-worker' });
-    await producer.disconnect();
+    const store = new RedisIdempotencyStore({ port, keyPrefix: prefix });
+    await enqueueIds(topic, ['held-by-a-dead-worker']);
     const leaseMs = 3000;
     const heldAt = Date.now();
     const groupId = uniqueName(`${topic}-g`);
@@ -139,9 +142,62 @@ describe('idempotency with a real Redis', () => {
     await cleanup();
   });
 
-  it('Redis unreachable mid-run: no job runs without the store, none is dead-lettered, all complete after', async () => {
+  it('a job running longer than leaseMs keeps its lease (renewed): no one else can take it meanwhile', async ({
+    skip,
+  }) => {
+    const { port } = needRedis({ skip });
+    const { topic, cleanup } = await jobTopic('idem-renew', { partitions: 1 });
+    const prefix = `${uniqueName('renew')}:`;
+    const store = new RedisIdempotencyStore({ port, keyPrefix: prefix });
+    await enqueueIds(topic, ['long-job']);
+    const leaseMs = 1000;
+    const groupId = uniqueName(`${topic}-g`);
+    const id = `${groupId}/${topic}:long-job`;
+    let startedAt = 0;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const w = worker(topic, {
+      groupId,
+      idempotency: { store, leaseMs },
+      handler: async () => {
+        startedAt = Date.now();
+        await gate;
+      },
+    });
+    await w.start();
+    await waitUntil(() => startedAt > 0, { timeoutMs: 20_000, what: 'the long job running' });
+    // Four lease lengths into the job, a contender (another worker, as the store sees it) is refused,
+    // and the lease's expiry stays within one lease length ahead: it is renewed, not long.
+    const answers: string[] = [];
+    const ttls: number[] = [];
+    while (Date.now() - startedAt < 4 * leaseMs) {
+      answers.push(await store.begin(id, 'another-worker', leaseMs));
+      ttls.push(await redis.pttl(`${prefix}${id}`));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    release();
+    await waitUntil(async () => (await store.begin(id, 'another-worker', leaseMs)) === 'completed', {
+      timeoutMs: 10_000,
+      what: 'the done marker',
+    });
+    await w.stop();
+    await store.close();
+    console.info(
+      `lease ${leaseMs} ms over a ${4 * leaseMs} ms job: answers ${[...new Set(answers)]}, ttl ${Math.min(...ttls)}–${Math.max(...ttls)} ms`,
+    );
+    expect(answers.length).toBeGreaterThanOrEqual(10);
+    expect(new Set(answers)).toEqual(new Set(['busy']));
+    expect(Math.min(...ttls)).toBeGreaterThan(0);
+    expect(Math.max(...ttls)).toBeLessThanOrEqual(leaseMs);
+    await cleanup();
+  });
+
+  it('Redis unreachable mid-run: no job runs without the store, none is dead-lettered, all complete after', async ({
+    skip,
+  }) => {
+    const r = needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-outage', { partitions: 3, tierDelays: [500] });
-    const proxy = new TcpProxy('127.0.0.1', 6379);
+    const proxy = new TcpProxy(r.host, r.port);
     const port = await proxy.start();
     const store = new RedisIdempotencyStore({
       port,
@@ -180,7 +236,10 @@ describe('idempotency with a real Redis', () => {
     await cleanup();
   });
 
-  it('two workers, SIGKILL one in the middle of long jobs, 20 times: every side effect exactly once', async () => {
+  it('two workers, SIGKILL one in the middle of long jobs, 20 times: every side effect exactly once', async ({
+    skip,
+  }) => {
+    needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-kill', { partitions: 4 });
     const groupId = uniqueName('idem-kill-g');
     const list = uniqueName('ledger');

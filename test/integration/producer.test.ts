@@ -9,8 +9,8 @@ import {
 import { JobProducer, SchemaRejectedError, ValidationError } from '../../src/index.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { createTopics, stack, uniqueName } from '../support/helpers.js';
-import { kcatConsume } from '../support/kcat.js';
 import { TcpProxy } from '../support/proxy.js';
+import { rawConsume } from '../support/raw-kafka.js';
 
 const paymentSchema = loadAvroSchemaFile('schemas/payment.avsc');
 const payment = (i: number, account = `acct-${i % 7}`) => ({
@@ -58,7 +58,7 @@ describe('JobProducer against the real broker and registry', () => {
       traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`,
     }));
     const results = await producer.enqueueMany(jobs);
-    const raw = await kcatConsume(stack().brokers, topic, 12);
+    const raw = await rawConsume(stack().brokers, topic, 12);
     expect(raw).toHaveLength(12);
 
     const latest = (await (
@@ -147,7 +147,7 @@ describe('schema evolution under BACKWARD', () => {
     };
     expect(config.compatibilityLevel).toBe('BACKWARD');
 
-    const raw = await kcatConsume(stack().brokers, topic, 2);
+    const raw = await rawConsume(stack().brokers, topic, 2);
     const gateway = new SchemaRegistryGateway({ url: stack().registryUrl });
     const v2Reader = new AvroCodec(gateway, { readerSchema: v2 });
     const v1Reader = new AvroCodec(gateway, { readerSchema: v1 });

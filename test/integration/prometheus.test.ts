@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import client from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createKafka } from '../../src/kafka/client.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -9,6 +9,7 @@ import { topicNames } from '../../src/topology/topics.js';
 import { Worker } from '../../src/worker/worker.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment } from '../support/jobs.js';
+import { skipWhenMissing } from '../support/optional.js';
 import {
   PROMETHEUS_DIR as DIR,
   PrometheusServer,
@@ -75,9 +76,9 @@ describe('deploy/prometheus with a real Prometheus', () => {
   let exporterAddr: string;
   const done = { completed: 0, dead: 0 };
 
-  // Without prometheus/promtool every test fails with the one-line reason (a failing beforeAll
-  // would only mark them skipped).
+  // Without prometheus/promtool every test is skipped with the one-line reason (fails in CI).
   let missing: string | undefined;
+  beforeEach((ctx) => skipWhenMissing(ctx, missing));
   const server = (): PrometheusServer => {
     if (missing) throw new Error(missing);
     return prom!;

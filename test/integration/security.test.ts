@@ -11,6 +11,7 @@ import { Worker } from '../../src/worker/worker.js';
 import { runCli } from '../support/cli.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { type Payment, paymentSchema } from '../support/jobs.js';
+import { skipWhenMissing } from '../support/optional.js';
 import { TcpProxy } from '../support/proxy.js';
 import { SecureRegistry } from '../support/secure-registry.js';
 
@@ -251,7 +252,17 @@ describe('Kafka over TLS against the real broker', () => {
 });
 
 describe('metrics server', () => {
-  it("binds only where configured: loopback answers, the machine's other addresses refuse", async () => {
+  it("binds only where configured: loopback answers, the machine's other addresses refuse", async (ctx) => {
+    // Without an address other than loopback there is nothing to refuse: skipped with the reason
+    // (failed in CI), never passed vacuously.
+    const others = Object.values(networkInterfaces())
+      .flat()
+      .filter((i) => i && i.family === 'IPv4' && !i.internal)
+      .map((i) => i!.address);
+    skipWhenMissing(
+      ctx,
+      others.length === 0 ? 'no IPv4 address other than loopback on this machine' : undefined,
+    );
     const { topic, cleanup } = await jobTopic('bind', { partitions: 1, tierDelays: [] });
     const worker = new Worker<Payment>({
       brokers: stack().brokers,
@@ -265,10 +276,6 @@ describe('metrics server', () => {
     });
     await worker.start();
     const port = worker.metricsPort!;
-    const others = Object.values(networkInterfaces())
-      .flat()
-      .filter((i) => i && i.family === 'IPv4' && !i.internal)
-      .map((i) => i!.address);
     const loopback = await fetch(`http://127.0.0.1:${port}/healthz`);
     const refused = await Promise.all(
       others.map((a) =>
@@ -281,10 +288,9 @@ describe('metrics server', () => {
     await worker.stop();
     await cleanup();
     expect(loopback.status).toBe(200);
-    expect(refused.every(Boolean)).toBe(true);
-    console.info(
-      `metrics on 127.0.0.1:${port}; refused on ${others.join(', ') || '(no other address here)'}`,
-    );
+    expect(others.length).toBeGreaterThan(0);
+    expect(refused).toEqual(others.map(() => true));
+    console.info(`metrics on 127.0.0.1:${port}; refused on ${others.join(', ')}`);
   });
 });
 

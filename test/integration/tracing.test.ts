@@ -16,9 +16,9 @@ import type { WorkerOptions } from '../../src/worker/options.js';
 import type { Worker } from '../../src/worker/worker.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment } from '../support/jobs.js';
-import { kcatConsume, kcatProduce } from '../support/kcat.js';
 import { readSpanFile, registerTracing, type SpanLine, spanLine } from '../support/otel.js';
 import { WorkerFleet } from '../support/processes.js';
+import { rawConsume, rawProduce } from '../support/raw-kafka.js';
 import { paymentWorker } from '../support/worker.js';
 
 const exporter = new InMemorySpanExporter();
@@ -211,7 +211,7 @@ describe('OpenTelemetry traces', () => {
     cleanups.push(cleanup);
     const producer = await producerFor(topic);
     const { jobId } = await producer.enqueue(payment(2));
-    await kcatProduce(stack().brokers, topic, [{ key: 'poison', value: Buffer.from('not avro') }]);
+    await rawProduce(stack().brokers, topic, [{ key: 'poison', value: Buffer.from('not avro') }]);
     const completed: string[] = [];
     const w = paymentWorker(topic, uniqueName(`${topic}-g`), {
       handler: async (job) => {
@@ -247,7 +247,7 @@ describe('OpenTelemetry traces', () => {
     expect(poison.parentSpanId).toBeUndefined();
 
     const records = await waitUntil(async () => {
-      const r = await kcatConsume(stack().brokers, `${topic}.dlq`, 2);
+      const r = await rawConsume(stack().brokers, `${topic}.dlq`, 2);
       return r.length === 2 ? r : undefined;
     });
     const deadRecord = records.find((r) => r.headers['strand-job-id'] === jobId)!;

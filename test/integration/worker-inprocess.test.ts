@@ -104,6 +104,84 @@ describe('Worker in process', () => {
     await cleanup();
   });
 
+  it('maxBufferedBytes caps the bytes held (before maxBufferedJobs binds) whatever the backlog', async () => {
+    const { topic, cleanup } = await jobTopic('buffer-bytes', { partitions: 3 });
+    // ~2 KB values: 40 KB hold about 20 jobs, far below maxBufferedJobs.
+    await enqueuePayments(topic, 2000, 500, { memo: (i) => `${i}`.padEnd(2000, '.') });
+    const cap = 40_000;
+    let maxBytes = 0;
+    let maxJobs = 0;
+    let done = 0;
+    const w = worker(topic, uniqueName('buffer-bytes-g'), {
+      concurrency: 4,
+      maxBufferedJobs: 1000,
+      maxBufferedBytes: cap,
+      handler: async () => {
+        maxBytes = Math.max(maxBytes, w.buffered.bytes);
+        maxJobs = Math.max(maxJobs, w.buffered.jobs);
+        await new Promise((r) => setTimeout(r, 2));
+        done++;
+      },
+    });
+    await w.start();
+    await waitUntil(() => done >= 400, { timeoutMs: 60_000, what: 'progress' });
+    await w.stop({ timeoutMs: 5000 });
+    console.info(`maxBufferedBytes ${cap}: at most ${maxBytes} bytes in ${maxJobs} jobs`);
+    expect(maxBytes).toBeLessThanOrEqual(cap);
+    expect(maxBytes).toBeGreaterThan(cap / 2); // the buffer did fill: the cap is what held it
+    expect(maxJobs).toBeLessThanOrEqual(Math.ceil(cap / 2000));
+    await cleanup();
+  });
+
+  it('desired replicas rise above the minimum with the lag and fall back only after the scale-down window', async () => {
+    const { topic, cleanup } = await jobTopic('autoscale', { partitions: 3 });
+    await enqueuePayments(topic, 600, 60);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let done = 0;
+    const windowMs = 6000;
+    const w = worker(topic, uniqueName('autoscale-g'), {
+      concurrency: 8,
+      lagIntervalMs: 300,
+      autoscale: { targetLagPerReplica: 100, minReplicas: 2, maxReplicas: 5, scaleDownWindowMs: windowMs },
+      handler: async () => {
+        await gate;
+        done++;
+      },
+    });
+    const desired = async () => {
+      const text = await w.metrics.registry.getSingleMetricAsString('queue_desired_replicas');
+      return Number(/queue_desired_replicas\{[^}]*\} (\d+)/.exec(text)?.[1] ?? Number.NaN);
+    };
+    await w.start();
+    // 600 pending / 100 per replica = 6, clamped to the maximum 5.
+    await waitUntil(async () => (await desired()) === 5, { timeoutMs: 30_000, what: 'desired replicas 5' });
+    release();
+    await waitUntil(() => done >= 600, { timeoutMs: 60_000, what: 'all jobs' });
+    const drainedAt = Date.now();
+    // Lag 0 now, yet the window still holds the 5.
+    await waitUntil(
+      async () => {
+        const c = await committedOffsets(w.options.groupId, topic);
+        return [...c.values()].reduce((a, b) => a + b, 0) === 600;
+      },
+      { timeoutMs: 20_000, what: 'all committed' },
+    );
+    const heldAfterDrain = await desired();
+    const fellAt = await waitUntil(async () => ((await desired()) === 2 ? Date.now() : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: 'desired replicas back at the minimum 2',
+    });
+    await w.stop();
+    console.info(
+      `desired 5 while 600 pending; ${heldAfterDrain} after draining; 2 after ${fellAt - drainedAt} ms`,
+    );
+    expect(heldAfterDrain).toBe(5);
+    expect(fellAt - drainedAt).toBeGreaterThanOrEqual(windowMs - 1500);
+    await cleanup();
+  });
+
   it('limiter caps job starts per window', async () => {
     const { topic, cleanup } = await jobTopic('limiter', { partitions: 2 });
     await enqueuePayments(topic, 200, 200);

@@ -6,9 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments } from '../support/jobs.js';
-import { reachable } from '../support/reachable.js';
-
-const redisUp = await reachable('127.0.0.1', 6379);
+import { needRedis } from '../support/redis.js';
 
 /** Log lines at warn (40) or above, and anything that is not one of Strand's JSON lines. */
 function noise(stderr: string): string[] {
@@ -34,20 +32,20 @@ describe('what a worker prints', () => {
     );
   }, 110_000);
 
-  it.skipIf(!redisUp)(
-    'a module with its own Redis store whose topics are missing: exit 1 at once (the store is closed)',
-    async () => {
-      const topic = uniqueName('missing');
-      const t0 = Date.now();
-      const r = await runCli(['worker', 'test/support/redis-store-worker.ts'], {
-        env: { STRAND_TEST_TOPIC: topic },
-        timeoutMs: 60_000,
-      });
-      expect(r.code, r.stderr).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`^strand: topic\\(s\\) ${topic}, .* do not exist`));
-      expect(Date.now() - t0).toBeLessThan(30_000);
-    },
-  );
+  it('a module with its own Redis store whose topics are missing: exit 1 at once (the store is closed)', async ({
+    skip,
+  }) => {
+    needRedis({ skip });
+    const topic = uniqueName('missing');
+    const t0 = Date.now();
+    const r = await runCli(['worker', 'test/support/redis-store-worker.ts'], {
+      env: { STRAND_TEST_TOPIC: topic },
+      timeoutMs: 60_000,
+    });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^strand: topic\\(s\\) ${topic}, .* do not exist`));
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  });
 
   it('starting on a new group, running jobs and stopping: no warnings, no kafkajs lines at info level', async () => {
     const { topic, cleanup } = await jobTopic('noise', { partitions: 3, tierDelays: [60_000] });

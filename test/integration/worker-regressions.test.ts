@@ -6,14 +6,15 @@ import { createKafka } from '../../src/kafka/client.js';
 import type { Worker } from '../../src/worker/worker.js';
 import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment } from '../support/jobs.js';
-import { kcatConsume } from '../support/kcat.js';
+import { rawConsume } from '../support/raw-kafka.js';
+import { needRedis, testRedis } from '../support/redis.js';
 import { paymentWorker } from '../support/worker.js';
 
 // One test per defect found in the review of the worker split (issue 13) and per new-user defect
 // (issue 20); each failed before its fix.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
+const redis = new Redis({ host: '127.0.0.1', port: testRedis()?.port ?? 6379, lazyConnect: true });
 afterAll(async () => {
   await redis.quit().catch(() => undefined);
 });
@@ -41,7 +42,7 @@ describe('worker regressions', () => {
     await w.stop();
     expect(runs).toHaveLength(4); // the first run and maxRetryLater hops, then the DLQ
     for (let i = 1; i < runs.length; i++) expect(runs[i]! - runs[i - 1]!).toBeGreaterThanOrEqual(250);
-    const [record] = await kcatConsume(stack().brokers, `${topic}.dlq`, 1);
+    const [record] = await rawConsume(stack().brokers, `${topic}.dlq`, 1);
     expect(record!.headers[HEADERS.deadReason]).toBe('retry-later-exhausted');
     expect(record!.headers[HEADERS.retryLater]).toBe('3');
     expect(record!.headers[HEADERS.errorClass]).toBe('Error');
@@ -194,14 +195,17 @@ describe('worker regressions', () => {
     await cleanup();
   });
 
-  it('two groups on one topic sharing a Redis idempotency store each run every job (keys are scoped by group)', async () => {
+  it('two groups on one topic sharing a Redis idempotency store each run every job (keys are scoped by group)', async ({
+    skip,
+  }) => {
+    const { port } = needRedis({ skip });
     const { topic, cleanup } = await jobTopic('idem-scope', { partitions: 2 });
     const { jobIds } = await enqueuePayments(topic, 60, 6);
     const prefix = `strand-test:${uniqueName('scope')}:`;
     const ran = { a: new Set<string>(), b: new Set<string>() };
     const stores = [
-      new RedisIdempotencyStore({ host: '127.0.0.1', keyPrefix: prefix }),
-      new RedisIdempotencyStore({ host: '127.0.0.1', keyPrefix: prefix }),
+      new RedisIdempotencyStore({ host: '127.0.0.1', port, keyPrefix: prefix }),
+      new RedisIdempotencyStore({ host: '127.0.0.1', port, keyPrefix: prefix }),
     ];
     const duplicates = { a: 0, b: 0 };
     const workers = (['a', 'b'] as const).map((name, i) => {

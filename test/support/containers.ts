@@ -1,17 +1,5 @@
-import { createServer } from 'node:net';
 import { GenericContainer, type StartedTestContainer, Wait } from 'testcontainers';
-
-async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => done(port));
-    });
-  });
-}
+import { freePort } from './ports.js';
 
 /**
  * The same stack as the devstack, in containers, for machines with a Docker engine: the official

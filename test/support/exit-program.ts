@@ -39,7 +39,7 @@ if (mode === 'producer-missing-topic') {
   await producer.enqueue({ key: payment.accountId, data: payment, traceparent });
   const store = new RedisIdempotencyStore({
     host: '127.0.0.1',
-    port: Number(process.env.REDIS_PORT ?? 6379),
+    port: Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379),
   });
   let seen: (headers: Record<string, string>) => void = () => {};
   const handled = new Promise<Record<string, string>>((resolve) => (seen = resolve));

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { stackDown, stackStatus, stackUp } from '../../src/devstack/index.js';
+import { type LocalRedis, provideRedis } from './redis-server.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -12,6 +13,8 @@ declare module 'vitest' {
     sasl: { brokers: string[]; mechanism: 'scram-sha-256'; username: string; password: string } | null;
     /** A TLS listener and the CA file to trust (the devstack's, or STRAND_TEST_TLS_* in env mode). */
     tls: { brokers: string[]; caFile: string } | null;
+    /** A Redis for the idempotency tests, or why there is none (those tests are then skipped). */
+    redis: { host: string; port: number } | { missing: string };
   }
 }
 
@@ -27,13 +30,21 @@ async function dockerAnswers(): Promise<boolean> {
 }
 
 let teardown: (() => Promise<void>) | undefined;
+let redisServer: LocalRedis | undefined;
 
 /**
  * Gives every test a real broker and registry: `STRAND_BROKERS`/`STRAND_REGISTRY_URL` when set,
- * else containers when a Docker engine answers, else the devstack (started here and stopped after
- * the run unless it was already running).
+ * else a devstack that is already running, else containers when a Docker engine answers, else the
+ * devstack (started here and stopped after the run). The devstack comes before Docker when it runs
+ * because it has the SASL and TLS listeners the security tests use; the containers do not.
+ * Redis: see `provideRedis`.
  */
 export async function setup(project: TestProject): Promise<void> {
+  redisServer = await provideRedis(project);
+  await provideStack(project);
+}
+
+async function provideStack(project: TestProject): Promise<void> {
   const envBrokers = process.env.STRAND_BROKERS;
   const envRegistry = process.env.STRAND_REGISTRY_URL;
   if (envBrokers && envRegistry) {
@@ -61,7 +72,8 @@ export async function setup(project: TestProject): Promise<void> {
     );
     return;
   }
-  if (process.env.STRAND_TEST_DOCKER !== '0' && (await dockerAnswers())) {
+  const wasRunning = stackStatus()?.alive.every(Boolean) === true;
+  if (!wasRunning && process.env.STRAND_TEST_DOCKER !== '0' && (await dockerAnswers())) {
     const { startContainers } = await import('./containers.js');
     const stack = await startContainers();
     project.provide('brokers', stack.brokers);
@@ -72,7 +84,6 @@ export async function setup(project: TestProject): Promise<void> {
     teardown = stack.stop;
     return;
   }
-  const wasRunning = stackStatus()?.alive.every(Boolean) === true;
   const { info } = await stackUp({ onProgress: (line) => process.stderr.write(`[devstack] ${line}\n`) });
   project.provide('brokers', info.brokers);
   project.provide('registryUrl', info.registryUrl);
@@ -88,6 +99,7 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardownAll(): Promise<void> {
   await teardown?.();
+  await redisServer?.stop();
 }
 
 export { teardownAll as teardown };

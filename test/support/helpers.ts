@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { inject } from 'vitest';
+import { inject, TestRunner } from 'vitest';
 import { createKafka, type KafkaConnection } from '../../src/kafka/client.js';
 import { createTopicsReady } from '../../src/kafka/topics.js';
 
@@ -14,12 +14,30 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
 }
 
-/** Polls `check` until it returns a truthy value (returned) or the timeout passes (throws, with the last value). */
+/** Time the rest of a test keeps after a wait gave up: to report, stop workers and clean up. */
+const VERDICT_MARGIN_MS = 5000;
+
+/**
+ * When the running test must end (its start plus its timeout) less a margin, so a wait inside it
+ * gives up with its own message before vitest's timeout would cut the test off without one.
+ */
+export function testDeadline(): number | undefined {
+  const test = TestRunner.getCurrentTest();
+  const started = test?.result?.startTime;
+  if (!test?.timeout || started === undefined) return undefined;
+  return started + test.timeout - VERDICT_MARGIN_MS;
+}
+
+/**
+ * Polls `check` until it returns a truthy value (returned) or the timeout passes (throws, with the
+ * last value). The timeout never runs past the test's own deadline (`testDeadline`).
+ */
 export async function waitUntil<T>(
   check: () => T | Promise<T>,
   opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const own = Date.now() + (opts.timeoutMs ?? 30_000);
+  const deadline = Math.min(own, testDeadline() ?? own);
   let last: unknown;
   for (;;) {
     try {
@@ -30,8 +48,9 @@ export async function waitUntil<T>(
       last = error;
     }
     if (Date.now() > deadline) {
+      const cut = deadline < own ? ", cut short by the test's timeout" : '';
       throw new Error(
-        `timed out waiting for ${opts.what ?? 'condition'} (last: ${last instanceof Error ? last.message : String(last)})`,
+        `timed out waiting for ${opts.what ?? 'condition'}${cut} (last: ${last instanceof Error ? last.message : String(last)})`,
       );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));

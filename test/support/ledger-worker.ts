@@ -38,7 +38,11 @@ interface Settings {
 
 const s = JSON.parse(process.env.STRAND_TEST_WORKER ?? '{}') as Settings;
 const tag = `${process.pid}`;
-const redis = s.sideEffectList ? new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: false }) : undefined;
+// The test run's Redis (the harness may have started one on a port of its own).
+const redisPort = Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379);
+const redis = s.sideEffectList
+  ? new Redis({ host: '127.0.0.1', port: redisPort, lazyConnect: false })
+  : undefined;
 
 export default defineWorker<Payment>({
   topic: s.topic,
@@ -56,7 +60,7 @@ export default defineWorker<Payment>({
         idempotency: {
           store: new RedisIdempotencyStore({
             keyPrefix: s.redisPrefix,
-            ...(s.redisPort ? { port: s.redisPort } : {}),
+            port: s.redisPort ?? redisPort,
           }),
           leaseMs: s.leaseMs ?? 5000,
         },

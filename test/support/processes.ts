@@ -1,4 +1,4 @@
-import { ChaosFleet, firstEventOrderViolations, type LedgerLine } from '../../chaos/fleet.js';
+import { ChaosFleet, keyOrderViolations, type LedgerLine } from '../../chaos/fleet.js';
 import { stack } from './helpers.js';
 
 export type { LedgerLine };
@@ -18,7 +18,7 @@ export class WorkerFleet extends ChaosFleet {
   }
 }
 
-/** Per key, the sequences of first starts must be increasing (enqueue order); returns violations. */
+/** Per key, every job's completed run after the previous one's end (`keyOrderViolations`). */
 export function orderViolations(lines: LedgerLine[]): string[] {
-  return firstEventOrderViolations(lines, 'S');
+  return keyOrderViolations(lines);
 }

@@ -10,6 +10,11 @@ export default defineWorker({
   topic: process.env.STRAND_TEST_TOPIC ?? 'missing',
   groupId: `${process.env.STRAND_TEST_TOPIC ?? 'missing'}-g`,
   status: false,
-  idempotency: { store: new RedisIdempotencyStore({ host: '127.0.0.1', port: 6379 }) },
+  idempotency: {
+    store: new RedisIdempotencyStore({
+      host: '127.0.0.1',
+      port: Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379),
+    }),
+  },
   handler: () => undefined,
 });
