@@ -174,15 +174,31 @@ export class KafkaConsumerPort implements ConsumerPort {
   }
 
   pause(topics: readonly string[]): void {
-    this.consumer?.pause(topics.map((topic) => ({ topic })));
+    this.flow((c) => c.pause(topics.map((topic) => ({ topic }))));
   }
 
   resume(topics: readonly string[]): void {
-    this.consumer?.resume(topics.map((topic) => ({ topic })));
+    this.flow((c) => c.resume(topics.map((topic) => ({ topic }))));
   }
 
   resumePartitions(partitions: readonly { topic: string; partition: number }[]): void {
-    this.consumer?.resume(partitions.map(({ topic, partition }) => ({ topic, partitions: [partition] })));
+    this.flow((c) =>
+      c.resume(partitions.map(({ topic, partition }) => ({ topic, partitions: [partition] }))),
+    );
+  }
+
+  /**
+   * kafkajs throws from pause/resume while its consumer is in no group (before `run`, or once a
+   * stop disconnected it, e.g. a partition verified after a join as the worker stops): there is
+   * nothing to pause or resume then.
+   */
+  private flow(fn: (consumer: Consumer) => void): void {
+    if (!this.consumer) return;
+    try {
+      fn(this.consumer);
+    } catch (error) {
+      if (!/consumer#run must be called first/.test((error as Error).message)) throw error;
+    }
   }
 
   async stop(): Promise<void> {
