@@ -260,7 +260,9 @@ describe('idempotency with a real Redis', () => {
     fleet.start();
     fleet.start();
     let kills = 0;
-    while (kills < 20) {
+    // Bounded, so that the waits after it still end before the test's timeout.
+    const killUntil = Date.now() + 120_000;
+    while (kills < 20 && Date.now() < killUntil) {
       const lines = fleet.read();
       const done = new Set(lines.filter((l) => l.kind === 'C').map((l) => l.jobId));
       if (done.size >= jobs) break;
