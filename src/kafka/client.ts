@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
+import { type Admin, Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
 import { StrandError, tlsProblem } from '../errors.js';
 
 export type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
@@ -61,7 +61,44 @@ export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
   if (conn.sasl) {
     config.sasl = { ...conn.sasl } as SASLOptions;
   }
-  return new Kafka(config);
+  const kafka = new Kafka(config);
+  const admin = kafka.admin.bind(kafka);
+  kafka.admin = (opts) => retryingLeaderErrors(admin(opts));
+  return kafka;
+}
+
+/** Answers of a partition that is between leaders, or whose leader is not ready yet. */
+const LEADER_MOVING = new Set([
+  'NOT_LEADER_FOR_PARTITION',
+  'NOT_LEADER_OR_FOLLOWER',
+  'LEADER_NOT_AVAILABLE',
+  'OFFSET_NOT_AVAILABLE',
+  'REPLICA_NOT_AVAILABLE',
+]);
+
+/**
+ * kafkajs' admin gives up on the first "not the leader" answer to a ListOffsets request (its
+ * retrier retries only an unknown topic), which a broker gives for a moment after a topic was
+ * created or while a leader moves. The offset reads Strand makes (lag, DLQ depth, replay, the
+ * console) retry those answers for up to about 15 s instead.
+ */
+export function retryingLeaderErrors(admin: Admin): Admin {
+  const retrying =
+    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await call(...args);
+        } catch (error) {
+          const type = (error as { type?: string }).type;
+          if (attempt >= 9 || !type || !LEADER_MOVING.has(type)) throw error;
+          await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+        }
+      }
+    };
+  admin.fetchTopicOffsets = retrying(admin.fetchTopicOffsets.bind(admin));
+  admin.fetchTopicOffsetsByTimestamp = retrying(admin.fetchTopicOffsetsByTimestamp.bind(admin));
+  return admin;
 }
 
 /**

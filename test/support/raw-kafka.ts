@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type IHeaders, Kafka, logLevel } from 'kafkajs';
+import { type Admin, type IHeaders, Kafka, logLevel } from 'kafkajs';
 
 /**
  * A client independent of Strand's code: kafkajs' own producer and consumer, configured here and not
@@ -29,6 +29,22 @@ function headerStrings(headers: IHeaders | undefined): Record<string, string> {
 }
 
 /**
+ * `admin.fetchTopicOffsets`, retried while a partition's leader is not ready (kafkajs gives up on
+ * the first "not the leader" answer, which a broker gives for a moment after a topic was created).
+ */
+async function offsetsOf(admin: Admin, topic: string) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await admin.fetchTopicOffsets(topic);
+    } catch (error) {
+      const retriable = (error as { retriable?: boolean }).retriable === true;
+      if (attempt >= 9 || !retriable) throw error;
+      await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+    }
+  }
+}
+
+/**
  * Reads a topic from the beginning (committed records only, as any consumer sees them) until
  * `count` records were read or the end of every partition was reached (like `kcat -e` does), within
  * `timeoutMs`. The throwaway group it reads with is deleted afterwards.
@@ -49,7 +65,7 @@ export async function rawConsume(
     // Where each partition ends now; a partition is read when the consumer's position passed it
     // (the position counts transaction markers and aborted records too).
     const ends = new Map<number, number>();
-    for (const o of await admin.fetchTopicOffsets(topic))
+    for (const o of await offsetsOf(admin, topic))
       if (Number(o.high) > Number(o.low)) ends.set(o.partition, Number(o.high));
     if (ends.size === 0 || count <= 0) return [];
     const position = new Map<number, number>();
