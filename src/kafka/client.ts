@@ -63,41 +63,77 @@ export function createKafka(conn: KafkaConnection, sink?: KafkaLogSink): Kafka {
   }
   const kafka = new Kafka(config);
   const admin = kafka.admin.bind(kafka);
-  kafka.admin = (opts) => retryingLeaderErrors(admin(opts));
+  kafka.admin = (opts) => retryingTransientReads(admin(opts));
   return kafka;
 }
 
-/** Answers of a partition that is between leaders, or whose leader is not ready yet. */
-const LEADER_MOVING = new Set([
+/** Answers of a partition or group between leaders or coordinators, or not ready yet. */
+const MOVING = new Set([
   'NOT_LEADER_FOR_PARTITION',
   'NOT_LEADER_OR_FOLLOWER',
   'LEADER_NOT_AVAILABLE',
   'OFFSET_NOT_AVAILABLE',
   'REPLICA_NOT_AVAILABLE',
+  'COORDINATOR_NOT_AVAILABLE',
+  'COORDINATOR_LOAD_IN_PROGRESS',
+  'NOT_COORDINATOR',
 ]);
+
+/** A broker that cannot be reached now: another one, or fresh metadata, may answer. */
+const UNREACHABLE = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSBrokerNotFound',
+]);
+
+function transient(error: unknown): boolean {
+  for (
+    let e = error as { name?: string; type?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    if ((e.type && MOVING.has(e.type)) || (e.name && UNREACHABLE.has(e.name))) return true;
+  }
+  return false;
+}
+
+/** The admin calls that only read, and so may be repeated. */
+const READS = [
+  'listTopics',
+  'fetchTopicMetadata',
+  'fetchTopicOffsets',
+  'fetchTopicOffsetsByTimestamp',
+  'fetchOffsets',
+  'describeCluster',
+  'describeConfigs',
+  'describeGroups',
+  'listGroups',
+] as const;
 
 /**
  * kafkajs' admin gives up on the first "not the leader" answer to a ListOffsets request (its
  * retrier retries only an unknown topic), which a broker gives for a moment after a topic was
- * created or while a leader moves. The offset reads Strand makes (lag, DLQ depth, replay, the
- * console) retry those answers for up to about 15 s instead.
+ * created or while a leader moves; and a metadata read fails at once when the broker it picked at
+ * random is down, though others are up (its broker pool connects outside its own try). Strand's
+ * reads through the admin (topic checks at start, lag, DLQ depth, replay, the console) retry those
+ * answers for up to about 11 s, with backoff, instead.
  */
-export function retryingLeaderErrors(admin: Admin): Admin {
-  const retrying =
-    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
+export function retryingTransientReads(admin: Admin): Admin {
+  const target = admin as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const name of READS) {
+    const call = target[name]?.bind(admin);
+    if (!call) continue;
+    target[name] = async (...args: unknown[]) => {
       for (let attempt = 0; ; attempt++) {
         try {
           return await call(...args);
         } catch (error) {
-          const type = (error as { type?: string }).type;
-          if (attempt >= 9 || !type || !LEADER_MOVING.has(type)) throw error;
+          if (attempt >= 9 || !transient(error)) throw error;
           await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
         }
       }
     };
-  admin.fetchTopicOffsets = retrying(admin.fetchTopicOffsets.bind(admin));
-  admin.fetchTopicOffsetsByTimestamp = retrying(admin.fetchTopicOffsetsByTimestamp.bind(admin));
+  }
   return admin;
 }
 
