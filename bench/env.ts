@@ -17,8 +17,8 @@ let fixed: { commit: string; dirty: boolean; dirtyPaths: string[]; java: string 
 
 /**
  * The code a run measured, read once per process (at its start): the commit and whether the work
- * tree differed from it (`git status --porcelain`, leaving out bench/results/, which the run
- * itself writes).
+ * tree differed from it (`git status --porcelain`, leaving out bench/results/ and chaos/results/,
+ * which the runs themselves write).
  */
 function code() {
   if (!fixed) {
@@ -30,7 +30,7 @@ function code() {
             .split('\n')
             .filter(Boolean)
             .map((l) => l.slice(3))
-            .filter((path) => !path.startsWith('bench/results/'));
+            .filter((path) => !path.startsWith('bench/results/') && !path.startsWith('chaos/results/'));
     fixed = {
       commit: sh('git rev-parse --short HEAD'),
       dirty: porcelain === 'unknown' || dirtyPaths.length > 0,
