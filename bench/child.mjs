@@ -52,6 +52,24 @@ function percentile(values, q) {
 }
 const pct = (xs) => ({ p50: percentile(xs, 50), p95: percentile(xs, 95), p99: percentile(xs, 99) });
 
+/**
+ * Where a latency tail comes from: the 5 seconds of the run (counted from the first enqueue) whose
+ * slowest enqueue→start was the longest, with how many jobs of that second started later than 50 ms.
+ */
+function worstSeconds(enqueued, latencies) {
+  const t0 = enqueued.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
+  const bySecond = new Map();
+  enqueued.forEach((at, i) => {
+    const second = Math.floor((at - t0) / 1000);
+    const b = bySecond.get(second) ?? { second, jobs: 0, over50: 0, maxMs: 0 };
+    b.jobs++;
+    if (latencies[i] > 50) b.over50++;
+    b.maxMs = Math.max(b.maxMs, latencies[i]);
+    bySecond.set(second, b);
+  });
+  return [...bySecond.values()].sort((a, b) => b.maxMs - a.maxMs).slice(0, 5);
+}
+
 async function waitFor(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -98,16 +116,22 @@ function strandHandler(kind, count) {
     case 'latency': {
       const toStart = [];
       const toDone = [];
+      const enqueued = [];
       return {
         ...base,
         handler: async (job) => {
           const enq = Number(job.headers[HEADERS.enqueuedAt]);
+          enqueued.push(enq);
           toStart.push(Date.now() - enq);
           await sleep(1);
           toDone.push(Date.now() - enq);
           tick();
         },
-        extra: () => ({ enqueueToStartMs: pct(toStart), enqueueToCompletedMs: pct(toDone) }),
+        extra: () => ({
+          enqueueToStartMs: pct(toStart),
+          enqueueToCompletedMs: pct(toDone),
+          worstSeconds: worstSeconds(enqueued, toStart),
+        }),
       };
     }
     case 'retry-due': {

@@ -357,6 +357,7 @@ export async function latency(s: BenchStack, size: Size) {
         achieved: [] as number[],
         start: { p50: [] as number[], p95: [] as number[], p99: [] as number[] },
         done: { p50: [] as number[], p95: [] as number[], p99: [] as number[] },
+        worstSeconds: [] as unknown[],
       },
     ]),
   );
@@ -383,6 +384,7 @@ export async function latency(s: BenchStack, size: Size) {
       m.achieved.push(Number(p.achievedRate));
       const start = w.enqueueToStartMs as Record<'p50' | 'p95' | 'p99', number>;
       const done = w.enqueueToCompletedMs as Record<'p50' | 'p95' | 'p99', number>;
+      m.worstSeconds.push(w.worstSeconds);
       for (const q of ['p50', 'p95', 'p99'] as const) {
         m.start[q].push(start[q]);
         m.done[q].push(done[q]);
@@ -396,6 +398,8 @@ export async function latency(s: BenchStack, size: Size) {
       achievedRate: stats(m.achieved),
       enqueueToStartMs: { p50: stats(m.start.p50), p95: stats(m.start.p95), p99: stats(m.start.p99) },
       enqueueToCompletedMs: { p50: stats(m.done.p50), p95: stats(m.done.p95), p99: stats(m.done.p99) },
+      // Per round: the seconds of the run with the slowest starts (where the tail comes from).
+      worstSeconds: m.worstSeconds,
     };
   });
   const p99 = Object.fromEntries(results.map((x) => [x.targetRate, x.enqueueToStartMs.p99.median]));
