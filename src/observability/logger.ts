@@ -43,6 +43,13 @@ const TRANSIENT: [RegExp, string][] = [
   ],
 ];
 
+/**
+ * kafkajs lines that Strand reports itself, in its own words and with the error: the worker logs
+ * "consumer crashed; the client restarts it" (membership.ts) where kafkajs says only "Restarting the
+ * consumer in 100ms", at error level.
+ */
+const REPORTED_BY_STRAND = /^Restarting the consumer in \d+ms/;
+
 /** How long kafkajs may keep reporting transient trouble before it is worth a warning. */
 const TRANSIENT_WARN_AFTER_MS = 30_000;
 
@@ -56,6 +63,10 @@ export function kafkaLogSink(logger: Logger, now: () => number = Date.now) {
   let lastTrouble = 0;
   let lastWarned = 0;
   return (level: 'error' | 'warn' | 'info' | 'debug', message: string, extra: object) => {
+    if (REPORTED_BY_STRAND.test(message)) {
+      logger.debug({ kafka: extra }, message);
+      return;
+    }
     const error = String((extra as { error?: unknown }).error ?? '');
     const transient = TRANSIENT.find(([pattern]) => pattern.test(`${error} ${message}`));
     if (!transient || level === 'info' || level === 'debug') {

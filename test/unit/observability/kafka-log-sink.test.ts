@@ -46,6 +46,12 @@ describe('kafkaLogSink', () => {
     });
   });
 
+  it('leaves kafkajs\' "Restarting the consumer" at debug: the worker logs the crash itself, with its error', () => {
+    const { lines, sink } = capture();
+    sink('error', 'Restarting the consumer in 100ms', { retryTime: 100, groupId: 'g' });
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([[DEBUG, 'Restarting the consumer in 100ms']]);
+  });
+
   it('warns once when the trouble lasts 30 s, then at most every 30 s; a quiet spell starts over', () => {
     const { lines, sink, advance } = capture();
     const refused = () =>
