@@ -18,6 +18,8 @@ import type { RunState } from './run-state.js';
 export class Membership {
   private joinRound = 0;
   private isJoined = false;
+  /** Joined at least once since start. */
+  private everJoined = false;
   /** Consumer restarts since the last join (the backoff exponent). */
   private restarts = 0;
   private restartTimer: TimerHandle | undefined;
@@ -69,6 +71,7 @@ export class Membership {
         this.deps.dispatcher.pump();
       });
       this.isJoined = true;
+      this.everJoined = true;
       this.restarts = 0;
       this.deps.metrics.rebalances.inc({ group: this.deps.options.groupId });
       const list = Object.entries(assignment).map(([topic, partitions]) => ({
@@ -167,7 +170,14 @@ export class Membership {
     this.deps.state.rebalancing = false;
     if (!this.deps.state.running) return;
     if (restarting) {
-      logger.warn({ err: error }, 'consumer crashed; the client restarts it');
+      // A retriable fault (a coordinator not elected yet on a fresh cluster, a broker restarting)
+      // is said in one line, at debug before the first join; anything else keeps its stack.
+      const retriable = (error as { retriable?: boolean }).retriable === true;
+      const reason = error.message.split('\n')[0];
+      if (!retriable) logger.warn({ err: error }, 'consumer crashed; the client restarts it');
+      else if (!this.everJoined)
+        logger.debug({ reason }, 'consumer not in the group yet; the client retries');
+      else logger.warn({ reason }, 'consumer crashed; the client restarts it');
       return;
     }
     const delayMs = backoffDelay(retryPolicies.consumerRestart, this.restarts++, this.deps.random);
