@@ -81,6 +81,11 @@ export interface GroupHooks {
    * otherwise the core calls `ConsumerPort.restart()` when it wants the consumer back.
    */
   crashed(error: Error, restarting: boolean): void;
+  /**
+   * The assignment named topics this member does not subscribe to (the leader subscribes to more:
+   * delay buckets created after this worker started); the client leaves them out.
+   */
+  unsubscribedTopics?(topics: readonly string[]): void;
 }
 
 /** A group consumer of the job topic and its retry tiers, without auto-commit. */
@@ -95,6 +100,11 @@ export interface ConsumerPort {
   start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void>;
   /** Starts again after a crash the client does not recover from by itself. */
   restart(): Promise<void>;
+  /**
+   * Leaves the group, subscribes to `topics` instead and joins again (delay buckets created while
+   * the worker runs). Absent: the subscription is fixed at start.
+   */
+  resubscribe?(topics: readonly string[]): Promise<void>;
   /** Commits with this member's current generation; rejects when the coordinator refuses. */
   commit(offsets: readonly OffsetCommit[]): Promise<void>;
   /** The group's committed offsets and metadata for `topics`. */

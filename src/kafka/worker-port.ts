@@ -114,6 +114,9 @@ export class KafkaConsumerPort implements ConsumerPort {
     });
     consumer.on(ev.GROUP_JOIN, (e) => hooks.assigned(e.payload.memberAssignment));
     consumer.on(ev.CRASH, (e) => hooks.crashed(e.payload.error, e.payload.restart));
+    consumer.on(ev.RECEIVED_UNSUBSCRIBED_TOPICS, (e) =>
+      hooks.unsubscribedTopics?.((e.payload as { topicsNotSubscribed: string[] }).topicsNotSubscribed),
+    );
     // A fetch of nothing but transaction markers or aborted records never reaches eachBatch:
     // tell the intake how far it went, so the commit point can pass them.
     consumer.on(ev.START_BATCH_PROCESS, (e) => {
@@ -146,6 +149,16 @@ export class KafkaConsumerPort implements ConsumerPort {
 
   async restart(): Promise<void> {
     await this.consumer!.connect();
+    await this.run();
+  }
+
+  async resubscribe(topics: readonly string[]): Promise<void> {
+    const consumer = this.consumer;
+    if (!consumer) return;
+    this.opts.topics = [...topics];
+    // kafkajs subscribes only while not running: stop (leaves the group), subscribe, run (joins).
+    await consumer.stop();
+    await consumer.subscribe({ topics: [...topics], fromBeginning: this.opts.fromBeginning });
     await this.run();
   }
 

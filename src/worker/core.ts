@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
 import type { ConsumerPort, JobDecoder, ProducePort } from '../ports.js';
 import { type Clock, every, sleep } from '../timing/clock.js';
+import type { DelayBucket } from '../topology/delays.js';
 import type { TopicNames } from '../topology/topics.js';
 import { Assignment } from './assignment.js';
 import { Committer } from './committer.js';
@@ -55,6 +56,8 @@ export interface CoreDeps {
   /** Longest offset-map metadata in characters. @defaultValue 4000 (Kafka allows 4096 bytes) */
   readonly metadataMaxChars?: number;
   readonly random?: () => number;
+  /** A batch of a topic this worker does not consume arrived (another member subscribes to it). */
+  readonly unknownTopic?: (topic: string) => void;
 }
 
 /**
@@ -72,6 +75,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly committer: Committer;
   private readonly delays: DelayForwarder;
   private readonly due: DueQueue;
+  /** The delay bucket topics consumed now (buckets created while the worker runs are added). */
+  private readonly delayTopics: Set<string>;
   /** Accepted, unfinished jobs in acceptance order (the first is the oldest). */
   private readonly pending = new Map<WorkItem, true>();
   private readonly idleWaiters = new Set<() => void>();
@@ -171,6 +176,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       this.dispatcher.add(item);
       this.dispatcher.pump();
     });
+    this.delayTopics = new Set((deps.topics.delays ?? []).map((b) => b.topic));
     this.intake = new Intake({
       topics: deps.topics,
       assignment: this.assignment,
@@ -186,9 +192,10 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       },
       due: this.due,
       delays: {
-        topics: new Set((deps.topics.delays ?? []).map((b) => b.topic)),
+        topics: this.delayTopics,
         add: (item) => this.delays.add(item),
       },
+      unknownTopic: (topic) => deps.unknownTopic?.(topic),
     });
     this.committer = new Committer({
       consumer: deps.consumer,
@@ -263,7 +270,13 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     if (this.state.phase !== 'new')
       throw new StrandError('CONFIG', `worker core already ${this.state.phase}`);
     this.state.phase = 'running';
-    await this.deps.consumer.start(this.membership.hooks, (batch) => this.intake.onBatch(batch));
+    const hooks = {
+      ...this.membership.hooks,
+      unsubscribedTopics: (topics: readonly string[]) => {
+        for (const topic of topics) this.deps.unknownTopic?.(topic);
+      },
+    };
+    await this.deps.consumer.start(hooks, (batch) => this.intake.onBatch(batch));
     if (!this.state.running) return;
     this.stopCommitTimer = every(
       this.deps.clock,
@@ -298,6 +311,22 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private topicList(): string[] {
     const { main, tiers, delays } = this.deps.topics;
     return [main, ...tiers, ...(delays ?? []).map((b) => b.topic)];
+  }
+
+  /**
+   * Consumes delay buckets created after the start too: the subscription changes, so the group
+   * rebalances (running jobs finish and are committed first, as for any rebalance).
+   */
+  async consumeDelayBuckets(buckets: readonly DelayBucket[]): Promise<void> {
+    const { consumer, topics } = this.deps;
+    if (!consumer.resubscribe || !this.state.running) return;
+    topics.delays = [...buckets];
+    for (const b of buckets) this.delayTopics.add(b.topic);
+    this.delays.setBuckets(buckets);
+    await this.membership.hooks.beforeRejoin();
+    if (!this.state.running) return;
+    await consumer.resubscribe(this.topicList());
+    if (this.state.paused) consumer.pause(this.topicList());
   }
 
   /** Stops starting jobs and pauses fetching; running jobs finish. */

@@ -17,7 +17,7 @@ import type { WorkItem } from './work-item.js';
 export class DelayForwarder {
   private readonly timers = new Map<WorkItem, TimerHandle>();
   private readonly moving = new Set<Promise<void>>();
-  private readonly buckets: readonly DelayBucket[];
+  private buckets: readonly DelayBucket[];
   private moved = 0;
 
   constructor(
@@ -37,8 +37,17 @@ export class DelayForwarder {
       finished: (item: WorkItem) => void;
     },
   ) {
-    // The 0 s bucket is the producer's way in; a hop never goes back to it.
-    this.buckets = deps.buckets.filter((b) => b.ms > 0);
+    this.buckets = DelayForwarder.hops(deps.buckets);
+  }
+
+  /** The 0 s bucket is the producer's way in; a hop never goes back to it. */
+  private static hops(buckets: readonly DelayBucket[]): DelayBucket[] {
+    return buckets.filter((b) => b.ms > 0);
+  }
+
+  /** The buckets a record may move to, when buckets were added while the worker runs. */
+  setBuckets(buckets: readonly DelayBucket[]): void {
+    this.buckets = DelayForwarder.hops(buckets);
   }
 
   /** Jobs waiting here for the end of their hold or their due time. */

@@ -92,16 +92,19 @@ export class Intake {
       due: DueQueue;
       /** Delay bucket topics, and where their records go once their hold ended. */
       delays: { topics: ReadonlySet<string>; add: (item: WorkItem) => void };
+      /** A batch of a topic this worker does not consume arrived (it was paused, not taken). */
+      unknownTopic: (topic: string) => void;
     },
   ) {
     this.mapCapacity = offsetMapCapacity(deps.metadataMaxChars);
   }
 
-  /** 0 for the job topic, n for retry tier n, -1 for a delay bucket. */
-  private tierOf(topic: string): number {
+  /** 0 for the job topic, n for retry tier n, -1 for a delay bucket, undefined for a topic not consumed here. */
+  private tierOf(topic: string): number | undefined {
     if (topic === this.deps.topics.main) return 0;
     if (this.deps.delays.topics.has(topic)) return -1;
-    return this.deps.topics.tiers.indexOf(topic) + 1;
+    const i = this.deps.topics.tiers.indexOf(topic);
+    return i >= 0 ? i + 1 : undefined;
   }
 
   /** Accepting `offset` now could leave a done job outside the partition's offset map. */
@@ -113,6 +116,14 @@ export class Intake {
     const { assignment, buffer, dispatcher, state, clock, pending } = this.deps;
     const tp = tpKey(batch.topic, batch.partition);
     const tier = this.tierOf(batch.topic);
+    if (tier === undefined) {
+      // A topic this worker does not know, assigned because another member subscribes to it (delay
+      // buckets created after this worker started): never run its records as jobs. The partition
+      // stays paused until this worker consumes the topic too (it looks for new buckets then).
+      batch.pause();
+      this.deps.unknownTopic(batch.topic);
+      return;
+    }
     const delayed = tier < 0;
     // A retry-tier record waits for its due time, a delay-bucket record for the end of its hold.
     const holdHeader = delayed ? HEADERS.holdUntil : tier > 0 ? HEADERS.dueAt : undefined;

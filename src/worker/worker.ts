@@ -80,6 +80,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
   private readonly labels: { topic: string; group: string };
   private phase: Phase = 'new';
   private starting: Promise<void> | undefined;
+  private lookingForBuckets: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private core: WorkerCore | undefined;
   private admin: Admin | undefined;
@@ -234,6 +235,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       logger: this.logger,
       metrics: this.metrics,
       workerId: this.workerId,
+      unknownTopic: () => void this.findNewDelayBuckets(),
     });
     this.core = core;
     for (const event of EVENTS) if (this.listenerCount(event) > 0) this.forward(event);
@@ -265,9 +267,39 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
     this.metrics.oldestPendingAge.set(this.labels, oldest ? (Date.now() - oldest) / 1000 : 0);
   }
 
+  /**
+   * Delay buckets created after the start (`strand topics create <topic> --delays` on a topic the
+   * worker already runs): consumed from now on, so delayed jobs written to them move on without a
+   * restart. Looked for at every lag refresh, and when another member's subscription brings one.
+   */
+  private findNewDelayBuckets(): Promise<void> {
+    this.lookingForBuckets ??= (async () => {
+      const admin = this.admin;
+      const core = this.core;
+      if (!admin || !core || this.phase !== 'running') return;
+      const found = findDelayBuckets(this.options.topic, await admin.listTopics());
+      const known = new Set((this.topics.delays ?? []).map((b) => b.topic));
+      const added = found.filter((b) => !known.has(b.topic));
+      if (added.length === 0) return;
+      this.logger.info(
+        { buckets: added.map((b) => b.topic) },
+        'delay buckets appeared; consuming them too (the group rebalances)',
+      );
+      await core.consumeDelayBuckets(found);
+    })()
+      .catch((error: unknown) =>
+        this.logger.warn({ err: error }, 'could not look for new delay buckets; will try again'),
+      )
+      .finally(() => {
+        this.lookingForBuckets = undefined;
+      });
+    return this.lookingForBuckets;
+  }
+
   /** Reads lag, DLQ depth and the desired replica count from the broker. */
   async refreshLag(): Promise<PartitionLag[]> {
     if (!this.admin || this.phase !== 'running') return this.lastLag;
+    void this.findNewDelayBuckets();
     try {
       const delayTopics = new Set((this.topics.delays ?? []).map((b) => b.topic));
       const lag = await computeLag(

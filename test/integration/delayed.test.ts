@@ -200,6 +200,81 @@ describe('delayed jobs', () => {
     }
   });
 
+  it('delay buckets created while workers run: consumed without a restart, by every member; none early', async () => {
+    const own = await jobTopic('delayed-late', { partitions: 4 });
+    const groupId = uniqueName('delayed-late-g');
+    const starts = new Map<string, number>();
+    const handler = async (job: { id: string }) => {
+      if (!starts.has(job.id)) starts.set(job.id, Date.now());
+    };
+    const logs: string[] = [];
+    const logger = createLogger({
+      level: 'info',
+      destination: { write: (line: string) => void logs.push(line) },
+    });
+    // Started before the topic has buckets; it looks for new ones at every lag refresh (1 s here).
+    const first = paymentWorker(own.topic, groupId, { handler, logger, lagIntervalMs: 1000 });
+    let second: Worker<Payment> | undefined;
+    let late: JobProducer<Payment> | undefined;
+    const { createJobTopics } = await import('../../src/kafka/topics.js');
+    const admin = createKafka(stack().connection).admin();
+    await admin.connect();
+    try {
+      await first.start();
+      const added = await createJobTopics(stack().connection, {
+        topic: own.topic,
+        partitions: 4,
+        tierDelays: [],
+        delayBucketsMs: [1000, 5000],
+      });
+      expect(added.filter((o) => o.role === 'delay').map((o) => o.status)).toEqual([
+        'created',
+        'created',
+        'created',
+      ]);
+      // A second member subscribes to the buckets from its start; the group now mixes subscriptions
+      // until the first worker found them too.
+      second = paymentWorker(own.topic, groupId, { handler, lagIntervalMs: 1000 });
+      await second.start();
+      late = new JobProducer<Payment>({
+        brokers: stack().brokers,
+        registry: { url: stack().registryUrl },
+        topic: own.topic,
+        schema: paymentSchema,
+        logger: createLogger({ level: 'error' }),
+      });
+      await late.connect();
+      const due = new Map<string, number>();
+      const results = await late.enqueueMany(
+        Array.from({ length: 40 }, (_, i) => ({
+          key: `k${i % 8}`,
+          data: payment(2000 + i),
+          delay: 3000 + (i % 4) * 1000,
+        })),
+      );
+      for (const r of results) due.set(r.jobId, r.dueAt!);
+      await waitUntil(() => [...due.keys()].every((id) => starts.has(id)), {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        what: `all ${due.size} delayed jobs started`,
+      });
+      for (const [id, at] of due) {
+        expect(starts.get(id)!, `job ${id} started before it was due`).toBeGreaterThanOrEqual(at);
+        expect(starts.get(id)! - at, `job ${id} started late`).toBeLessThan(15_000);
+      }
+      expect(logs.some((l) => l.includes('delay buckets appeared; consuming them too'))).toBe(true);
+    } finally {
+      await late?.disconnect();
+      await second?.stop();
+      await first.stop();
+      await admin.deleteTopics({
+        topics: findDelayBuckets(own.topic, await admin.listTopics()).map((b) => b.topic),
+      });
+      await admin.disconnect();
+      await own.cleanup();
+    }
+  });
+
   it('refuses a delay beyond the topic’s retention, and a delayed job to a topic without buckets', async () => {
     await expect(producer.enqueue({ key: 'a', data: payment(1), delay: 30 * 24 * HOUR })).rejects.toThrow(
       /job\.delay: due in 30d, beyond the retention of topic .* \(7d\)/,
