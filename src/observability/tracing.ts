@@ -125,7 +125,12 @@ export class TracedSpan {
     injectContext(this.context, headers);
   }
 
-  fail(error: unknown): void {
+  /**
+   * The attempt failed: the exception is recorded and the status set to ERROR — unless `asError` is
+   * false (a handler asking to be retried later did not fail: the exception event stays, the status
+   * stays unset).
+   */
+  fail(error: unknown, opts: { asError?: boolean } = {}): void {
     if (this.ended) return;
     const err = error instanceof Error ? error : new Error(String(error));
     // exception.type is the class (as in `strand-error-class`), not a code a StrandError carries.
@@ -134,7 +139,7 @@ export class TracedSpan {
       message: err.message,
       ...(err.stack ? { stack: err.stack } : {}),
     });
-    this.span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    if (opts.asError !== false) this.span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
   }
 
   /** Ends the span once; later calls do nothing. */

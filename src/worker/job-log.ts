@@ -1,4 +1,5 @@
 import type { Attributes } from '@opentelemetry/api';
+import { RetryLaterError } from '../failure/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outcome, TracedSpan } from '../observability/tracing.js';
 import type { WorkItem } from './work-item.js';
@@ -46,9 +47,12 @@ export class JobLog {
     this.made = undefined;
   }
 
-  /** The attempt failed: the span records the error (status ERROR). */
+  /**
+   * The attempt failed: the span records the error with status ERROR; a `RetryLaterError` (the
+   * handler asked to run again later) is recorded without the ERROR status.
+   */
   fail(error: unknown): void {
-    this.span?.fail(error);
+    this.span?.fail(error, { asError: !(error instanceof RetryLaterError) });
   }
 
   /** The attempt reached `outcome`: its span ends (once). */

@@ -1,7 +1,11 @@
-import { context, propagation, trace } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
-import { activeTracer, injectContext, recordContext } from '../../src/observability/tracing.js';
+import { RetryLaterError } from '../../src/failure/errors.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { activeTracer, injectContext, recordContext, startSpan } from '../../src/observability/tracing.js';
+import { JobLog } from '../../src/worker/job-log.js';
+import type { WorkItem } from '../../src/worker/work-item.js';
 import { registerTracing } from '../support/otel.js';
 
 let unregister: (() => Promise<void>) | undefined;
@@ -51,5 +55,31 @@ describe('tracing', () => {
     expect(
       trace.getSpanContext(recordContext({ traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` })),
     ).toBe(undefined);
+  });
+
+  it('a failed attempt is status ERROR with the exception; one that asked to run later keeps the exception event and no ERROR', () => {
+    const exporter = new InMemorySpanExporter();
+    unregister = registerTracing(exporter);
+    const attempt = () =>
+      startSpan(activeTracer()!, 'process jobs', {
+        kind: SpanKind.CONSUMER,
+        parent: context.active(),
+        attributes: {},
+      });
+    const item = { topic: 'jobs', partition: 0, offset: '1', key: 'k', attempt: 1 } as unknown as WorkItem;
+    const quiet = createLogger({ level: 'silent' });
+    const failed = new JobLog(quiet, item, 1, attempt());
+    failed.fail(new Error('downstream 500'));
+    failed.end('retried');
+    const later = new JobLog(quiet, item, 1, attempt());
+    later.fail(new RetryLaterError({ delayMs: 5000, message: 'rate limited' }));
+    later.end('retried');
+    const [first, second] = exporter.getFinishedSpans();
+    expect(first?.status).toEqual({ code: SpanStatusCode.ERROR, message: 'downstream 500' });
+    expect(first?.events.map((e) => e.name)).toEqual(['exception']);
+    expect(second?.status.code).toBe(SpanStatusCode.UNSET);
+    expect(second?.events.map((e) => [e.name, e.attributes?.['exception.message']])).toEqual([
+      ['exception', 'rate limited'],
+    ]);
   });
 });
