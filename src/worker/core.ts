@@ -107,7 +107,11 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
         logger.info({ tp, dropped: dropped.length }, 'partition revoked');
       },
       onNewOwnership: (partitions) => {
-        if (!this.state.paused) deps.consumer.resumePartitions(partitions);
+        // Paused: only delay buckets flow (they move delayed jobs to the paused job topic on time).
+        const flowing = this.state.paused
+          ? partitions.filter((p) => this.delayTopics.has(p.topic))
+          : partitions;
+        if (flowing.length > 0) deps.consumer.resumePartitions(flowing);
       },
     });
     const idem = o.idempotency;
@@ -188,7 +192,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       pending: this.pending,
       drop: (item) => this.drop(item),
       resumePartition: (topic, partition) => {
-        if (!this.state.paused) deps.consumer.resumePartitions([{ topic, partition }]);
+        if (!this.state.paused || this.delayTopics.has(topic))
+          deps.consumer.resumePartitions([{ topic, partition }]);
       },
       due: this.due,
       delays: {
@@ -326,18 +331,27 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     await this.membership.hooks.beforeRejoin();
     if (!this.state.running) return;
     await consumer.resubscribe(this.topicList());
-    if (this.state.paused) consumer.pause(this.topicList());
+    if (this.state.paused) consumer.pause(this.jobTopics());
   }
 
-  /** Stops starting jobs and pauses fetching; running jobs finish. */
+  /** The topics whose jobs `pause()` holds back: the job topic and its retry tiers. */
+  private jobTopics(): string[] {
+    const { main, tiers } = this.deps.topics;
+    return [main, ...tiers];
+  }
+
+  /**
+   * Stops starting jobs and pauses fetching the job topic and its tiers; running jobs finish.
+   * Delay buckets keep flowing: delayed jobs still reach the (paused) job topic at their due time.
+   */
   pause(): void {
     this.state.paused = true;
-    this.deps.consumer.pause(this.topicList());
+    this.deps.consumer.pause(this.jobTopics());
   }
 
   resume(): void {
     this.state.paused = false;
-    this.deps.consumer.resume(this.topicList());
+    this.deps.consumer.resume(this.jobTopics());
     this.dispatcher.pump();
   }
 

@@ -275,6 +275,57 @@ describe('delayed jobs', () => {
     }
   });
 
+  it('a paused worker still moves delayed jobs to the job topic on time; they start on resume', async () => {
+    const own = await jobTopic('delayed-paused', { partitions: 2, delayBucketsMs: [1000] });
+    const ownProducer = new JobProducer<Payment>({
+      brokers: stack().brokers,
+      registry: { url: stack().registryUrl },
+      topic: own.topic,
+      schema: paymentSchema,
+      logger: createLogger({ level: 'error' }),
+    });
+    await ownProducer.connect();
+    const starts = new Map<string, number>();
+    const worker = paymentWorker(own.topic, uniqueName('delayed-paused-g'), {
+      handler: async (job) => {
+        if (!starts.has(job.id)) starts.set(job.id, Date.now());
+      },
+    });
+    const admin = createKafka(stack().connection).admin();
+    await admin.connect();
+    const onJobTopic = async () =>
+      (await admin.fetchTopicOffsets(own.topic)).reduce((sum, o) => sum + Number(o.high), 0);
+    await worker.start();
+    try {
+      worker.pause();
+      const results = await ownProducer.enqueueMany(
+        Array.from({ length: 10 }, (_, i) => ({ key: `p${i}`, data: payment(3000 + i), delay: 2500 })),
+      );
+      const lastDue = Math.max(...results.map((r) => r.dueAt!));
+      await waitUntil(async () => (await onJobTopic()) === 10, {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+        what: 'the 10 delayed jobs on the job topic while the worker is paused',
+      });
+      expect(Date.now() - lastDue, 'moved within 2 s of their due time').toBeLessThan(2000);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(results.filter((r) => starts.has(r.jobId))).toEqual([]);
+      const resumedAt = Date.now();
+      worker.resume();
+      await waitUntil(() => results.every((r) => starts.has(r.jobId)), {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+        what: 'the delayed jobs started after resume',
+      });
+      for (const r of results) expect(starts.get(r.jobId)!).toBeGreaterThanOrEqual(resumedAt);
+    } finally {
+      await worker.stop();
+      await ownProducer.disconnect();
+      await admin.disconnect();
+      await own.cleanup();
+    }
+  });
+
   it('refuses a delay beyond the topic’s retention, and a delayed job to a topic without buckets', async () => {
     await expect(producer.enqueue({ key: 'a', data: payment(1), delay: 30 * 24 * HOUR })).rejects.toThrow(
       /job\.delay: due in 30d, beyond the retention of topic .* \(7d\)/,
