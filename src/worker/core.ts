@@ -164,6 +164,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     });
     this.delays = new DelayForwarder({
       mainTopic: deps.topics.main,
+      group: o.groupId,
       buckets: deps.topics.delays ?? [],
       sender: new BatchedSender(deps.producer, clock),
       state: this.state,
@@ -183,6 +184,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     this.delayTopics = new Set((deps.topics.delays ?? []).map((b) => b.topic));
     this.intake = new Intake({
       topics: deps.topics,
+      group: o.groupId,
       assignment: this.assignment,
       buffer: this.buffer,
       dispatcher: this.dispatcher,

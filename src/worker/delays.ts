@@ -23,6 +23,8 @@ export class DelayForwarder {
   constructor(
     private readonly deps: {
       mainTopic: string;
+      /** The consumer group whose copy of each delayed job this forwarder moves. */
+      group: string;
       buckets: readonly DelayBucket[];
       sender: BatchedSender;
       state: RunState;
@@ -130,7 +132,11 @@ export class DelayForwarder {
       await sender.send(topic, {
         key: item.key,
         value: item.value,
-        headers: mergeHeaders(item.rawHeaders, { [HEADERS.holdUntil]: holdUntil }),
+        // Every group on the job topic moves its own copy; the group header keeps the others off it.
+        headers: mergeHeaders(item.rawHeaders, {
+          [HEADERS.holdUntil]: holdUntil,
+          [HEADERS.group]: this.deps.group,
+        }),
       });
     };
     try {

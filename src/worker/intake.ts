@@ -76,6 +76,8 @@ export class Intake {
   constructor(
     private readonly deps: {
       topics: { main: string; tiers: readonly string[] };
+      /** This worker's consumer group: records another group wrote for itself are not its jobs. */
+      group: string;
       assignment: Assignment;
       buffer: JobBuffer;
       dispatcher: Dispatcher;
@@ -105,6 +107,17 @@ export class Intake {
     if (this.deps.delays.topics.has(topic)) return -1;
     const i = this.deps.topics.tiers.indexOf(topic);
     return i >= 0 ? i + 1 : undefined;
+  }
+
+  /**
+   * Written by another consumer group for itself: a retry-tier record (the failing group's name),
+   * or a delayed job one group moved on. Records from producers and replays carry no group.
+   */
+  private foreign(headers: FetchedBatch['records'][number]['headers']): boolean {
+    const group = headers?.[HEADERS.group];
+    if (group === undefined) return false;
+    const name = Buffer.isBuffer(group) ? group.toString('utf8') : String(group);
+    return name !== this.deps.group;
   }
 
   /** Accepting `offset` now could leave a done job outside the partition's offset map. */
@@ -148,8 +161,9 @@ export class Intake {
         resolved = record.offset;
         continue;
       }
-      if (tracker.preloadedDone.delete(offset)) {
-        // The previous owner finished it out of order (offset map): done, without running again.
+      if (tracker.preloadedDone.delete(offset) || this.foreign(record.headers)) {
+        // The previous owner finished it out of order (offset map), or another consumer group of
+        // this topic wrote it for itself (its retry, its copy of a delayed job): done, not run here.
         tracker.accept(offset);
         tracker.complete(offset);
         resolved = record.offset;
