@@ -152,14 +152,18 @@ export class KafkaConsumerPort implements ConsumerPort {
     await this.run();
   }
 
-  async resubscribe(topics: readonly string[]): Promise<void> {
+  resubscribe(topics: readonly string[]): Promise<void> {
     const consumer = this.consumer;
-    if (!consumer) return;
+    if (!consumer) return Promise.resolve();
     this.opts.topics = [...topics];
     // kafkajs subscribes only while not running: stop (leaves the group), subscribe, run (joins).
-    await consumer.stop();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: this.opts.fromBeginning });
-    await this.run();
+    // A stop() meanwhile waits for this, as for the start.
+    this.starting = (async () => {
+      await consumer.stop();
+      await consumer.subscribe({ topics: [...topics], fromBeginning: this.opts.fromBeginning });
+      await this.run();
+    })();
+    return this.starting;
   }
 
   async commit(offsets: readonly OffsetCommit[]): Promise<void> {

@@ -233,6 +233,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       random,
       idle: (deadline) => this.idle(deadline),
       rebalanced: (list) => this.emit('rebalance', list),
+      unknownTopic: (topic) => deps.unknownTopic?.(topic),
     });
     // Sampled when scraped, not per job.
     metrics.sampleOnScrape(metrics.inflight, () =>
@@ -277,13 +278,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     if (this.state.phase !== 'new')
       throw new StrandError('CONFIG', `worker core already ${this.state.phase}`);
     this.state.phase = 'running';
-    const hooks = {
-      ...this.membership.hooks,
-      unsubscribedTopics: (topics: readonly string[]) => {
-        for (const topic of topics) this.deps.unknownTopic?.(topic);
-      },
-    };
-    await this.deps.consumer.start(hooks, (batch) => this.intake.onBatch(batch));
+    await this.deps.consumer.start(this.membership.hooks, (batch) => this.intake.onBatch(batch));
     if (!this.state.running) return;
     this.stopCommitTimer = every(
       this.deps.clock,

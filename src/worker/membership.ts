@@ -39,6 +39,8 @@ export class Membership {
       /** Resolves when no job holds a slot, or at `deadline`. */
       idle: (deadline: number) => Promise<void>;
       rebalanced: (assignment: { topic: string; partitions: number[] }[]) => void;
+      /** The assignment named a topic this member does not subscribe to (see GroupHooks). */
+      unknownTopic: (topic: string) => void;
     },
   ) {}
 
@@ -82,6 +84,9 @@ export class Membership {
       this.deps.rebalanced(list);
     },
     crashed: (error, restarting) => this.onCrash(error, restarting),
+    unsubscribedTopics: (topics) => {
+      for (const topic of topics) this.deps.unknownTopic(topic);
+    },
   };
 
   /** A commit sent under assignment `round` was refused: this member is out of the generation. */

@@ -34,6 +34,7 @@ function membership() {
     random: () => 0.5,
     idle: async () => undefined,
     rebalanced: () => undefined,
+    unknownTopic: () => undefined,
   });
   return { m, lines };
 }
