@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { type DeadJob, type ReplayResult, replayDeadJobs, toDeadJob } from '../failure/dlq.js';
-import { wasReplayed } from '../failure/replay-pick.js';
+import { type PickResult, replayDeadJob, wasReplayed } from '../failure/replay-pick.js';
 import { assertTopicExists, type BrowsedRecord, readRanges } from '../kafka/browse.js';
 import {
   type Admin,
@@ -117,6 +117,13 @@ export class ConsoleModel {
     string,
     { next: Map<number, number>; records: BrowsedRecord[]; busy?: Promise<void> | undefined }
   >();
+  /**
+   * Dead letters this console replayed (`<dlq>:<partition>:<offset>`). A pick commits its replay
+   * group's offsets in a Kafka transaction, and the broker answers offset reads with the old value
+   * until the transaction's marker is written: without this, the page shown right after a replay
+   * could still offer to replay the job.
+   */
+  private readonly picked = new Set<string>();
   private admin: Admin | undefined;
   private producer: Producer | undefined;
   private tail: TopicTail | undefined;
@@ -446,9 +453,19 @@ export class ConsoleModel {
       .map((record) => ({
         job: toDeadJob(record.partition, record.message),
         record,
-        replayed: wasReplayed(sets.get(record.partition), Number(record.message.offset)),
+        replayed:
+          this.picked.has(`${dlq}:${record.partition}:${record.message.offset}`) ||
+          wasReplayed(sets.get(record.partition), Number(record.message.offset)),
       }))
       .reverse();
+  }
+
+  /** Replays one dead letter of `topic`'s DLQ (exactly once, see replayDeadJob). */
+  async replayOne(topic: string, at: { partition: number; offset: number }): Promise<PickResult> {
+    const result = await replayDeadJob(this.connection, topic, at);
+    if (result.status !== 'not-found')
+      this.picked.add(`${topicNames(topic, 0).dlq}:${at.partition}:${at.offset}`);
+    return result;
   }
 
   /** Starts a filtered replay in the background; its page follows the progress. */

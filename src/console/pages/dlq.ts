@@ -1,5 +1,4 @@
 import { replayGroup } from '../../failure/dlq.js';
-import { replayDeadJob } from '../../failure/replay-pick.js';
 import { HEADERS, headerString } from '../../headers.js';
 import { readRanges } from '../../kafka/browse.js';
 import { createKafka } from '../../kafka/client.js';
@@ -285,7 +284,7 @@ export async function dlqReplayOnePost(ctx: PageContext, form: URLSearchParams):
   const offset = intParam(form, 'offset', 0, Number.MAX_SAFE_INTEGER);
   if (partition === undefined || offset === undefined)
     throw new PageError(400, 'partition and offset needed');
-  const result = await replayDeadJob(ctx.model.connection, topic, { partition, offset });
+  const result = await ctx.model.replayOne(topic, { partition, offset });
   if (result.status === 'not-found') throw new PageError(404, 'no such dead letter');
   return {
     redirect: href('/dlq/job', {
