@@ -19,6 +19,18 @@ export const HEADERS = {
   /** Why the job was dead-lettered: non-retriable, attempts-exhausted, retry-later-exhausted, undecodable. */
   deadReason: 'strand-dead-reason',
   group: 'strand-group',
+  /** On a retry-tier record whose key is parked behind it (strict order): its end releases the key. */
+  parksKey: 'strand-parks-key',
+  /** On a release record in the job topic: the job id of the parked key's head that ended. */
+  release: 'strand-release',
+  /** On a release record: how the head ended (`completed` or `dead`). */
+  releaseOutcome: 'strand-release-outcome',
+  /** On a parked job (parking topic): its key (the record's own key is `f:<offset>`). */
+  parkedKey: 'strand-parked-key',
+  /** On a parked job: the job id of the head it waits behind. */
+  parkedBehind: 'strand-parked-behind',
+  /** On a `key-dead` dead letter: the job id of the dead job that caused it. */
+  deadCause: 'strand-dead-cause',
   replayCount: 'strand-replay-count',
   decodeReason: 'strand-decode-reason',
   traceparent: 'traceparent',

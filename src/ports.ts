@@ -17,11 +17,12 @@ export interface FetchedRecord {
   readonly headers?: RecordHeaders | undefined;
 }
 
-/** A record to write (retry tier, DLQ). The port picks the partition from the key. */
+/** A record to write (retry tier, DLQ, parking). The port picks the partition from the key unless given. */
 export interface OutgoingRecord {
   readonly key: string | Buffer | null;
   readonly value: Buffer | null;
   readonly headers: RecordHeaders;
+  readonly partition?: number;
 }
 
 /** Records of one partition, handed to the intake in offset order. */
@@ -123,6 +124,19 @@ export interface ConsumerPort {
  */
 export interface ProducePort {
   send(batch: readonly { topic: string; messages: readonly OutgoingRecord[] }[]): Promise<void>;
+}
+
+/**
+ * Reads the parking topic (`<topic>.parked`, compacted; strict key order, parking.ts) without a
+ * consumer group: the owner of a job-topic partition reads its parking partition when it takes it.
+ */
+export interface ParkingPort {
+  /** Every record of one partition, oldest first (tombstones included). */
+  readAll(partition: number): Promise<FetchedRecord[]>;
+  /** The records at these offsets, in offset order (offsets compacted away are left out). */
+  read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]>;
+  /** Writes records to one partition (acks=all); resolves with their offsets once acknowledged. */
+  write(partition: number, records: readonly OutgoingRecord[]): Promise<number[]>;
 }
 
 /** Turns a record value into job data. */

@@ -42,6 +42,10 @@ export interface DeadJob {
   errorClass: string | undefined;
   errorMessage: string | undefined;
   decodeReason: string | undefined;
+  /** Why it was dead-lettered (`strand-dead-reason`): non-retriable, attempts-exhausted, key-dead, … */
+  reason: string | undefined;
+  /** A `key-dead` job: the job id of the dead job its key waited behind. */
+  cause: string | undefined;
   attempts: number | undefined;
   failedAt: number | undefined;
   replayCount: number;
@@ -64,6 +68,8 @@ export function toDeadJob(partition: number, m: KafkaMessage): DeadJob {
     errorClass: headerString(h, HEADERS.errorClass),
     errorMessage: headerString(h, HEADERS.errorMessage),
     decodeReason: headerString(h, HEADERS.decodeReason),
+    reason: headerString(h, HEADERS.deadReason),
+    cause: headerString(h, HEADERS.deadCause),
     attempts: num(HEADERS.attempt),
     failedAt: num(HEADERS.failedAt),
     replayCount: num(HEADERS.replayCount) ?? 0,

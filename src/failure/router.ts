@@ -136,6 +136,7 @@ export class OutcomeRouter {
     error: unknown,
     opts: { tier: number; nextAttempt: number; delayMs: number; retryLater: boolean },
     span?: TracedSpan,
+    parksKey = false,
   ): Promise<Route> {
     const topic = this.topics.tiers[opts.tier - 1];
     if (!topic) throw new Error(`no retry tier ${opts.tier}`);
@@ -146,6 +147,7 @@ export class OutcomeRouter {
       [HEADERS.dueAt]: String(dueAt),
     };
     if (opts.retryLater) ours[HEADERS.retryLater] = String(Number(item.headers[HEADERS.retryLater] ?? 0) + 1);
+    if (parksKey) ours[HEADERS.parksKey] = '1';
     await this.send(
       topic,
       { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) },
@@ -160,14 +162,40 @@ export class OutcomeRouter {
     attempt: number,
     reason: string,
     span?: TracedSpan,
+    extra: Record<string, string> = {},
   ): Promise<Route> {
     const headers = mergeHeaders(item.rawHeaders, {
       ...failureHeaders(item, error, this.group),
       [HEADERS.attempt]: String(attempt),
       [HEADERS.failedAt]: String(this.clock.now()),
       [HEADERS.deadReason]: reason,
+      // A parking header of the job's last hop is no instruction for a replay.
+      [HEADERS.parksKey]: undefined,
+      ...extra,
     });
     await this.send(this.topics.dlq, { key: item.key, value: item.value, headers }, span);
     return { kind: 'dlq', topic: this.topics.dlq };
+  }
+
+  /**
+   * The head of a parked key (strict key order) ended: a release record (no value) goes to its key's
+   * job-topic partition, where it reaches the key's lane behind every job parked before it.
+   */
+  async toRelease(item: RoutedRecord, jobId: string, outcome: 'completed' | 'dead'): Promise<void> {
+    const partition = Number(item.headers[HEADERS.originPartition] ?? item.partition);
+    await this.send(
+      item.headers[HEADERS.originTopic] ?? this.topics.main,
+      {
+        key: item.key,
+        value: null,
+        partition,
+        headers: {
+          [HEADERS.release]: jobId,
+          [HEADERS.releaseOutcome]: outcome,
+          [HEADERS.group]: this.group,
+        },
+      },
+      undefined,
+    );
   }
 }

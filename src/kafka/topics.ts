@@ -1,4 +1,5 @@
 import type { ConfigResourceTypes, ITopicConfig } from 'kafkajs';
+import { StrandError } from '../errors.js';
 import { delayBucketsFor, delayTopicPrefix, parseDelayLabel } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 import { type Admin, createKafka, type KafkaConnection } from './client.js';
@@ -55,7 +56,7 @@ export interface JobTopicsSpec {
 
 export interface TopicOutcome {
   topic: string;
-  role: 'job' | 'retry' | 'dlq' | 'delay';
+  role: 'job' | 'retry' | 'dlq' | 'delay' | 'parked';
   partitions: number;
   status: 'created' | 'exists';
   /** Partition count found when the topic already existed with a different one. */
@@ -72,6 +73,7 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
     { topic: names.main, role: 'job' },
     ...names.tiers.map((topic) => ({ topic, role: 'retry' as const })),
     { topic: names.dlq, role: 'dlq' },
+    { topic: names.parked, role: 'parked' },
     ...(spec.delayBucketsMs
       ? delayBucketsFor(spec.topic, spec.delayBucketsMs).map((b) => ({
           topic: b.topic,
@@ -99,7 +101,9 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
                 ...configEntries,
                 { name: 'retention.ms', value: String(delayRetentionMs(w.topic, spec.topic)) },
               ]
-            : configEntries,
+            : w.role === 'parked'
+              ? [...configEntries, ...PARKED_TOPIC_CONFIGS]
+              : configEntries,
       })),
     );
     const meta = await admin.fetchTopicMetadata({ topics: wanted.map((w) => w.topic) });
@@ -117,6 +121,44 @@ export async function createJobTopics(conn: KafkaConnection, spec: JobTopicsSpec
     });
   } finally {
     await admin.disconnect();
+  }
+}
+
+/**
+ * The parking topic (strict key order) holds each parked job until its key is released, and the
+ * state of each parked key: compacted (a released job and a released key leave a tombstone), never
+ * deleted by age, with small segments so the owner that takes a partition reads little.
+ */
+export const PARKED_TOPIC_CONFIGS = [
+  { name: 'cleanup.policy', value: 'compact' },
+  { name: 'segment.ms', value: String(600_000) },
+  { name: 'segment.bytes', value: String(16 * 1024 * 1024) },
+  { name: 'min.cleanable.dirty.ratio', value: '0.1' },
+  { name: 'delete.retention.ms', value: String(3_600_000) },
+];
+
+/**
+ * Strict key order needs the parking topic (`strand topics create` makes it); a job topic made
+ * before it existed gets it when a worker starts, with the job topic's partition count.
+ */
+export async function createParkingTopic(
+  admin: Admin,
+  topics: { main: string; parked: string },
+  logger: { info(o: object, msg: string): void },
+): Promise<void> {
+  const { main, parked } = topics;
+  const partitions = (await admin.fetchTopicMetadata({ topics: [main] })).topics[0]?.partitions.length ?? 0;
+  try {
+    await createTopicsReady(admin, [
+      { topic: parked, numPartitions: partitions, configEntries: PARKED_TOPIC_CONFIGS },
+    ]);
+    logger.info({ topic: parked, partitions }, 'created the parking topic (retry.ordering strict)');
+  } catch (error) {
+    if (!String((error as Error).message).includes('already exists'))
+      throw new StrandError(
+        'KAFKA',
+        `could not create ${parked} for retry.ordering 'strict' (${(error as Error).message}); create it with "strand topics create ${main}", or set retry.ordering: 'relaxed'`,
+      );
   }
 }
 

@@ -30,6 +30,8 @@ export class QueueMetrics {
   readonly heartbeat: client.Gauge<'worker'>;
   readonly desiredReplicas: client.Gauge<'group'>;
   readonly delayedJobs: client.Gauge<'topic' | 'group'>;
+  readonly parkedKeys: client.Gauge<'topic' | 'group'>;
+  readonly parkedJobs: client.Gauge<'topic' | 'group'>;
 
   /**
    * Job outcomes counted on the per-job path as plain numbers, added to `queue_jobs_total` when it
@@ -158,6 +160,18 @@ export class QueueMetrics {
     this.delayedJobs = new client.Gauge({
       name: 'queue_delayed_jobs',
       help: 'Delayed jobs not yet moved to the job topic (records pending in its delay buckets); not lag',
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.parkedKeys = new client.Gauge({
+      name: 'queue_parked_keys',
+      help: 'Keys waiting behind a job in a retry tier (retry.ordering strict), on the partitions this worker owns',
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.parkedJobs = new client.Gauge({
+      name: 'queue_parked_jobs',
+      help: "Jobs parked behind their key's failed job (retry.ordering strict), on the partitions this worker owns",
       labelNames: ['topic', 'group'],
       registers,
     });

@@ -5,6 +5,8 @@ export interface TopicNames {
   main: string;
   tiers: string[];
   dlq: string;
+  /** Parked jobs of keys waiting behind a failed job (strict key order): `<topic>.parked`, compacted. */
+  parked: string;
   /** Delay bucket topics (delayed jobs), shortest first; empty or absent: the topic has none. */
   delays?: DelayBucket[];
 }
@@ -19,5 +21,6 @@ export function topicNames(
     main: topic,
     tiers: Array.from({ length: tierCount }, (_, i) => `${prefix}${i + 1}`),
     dlq: opts.dlq ?? `${topic}.dlq`,
+    parked: `${topic}.parked`,
   };
 }

@@ -1,10 +1,10 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { StrandError } from '../errors.js';
-import { BatchedSender, OutcomeRouter, type Route } from '../failure/router.js';
+import { BatchedSender, OutcomeRouter } from '../failure/router.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
-import type { ConsumerPort, JobDecoder, ProducePort } from '../ports.js';
+import type { ConsumerPort, JobDecoder, ParkingPort, ProducePort } from '../ports.js';
 import { type Clock, every, sleep } from '../timing/clock.js';
 import type { DelayBucket } from '../topology/delays.js';
 import type { TopicNames } from '../topology/topics.js';
@@ -13,33 +13,18 @@ import { Committer } from './committer.js';
 import { DelayForwarder } from './delays.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueQueue } from './due-queue.js';
+import type { WorkerEvents } from './events.js';
 import { Executor } from './executor.js';
 import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
 import { Membership } from './membership.js';
 import { DEFAULT_METADATA_MAX_CHARS } from './offset-map.js';
-import { defaultBatchOptions, type Job, type ResolvedWorkerOptions } from './options.js';
+import { defaultBatchOptions, type ResolvedWorkerOptions } from './options.js';
+import { KeyParking } from './parked-keys.js';
 import { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 
-/** Events a worker emits (all synchronous; listeners must not throw). */
-export interface WorkerEvents {
-  'job:started': [job: Job<unknown>];
-  'job:completed': [job: Job<unknown>, info: { durationMs: number }];
-  'job:failed': [
-    job: Job<unknown>,
-    error: unknown,
-    info: { next: 'in-place' | 'tier' | 'dlq' | 'abandoned'; attempt: number },
-  ];
-  'job:retried': [job: Job<unknown>, route: Extract<Route, { kind: 'tier' }>];
-  'job:dead': [
-    item: { topic: string; partition: number; offset: string; key: string | null; jobId: string },
-    error: unknown,
-  ];
-  'job:duplicate': [job: Job<unknown>];
-  rebalance: [assignment: { topic: string; partitions: number[] }[]];
-  commit: [offsets: { topic: string; partition: number; offset: string }[]];
-}
+export type { WorkerEvents };
 
 /** What the core is built from: the ports, the options and the clock. */
 export interface CoreDeps {
@@ -47,6 +32,8 @@ export interface CoreDeps {
   readonly topics: TopicNames;
   readonly consumer: ConsumerPort;
   readonly producer: ProducePort;
+  /** The parking topic (strict key order); without it, keys are not parked. */
+  readonly parking?: ParkingPort | undefined;
   readonly decoder: JobDecoder;
   readonly store?: IdempotencyStore | undefined;
   readonly clock: Clock;
@@ -82,6 +69,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly idleWaiters = new Set<() => void>();
   private stopCommitTimer: (() => void) | undefined;
   private readonly membership: Membership;
+  private readonly parking: KeyParking | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly deps: CoreDeps) {
@@ -98,6 +86,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       clock,
       logger,
       onRevoke: (tp) => {
+        if (tp.startsWith(`${deps.topics.main}:`))
+          this.parking?.state.drop(Number(tp.slice(deps.topics.main.length + 1)));
         const dropped = [
           ...this.dispatcher.dropPartition(tp),
           ...this.due.dropPartition(tp),
@@ -107,6 +97,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
         logger.info({ tp, dropped: dropped.length }, 'partition revoked');
       },
       onNewOwnership: (partitions) => {
+        for (const p of partitions) if (p.topic === deps.topics.main) this.parking?.state.take(p.partition);
         // Paused: only delay buckets flow (they move delayed jobs to the paused job topic on time).
         const flowing = this.state.paused
           ? partitions.filter((p) => this.delayTopics.has(p.topic))
@@ -128,6 +119,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
             onStoreUnavailable: () => metrics.failures.inc({ ...labels, error_class: 'StoreUnavailable' }),
           })
         : undefined;
+    const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock);
     const executor = new Executor({
       options: o,
       state: this.state,
@@ -135,9 +127,10 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       logger,
       metrics,
       decoder: deps.decoder,
-      router: new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock),
+      router,
       leases,
       dispatcher: () => this.dispatcher,
+      parking: () => this.parking,
       owns: (item) => this.assignment.owns(item),
       confirm: (item) => this.assignment.confirm(item),
       done: (item) => {
@@ -146,6 +139,12 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       settle: (item) => this.dispatcher.settle(item),
       emit: (event, ...args) => this.emit(event, ...(args as never)),
       random,
+    });
+    this.parking = KeyParking.create(o, deps.parking, {
+      ...{ options: o, router, runState: this.state, clock, logger, metrics, random },
+      ...{ counts: executor.counts, emit: (event, ...args) => this.emit(event, ...(args as never)) },
+      ...{ owns: (item) => this.assignment.owns(item), durably: executor.durably },
+      ...{ running: () => this.state.running, runReleased: (item, slot) => executor.runReleased(item, slot) },
     });
     this.dispatcher = new Dispatcher({
       concurrency: o.concurrency,
@@ -198,6 +197,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
           deps.consumer.resumePartitions([{ topic, partition }]);
       },
       due: this.due,
+      parking: this.parking?.state,
       delays: {
         topics: this.delayTopics,
         add: (item) => this.delays.add(item),

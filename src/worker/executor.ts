@@ -1,21 +1,23 @@
 import { DecodeError } from '../codec/errors.js';
-import { defaultClassify, errorClassName, JobTimeoutError } from '../failure/errors.js';
+import { defaultClassify, errorClassName } from '../failure/errors.js';
 import type { OutcomeRouter, Route } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
 import type { HistogramSeries } from '../observability/fast-histogram.js';
 import type { Logger } from '../observability/logger.js';
 import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
-import { ATTR, NOOP_SPAN, type TracedSpan } from '../observability/tracing.js';
+import { ATTR, type TracedSpan } from '../observability/tracing.js';
 import type { JobDecoder } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import { AttemptTracer } from './attempt-trace.js';
 import { BatchCall } from './batch.js';
 import type { WorkerEvents } from './core.js';
-import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
+import type { Dispatcher, JobSlot } from './dispatcher.js';
+import { type HandlerDeps, runHandler } from './handler-call.js';
 import { JobLog } from './job-log.js';
 import { Abandoned, type LeaseKeeper } from './lease.js';
 import type { Job, JobContext, ResolvedWorkerOptions } from './options.js';
+import type { KeyParking } from './parked-keys.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
@@ -28,12 +30,13 @@ type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) =
  * acknowledged by the broker before the job counts as done.
  */
 export class Executor {
-  private readonly counts: OutcomeCounts;
+  readonly counts: OutcomeCounts;
   private readonly processing: HistogramSeries;
   private readonly endToEnd: HistogramSeries;
   private readonly labels: { topic: string; group: string };
   private readonly tracer: AttemptTracer;
   private batchSizes: HistogramSeries | undefined;
+  private readonly handlerDeps: HandlerDeps;
 
   constructor(
     private readonly deps: {
@@ -46,6 +49,8 @@ export class Executor {
       router: OutcomeRouter;
       leases: LeaseKeeper | undefined;
       dispatcher: () => Dispatcher;
+      /** Strict key order (parked-keys.ts); undefined when keys are not parked. */
+      parking: () => KeyParking | undefined;
       owns: (item: WorkItem) => boolean;
       /** `owns`, waiting for a just-joined partition to be verified (assignment.ts `confirm`). */
       confirm: (item: WorkItem) => boolean | Promise<boolean>;
@@ -64,13 +69,23 @@ export class Executor {
     this.processing = metrics.processingLatency.labels(this.labels);
     this.endToEnd = metrics.endToEndLatency.labels(this.labels);
     this.tracer = new AttemptTracer(options.tracing, options.groupId);
+    this.handlerDeps = { jobTimeoutMs: options.jobTimeoutMs, clock: deps.clock, dispatcher: deps.dispatcher };
   }
 
   /** Runs a started job; never rejects; always ends with `settle`. */
   async execute(item: WorkItem, slot: JobSlot): Promise<void> {
-    const log = new JobLog(this.deps.logger, item, item.attempt, this.tracer.start(item, item.attempt));
+    const parking = this.deps.parking();
+    const gate = parking ? parking.gate(item) : 'run';
+    const log = new JobLog(
+      this.deps.logger,
+      item,
+      item.attempt,
+      gate === 'run' ? this.tracer.start(item, item.attempt) : undefined,
+    );
     try {
-      if (await this.process(item, slot, log)) this.deps.done(item);
+      const ended =
+        gate === 'run' ? await this.run(item, slot, log) : await parking!.handle(item, slot, gate);
+      if (ended) this.deps.done(item);
     } catch (error) {
       if (!(error instanceof Abandoned))
         log.logger.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
@@ -81,13 +96,38 @@ export class Executor {
     }
   }
 
+  /** Runs a job released from parking (strict key order) in its release's slot; sets its `outcome`. */
+  async runReleased(item: WorkItem, slot: JobSlot): Promise<void> {
+    const log = new JobLog(this.deps.logger, item, item.attempt, this.tracer.start(item, item.attempt));
+    try {
+      if (!(await this.run(item, slot, log))) item.outcome = undefined;
+    } finally {
+      log.end('abandoned');
+    }
+  }
+
+  /** `process`, then what its outcome means for strict key order, before the offset counts done. */
+  private async run(item: WorkItem, slot: JobSlot, log: JobLog): Promise<boolean> {
+    if (!(await this.process(item, slot, log))) return false;
+    const parking = this.deps.parking();
+    // Sent to a tier: its key waits behind it.
+    if (item.outcome === 'tier' && parking?.parks(item))
+      await this.durably(item, () => parking.state.park(item));
+    // The head of a parked key ended: its key is released (on whichever worker owns it).
+    else if (item.outcome !== 'tier' && item.tier > 0 && item.rawHeaders?.[HEADERS.parksKey] !== undefined) {
+      const outcome = item.outcome === 'dlq' ? 'dead' : 'completed';
+      await this.durably(item, () => this.deps.router.toRelease(item, item.jobId, outcome));
+    }
+    return true;
+  }
+
   /** Runs a started batch: each job on its own path, one batch handler call for them (batch.ts). */
   executeBatch(items: readonly WorkItem[], slot: JobSlot): void {
     const { options, state, metrics, logger } = this.deps;
     this.batchSizes ??= metrics.batchSize.labels(this.labels);
     slot.batch = new BatchCall(items, slot, {
       handler: options.batchHandler!,
-      invoke: (item, s, log, call) => this.runHandler(item, s, log, call),
+      invoke: (item, s, log, call) => runHandler(this.handlerDeps, item, s, log, call),
       confirm: this.deps.confirm,
       holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
       reacquireSlot: (item) => this.deps.dispatcher().reacquireSlot(item),
@@ -163,6 +203,7 @@ export class Executor {
       log.end('dead_lettered', { [ATTR.deadReason]: reason });
       this.counts.dead_lettered++;
       emit('job:dead', item, error);
+      item.outcome = 'dlq';
       return true;
     }
 
@@ -188,7 +229,8 @@ export class Executor {
       };
       // A batch's jobs take their leases in lane order and do not hold their batch up while the
       // lease is held elsewhere (batch.ts).
-      const { batch } = slot;
+      // A released job (strict key order) runs alone, in its release's slot.
+      const batch = item.released ? undefined : slot.batch;
       if (leases && batch) await batch.leaseTurn(item);
       const lease = leases
         ? await leases.acquire(item, job, log, this.wait(item), batch && (() => batch.park(item)))
@@ -199,6 +241,7 @@ export class Executor {
         log.logger.info('duplicate job id: handler skipped');
         log.end('duplicate');
         emit('job:duplicate', job);
+        item.outcome = 'duplicate';
         return true;
       }
       // The partition may have been lost while the job decoded or waited for its lease.
@@ -211,9 +254,9 @@ export class Executor {
       try {
         // A batch's job waits for the batch's call and gets its own result; the call may not
         // happen for it (partition lost, stop): Abandoned (batch.ts).
-        error = slot.batch
-          ? await slot.batch.submit(item, job)
-          : await this.runHandler(item, slot, log, (ctx) => o.handler!(job as never, ctx));
+        error = batch
+          ? await batch.submit(item, job)
+          : await runHandler(this.handlerDeps, item, slot, log, (ctx) => this.single(job, ctx));
       } finally {
         stopRenewal?.();
       }
@@ -227,6 +270,7 @@ export class Executor {
         log.end('completed');
         if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
         emit('job:completed', job, { durationMs: ms });
+        item.outcome = 'completed';
         return true;
       }
       log.fail(error);
@@ -272,15 +316,20 @@ export class Executor {
         log.end('dead_lettered', { [ATTR.deadReason]: decision.reason });
         this.counts.dead_lettered++;
         emit('job:dead', item, error);
+        item.outcome = 'dlq';
         return true;
       }
       emit('job:failed', job, error, { next: 'tier', attempt });
       log.logger.info({ err: error, tier: decision.tier }, 'job failed; sending it to a retry tier');
-      const route = await this.route(item, error, log, (span) => router.toTier(item, error, decision, span));
+      const parks = this.deps.parking()?.parks(item) ?? false;
+      const route = await this.route(item, error, log, (span) =>
+        router.toTier(item, error, decision, span, parks),
+      );
       log.end('retried', { [ATTR.nextTier]: decision.tier });
       this.deps.metrics.retries.inc({ ...this.labels, tier: String(decision.tier) });
       this.counts.retried++;
       if (route.kind === 'tier') emit('job:retried', job, route);
+      item.outcome = 'tier';
       return true;
     }
   }
@@ -294,94 +343,51 @@ export class Executor {
   }
 
   /** Sends to a tier or the DLQ, again until acknowledged (or the worker stops, or loses the partition). */
-  private async route(
+  private route(
     item: WorkItem,
     error: unknown,
     log: JobLog,
     send: (span: TracedSpan | undefined) => Promise<Route>,
   ): Promise<Route> {
-    // A revoked partition's job is redone by its new owner; routing it too would duplicate the retry.
-    if (!(await this.deps.confirm(item))) throw new Abandoned();
-    const route = await retryWithBackoff('produce', () => send(log.span), {
-      onError: (sendError) =>
+    return this.durably(
+      item,
+      () => send(log.span),
+      (sendError) =>
         log.logger.warn(
           { err: sendError, original: errorClassName(error) },
           'could not publish the failed job; retrying',
         ),
-      wait: this.wait(item),
-      random: this.deps.random,
-    });
-    // Lost the partition while the send was under way (the new owner redoes the job): not an
-    // outcome of this ownership, though the record was written (at least once).
-    if (!(await this.deps.confirm(item))) throw new Abandoned();
-    return route;
+    );
   }
 
   /**
-   * Runs the handler once. At `jobTimeoutMs` its signal aborts; a handler that still succeeds
-   * afterwards succeeded (its side effect happened: running it again would repeat it), one that
-   * fails with the abort fails with `JobTimeoutError`. A handler still running `jobTimeoutMs` after
-   * the abort is stuck: it gives its slot back (counted in `queue_stuck_jobs`), keeps its key and
-   * its offset uncommitted, and its outcome counts whenever it settles.
+   * A write an outcome depends on, again until acknowledged; throws `Abandoned` when the worker
+   * stops or the item's partition left (its new owner redoes the job: writing it too would
+   * duplicate the outcome), before or during the write.
    */
-  private async runHandler(
+  readonly durably = async <T>(
     item: WorkItem,
-    slot: JobSlot,
-    log: { readonly logger: Logger; readonly span?: TracedSpan | undefined },
-    call: (ctx: JobContext) => unknown,
-  ): Promise<unknown> {
-    const { options, clock } = this.deps;
-    const timeoutMs = options.jobTimeoutMs;
-    const attempt = new AttemptSignal();
-    slot.attempt = attempt;
-    if (slot.stopReason !== undefined) attempt.abort(slot.stopReason);
-    let timeout: JobTimeoutError | undefined;
-    let stuckTimer: ReturnType<Clock['setTimeout']> | undefined;
-    const timer =
-      timeoutMs > 0
-        ? clock.setTimeout(
-            () => {
-              timeout = new JobTimeoutError(timeoutMs);
-              attempt.abort(timeout);
-              stuckTimer = clock.setTimeout(
-                () => {
-                  log.logger.warn(
-                    { timeoutMs },
-                    'handler ignores its aborted signal; its slot goes to other jobs, its key waits',
-                  );
-                  this.deps.dispatcher().markStuck(item);
-                },
-                timeoutMs,
-                { unref: true },
-              );
-            },
-            timeoutMs,
-            { unref: true },
-          )
-        : undefined;
-    const ctx = {
-      get signal() {
-        return attempt.signal;
-      },
-      get logger() {
-        return log.logger;
-      },
-      get span() {
-        return log.span?.span ?? NOOP_SPAN;
-      },
-    };
-    const { span } = log;
-    try {
-      await (span ? span.run(() => call(ctx)) : call(ctx));
-      return undefined;
-    } catch (error) {
-      if (timeout && (error === timeout || (error as { name?: string } | null)?.name === 'AbortError'))
-        return timeout;
-      return error ?? new Error('handler threw a nullish value');
-    } finally {
-      clock.clearTimeout(timer);
-      clock.clearTimeout(stuckTimer);
-      slot.attempt = undefined;
-    }
+    send: () => Promise<T>,
+    onError: (error: unknown) => void = (error) =>
+      this.deps.logger.warn({ err: error, tp: item.tp, offset: item.offset }, 'write failed; retrying'),
+  ): Promise<T> => {
+    if (!(await this.deps.confirm(item))) throw new Abandoned();
+    const result = await retryWithBackoff('produce', send, {
+      onError,
+      wait: this.wait(item),
+      random: this.deps.random,
+    });
+    // Written, but the partition left meanwhile: not an outcome of this ownership (at least once).
+    if (!(await this.deps.confirm(item))) throw new Abandoned();
+    return result;
+  };
+
+  /** One job's handler call: `handler`, or a `batchHandler` with this job alone (a released job). */
+  private async single(job: Job<unknown>, ctx: JobContext): Promise<void> {
+    const { handler, batchHandler } = this.deps.options;
+    if (handler) return handler(job as never, ctx);
+    const result = await batchHandler!([job] as never, ctx);
+    const failed = (result as { failed?: { error: unknown }[] } | undefined)?.failed?.[0];
+    if (failed) throw failed.error;
   }
 }

@@ -94,6 +94,8 @@ export class Intake {
       due: DueQueue;
       /** Delay bucket topics, and where their records go once their hold ended. */
       delays: { topics: ReadonlySet<string>; add: (item: WorkItem) => void };
+      /** Strict key order: the parked keys of a job-topic partition are read before its jobs are taken. */
+      parking?: { ready(partition: number): Promise<void> | undefined } | undefined;
       /** A batch of a topic this worker does not consume arrived (it was paused, not taken). */
       unknownTopic: (topic: string) => void;
     },
@@ -145,6 +147,7 @@ export class Intake {
     const owned = assignment.get(tp);
     if (!owned) return;
     await owned.ready;
+    if (tier === 0) await this.deps.parking?.ready(batch.partition);
     const tracker = owned.tracker;
     const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
     // The fetch position moves once per stretch of accepted records, not per record (kafkajs
@@ -161,9 +164,14 @@ export class Intake {
         resolved = record.offset;
         continue;
       }
-      if (tracker.preloadedDone.delete(offset) || this.foreign(record.headers)) {
+      if (
+        tracker.preloadedDone.delete(offset) ||
+        this.foreign(record.headers) ||
+        (!this.deps.parking && record.headers?.[HEADERS.release] !== undefined)
+      ) {
         // The previous owner finished it out of order (offset map), or another consumer group of
-        // this topic wrote it for itself (its retry, its copy of a delayed job): done, not run here.
+        // this topic wrote it for itself (its retry, its copy of a delayed job), or it releases a
+        // parked key and this worker does not park keys (retry.ordering 'relaxed'): done, not run.
         tracker.accept(offset);
         tracker.complete(offset);
         resolved = record.offset;

@@ -84,6 +84,18 @@ export interface WorkerOptions<T = Record<string, unknown>> {
      * before it is dead-lettered. @defaultValue 10
      */
     maxRetryLater?: number;
+    /**
+     * `'strict'`: when a job goes to a retry tier, later jobs of its key (same partition) are parked
+     * behind it and run, in offset order, once it completed or was dead-lettered; other keys flow.
+     * `'relaxed'`: later jobs of the key run meanwhile (like Spring's retry topics). Needs
+     * `ordering` `'key'` or `'partition'` (ignored for `'unordered'`). @defaultValue 'strict'
+     */
+    ordering?: 'strict' | 'relaxed';
+    /**
+     * Strict order, when the job a key waits behind is dead-lettered: `'release'` runs the parked
+     * jobs, `'dead-letter'` sends them to the DLQ too (reason `key-dead`). @defaultValue 'release'
+     */
+    onDeadKey?: 'release' | 'dead-letter';
   };
   /** Overrides how an error is routed. Return undefined to keep the default. */
   classify?: (error: unknown) => FailureKind | undefined;
@@ -201,6 +213,8 @@ const workerOptionsObject = z
           .default([1000, 10_000, 60_000]),
         maxAttempts: positiveInt.default(5),
         maxRetryLater: z.number().int().min(0).max(10_000).default(10),
+        ordering: z.enum(['strict', 'relaxed']).default('strict'),
+        onDeadKey: z.enum(['release', 'dead-letter']).default('release'),
       })
       .strict()
       .default({
@@ -209,6 +223,8 @@ const workerOptionsObject = z
         tiers: [1000, 10_000, 60_000],
         maxAttempts: 5,
         maxRetryLater: 10,
+        ordering: 'strict',
+        onDeadKey: 'release',
       }),
     classify: z
       .custom<(error: unknown) => FailureKind | undefined>(

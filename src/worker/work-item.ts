@@ -25,6 +25,10 @@ export class WorkItem implements Schedulable, RoutedRecord {
   lane: string | undefined;
   /** The slot of its start (shared by the jobs of a batch), set by the dispatcher. */
   slot: JobSlot | undefined;
+  /** How its run ended (set by the executor when it reached an outcome). */
+  outcome: 'completed' | 'duplicate' | 'tier' | 'dlq' | undefined;
+  /** A job released from parking (strict key order), run by its key's release record. */
+  released = false;
   private parsed: Record<string, string> | undefined;
 
   constructor(

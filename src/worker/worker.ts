@@ -13,7 +13,9 @@ import {
   Partitioners,
   type Producer,
 } from '../kafka/client.js';
+import { KafkaParkingPort } from '../kafka/parking-port.js';
 import { partitionCounts } from '../kafka/send.js';
+import { createParkingTopic } from '../kafka/topics.js';
 import { KafkaConsumerPort, KafkaProducePort } from '../kafka/worker-port.js';
 import {
   computeLag,
@@ -31,20 +33,11 @@ import { every, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';
 import { type TopicNames, topicNames } from '../topology/topics.js';
 import { WorkerCore, type WorkerEvents } from './core.js';
+import { EVENTS } from './events.js';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.js';
+import { KeyParking } from './parked-keys.js';
 
 export type { WorkerEvents } from './core.js';
-
-const EVENTS: (keyof WorkerEvents)[] = [
-  'job:started',
-  'job:completed',
-  'job:failed',
-  'job:retried',
-  'job:dead',
-  'job:duplicate',
-  'rebalance',
-  'commit',
-];
 
 type Phase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -193,6 +186,9 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
         `topic(s) ${missing.join(', ')} do not exist; create them with "strand topics create ${o.topic} --retry-tiers ${tiers}"`,
       );
     }
+    const parks = KeyParking.wanted(o);
+    if (parks && !existing.has(this.topics.parked)) await createParkingTopic(admin, this.topics, this.logger);
+    if (!this.proceeding) return;
     this.producer = kafka.producer({
       // Every record gets an explicit partition (sendAcknowledged); this only silences kafkajs' v2 notice.
       createPartitioner: Partitioners.DefaultPartitioner,
@@ -229,6 +225,14 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       producer: new KafkaProducePort(this.producer, partitionCounts(admin), (partitions) =>
         this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
       ),
+      parking: parks
+        ? new KafkaParkingPort(
+            { ...this.connection, clientId: `strand-${o.groupId}` },
+            admin,
+            this.producer,
+            this.topics.parked,
+          )
+        : undefined,
       decoder: this.codec,
       store: this.store,
       clock: systemClock,

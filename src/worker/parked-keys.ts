@@ -1,0 +1,188 @@
+import type { OutcomeRouter } from '../failure/router.js';
+import { HEADERS, headerString } from '../headers.js';
+import type { Logger } from '../observability/logger.js';
+import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
+import type { ParkingPort } from '../ports.js';
+import type { Clock } from '../timing/clock.js';
+import type { WorkerEvents } from './core.js';
+import type { JobSlot } from './dispatcher.js';
+import { Abandoned } from './lease.js';
+import type { ResolvedWorkerOptions } from './options.js';
+import { type ParkedKey, ParkingState } from './parking.js';
+import type { RunState } from './run-state.js';
+import { WorkItem } from './work-item.js';
+
+/** Why a parked job was dead-lettered with reason `key-dead`: the job its key waited behind died. */
+export class KeyDeadError extends Error {
+  constructor(
+    readonly key: string,
+    readonly headJobId: string,
+  ) {
+    super(
+      `job ${headJobId} of key ${key} was dead-lettered; this job waited behind it (retry.onDeadKey: 'dead-letter')`,
+    );
+    this.name = 'KeyDeadError';
+  }
+}
+
+/**
+ * What a job-topic job does at its turn in its key's lane: run, be parked behind its key's head,
+ * be skipped (handed off before: a parked job or the head, read again after a restart), or — a
+ * release record — release its key.
+ */
+export type Gate = 'run' | 'follow' | 'handed-off' | 'release';
+
+type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
+
+/**
+ * Strict key order through retry tiers (`retry.ordering: 'strict'`). When a job of key K goes to a
+ * retry tier it becomes K's head and K is parked on its partition: later jobs of K are written, in
+ * offset order, to the parking topic (parking.ts) and their offsets count as done, so the commit
+ * point moves and other keys flow. The head's retry carries `strand-parks-key`; whoever ends it
+ * (completed, or dead-lettered) writes a release record with K to the head's job-topic partition.
+ * That record reaches K's lane in offset order, behind every job of K parked before it and ahead of
+ * every later one, and runs K's parked jobs there one by one (or dead-letters them, `key-dead`,
+ * with `onDeadKey: 'dead-letter'`). A parked job that fails into a tier becomes the new head; the
+ * ones behind it stay parked. The release record counts as done only when the key was released or
+ * parked again, so a crash mid-release resumes from the parking topic.
+ */
+export class KeyParking {
+  readonly state: ParkingState;
+
+  /** Keys are parked with `retry.ordering: 'strict'`, ordered jobs and retry tiers to park behind. */
+  static wanted(o: ResolvedWorkerOptions): boolean {
+    return o.retry.ordering === 'strict' && o.ordering !== 'unordered' && o.retry.tiers.length > 0;
+  }
+
+  static create(
+    o: ResolvedWorkerOptions,
+    port: ParkingPort | undefined,
+    deps: Omit<ConstructorParameters<typeof KeyParking>[0], 'state'> & {
+      running: () => boolean;
+      random: () => number;
+    },
+  ): KeyParking | undefined {
+    if (!port || !KeyParking.wanted(o)) return undefined;
+    const state = new ParkingState({
+      port,
+      clock: deps.clock,
+      logger: deps.logger,
+      running: deps.running,
+      random: deps.random,
+    });
+    return new KeyParking({ ...deps, state });
+  }
+
+  constructor(
+    private readonly deps: {
+      state: ParkingState;
+      options: ResolvedWorkerOptions;
+      router: OutcomeRouter;
+      runState: RunState;
+      clock: Clock;
+      logger: Logger;
+      metrics: QueueMetrics;
+      counts: OutcomeCounts;
+      emit: Emit;
+      owns: (item: WorkItem) => boolean;
+      /** Until acknowledged; throws `Abandoned` when the partition left or the worker stops. */
+      durably: <T>(item: WorkItem, send: () => Promise<T>) => Promise<T>;
+      /** Runs a released job through the executor (decode, lease, handler, policy): sets its `outcome`. */
+      runReleased: (item: WorkItem, slot: JobSlot) => Promise<void>;
+    },
+  ) {
+    this.state = deps.state;
+    const { metrics, options } = deps;
+    const labels = { topic: options.topic, group: options.groupId };
+    metrics.sampleOnScrape(metrics.parkedKeys, () =>
+      metrics.parkedKeys.set(labels, this.state.counts().keys),
+    );
+    metrics.sampleOnScrape(metrics.parkedJobs, () =>
+      metrics.parkedJobs.set(labels, this.state.counts().jobs),
+    );
+  }
+
+  /** A job of the job topic with a key, at its turn in its lane: what happens to it. */
+  gate(item: WorkItem): Gate {
+    if (item.tier !== 0 || item.key === null || item.released) return 'run';
+    if (item.rawHeaders?.[HEADERS.release] !== undefined) return 'release';
+    const parked = this.state.get(item.partition, item.key);
+    if (!parked) return 'run';
+    return Number(item.offset) <= parked.last ? 'handed-off' : 'follow';
+  }
+
+  /** Whether `item` going to a retry tier parks its key. */
+  parks(item: WorkItem): boolean {
+    return item.tier === 0 && item.key !== null;
+  }
+
+  /** Handles a gated job; true when its offset may count as done. */
+  async handle(item: WorkItem, slot: JobSlot, gate: Exclude<Gate, 'run'>): Promise<boolean> {
+    if (gate === 'handed-off') return true;
+    const parked = this.state.get(item.partition, item.key!);
+    if (gate === 'follow') {
+      if (!parked) return true;
+      await this.deps.durably(item, () => this.state.follow(item, parked));
+      this.deps.emit('job:parked', item, parked.head);
+      return true;
+    }
+    const head = headerString(item.rawHeaders, HEADERS.release);
+    // A release of a head this key no longer waits behind (sent twice, or read again): nothing to do.
+    if (!parked || parked.head !== head) return true;
+    await this.release(item, slot, parked, head);
+    return true;
+  }
+
+  private async release(item: WorkItem, slot: JobSlot, parked: ParkedKey, head: string): Promise<void> {
+    const { options, durably, clock, emit, logger } = this.deps;
+    const key = item.key!;
+    const p = item.partition;
+    const died = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead';
+    let cause = died && options.retry.onDeadKey === 'dead-letter' ? head : undefined;
+    logger.info(
+      { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
+      'key released: its parked jobs run in order',
+    );
+    const tombstones: Promise<void>[] = [];
+    while (parked.followers.length > 0) {
+      const wanted = parked.followers.length;
+      const records = await durably(item, () => this.state.read(p, parked));
+      if (records.length === 0) {
+        logger.warn({ partition: p, key, missing: wanted }, 'parked jobs missing from the parking topic');
+        parked.followers.splice(0, Math.min(500, wanted));
+        continue;
+      }
+      for (const record of records) {
+        if (!this.deps.owns(item) || !this.deps.runState.running) throw new Abandoned();
+        const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
+        job.released = true;
+        job.slot = slot;
+        const src = Number(record.offset);
+        if (cause !== undefined) {
+          const error = new KeyDeadError(key, cause);
+          const dead = cause;
+          await durably(job, () =>
+            this.deps.router.toDlq(job, error, job.attempt, 'key-dead', undefined, {
+              [HEADERS.deadCause]: dead,
+            }),
+          );
+          this.deps.counts.dead_lettered++;
+          emit('job:dead', job, error);
+        } else {
+          await this.deps.runReleased(job, slot);
+          if (job.outcome === undefined) throw new Abandoned();
+          // It went to a tier: the key is parked behind it now, with the jobs after it.
+          if (job.outcome === 'tier') {
+            await Promise.all(tombstones);
+            return;
+          }
+          if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') cause = job.jobId;
+        }
+        // Off the list now (the next read starts after it); its tombstone goes out meanwhile.
+        tombstones.push(durably(item, this.state.ran(p, parked, src)));
+      }
+    }
+    await Promise.all(tombstones);
+    await durably(item, () => this.state.unpark(p, key));
+  }
+}

@@ -1,0 +1,225 @@
+import { mergeHeaders } from '../failure/router.js';
+import { HEADERS, headerString } from '../headers.js';
+import type { Logger } from '../observability/logger.js';
+import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../ports.js';
+import { retryWithBackoff } from '../timing/backoff.js';
+import { type Clock, sleep } from '../timing/clock.js';
+import type { WorkItem } from './work-item.js';
+
+/** A parked job: where it waits in the parking topic, and its offset in the job topic. */
+export interface ParkedJob {
+  readonly at: number;
+  readonly src: number;
+}
+
+/** A key of one job-topic partition that waits behind its head (a job in a retry tier). */
+export interface ParkedKey {
+  /** Job id of the head: its end (a release record in the job topic) releases the key. */
+  head: string;
+  /** The head's job-topic offset. */
+  headOffset: number;
+  /** When the key was parked (ms). */
+  since: number;
+  /** Parked jobs in job-topic offset order. */
+  followers: ParkedJob[];
+  /** The highest job-topic offset handed off (head or parked job): read again, it is done. */
+  last: number;
+}
+
+/** Record keys in the parking topic: a key's state, a parked job (by its job-topic offset). */
+const STATE = 'k:';
+const JOB = 'f:';
+
+/**
+ * Which keys of each owned job-topic partition are parked (strict key order), kept in the
+ * compacted parking topic `<topic>.parked` (same partition as the job topic):
+ *
+ * - `k:<key>` → `{ head, headOffset, since }`: the key waits behind `head`; a tombstone unparks it.
+ * - `f:<offset>` → the parked job (value and headers as consumed, plus `strand-parked-key` and
+ *   `strand-parked-behind`); a tombstone once it ran (or was dead-lettered, or became the head).
+ *
+ * The owner of a partition reads its parking partition when it takes it (the intake waits for
+ * that), and writes it — always before the job-topic offset concerned counts as done, so a crash
+ * loses no parked job and no parked key. Payloads stay in Kafka; memory holds offsets only.
+ */
+export class ParkingState {
+  private readonly parts = new Map<number, { keys: Map<string, ParkedKey>; ready: Promise<void> }>();
+
+  constructor(
+    private readonly deps: {
+      port: ParkingPort;
+      clock: Clock;
+      logger: Logger;
+      /** False once the worker stops: a load that keeps failing gives up. */
+      running: () => boolean;
+      random: () => number;
+    },
+  ) {}
+
+  /** Parked keys and parked jobs over the owned partitions (metrics). */
+  counts(): { keys: number; jobs: number } {
+    let keys = 0;
+    let jobs = 0;
+    for (const part of this.parts.values()) {
+      keys += part.keys.size;
+      for (const k of part.keys.values()) jobs += k.followers.length;
+    }
+    return { keys, jobs };
+  }
+
+  /** This worker took job-topic partition `partition`: its parked keys are read (again). */
+  take(partition: number): void {
+    const keys = new Map<string, ParkedKey>();
+    const part = { keys, ready: Promise.resolve() };
+    this.parts.set(partition, part);
+    part.ready = this.load(partition, keys);
+  }
+
+  /** The partition left: its state is read again by whoever takes it. */
+  drop(partition: number): void {
+    this.parts.delete(partition);
+  }
+
+  /** Resolves once the partition's parked keys are known. */
+  ready(partition: number): Promise<void> | undefined {
+    return this.parts.get(partition)?.ready;
+  }
+
+  get(partition: number, key: string): ParkedKey | undefined {
+    return this.parts.get(partition)?.keys.get(key);
+  }
+
+  private async load(partition: number, keys: Map<string, ParkedKey>): Promise<void> {
+    const { logger, clock } = this.deps;
+    const records = await retryWithBackoff('produce', () => this.deps.port.readAll(partition), {
+      onError: (error) =>
+        logger.warn({ err: error, partition }, 'could not read the parking topic; the partition waits'),
+      wait: async (ms) => {
+        await sleep(clock, ms);
+        // Stopped, or the partition left: whoever takes it reads it.
+        if (!this.deps.running() || this.parts.get(partition)?.keys !== keys) throw new Error('gone');
+      },
+      random: this.deps.random,
+    }).catch(() => [] as FetchedRecord[]);
+    const jobs = new Map<number, { at: number; key: string }>();
+    for (const r of records) {
+      const id = r.key?.toString('utf8') ?? '';
+      if (id.startsWith(STATE)) {
+        const key = id.slice(STATE.length);
+        if (r.value === null) keys.delete(key);
+        else {
+          const s = JSON.parse(r.value.toString('utf8')) as {
+            head: string;
+            headOffset: number;
+            since: number;
+          };
+          keys.set(key, { ...s, followers: [], last: s.headOffset });
+        }
+      } else if (id.startsWith(JOB)) {
+        const src = Number(id.slice(JOB.length));
+        if (r.value === null) jobs.delete(src);
+        else jobs.set(src, { at: Number(r.offset), key: headerString(r.headers, HEADERS.parkedKey) ?? '' });
+      }
+    }
+    let orphans = 0;
+    for (const [src, job] of [...jobs].sort((a, b) => a[0] - b[0])) {
+      const k = keys.get(job.key);
+      if (!k) {
+        orphans++;
+        continue;
+      }
+      k.followers.push({ at: job.at, src });
+      k.last = Math.max(k.last, src);
+    }
+    if (orphans > 0) logger.warn({ partition, orphans }, 'parked jobs without a parked key were left alone');
+    if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
+  }
+
+  private write(partition: number, records: OutgoingRecord[]): Promise<number[]> {
+    return this.deps.port.write(partition, records);
+  }
+
+  /**
+   * `item` (a job-topic job, or a parked job that ran again) went to a retry tier: its key waits
+   * behind it. A parked job that becomes the head leaves the parked jobs behind it parked.
+   */
+  async park(item: WorkItem): Promise<void> {
+    const key = item.key!;
+    const offset = Number(item.offset);
+    const part = this.parts.get(item.partition);
+    if (!part) throw new Error(`partition ${item.partition} is not owned`);
+    const known = part.keys.get(key);
+    const since = known?.since ?? this.deps.clock.now();
+    const state = { head: item.jobId, headOffset: offset, since };
+    const records: OutgoingRecord[] = [];
+    const wasParked = known?.followers[0]?.src === offset;
+    if (wasParked)
+      records.push({ key: `${JOB}${offset}`, value: null, headers: {}, partition: item.partition });
+    records.push({
+      key: `${STATE}${key}`,
+      value: Buffer.from(JSON.stringify(state)),
+      headers: {},
+      partition: item.partition,
+    });
+    await this.write(item.partition, records);
+    const followers = wasParked ? known!.followers.slice(1) : (known?.followers ?? []);
+    part.keys.set(key, { ...state, followers, last: Math.max(known?.last ?? -1, offset) });
+  }
+
+  /** Parks `item` behind its key's head; resolves once the parking topic acknowledged it. */
+  async follow(item: WorkItem, parked: ParkedKey): Promise<void> {
+    const headers = mergeHeaders(item.rawHeaders, {
+      [HEADERS.parkedKey]: item.key!,
+      [HEADERS.parkedBehind]: parked.head,
+    });
+    const [at] = await this.write(item.partition, [
+      { key: `${JOB}${item.offset}`, value: item.value, headers, partition: item.partition },
+    ]);
+    const src = Number(item.offset);
+    parked.followers.push({ at: at!, src });
+    parked.last = Math.max(parked.last, src);
+  }
+
+  /** Reads parked jobs back (up to `max`, from the first), in order, as the job-topic records they were. */
+  async read(partition: number, parked: ParkedKey, max = 500): Promise<FetchedRecord[]> {
+    const wanted = parked.followers.slice(0, max);
+    const found = await this.deps.port.read(
+      partition,
+      wanted.map((f) => f.at),
+    );
+    const byAt = new Map(found.map((r) => [Number(r.offset), r]));
+    return wanted.flatMap((f) => {
+      const r = byAt.get(f.at);
+      if (!r) return [];
+      const headers = { ...r.headers };
+      delete headers[HEADERS.parkedKey];
+      delete headers[HEADERS.parkedBehind];
+      return [
+        {
+          offset: String(f.src),
+          key: Buffer.from(headerString(r.headers, HEADERS.parkedKey) ?? ''),
+          value: r.value,
+          headers,
+        },
+      ];
+    });
+  }
+
+  /**
+   * A parked job ran (or was dead-lettered): it leaves the key's list now, and the returned send
+   * removes it from the parking topic.
+   */
+  ran(partition: number, parked: ParkedKey, src: number): () => Promise<void> {
+    const i = parked.followers.findIndex((f) => f.src === src);
+    if (i >= 0) parked.followers.splice(i, 1);
+    return async () => {
+      await this.write(partition, [{ key: `${JOB}${src}`, value: null, headers: {}, partition }]);
+    };
+  }
+
+  /** Every parked job of the key ran: the key is free again. */
+  async unpark(partition: number, key: string): Promise<void> {
+    await this.write(partition, [{ key: `${STATE}${key}`, value: null, headers: {}, partition }]);
+    this.parts.get(partition)?.keys.delete(key);
+  }
+}
