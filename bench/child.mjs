@@ -169,6 +169,17 @@ function strandHandler(kind, count) {
         }),
       };
     }
+    case 'fail-1pct-keys':
+      // 1,000 keys (sequence = i, key = i % 1000): every 100th key fails its 3rd job once. Counted
+      // (and clocked): the jobs of the other 99% of keys, so the figure is their throughput.
+      return {
+        ...base,
+        handler: (job) => {
+          const key = Number(job.data.accountId.slice('account-'.length));
+          if (key % 100 !== 0) return tick();
+          if (job.attempt === 1 && Math.floor(job.data.sequence / 1000) === 2) throw new Error('transient');
+        },
+      };
     case 'fail-10pct':
       // First pass only: one job in ten fails once and goes to the retry tier.
       return {

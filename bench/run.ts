@@ -20,6 +20,7 @@ import {
   producer,
   retryDelay,
   type Size,
+  strictOrder,
   throughput,
 } from './scenarios.js';
 
@@ -39,6 +40,7 @@ const SCENARIOS = {
   memory,
   'retry-delay': retryDelay,
   'failure-overhead': failureOverhead,
+  'strict-order': strictOrder,
   batch,
 } as const;
 const only = values.only ? values.only.split(',') : undefined;

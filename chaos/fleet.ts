@@ -156,6 +156,46 @@ export function keyOrderViolations(lines: readonly LedgerLine[]): string[] {
   return out;
 }
 
+/**
+ * Strict key order (`retry.ordering: 'strict'`), judged by every start: per key, no attempt of a
+ * job (failed attempts included) starts before every job enqueued before it on that key first
+ * completed — a job waiting in a retry tier holds its key. Returns one line per key that broke it.
+ */
+export function strictStartViolations(lines: readonly LedgerLine[]): string[] {
+  const firstDone = new Map<string, number>();
+  for (const run of completedRuns(lines)) firstDone.set(run.jobId, run.end);
+  const byKey = new Map<string, Map<number, { jobId: string; starts: number[] }>>();
+  for (const l of lines) {
+    if (l.kind !== 'S') continue;
+    const jobs = byKey.get(l.key) ?? new Map<number, { jobId: string; starts: number[] }>();
+    byKey.set(l.key, jobs);
+    const job = jobs.get(l.sequence) ?? { jobId: l.jobId, starts: [] };
+    jobs.set(l.sequence, job);
+    job.starts.push(l.at);
+  }
+  const out: string[] = [];
+  for (const [key, jobs] of byKey) {
+    let earlierDone = Number.NEGATIVE_INFINITY;
+    let earlier = '';
+    for (const [sequence, job] of [...jobs].sort((a, b) => a[0] - b[0])) {
+      const first = Math.min(...job.starts);
+      if (first < earlierDone) {
+        out.push(
+          `${key}: #${sequence} started at ${first}, before ${earlier} first completed (${earlierDone})`,
+        );
+        break;
+      }
+      const done = firstDone.get(job.jobId);
+      if (done === undefined) break; // never completed: the loss count reports it
+      if (done > earlierDone) {
+        earlierDone = done;
+        earlier = `#${sequence}`;
+      }
+    }
+  }
+  return out;
+}
+
 /** Open file descriptors of a process (sockets, files, pipes): its open handles as the OS sees them. */
 export function openFds(pid: number | undefined): number {
   if (!pid) return 0;

@@ -15,6 +15,7 @@ import {
   outageScenario,
   rebalanceScenario,
   soakScenario,
+  strictOrderScenario,
   type Verdict,
 } from './scenarios.js';
 import { chaosSizes } from './sizes.js';
@@ -39,6 +40,7 @@ const scenarios: [string, () => Promise<Verdict>][] = [
   ['outage', () => outageScenario(s, size.outage)],
   ['soak', () => soakScenario(s, size.soak)],
   ['bad-input', () => badInputScenario(s, size.badInput)],
+  ['strict-order', () => strictOrderScenario(s, size.strictOrder)],
 ];
 for (const [name, run] of scenarios) {
   if (only && !only.has(name)) continue;

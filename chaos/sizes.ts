@@ -17,6 +17,7 @@ export const chaosSizes = {
     outage: { jobs: 9000, rate: 200, outageMs: 8000 },
     soak: { minutes: 2, rate: 200, warmupMs: 30_000 },
     badInput: { valid: 2000, bad: 2000, keys: 100, rssLimitMiB: 300, waitMs: 150_000 },
+    strictOrder: { jobs: 3000, keys: 100, workers: 3, kills: 3, waitMs: 150_000 },
   },
   full: {
     crash: {
@@ -32,5 +33,6 @@ export const chaosSizes = {
     outage: { jobs: 40_000, rate: 500, outageMs: 20_000 },
     soak: { minutes: 10, rate: 300, warmupMs: 120_000 },
     badInput: { valid: 10_000, bad: 10_000, keys: 200, rssLimitMiB: 300 },
+    strictOrder: { jobs: 20_000, keys: 200, workers: 3, kills: 8 },
   },
 };

@@ -111,7 +111,7 @@ Examples:
               ? ` (exists with ${o.existingPartitions} partitions, left unchanged)`
               : '';
           process.stdout.write(
-            `${o.status === 'created' ? 'created' : 'exists '}  ${o.role.padEnd(5)}  ${o.topic}  ${o.partitions} partitions${note}\n`,
+            `${o.status === 'created' ? 'created' : 'exists '}  ${o.role.padEnd(6)}  ${o.topic}  ${o.partitions} partitions${note}\n`,
           );
         }
         const created = outcome.filter((o) => o.status === 'created').length;

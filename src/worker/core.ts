@@ -150,7 +150,9 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       concurrency: o.concurrency,
       ordering: o.ordering,
       limiter: o.limiter,
-      batch: o.batchHandler ? (o.batch ?? defaultBatchOptions) : undefined,
+      batch: o.batchHandler
+        ? { ...(o.batch ?? defaultBatchOptions), onePerKey: this.parking !== undefined }
+        : undefined,
       clock,
       state: this.state,
       run: (item, slot) => executor.execute(item, slot),

@@ -49,6 +49,11 @@ export interface JobSlot {
 export interface BatchShape {
   readonly maxSize: number;
   readonly maxWaitMs: number;
+  /**
+   * At most one job per key in a batch (strict key order: a job failing into a retry tier parks
+   * its key, which must not have a later job completed in the same call).
+   */
+  readonly onePerKey?: boolean;
 }
 
 /**
@@ -161,7 +166,7 @@ export class Dispatcher {
   }
 
   /** Starts one batch if it is full, or waited long enough; false when nothing started. */
-  private startBatch({ maxSize, maxWaitMs }: BatchShape): boolean {
+  private startBatch({ maxSize, maxWaitMs, onePerKey }: BatchShape): boolean {
     const { clock, canGrow } = this.opts;
     const room = this.limiter ? Math.min(maxSize, this.limiter.available()) : maxSize;
     if (room < 1) {
@@ -187,7 +192,7 @@ export class Dispatcher {
     clock.clearTimeout(this.formTimer);
     this.formTimer = undefined;
     this.formingSince = undefined;
-    const items = this.scheduler.takeBatch(room);
+    const items = this.scheduler.takeBatch(room, onePerKey);
     if (items.length === 0) return false;
     this.limiter?.consume(items.length);
     const slot: JobSlot = { open: items.length };

@@ -144,8 +144,9 @@ export class KeyScheduler<T extends Schedulable> {
    * behind them in their lanes (one per lane in turn, so the batch stays close to offset order
    * across keys). A lane's jobs are taken in its order and the lane stays held until every one of
    * them finished: no other batch gets a job of it meanwhile. Returned in acceptance order.
+   * `onePerLane`: only the ready jobs, one per lane (strict key order).
    */
-  takeBatch(max: number): T[] {
+  takeBatch(max: number, onePerLane = false): T[] {
     const batch: T[] = [];
     const lanes: { lane: string; queue: T[]; taken: number; full?: true }[] = [];
     const ids = new Set<string | undefined>();
@@ -168,7 +169,7 @@ export class KeyScheduler<T extends Schedulable> {
       this.takeableCount -= queue.length;
       if (queue.length > 0) lanes.push({ lane, queue, taken: 0 });
     }
-    for (let more = lanes.length > 0; more && batch.length < max; ) {
+    for (let more = lanes.length > 0 && !onePerLane; more && batch.length < max; ) {
       more = false;
       for (const l of lanes) {
         if (batch.length >= max) break;

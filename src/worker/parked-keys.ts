@@ -65,6 +65,7 @@ export class KeyParking {
     if (!port || !KeyParking.wanted(o)) return undefined;
     const state = new ParkingState({
       port,
+      group: o.groupId,
       clock: deps.clock,
       logger: deps.logger,
       running: deps.running,

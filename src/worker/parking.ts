@@ -26,18 +26,16 @@ export interface ParkedKey {
   last: number;
 }
 
-/** Record keys in the parking topic: a key's state, a parked job (by its job-topic offset). */
-const STATE = 'k:';
-const JOB = 'f:';
-
 /**
  * Which keys of each owned job-topic partition are parked (strict key order), kept in the
  * compacted parking topic `<topic>.parked` (same partition as the job topic):
  *
- * - `k:<key>` → `{ head, headOffset, since }`: the key waits behind `head`; a tombstone unparks it.
- * - `f:<offset>` → the parked job (value and headers as consumed, plus `strand-parked-key` and
+ * - `<group>\0k:<key>` → `{ head, headOffset, since }`: the key waits behind `head`; a tombstone
+ *   unparks it.
+ * - `<group>\0f:<offset>` → the parked job (value and headers as consumed, plus `strand-parked-key` and
  *   `strand-parked-behind`); a tombstone once it ran (or was dead-lettered, or became the head).
  *
+ * Record keys start with the consumer group: groups of one job topic park their keys apart.
  * The owner of a partition reads its parking partition when it takes it (the intake waits for
  * that), and writes it — always before the job-topic offset concerned counts as done, so a crash
  * loses no parked job and no parked key. Payloads stay in Kafka; memory holds offsets only.
@@ -48,13 +46,21 @@ export class ParkingState {
   constructor(
     private readonly deps: {
       port: ParkingPort;
+      group: string;
       clock: Clock;
       logger: Logger;
       /** False once the worker stops: a load that keeps failing gives up. */
       running: () => boolean;
       random: () => number;
     },
-  ) {}
+  ) {
+    // Record keys in the parking topic: a key's state, a parked job (by its job-topic offset).
+    this.statePrefix = `${deps.group}\u0000k:`;
+    this.jobPrefix = `${deps.group}\u0000f:`;
+  }
+
+  private readonly statePrefix: string;
+  private readonly jobPrefix: string;
 
   /** Parked keys and parked jobs over the owned partitions (metrics). */
   counts(): { keys: number; jobs: number } {
@@ -104,8 +110,8 @@ export class ParkingState {
     const jobs = new Map<number, { at: number; key: string }>();
     for (const r of records) {
       const id = r.key?.toString('utf8') ?? '';
-      if (id.startsWith(STATE)) {
-        const key = id.slice(STATE.length);
+      if (id.startsWith(this.statePrefix)) {
+        const key = id.slice(this.statePrefix.length);
         if (r.value === null) keys.delete(key);
         else {
           const s = JSON.parse(r.value.toString('utf8')) as {
@@ -115,8 +121,8 @@ export class ParkingState {
           };
           keys.set(key, { ...s, followers: [], last: s.headOffset });
         }
-      } else if (id.startsWith(JOB)) {
-        const src = Number(id.slice(JOB.length));
+      } else if (id.startsWith(this.jobPrefix)) {
+        const src = Number(id.slice(this.jobPrefix.length));
         if (r.value === null) jobs.delete(src);
         else jobs.set(src, { at: Number(r.offset), key: headerString(r.headers, HEADERS.parkedKey) ?? '' });
       }
@@ -154,9 +160,14 @@ export class ParkingState {
     const records: OutgoingRecord[] = [];
     const wasParked = known?.followers[0]?.src === offset;
     if (wasParked)
-      records.push({ key: `${JOB}${offset}`, value: null, headers: {}, partition: item.partition });
+      records.push({
+        key: `${this.jobPrefix}${offset}`,
+        value: null,
+        headers: {},
+        partition: item.partition,
+      });
     records.push({
-      key: `${STATE}${key}`,
+      key: `${this.statePrefix}${key}`,
       value: Buffer.from(JSON.stringify(state)),
       headers: {},
       partition: item.partition,
@@ -173,7 +184,7 @@ export class ParkingState {
       [HEADERS.parkedBehind]: parked.head,
     });
     const [at] = await this.write(item.partition, [
-      { key: `${JOB}${item.offset}`, value: item.value, headers, partition: item.partition },
+      { key: `${this.jobPrefix}${item.offset}`, value: item.value, headers, partition: item.partition },
     ]);
     const src = Number(item.offset);
     parked.followers.push({ at: at!, src });
@@ -213,13 +224,13 @@ export class ParkingState {
     const i = parked.followers.findIndex((f) => f.src === src);
     if (i >= 0) parked.followers.splice(i, 1);
     return async () => {
-      await this.write(partition, [{ key: `${JOB}${src}`, value: null, headers: {}, partition }]);
+      await this.write(partition, [{ key: `${this.jobPrefix}${src}`, value: null, headers: {}, partition }]);
     };
   }
 
   /** Every parked job of the key ran: the key is free again. */
   async unpark(partition: number, key: string): Promise<void> {
-    await this.write(partition, [{ key: `${STATE}${key}`, value: null, headers: {}, partition }]);
+    await this.write(partition, [{ key: `${this.statePrefix}${key}`, value: null, headers: {}, partition }]);
     this.parts.get(partition)?.keys.delete(key);
   }
 }

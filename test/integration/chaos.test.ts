@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { badInputScenario, crashScenario } from '../../chaos/scenarios.js';
+import { badInputScenario, crashScenario, strictOrderScenario } from '../../chaos/scenarios.js';
 import { chaosSizes } from '../../chaos/sizes.js';
 import { stack } from '../support/helpers.js';
 import { needRedis } from '../support/redis.js';
@@ -31,6 +31,15 @@ describe('chaos (reduced size)', () => {
     const v = await badInputScenario(stack(), chaosSizes.quick.badInput);
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
+    expect(v.passed).toBe(true);
+  }, 300_000);
+
+  it('strict key order: keys parked behind jobs in retry tiers through SIGKILLs and rebalances, nothing lost, no job of a key started early', async () => {
+    const v = await strictOrderScenario(stack(), chaosSizes.quick.strictOrder);
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    expect(v.figures.kills).toBeGreaterThanOrEqual(1);
+    expect(v.figures.retriedJobs).toBeGreaterThan(0);
     expect(v.passed).toBe(true);
   }, 300_000);
 });

@@ -22,6 +22,7 @@ describe('strand topics create', () => {
       { topic: `${topic}.retry.1`, role: 'retry', partitions: 4, status: 'created' },
       { topic: `${topic}.retry.2`, role: 'retry', partitions: 4, status: 'created' },
       { topic: `${topic}.dlq`, role: 'dlq', partitions: 4, status: 'created' },
+      { topic: `${topic}.parked`, role: 'parked', partitions: 4, status: 'created' },
     ]);
     const second = await runCli(['topics', 'create', topic, '--partitions', '8', '--retry-tiers', '1s,10s']);
     expect(second.code).toBe(0);
@@ -31,7 +32,9 @@ describe('strand topics create', () => {
     await admin.connect();
     const meta = await admin.fetchTopicMetadata({ topics: [topic] });
     expect(meta.topics[0]?.partitions).toHaveLength(4);
-    await admin.deleteTopics({ topics: [topic, `${topic}.retry.1`, `${topic}.retry.2`, `${topic}.dlq`] });
+    await admin.deleteTopics({
+      topics: [topic, `${topic}.retry.1`, `${topic}.retry.2`, `${topic}.dlq`, `${topic}.parked`],
+    });
     await admin.disconnect();
   });
 

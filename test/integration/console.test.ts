@@ -159,7 +159,8 @@ describe('strand console', () => {
       ...Array.from({ length: 12 }, () => payment(null)),
       payment('dead-until-replayed'),
       payment('poison', { accountId: HTML_KEY, paymentId: HTML_ID }),
-      payment('later'),
+      // Its own key: waiting in the tier, it parks its key (retry.ordering strict), not acct-0..3.
+      payment('later', { accountId: 'acct-later' }),
     ]);
     // Three jobs due in an hour: the tiers page shows them waiting in the delay buckets.
     await producer.enqueueMany(

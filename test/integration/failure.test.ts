@@ -281,7 +281,7 @@ describe('failure routing', () => {
       ),
     ).toBe(true);
     const table = await runCli(['dlq', 'list', topic]);
-    expect(table.stdout).toMatch(/NonRetriableError\s+merchant account closed/);
+    expect(table.stdout).toMatch(/NonRetriableError\s+non-retriable\s+-\s+merchant account closed/);
 
     const dry = await runCli(['dlq', 'replay', topic, '--dry-run', '--json']);
     expect(dry.code).toBe(0);

@@ -22,6 +22,8 @@ interface Settings {
   tiers?: number[];
   inPlace?: number;
   maxAttempts?: number;
+  /** `retry.ordering` (the worker's default when absent). */
+  retryOrdering?: 'strict' | 'relaxed';
   commitIntervalMs?: number;
   shutdownTimeoutMs?: number;
   /** Use the Redis idempotency store with this key prefix. */
@@ -54,7 +56,12 @@ export default defineWorker<Payment>({
   shutdownTimeoutMs: s.shutdownTimeoutMs ?? 10_000,
   sessionTimeoutMs: s.sessionTimeoutMs ?? 10_000,
   heartbeatIntervalMs: 1000,
-  retry: { tiers: s.tiers ?? [], inPlace: s.inPlace ?? 1, maxAttempts: s.maxAttempts ?? 5 },
+  retry: {
+    tiers: s.tiers ?? [],
+    inPlace: s.inPlace ?? 1,
+    maxAttempts: s.maxAttempts ?? 5,
+    ...(s.retryOrdering ? { ordering: s.retryOrdering } : {}),
+  },
   ...(s.redisPrefix
     ? {
         idempotency: {

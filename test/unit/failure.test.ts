@@ -32,11 +32,12 @@ describe('backoff', () => {
 });
 
 describe('topic names', () => {
-  it('derives tiers and the DLQ from the job topic', () => {
+  it('derives tiers, the DLQ and the parking topic from the job topic', () => {
     expect(topicNames('payments', 3)).toEqual({
       main: 'payments',
       tiers: ['payments.retry.1', 'payments.retry.2', 'payments.retry.3'],
       dlq: 'payments.dlq',
+      parked: 'payments.parked',
     });
   });
 });
