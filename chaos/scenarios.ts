@@ -243,7 +243,15 @@ export async function crashScenario(
  */
 export async function strictOrderScenario(
   s: ChaosStack,
-  o: { jobs: number; keys: number; workers: number; kills: number; waitMs?: number },
+  o: {
+    jobs: number;
+    keys: number;
+    workers: number;
+    kills: number;
+    waitMs?: number;
+    /** `relaxed` shows what the checks catch without parking. @defaultValue 'strict' */
+    ordering?: 'strict' | 'relaxed';
+  },
 ): Promise<Verdict> {
   const topic = await newTopic(s, 'strict', 6, [1000, 2000]);
   const failing = (i: number) => (i % o.keys) % 10 === 0 && Math.floor(i / o.keys) % 15 === 3;
@@ -259,7 +267,7 @@ export async function strictOrderScenario(
     tiers: [1000, 2000],
     inPlace: 0,
     maxAttempts: 5,
-    retryOrdering: 'strict',
+    retryOrdering: o.ordering ?? 'strict',
     sessionTimeoutMs: 6000,
   });
   const t0 = Date.now();
