@@ -180,7 +180,10 @@ export class KeyParking {
           if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') cause = job.jobId;
         }
         // Off the list now (the next read starts after it); its tombstone goes out meanwhile.
-        tombstones.push(durably(item, this.state.ran(p, parked, src)));
+        const tombstone = durably(item, this.state.ran(p, parked, src));
+        // Awaited below; a release cut short (Abandoned) leaves it unawaited, not unhandled.
+        tombstone.catch(() => undefined);
+        tombstones.push(tombstone);
       }
     }
     await Promise.all(tombstones);

@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { HEADERS } from '../../../src/headers.js';
+import { createLogger } from '../../../src/observability/logger.js';
+import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../../../src/ports.js';
+import { systemClock } from '../../../src/timing/clock.js';
+import { ParkingState } from '../../../src/worker/parking.js';
+import { PartitionTracker } from '../../../src/worker/partition-tracker.js';
+import { WorkItem } from '../../../src/worker/work-item.js';
+
+/** One log per partition, as the parking topic (no compaction: tombstones stay). */
+class MemoryParking implements ParkingPort {
+  readonly logs = new Map<number, FetchedRecord[]>();
+  private log(p: number): FetchedRecord[] {
+    const l = this.logs.get(p) ?? [];
+    this.logs.set(p, l);
+    return l;
+  }
+  async readAll(p: number) {
+    return [...this.log(p)];
+  }
+  async read(p: number, offsets: readonly number[]) {
+    return this.log(p).filter((r) => offsets.includes(Number(r.offset)));
+  }
+  async write(p: number, records: readonly OutgoingRecord[]) {
+    const l = this.log(p);
+    return records.map((r) => {
+      const key = r.key === null ? null : Buffer.from(r.key);
+      l.push({ offset: String(l.length), key, value: r.value, headers: r.headers });
+      return l.length - 1;
+    });
+  }
+}
+
+const state = (port: ParkingPort, group = 'g') =>
+  new ParkingState({
+    port,
+    group,
+    clock: systemClock,
+    logger: createLogger({ level: 'silent' }),
+    running: () => true,
+    random: Math.random,
+  });
+
+const tracker = new PartitionTracker('jobs', 0);
+let seq = 0;
+const job = (key: string, offset: number) =>
+  new WorkItem(
+    'jobs',
+    0,
+    {
+      offset: String(offset),
+      key: Buffer.from(key),
+      value: Buffer.from(`v${offset}`),
+      headers: { [HEADERS.jobId]: `${key}-${offset}` },
+    },
+    0,
+    tracker,
+    seq++,
+    0,
+  );
+
+describe('ParkingState', () => {
+  it('parks a key, follows it in order, and a new owner reads the same state back', async () => {
+    const port = new MemoryParking();
+    const a = state(port);
+    a.take(0);
+    await a.ready(0);
+    await a.park(job('hot', 3));
+    const parked = a.get(0, 'hot')!;
+    for (const o of [4, 7, 9]) await a.follow(job('hot', o), parked);
+    expect(parked.followers.map((f) => f.src)).toEqual([4, 7, 9]);
+    expect(parked.last).toBe(9);
+
+    const b = state(port);
+    b.take(0);
+    await b.ready(0);
+    const taken = b.get(0, 'hot')!;
+    expect({ head: taken.head, headOffset: taken.headOffset, last: taken.last }).toEqual({
+      head: 'hot-3',
+      headOffset: 3,
+      last: 9,
+    });
+    // Read back as the job-topic records they were: offset, key, value, headers without parking ones.
+    const records = await b.read(0, taken);
+    expect(records.map((r) => [r.offset, r.key?.toString(), r.value?.toString()])).toEqual([
+      ['4', 'hot', 'v4'],
+      ['7', 'hot', 'v7'],
+      ['9', 'hot', 'v9'],
+    ]);
+    expect(records[0]!.headers?.[HEADERS.parkedKey]).toBeUndefined();
+    expect(records[0]!.headers?.[HEADERS.jobId]).toBe('hot-4');
+  });
+
+  it('a parked job that fails into a tier becomes the head; the jobs behind it stay parked', async () => {
+    const port = new MemoryParking();
+    const a = state(port);
+    a.take(0);
+    await a.ready(0);
+    await a.park(job('k', 1));
+    const parked = a.get(0, 'k')!;
+    for (const o of [2, 3, 4]) await a.follow(job('k', o), parked);
+    // Released: 2 ran, 3 failed into a tier.
+    await a.ran(0, parked, 2)();
+    const three = job('k', 3);
+    three.released = true;
+    await a.park(three);
+    const now = a.get(0, 'k')!;
+    expect(now.head).toBe('k-3');
+    expect(now.followers.map((f) => f.src)).toEqual([4]);
+    const b = state(port);
+    b.take(0);
+    await b.ready(0);
+    expect(b.get(0, 'k')!.head).toBe('k-3');
+    expect(b.get(0, 'k')!.followers.map((f) => f.src)).toEqual([4]);
+    // All ran: the key is free, for this owner and the next.
+    await a.ran(0, now, 4)();
+    await a.unpark(0, 'k');
+    expect(a.get(0, 'k')).toBeUndefined();
+    const c = state(port);
+    c.take(0);
+    await c.ready(0);
+    expect(c.get(0, 'k')).toBeUndefined();
+    expect(c.counts()).toEqual({ keys: 0, jobs: 0 });
+  });
+
+  it('groups of one job topic park their keys apart', async () => {
+    const port = new MemoryParking();
+    const a = state(port, 'group-a');
+    a.take(0);
+    await a.ready(0);
+    await a.park(job('shared', 5));
+    await a.follow(job('shared', 6), a.get(0, 'shared')!);
+    const b = state(port, 'group-b');
+    b.take(0);
+    await b.ready(0);
+    expect(b.get(0, 'shared')).toBeUndefined();
+    expect(b.counts()).toEqual({ keys: 0, jobs: 0 });
+    const again = state(port, 'group-a');
+    again.take(0);
+    await again.ready(0);
+    expect(again.counts()).toEqual({ keys: 1, jobs: 1 });
+  });
+});
