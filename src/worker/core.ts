@@ -144,6 +144,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       ...{ options: o, router, runState: this.state, clock, logger, metrics, random },
       ...{ counts: executor.counts, emit: (event, ...args) => this.emit(event, ...(args as never)) },
       ...{ owns: (item) => this.assignment.owns(item), durably: executor.durably },
+      releaseLane: (item) => this.dispatcher.releaseLane(item),
       ...{ running: () => this.state.running, runReleased: (item, slot) => executor.runReleased(item, slot) },
     });
     this.dispatcher = new Dispatcher({

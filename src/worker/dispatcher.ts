@@ -210,8 +210,19 @@ export class Dispatcher {
       this.slotless.delete(slot);
       this.stuck.delete(slot);
     }
-    this.scheduler.finish(item);
+    if (!item.laneFreed) this.scheduler.finish(item);
     this.opts.finished(item);
+    this.pump();
+  }
+
+  /**
+   * The next job of the item's key may start while the item still holds its slot (a parked job
+   * whose hand-off to the parking topic is under way: its order there is by offset, not by write).
+   */
+  releaseLane(item: WorkItem): void {
+    if (item.laneFreed) return;
+    item.laneFreed = true;
+    this.scheduler.finish(item);
     this.pump();
   }
 

@@ -88,6 +88,8 @@ export class KeyParking {
       owns: (item: WorkItem) => boolean;
       /** Until acknowledged; throws `Abandoned` when the partition left or the worker stops. */
       durably: <T>(item: WorkItem, send: () => Promise<T>) => Promise<T>;
+      /** The dispatcher's: the item's key may go on while it keeps its slot. */
+      releaseLane: (item: WorkItem) => void;
       /** Runs a released job through the executor (decode, lease, handler, policy): sets its `outcome`. */
       runReleased: (item: WorkItem, slot: JobSlot) => Promise<void>;
     },
@@ -123,7 +125,12 @@ export class KeyParking {
     const parked = this.state.get(item.partition, item.key!);
     if (gate === 'follow') {
       if (!parked) return true;
-      await this.deps.durably(item, () => this.state.follow(item, parked));
+      const written = this.deps.durably(item, () => this.state.follow(item, parked));
+      parked.inflight = Promise.allSettled([parked.inflight, written]);
+      // The key's next job may be parked meanwhile; this one keeps its slot (a drain waits for it)
+      // and counts as done once acknowledged.
+      this.deps.releaseLane(item);
+      await written;
       this.deps.emit('job:parked', item, parked.head);
       return true;
     }
@@ -144,6 +151,8 @@ export class KeyParking {
       { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
       'key released: its parked jobs run in order',
     );
+    // Every job of the key parked before this record is in the list once its write landed.
+    await parked.inflight;
     const tombstones: Promise<void>[] = [];
     while (parked.followers.length > 0) {
       const wanted = parked.followers.length;

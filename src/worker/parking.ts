@@ -24,6 +24,8 @@ export interface ParkedKey {
   followers: ParkedJob[];
   /** The highest job-topic offset handed off (head or parked job): read again, it is done. */
   last: number;
+  /** Hand-offs of parked jobs under way (a release waits for them). */
+  inflight?: Promise<unknown> | undefined;
 }
 
 /**
@@ -177,8 +179,14 @@ export class ParkingState {
     part.keys.set(key, { ...state, followers, last: Math.max(known?.last ?? -1, offset) });
   }
 
-  /** Parks `item` behind its key's head; resolves once the parking topic acknowledged it. */
+  /**
+   * Parks `item` behind its key's head; resolves once the parking topic acknowledged it. Several
+   * may be under way at once: parked jobs are kept in job-topic offset order, whatever order their
+   * writes land in.
+   */
   async follow(item: WorkItem, parked: ParkedKey): Promise<void> {
+    const src = Number(item.offset);
+    parked.last = Math.max(parked.last, src);
     const headers = mergeHeaders(item.rawHeaders, {
       [HEADERS.parkedKey]: item.key!,
       [HEADERS.parkedBehind]: parked.head,
@@ -186,9 +194,11 @@ export class ParkingState {
     const [at] = await this.write(item.partition, [
       { key: `${this.jobPrefix}${item.offset}`, value: item.value, headers, partition: item.partition },
     ]);
-    const src = Number(item.offset);
-    parked.followers.push({ at: at!, src });
-    parked.last = Math.max(parked.last, src);
+    const list = parked.followers;
+    let i = list.length;
+    while (i > 0 && list[i - 1]!.src > src) i--;
+    if (list[i - 1]?.src === src) list[i - 1] = { at: at!, src };
+    else list.splice(i, 0, { at: at!, src });
   }
 
   /** Reads parked jobs back (up to `max`, from the first), in order, as the job-topic records they were. */
