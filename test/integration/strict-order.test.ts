@@ -134,6 +134,22 @@ describe("retry.ordering: 'strict'", () => {
     expect(parkedJobsSeen).toBe(6);
   });
 
+  it("the same case with 'relaxed': later jobs of hot pass job 3 while it waits in its tiers", async () => {
+    const { topic, cleanup } = await jobTopic('relaxed', { partitions: 3, tierDelays: [1000, 2000] });
+    await enqueueCase(topic);
+    const runs: Run[] = [];
+    const w = startWorker(topic, uniqueName('relaxed-g'), runs, { retry: { ordering: 'relaxed' } });
+    await w.start();
+    await waitUntil(() => runs.filter((r) => r.ok).length === 10 + OTHER_KEYS * PER_OTHER_KEY, {
+      timeoutMs: 60_000,
+      what: 'every job to complete',
+    });
+    await w.stop();
+    await cleanup();
+    const hot = runs.filter((r) => r.key === HOT && r.ok).sort((a, b) => a.end - b.end);
+    expect(hot.map((r) => r.seq)).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9, 3]);
+  });
+
   it("onDeadKey 'dead-letter': job 3 dies in its tier, jobs 4–9 go to the DLQ as key-dead, caused by it", async () => {
     const { topic, cleanup } = await jobTopic('strict-dead', { partitions: 3, tierDelays: [1000, 2000] });
     await enqueueCase(topic);
