@@ -16,6 +16,7 @@ import type {
   OffsetCommit,
   ProducePort,
 } from '../ports.js';
+import { coPartitionedAssigner } from './assigner.js';
 import { type PartitionCounts, sendAcknowledged } from './send.js';
 
 export interface KafkaConsumerPortOptions {
@@ -68,8 +69,13 @@ export class KafkaConsumerPort implements ConsumerPort {
     return Math.max(60_000, this.opts.rebalanceTimeoutMs + 10_000);
   }
 
-  private gatedAssigner(): PartitionAssigner {
-    return (config) => {
+  /**
+   * The co-partitioned assignment (assigner.ts), and kafkajs' round robin for a group whose older
+   * members know only that one (the coordinator picks a protocol every member offers). The first
+   * one also holds the rejoin until the drain ended (both get the same cluster object).
+   */
+  private gatedAssigners(): PartitionAssigner[] {
+    const gated: PartitionAssigner = (config) => {
       const cluster = config.cluster as unknown as CoordinatorLookup;
       const lookup = cluster.findGroupCoordinator.bind(cluster);
       cluster.findGroupCoordinator = async (args) => {
@@ -78,8 +84,9 @@ export class KafkaConsumerPort implements ConsumerPort {
         if (gate) await gate.catch(() => undefined);
         return lookup(args);
       };
-      return PartitionAssigners.roundRobin(config);
+      return coPartitionedAssigner(config);
     };
+    return [gated, PartitionAssigners.roundRobin];
   }
 
   start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void> {
@@ -98,7 +105,7 @@ export class KafkaConsumerPort implements ConsumerPort {
       heartbeatInterval: o.heartbeatIntervalMs,
       rebalanceTimeout: this.groupRebalanceTimeoutMs(),
       allowAutoTopicCreation: false,
-      partitionAssigners: [this.gatedAssigner()],
+      partitionAssigners: this.gatedAssigners(),
       // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.
       maxBytesPerPartition: 512 * 1024,
       maxBytes: 4 * 1024 * 1024,

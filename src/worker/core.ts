@@ -143,8 +143,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     this.parking = KeyParking.create(o, deps.parking, {
       ...{ options: o, router, runState: this.state, clock, logger, metrics, random },
       ...{ counts: executor.counts, emit: (event, ...args) => this.emit(event, ...(args as never)) },
-      ...{ owns: (item) => this.assignment.owns(item), durably: executor.durably },
-      releaseLane: (item) => this.dispatcher.releaseLane(item),
+      ...{ assignment: this.assignment, dispatcher: () => this.dispatcher, durably: executor.durably },
       ...{ running: () => this.state.running, runReleased: (item, slot) => executor.runReleased(item, slot) },
     });
     this.dispatcher = new Dispatcher({

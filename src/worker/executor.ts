@@ -117,6 +117,7 @@ export class Executor {
     else if (item.outcome !== 'tier' && item.tier > 0 && item.rawHeaders?.[HEADERS.parksKey] !== undefined) {
       const outcome = item.outcome === 'dlq' ? 'dead' : 'completed';
       await this.durably(item, () => this.deps.router.toRelease(item, item.jobId, outcome));
+      parking?.releaseNow(item, outcome);
     }
     return true;
   }

@@ -4,13 +4,14 @@ import type { Logger } from '../observability/logger.js';
 import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
 import type { ParkingPort } from '../ports.js';
 import type { Clock } from '../timing/clock.js';
+import type { Assignment } from './assignment.js';
 import type { WorkerEvents } from './core.js';
-import type { JobSlot } from './dispatcher.js';
+import type { Dispatcher, JobSlot } from './dispatcher.js';
 import { Abandoned } from './lease.js';
 import type { ResolvedWorkerOptions } from './options.js';
 import { type ParkedKey, ParkingState } from './parking.js';
 import type { RunState } from './run-state.js';
-import { WorkItem } from './work-item.js';
+import { tpKey, WorkItem } from './work-item.js';
 
 /** Why a parked job was dead-lettered with reason `key-dead`: the job its key waited behind died. */
 export class KeyDeadError extends Error {
@@ -85,11 +86,10 @@ export class KeyParking {
       metrics: QueueMetrics;
       counts: OutcomeCounts;
       emit: Emit;
-      owns: (item: WorkItem) => boolean;
+      assignment: Assignment;
+      dispatcher: () => Dispatcher;
       /** Until acknowledged; throws `Abandoned` when the partition left or the worker stops. */
       durably: <T>(item: WorkItem, send: () => Promise<T>) => Promise<T>;
-      /** The dispatcher's: the item's key may go on while it keeps its slot. */
-      releaseLane: (item: WorkItem) => void;
       /** Runs a released job through the executor (decode, lease, handler, policy): sets its `outcome`. */
       runReleased: (item: WorkItem, slot: JobSlot) => Promise<void>;
     },
@@ -119,6 +119,41 @@ export class KeyParking {
     return item.tier === 0 && item.key !== null;
   }
 
+  /**
+   * The head of a parked key ended in this worker, which also owns the key's job-topic partition
+   * (the co-partitioned assignment gives one member partition i of the job topic and of its tiers):
+   * the key is released now, in its lane, instead of when the intake reaches the release record.
+   * That record was written first; whichever of the two comes second finds the key released (or
+   * parked behind another head) and does nothing.
+   */
+  releaseNow(head: WorkItem, outcome: 'completed' | 'dead'): void {
+    const { options, assignment, clock } = this.deps;
+    const p = Number(head.headers[HEADERS.originPartition] ?? head.partition);
+    const key = head.key;
+    if (key === null || this.state.get(p, key)?.head !== head.jobId) return;
+    const owned = assignment.get(tpKey(options.topic, p));
+    if (!owned?.verified) return;
+    const record = {
+      offset: '-1',
+      key: Buffer.from(key),
+      value: null,
+      headers: { [HEADERS.release]: head.jobId, [HEADERS.releaseOutcome]: outcome },
+    };
+    // Behind the jobs of its key already in the lane (they are parked first, then released).
+    const release = new WorkItem(
+      options.topic,
+      p,
+      record,
+      0,
+      owned.tracker,
+      Number.MAX_SAFE_INTEGER,
+      clock.now(),
+    );
+    const dispatcher = this.deps.dispatcher();
+    dispatcher.add(release);
+    dispatcher.pump();
+  }
+
   /** Handles a gated job; true when its offset may count as done. */
   async handle(item: WorkItem, slot: JobSlot, gate: Exclude<Gate, 'run'>): Promise<boolean> {
     if (gate === 'handed-off') return true;
@@ -129,7 +164,7 @@ export class KeyParking {
       parked.inflight = Promise.allSettled([parked.inflight, written]);
       // The key's next job may be parked meanwhile; this one keeps its slot (a drain waits for it)
       // and counts as done once acknowledged.
-      this.deps.releaseLane(item);
+      this.deps.dispatcher().releaseLane(item);
       await written;
       this.deps.emit('job:parked', item, parked.head);
       return true;
@@ -163,7 +198,7 @@ export class KeyParking {
         continue;
       }
       for (const record of records) {
-        if (!this.deps.owns(item) || !this.deps.runState.running) throw new Abandoned();
+        if (!this.deps.assignment.owns(item) || !this.deps.runState.running) throw new Abandoned();
         const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
         job.released = true;
         job.slot = slot;

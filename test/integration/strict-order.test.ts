@@ -30,8 +30,8 @@ const HOT = 'hot';
 const OTHER_KEYS = 20;
 const PER_OTHER_KEY = 5;
 
-/** Key `hot` jobs 0–9 and 20 other keys × 5, interleaved; job ids `<key>-<seq>`. */
-async function enqueueCase(topic: string): Promise<void> {
+/** Key `hot` jobs 0–9 and 20 other keys × `perOtherKey`, interleaved; job ids `<key>-<seq>`. */
+async function enqueueCase(topic: string, perOtherKey = PER_OTHER_KEY): Promise<void> {
   const producer = await paymentProducer(stack(), topic);
   const jobs: { key: string; jobId: string; data: Payment }[] = [];
   const job = (key: string, seq: number) => ({
@@ -47,15 +47,21 @@ async function enqueueCase(topic: string): Promise<void> {
       memo: null,
     },
   });
-  for (let seq = 0; seq < 10; seq++) {
-    jobs.push(job(HOT, seq));
-    for (let k = 0; k < OTHER_KEYS; k++) if (seq < PER_OTHER_KEY) jobs.push(job(`acct-${k}`, seq));
+  for (let seq = 0; seq < Math.max(10, perOtherKey); seq++) {
+    if (seq < 10) jobs.push(job(HOT, seq));
+    for (let k = 0; k < OTHER_KEYS; k++) if (seq < perOtherKey) jobs.push(job(`acct-${k}`, seq));
   }
   await producer.enqueueMany(jobs);
   await producer.disconnect();
 }
 
-function startWorker(topic: string, groupId: string, runs: Run[], opts: Partial<WorkerOptions<Payment>>) {
+function startWorker(
+  topic: string,
+  groupId: string,
+  runs: Run[],
+  opts: Partial<WorkerOptions<Payment>>,
+  handlerMs = 20,
+) {
   const w = new Worker<Payment>({
     brokers: stack().brokers,
     registry: { url: stack().registryUrl },
@@ -74,7 +80,7 @@ function startWorker(topic: string, groupId: string, runs: Run[], opts: Partial<
         ok: false,
       };
       runs.push(run);
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, handlerMs));
       run.end = Date.now();
       if (job.key === HOT && job.data.sequence === 3 && job.attempt <= 2) {
         if (job.attempt === 2 && opts.retry?.onDeadKey === 'dead-letter')
@@ -132,6 +138,27 @@ describe("retry.ordering: 'strict'", () => {
     // 4–9 were parked behind job 3, and the gauge saw them.
     expect(parked.sort()).toEqual([4, 5, 6, 7, 8, 9].map((s) => `hot-${s}<hot-3`));
     expect(parkedJobsSeen).toBe(6);
+  });
+
+  it('under a backlog, the worker that ends the head (co-partitioned: it owns the key) releases it at once', async () => {
+    const { topic, cleanup } = await jobTopic('strict-backlog', { partitions: 3, tierDelays: [1000, 2000] });
+    // 20 other keys × 400 jobs of 15 ms each, one at a time per key: about 6 s of backlog.
+    await enqueueCase(topic, 400);
+    const runs: Run[] = [];
+    const w = startWorker(topic, uniqueName('strict-backlog-g'), runs, {}, 15);
+    await w.start();
+    await waitUntil(() => runs.filter((r) => r.ok).length === 10 + OTHER_KEYS * 400, {
+      timeoutMs: 90_000,
+      what: 'every job to complete',
+    });
+    await w.stop();
+    await cleanup();
+    const hot = expectHotInOrder(runs);
+    const othersEnd = Math.max(...runs.filter((r) => r.key !== HOT).map((r) => r.end));
+    // Released when job 3 completed (about 3 s in), not when the intake reached its release record
+    // behind the backlog: hot 4–9 ran while other keys still had jobs left.
+    expect(hot[9]!.end).toBeLessThan(othersEnd);
+    expect(hot[4]!.start - hot[3]!.end).toBeLessThan(1000);
   });
 
   it("the same case with 'relaxed': later jobs of hot pass job 3 while it waits in its tiers", async () => {
