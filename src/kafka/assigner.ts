@@ -23,7 +23,9 @@ export const coPartitionedAssigner: PartitionAssigner = ({ cluster }: AssignerCo
         const member = sorted[partitionId % sorted.length]!;
         const mine = assignment.get(member) ?? Object.create(null);
         assignment.set(member, mine);
-        (mine[topic] ??= []).push(partitionId);
+        const list = mine[topic] ?? [];
+        mine[topic] = list;
+        list.push(partitionId);
       }
     }
     return [...assignment].map(([memberId, a]) => ({
