@@ -139,15 +139,27 @@ export const PARKED_TOPIC_CONFIGS = [
 
 /**
  * Strict key order needs the parking topic (`strand topics create` makes it); a job topic made
- * before it existed gets it when a worker starts, with the job topic's partition count.
+ * before it existed gets it when a worker starts, with the job topic's partition count. Partition
+ * i of the job topic parks its keys in partition i: a parking topic with fewer partitions (the job
+ * topic grew) is refused with what to do.
  */
-export async function createParkingTopic(
+export async function ensureParkingTopic(
   admin: Admin,
   topics: { main: string; parked: string },
+  exists: boolean,
   logger: { info(o: object, msg: string): void },
 ): Promise<void> {
   const { main, parked } = topics;
-  const partitions = (await admin.fetchTopicMetadata({ topics: [main] })).topics[0]?.partitions.length ?? 0;
+  const meta = await admin.fetchTopicMetadata({ topics: exists ? [main, parked] : [main] });
+  const count = (t: string) => meta.topics.find((m) => m.name === t)?.partitions.length ?? 0;
+  const partitions = count(main);
+  if (exists) {
+    if (count(parked) >= partitions) return;
+    throw new StrandError(
+      'KAFKA',
+      `${parked} has ${count(parked)} partitions and ${main} ${partitions}: give it as many (kafka-topics.sh --alter --partitions ${partitions}), or set retry.ordering: 'relaxed'`,
+    );
+  }
   try {
     await createTopicsReady(admin, [
       { topic: parked, numPartitions: partitions, configEntries: PARKED_TOPIC_CONFIGS },

@@ -15,7 +15,7 @@ import {
 } from '../kafka/client.js';
 import { KafkaParkingPort } from '../kafka/parking-port.js';
 import { partitionCounts } from '../kafka/send.js';
-import { createParkingTopic } from '../kafka/topics.js';
+import { ensureParkingTopic } from '../kafka/topics.js';
 import { KafkaConsumerPort, KafkaProducePort } from '../kafka/worker-port.js';
 import {
   computeLag,
@@ -187,7 +187,7 @@ export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEven
       );
     }
     const parks = KeyParking.wanted(o);
-    if (parks && !existing.has(this.topics.parked)) await createParkingTopic(admin, this.topics, this.logger);
+    if (parks) await ensureParkingTopic(admin, this.topics, existing.has(this.topics.parked), this.logger);
     if (!this.proceeding) return;
     this.producer = kafka.producer({
       // Every record gets an explicit partition (sendAcknowledged); this only silences kafkajs' v2 notice.

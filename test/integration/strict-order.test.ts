@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { paymentProducer } from '../../chaos/payments.js';
 import { NonRetriableError } from '../../src/failure/errors.js';
 import { HEADERS } from '../../src/headers.js';
+import { createKafka } from '../../src/kafka/client.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { WorkerOptions } from '../../src/worker/options.js';
 import { Worker } from '../../src/worker/worker.js';
@@ -240,5 +241,18 @@ describe("retry.ordering: 'strict'", () => {
     expectHotInOrder(runs);
     const three = runs.find((r) => r.key === HOT && r.seq === 3 && r.ok)!;
     expect(runs.filter((r) => r.key === HOT && r.seq > 3).every((r) => r.start >= three.end)).toBe(true);
+  });
+
+  it('a job topic that grew past its parking topic is refused at start with what to do', async () => {
+    const { topic, cleanup } = await jobTopic('strict-grown', { partitions: 2, tierDelays: [1000] });
+    const admin = createKafka(stack().connection).admin();
+    await admin.connect();
+    await admin.createPartitions({ topicPartitions: [{ topic, count: 4 }] });
+    await admin.disconnect();
+    const w = startWorker(topic, uniqueName('strict-grown-g'), [], { retry: { tiers: [1000] } });
+    await expect(w.start()).rejects.toThrow(
+      `${topic}.parked has 2 partitions and ${topic} 4: give it as many (kafka-topics.sh --alter --partitions 4), or set retry.ordering: 'relaxed'`,
+    );
+    await cleanup();
   });
 });
