@@ -1,3 +1,4 @@
+import { HEADERS } from '../headers.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import { RateLimiter } from '../timing/limiter.js';
 import type { BatchCall } from './batch.js';
@@ -44,6 +45,8 @@ export interface JobSlot {
   /** While it waits to get a slot back (reentry). */
   readmitted?: Promise<boolean> | undefined;
 }
+
+const isRelease = (item: WorkItem) => item.rawHeaders?.[HEADERS.release] !== undefined;
 
 /** How batches are formed (batchHandler workers). */
 export interface BatchShape {
@@ -192,7 +195,8 @@ export class Dispatcher {
     clock.clearTimeout(this.formTimer);
     this.formTimer = undefined;
     this.formingSince = undefined;
-    const items = this.scheduler.takeBatch(room, onePerKey);
+    // Strict order: a release record runs its key's parked jobs one by one in a batch of its own.
+    const items = this.scheduler.takeBatch(room, onePerKey, onePerKey ? isRelease : undefined);
     if (items.length === 0) return false;
     this.limiter?.consume(items.length);
     const slot: JobSlot = { open: items.length };

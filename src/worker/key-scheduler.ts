@@ -144,9 +144,10 @@ export class KeyScheduler<T extends Schedulable> {
    * behind them in their lanes (one per lane in turn, so the batch stays close to offset order
    * across keys). A lane's jobs are taken in its order and the lane stays held until every one of
    * them finished: no other batch gets a job of it meanwhile. Returned in acceptance order.
-   * `onePerLane`: only the ready jobs, one per lane (strict key order).
+   * `onePerLane`: only the ready jobs, one per lane (strict key order). A `solo` job is taken
+   * only as a batch of its own (its lane held like any other).
    */
-  takeBatch(max: number, onePerLane = false): T[] {
+  takeBatch(max: number, onePerLane = false, solo?: (job: T) => boolean): T[] {
     const batch: T[] = [];
     const lanes: { lane: string; queue: T[]; taken: number; full?: true }[] = [];
     const ids = new Set<string | undefined>();
@@ -158,10 +159,21 @@ export class KeyScheduler<T extends Schedulable> {
         later.push(head);
         continue;
       }
+      if (solo?.(head) && batch.length > 0) {
+        later.push(head);
+        continue;
+      }
       ids.add(head.jobId);
       batch.push(head);
       this.takeableCount--;
       const lane = this.laneOf(head);
+      if (solo?.(head)) {
+        if (lane !== undefined) {
+          this.idle.delete(lane);
+          this.takeableCount -= this.lanes.get(lane)!.length;
+        }
+        break;
+      }
       if (lane === undefined) continue;
       this.idle.delete(lane);
       const queue = this.lanes.get(lane)!;

@@ -111,7 +111,8 @@ export class KeyParking {
     if (item.rawHeaders?.[HEADERS.release] !== undefined) return 'release';
     const parked = this.state.get(item.partition, item.key);
     if (!parked) return 'run';
-    return Number(item.offset) <= parked.last ? 'handed-off' : 'follow';
+    const offset = Number(item.offset);
+    return offset <= parked.last || this.state.handedOff(item.partition, offset) ? 'handed-off' : 'follow';
   }
 
   /** Whether `item` going to a retry tier parks its key. */
@@ -133,6 +134,11 @@ export class KeyParking {
     if (key === null || this.state.get(p, key)?.head !== head.jobId) return;
     const owned = assignment.get(tpKey(options.topic, p));
     if (!owned?.verified) return;
+    // Not before this ownership read the job topic past every offset parked (by it or before it):
+    // one read again after the release would run as a fresh job. The release record does it then.
+    const parked = this.state.get(p, key)!;
+    const top = Math.max(parked.last, this.state.loadedTop(p), parked.followers.at(-1)?.src ?? -1);
+    if (!owned.tracker.seen(top)) return;
     const record = {
       offset: '-1',
       key: Buffer.from(key),
@@ -171,7 +177,13 @@ export class KeyParking {
     }
     const head = headerString(item.rawHeaders, HEADERS.release);
     // A release of a head this key no longer waits behind (sent twice, or read again): nothing to do.
-    if (!parked || parked.head !== head) return true;
+    if (!parked) {
+      // Not parked here: a state another writer left in the parking topic (a member that wrote
+      // after it lost the partition) must not park the key for the next owner either.
+      await this.deps.durably(item, () => this.state.unpark(item.partition, item.key!));
+      return true;
+    }
+    if (parked.head !== head) return true;
     await this.release(item, slot, parked, head);
     return true;
   }

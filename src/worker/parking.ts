@@ -22,7 +22,10 @@ export interface ParkedKey {
   since: number;
   /** Parked jobs in job-topic offset order. */
   followers: ParkedJob[];
-  /** The highest job-topic offset handed off (head or parked job): read again, it is done. */
+  /**
+   * The highest job-topic offset this ownership handed off (head or parked job); after a read of
+   * the parking partition, the head's (see `handedOff`). Read again, an offset up to it is done.
+   */
   last: number;
   /** Hand-offs of parked jobs under way (a release waits for them). */
   inflight?: Promise<unknown> | undefined;
@@ -43,7 +46,10 @@ export interface ParkedKey {
  * loses no parked job and no parked key. Payloads stay in Kafka; memory holds offsets only.
  */
 export class ParkingState {
-  private readonly parts = new Map<number, { keys: Map<string, ParkedKey>; ready: Promise<void> }>();
+  private readonly parts = new Map<
+    number,
+    { keys: Map<string, ParkedKey>; ready: Promise<void>; handed: Set<number>; top: number }
+  >();
 
   constructor(
     private readonly deps: {
@@ -78,9 +84,9 @@ export class ParkingState {
   /** This worker took job-topic partition `partition`: its parked keys are read (again). */
   take(partition: number): void {
     const keys = new Map<string, ParkedKey>();
-    const part = { keys, ready: Promise.resolve() };
+    const part = { keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1 };
     this.parts.set(partition, part);
-    part.ready = this.load(partition, keys);
+    part.ready = this.load(partition, keys, part);
   }
 
   /** The partition left: its state is read again by whoever takes it. */
@@ -97,7 +103,26 @@ export class ParkingState {
     return this.parts.get(partition)?.keys.get(key);
   }
 
-  private async load(partition: number, keys: Map<string, ParkedKey>): Promise<void> {
+  /**
+   * Whether `offset` of the job topic was parked by an earlier ownership (its `f:` record, live or
+   * a tombstone, was in the parking partition when it was read). Only these, and offsets at or
+   * below a key's head, are skipped as handed off when read again: with hand-offs under way at
+   * once, a crash may lose the write of an earlier job while a later one landed.
+   */
+  handedOff(partition: number, offset: number): boolean {
+    return this.parts.get(partition)?.handed.has(offset) ?? false;
+  }
+
+  /** The highest job-topic offset an earlier ownership parked (-1: none). */
+  loadedTop(partition: number): number {
+    return this.parts.get(partition)?.top ?? -1;
+  }
+
+  private async load(
+    partition: number,
+    keys: Map<string, ParkedKey>,
+    part: { handed: Set<number>; top: number },
+  ): Promise<void> {
     const { logger, clock } = this.deps;
     const records = await retryWithBackoff('produce', () => this.deps.port.readAll(partition), {
       onError: (error) =>
@@ -125,6 +150,8 @@ export class ParkingState {
         }
       } else if (id.startsWith(this.jobPrefix)) {
         const src = Number(id.slice(this.jobPrefix.length));
+        part.handed.add(src);
+        part.top = Math.max(part.top, src);
         if (r.value === null) jobs.delete(src);
         else jobs.set(src, { at: Number(r.offset), key: headerString(r.headers, HEADERS.parkedKey) ?? '' });
       }
@@ -137,7 +164,6 @@ export class ParkingState {
         continue;
       }
       k.followers.push({ at: job.at, src });
-      k.last = Math.max(k.last, src);
     }
     if (orphans > 0) logger.warn({ partition, orphans }, 'parked jobs without a parked key were left alone');
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');

@@ -129,6 +129,12 @@ export interface ModelOptions {
   pauseSurvivesRejoin: boolean;
   consumerRestartDelayMax: number;
   metadataMaxBytes: number;
+  /**
+   * The coordinator's assignment: partition i of every topic to one member, members in id order
+   * (src/kafka/assigner.ts, which workers prefer); else round robin over the topic-partitions in
+   * order, members in join order (kafkajs' round robin, for groups with older members).
+   */
+  coPartitioned?: boolean;
 }
 
 /** What the model reports to the checker. */
@@ -268,9 +274,17 @@ export class Group {
     this.generation++;
     const n = this.members.length;
     const shares: string[][] = this.members.map(() => []);
-    this.tps.forEach((tp, i) => {
-      if (n > 0) shares[i % n]!.push(tp);
-    });
+    if (this.opts.coPartitioned) {
+      const sorted = [...this.members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      for (const tp of this.tps) {
+        if (n === 0) break;
+        const partition = Number(tp.slice(tp.lastIndexOf(':') + 1));
+        shares[this.members.indexOf(sorted[partition % n]!)]!.push(tp);
+      }
+    } else
+      this.tps.forEach((tp, i) => {
+        if (n > 0) shares[i % n]!.push(tp);
+      });
     this.observer.trace(
       'group',
       `gen ${this.generation}: ${this.members.map((m, i) => `${m.id}=[${shares[i]!.join(' ')}]`).join(' ') || 'no members'}`,

@@ -1,7 +1,8 @@
 /**
  * The other services a worker instance talks to, on its own clock (a dead instance gets no answer):
  * the schema registry behind the decoder, the idempotency store (shared by all instances, like
- * Redis) and the producer that writes retry-tier and DLQ records.
+ * Redis), the producer that writes retry-tier, DLQ and release records, and the parking topic
+ * (strict key order) that the owner of a job-topic partition reads and writes.
  */
 import { DecodeError, RegistryUnavailableError } from '../../src/codec/errors.js';
 import type { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
@@ -10,8 +11,9 @@ import {
   type IdempotencyStore,
   StoreUnavailableError,
 } from '../../src/idempotency/store.js';
-import type { JobDecoder, OutgoingRecord, ProducePort } from '../../src/ports.js';
+import type { FetchedRecord, JobDecoder, OutgoingRecord, ParkingPort, ProducePort } from '../../src/ports.js';
 import type { ChildClock } from './clock.js';
+import type { LogEntry } from './kafka-model.js';
 import type { Rng } from './random.js';
 
 /** Outages the scenario switches on and off. */
@@ -144,7 +146,8 @@ export class SimStore implements IdempotencyStore {
 
 /**
  * One instance's producer: writes at the acknowledgement (after a latency), so a crash before it
- * loses the send. A failed send may still have been written (the answer was lost).
+ * loses the send. A failed send may still have been written (the answer was lost). A record goes to
+ * its `partition` when it names one (release records), else to its key's (the sim's `write`).
  */
 export class SimProducer implements ProducePort {
   constructor(
@@ -153,8 +156,11 @@ export class SimProducer implements ProducePort {
     private readonly outages: Outages,
     private readonly opts: { latencyMax: number; failRate: number; ambiguousRate: number },
     private readonly alive: () => boolean,
-    /** Writes a record; `sentAt`: when the send that carried it was made. */
-    private readonly write: (topic: string, message: OutgoingRecord, sentAt: number) => void,
+    /**
+     * Writes a record; `sentAt`: when the send that carried it was made; `acked`: the send
+     * succeeds (else it fails though written).
+     */
+    private readonly write: (topic: string, message: OutgoingRecord, sentAt: number, acked: boolean) => void,
     private readonly trace: (text: string) => void,
   ) {}
 
@@ -168,7 +174,8 @@ export class SimProducer implements ProducePort {
       this.clock.setTimeout(
         () => {
           if (!fail || ambiguous)
-            for (const { topic, messages } of copy) for (const m of messages) this.write(topic, m, sentAt);
+            for (const { topic, messages } of copy)
+              for (const m of messages) this.write(topic, m, sentAt, !fail);
           if (fail) {
             this.trace(`produce failed${ambiguous ? ' (but written)' : ''}`);
             reject(new Error('simulated produce failure: NOT_ENOUGH_REPLICAS'));
@@ -176,6 +183,102 @@ export class SimProducer implements ProducePort {
         },
         this.rng.int(0, this.opts.latencyMax),
       );
+    });
+  }
+}
+
+/**
+ * One instance's access to the parking topic (strict key order), as the producer: a write lands
+ * at its acknowledgement (after a latency; a crash before loses it), fails in a produce outage or
+ * at the failure rate, and a failed write may have landed anyway. `readAll` takes the partition's
+ * end at a point between the call and the answer (the real port reads up to the high watermark it
+ * fetched first) and answers with every record before it, tombstones included (compaction is not
+ * modelled: the readers fold them). Reads fail as writes do (no partial answers). Its own random
+ * stream, so seeds that never park keep their other draws.
+ */
+export class SimParkingPort implements ParkingPort {
+  constructor(
+    private readonly clock: ChildClock,
+    private readonly rng: Rng,
+    private readonly outages: Outages,
+    private readonly opts: { latencyMax: number; failRate: number; ambiguousRate: number },
+    private readonly alive: () => boolean,
+    /** The parking partition's log. */
+    private readonly log: (partition: number) => readonly LogEntry[],
+    /**
+     * Appends the records to the parking partition; returns their entries. `sentAt`: when the
+     * write was made; `acked`: it succeeds (else it fails though written).
+     */
+    private readonly append: (
+      partition: number,
+      records: readonly OutgoingRecord[],
+      sentAt: number,
+      acked: boolean,
+    ) => LogEntry[],
+    private readonly trace: (text: string) => void,
+  ) {}
+
+  private static fetched(e: LogEntry): FetchedRecord {
+    return { offset: String(e.offset), key: e.key, value: e.value, headers: e.headers };
+  }
+
+  private latency(): number {
+    return this.rng.int(0, this.opts.latencyMax);
+  }
+
+  private failing(): boolean {
+    return this.outages.produce || this.rng.chance(this.opts.failRate);
+  }
+
+  readAll(partition: number): Promise<FetchedRecord[]> {
+    if (!this.alive()) return Promise.reject(new Error('parking read of a dead process'));
+    const fail = this.failing();
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(() => {
+        const end = this.log(partition).length;
+        this.clock.setTimeout(() => {
+          if (fail) {
+            this.trace(`parking read of partition ${partition} failed`);
+            return reject(new Error('simulated parking read failure: NOT_LEADER_OR_FOLLOWER'));
+          }
+          const records = this.log(partition).slice(0, end).map(SimParkingPort.fetched);
+          this.trace(`parking read of partition ${partition}: ${records.length} records`);
+          resolve(records);
+        }, this.latency());
+      }, this.latency());
+    });
+  }
+
+  read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]> {
+    if (!this.alive()) return Promise.reject(new Error('parking read of a dead process'));
+    const fail = this.failing();
+    const wanted = [...new Set(offsets)].sort((a, b) => a - b);
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(() => {
+        if (fail) {
+          this.trace(`parking read of ${partition}@[${wanted.join(',')}] failed`);
+          return reject(new Error('simulated parking read failure: NOT_LEADER_OR_FOLLOWER'));
+        }
+        const log = this.log(partition);
+        resolve(wanted.flatMap((o) => (log[o] ? [SimParkingPort.fetched(log[o])] : [])));
+      }, this.latency());
+    });
+  }
+
+  write(partition: number, records: readonly OutgoingRecord[]): Promise<number[]> {
+    if (!this.alive()) return Promise.reject(new Error('parking write of a dead process'));
+    const fail = this.failing();
+    const ambiguous = fail && this.rng.chance(this.opts.ambiguousRate);
+    const copy = [...records];
+    const sentAt = this.clock.now();
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(() => {
+        const entries = !fail || ambiguous ? this.append(partition, copy, sentAt, !fail) : [];
+        if (fail) {
+          this.trace(`parking write failed${ambiguous ? ' (but written)' : ''}`);
+          reject(new Error('simulated parking write failure: NOT_ENOUGH_REPLICAS'));
+        } else resolve(entries.map((e) => e.offset));
+      }, this.latency());
     });
   }
 }

@@ -36,6 +36,7 @@ import {
   KNOWN_SCHEMAS,
   type Outages,
   SimDecoder,
+  SimParkingPort,
   SimProducer,
   SimStore,
   type ValueKind,
@@ -120,6 +121,26 @@ interface Run {
   readonly start: number;
 }
 
+/** Strict key order: a handler run of a keyed job, by the job-topic partition and offset of its job. */
+interface KeyRun {
+  readonly rid: number;
+  readonly inst: Instance;
+  readonly tp: string;
+  readonly epoch: Epoch | undefined;
+  /** `partition\0key` of the job topic. */
+  readonly lane: string;
+  readonly key: string;
+  readonly partition: number;
+  /** The job's job-topic offset (a tier record's origin offset). */
+  readonly origin: number;
+}
+
+/** Which routes a record took (bits): a retry tier without / with `strand-parks-key`, the DLQ, a delay move. */
+const TIER = 1;
+const PARKS = 2;
+const DLQ = 4;
+const MOVE = 8;
+
 class Instance {
   alive = true;
   stopping = false;
@@ -163,7 +184,53 @@ export class Simulation implements ModelObserver {
   private readonly outageDepth = { registry: 0, store: 0, produce: 0, commit: 0 };
   private readonly modelFaults = { commitOutage: false };
   private readonly jobs: JobState[] = [];
-  private readonly forwarded = new Set<string>();
+  /** Per routed record (`tp:offset`): the routes it took (bits TIER, PARKS, DLQ, MOVE). */
+  private readonly forwarded = new Map<string, number>();
+  /**
+   * Strict key order (`retry.ordering: 'strict'` with retry tiers): the core parks keys. Ground
+   * truth of the parking topic and of release records, kept as they are written.
+   */
+  private readonly strict: boolean;
+  /** Job-topic records (`partition:offset`) written to the parking topic as parked jobs (`f:`). */
+  private readonly parkedJobs = new Set<string>();
+  /**
+   * Per `partition\0key`: the key's latest `k:` record in the parking topic (head null: a
+   * tombstone), and its version (bumped when it changes).
+   */
+  private readonly keyState = new Map<string, { head: string | null; headOffset: number; version: number }>();
+  /** `partition\0jobId`: a `k:` record naming the job as head was written. */
+  private readonly parkStates = new Set<string>();
+  /**
+   * Release records (`tp:offset` of the job topic): the head they release, its key, and the
+   * version of the key's state when the release was written.
+   */
+  private readonly releases = new Map<
+    string,
+    { head: string; key: string; partition: number; version: number }
+  >();
+  /**
+   * `completion-dropped` with strict key order: a job-topic job sent to a tier counts as done once
+   * its key's state is written, a head's tier job that ended once its release record is: per
+   * `instance\0park\0partition\0jobId` / `instance\0rel\0jobId`, the offsets waiting for that write.
+   */
+  private readonly deferredDone = new Map<
+    string,
+    { tp: string; offset: number; tracker: object | undefined }[]
+  >();
+  /** `partition\0jobId`: a release record of the job was written. */
+  private readonly releasesFor = new Set<string>();
+  /**
+   * Per `partition\0key` of the job topic: jobs whose tier record with `strand-parks-key` was
+   * acknowledged, with their origin offset. The key is parked behind each until it resolves.
+   */
+  private readonly heads = new Map<string, Map<number, number>>();
+  /** Per `partition\0key`: a released job dead-lettered (not `key-dead`), in that version of the key's state. */
+  private readonly deadFollower = new Map<
+    string,
+    { rid: number; version: number; inst: Instance; epoch: Epoch }
+  >();
+  /** Per `partition\0key`: handler runs in progress (strict key order). */
+  private readonly keyRuns = new Map<string, Set<KeyRun>>();
   private readonly verified = new Map<string, number>();
   private readonly instances: Instance[] = [];
   private readonly byPort = new Map<MemberPort, Instance>();
@@ -199,8 +266,16 @@ export class Simulation implements ModelObserver {
     this.topics.delays = c.delays ? delayBucketsFor(TOPIC, c.delays.buckets) : [];
     const delayTopics = this.topics.delays.map((b) => b.topic);
     this.cluster = new Cluster(this.time);
-    for (const t of [this.topics.main, ...this.topics.tiers, this.topics.dlq, ...delayTopics])
+    // The parking topic has the job topic's partitions; nobody consumes it in the group.
+    for (const t of [
+      this.topics.main,
+      ...this.topics.tiers,
+      this.topics.dlq,
+      ...delayTopics,
+      this.topics.parked,
+    ])
       this.cluster.addTopic(t, c.partitions);
+    this.strict = c.worker.ordering === 'strict' && c.worker.tiers.length > 0;
     const tps: string[] = [];
     for (const t of [this.topics.main, ...this.topics.tiers, ...delayTopics])
       for (let p = 0; p < c.partitions; p++) tps.push(tpOf(t, p));
@@ -233,6 +308,8 @@ export class Simulation implements ModelObserver {
         maxAttempts: w.maxAttempts,
         maxRetryLater: w.maxRetryLater,
         inPlaceBackoff: w.inPlaceBackoff,
+        ordering: w.ordering,
+        onDeadKey: w.onDeadKey,
       },
       ...(w.idempotency ? { idempotency: { store: this.store, ...w.idempotency } } : {}),
       ...(w.classify
@@ -279,13 +356,53 @@ export class Simulation implements ModelObserver {
 
   // ---- ground truth ---------------------------------------------------------------------------
 
-  /** The record reached an outcome: a marker, its job succeeded somewhere, or it was routed on (acknowledged). */
+  /**
+   * The record reached an outcome: a marker, its job succeeded somewhere, or it was routed on
+   * (acknowledged). Strict key order: a job-topic job written to the parking topic (`f:`); one
+   * sent to a retry tier with `strand-parks-key` only once its key's state (`k:`) names it too; a
+   * tier record with `strand-parks-key` that ended (success, DLQ) only once a release record of its
+   * job was written; a release record once its key no longer waits behind its head (released,
+   * parked behind another job, or never behind this one: stale).
+   */
   private covered(tp: string, offset: number): boolean {
     const entry = this.cluster.log(tp)[offset];
     if (!entry) return false;
     if (entry.marker) return true;
-    if (this.jobs[entry.rid]?.succeeded) return true;
-    return this.forwarded.has(`${tp}:${offset}`);
+    const at = `${tp}:${offset}`;
+    const release = this.releases.get(at);
+    if (release) {
+      // Released, parked behind another job (or behind a job of the same id, a duplicate: a new
+      // version), or stale: the key does not wait behind this head.
+      const state = this.keyState.get(`${release.partition}\0${release.key}`);
+      return state?.head !== release.head || state.version !== release.version;
+    }
+    const job = this.jobs[entry.rid];
+    const routes = this.forwarded.get(at) ?? 0;
+    const jobId = headerString(entry.headers, HEADERS.jobId) ?? '';
+    if (entry.topic === this.topics.main) {
+      if (job?.succeeded || this.parkedJobs.has(`${entry.partition}:${offset}`)) return true;
+      if ((routes & (TIER | DLQ | MOVE)) !== 0) return true;
+      return (routes & PARKS) !== 0 && this.parkStates.has(`${entry.partition}\0${jobId}`);
+    }
+    if (headerString(entry.headers, HEADERS.parksKey) !== undefined) {
+      if ((routes & (TIER | PARKS)) !== 0) return true;
+      const origin = headerString(entry.headers, HEADERS.originPartition);
+      return (job?.succeeded === true || (routes & DLQ) !== 0) && this.releasesFor.has(`${origin}\0${jobId}`);
+    }
+    if (job?.succeeded) return true;
+    return routes !== 0;
+  }
+
+  /** The job reached its end: a handler run of it succeeded, or it was dead-lettered. */
+  private resolved(rid: number): boolean {
+    const j = this.jobs[rid];
+    return j !== undefined && (j.succeeded || j.dlq);
+  }
+
+  /** The rid of a job id of this simulation (`job-<rid>`), or -1. */
+  private ridOf(jobId: string | undefined): number {
+    const m = /^job-(\d+)$/.exec(jobId ?? '');
+    return m ? Number(m[1]) : -1;
   }
 
   private instanceOf(member: MemberPort): Instance {
@@ -381,6 +498,56 @@ export class Simulation implements ModelObserver {
         n++;
       }
     return n === 1 ? found : undefined;
+  }
+
+  /**
+   * The core reported a job's outcome (`retried`: it went to a tier). Strict key order: a keyed
+   * job-topic job sent to a tier counts as done only once its key's state is written, and a tier
+   * job carrying `strand-parks-key` that ended only once its release record is (executor.ts
+   * `run`), so those wait for that write of this instance (`reportDeferred`).
+   */
+  private doneOrDeferred(
+    inst: Instance,
+    job: {
+      topic: string;
+      partition: number;
+      offset: string;
+      key: string | null;
+      headers: Record<string, string>;
+    },
+    tracker: object | undefined,
+    retried: boolean,
+  ): void {
+    const tp = tpOf(job.topic, job.partition);
+    const offset = Number(job.offset);
+    const jobId = job.headers[HEADERS.jobId] ?? '';
+    let waitFor: string | undefined;
+    if (this.strict && retried && job.topic === this.topics.main && job.key !== null)
+      waitFor = `park\0${job.partition}\0${jobId}`;
+    else if (
+      this.strict &&
+      !retried &&
+      job.topic !== this.topics.main &&
+      job.headers[HEADERS.parksKey] !== undefined
+    )
+      waitFor = `rel\0${jobId}`;
+    if (waitFor === undefined) {
+      this.reportedDone(inst, tp, offset, tracker);
+      return;
+    }
+    const k = `${inst.id}\0${waitFor}`;
+    const list = this.deferredDone.get(k) ?? [];
+    list.push({ tp, offset, tracker });
+    this.deferredDone.set(k, list);
+  }
+
+  /** This instance's write that `what` waited for was acknowledged: its offsets count as done now. */
+  private reportDeferred(inst: Instance, what: string): void {
+    const k = `${inst.id}\0${what}`;
+    const list = this.deferredDone.get(k);
+    if (!list) return;
+    this.deferredDone.delete(k);
+    for (const d of list) this.reportedDone(inst, d.tp, d.offset, d.tracker);
   }
 
   /** The core reported `tp`@`offset` done by an item of `tracker`: it counts if that is still the partition's. */
@@ -563,10 +730,14 @@ export class Simulation implements ModelObserver {
     const tp = tpOf(job.topic, job.partition);
     const offset = Number(job.offset);
     const epoch = this.onStart(inst, job, tp, offset, rid);
+    const keyRun = this.keyRunStart(inst, job, tp, rid, epoch);
     const run: Run = { tp, offset, start: this.time.now };
     inst.running.add(run);
     const behavior = this.behaviorOf(rid);
-    this.trace(inst.id, `run ${tp}@${offset} rid ${rid} key ${job.key} attempt ${job.attempt}: ${behavior}`);
+    this.trace(
+      inst.id,
+      `run ${tp}@${offset}${this.isReleased(job) ? ' (released)' : ''} rid ${rid} key ${job.key} attempt ${job.attempt}: ${behavior}`,
+    );
     this.count(`behavior:${behavior}`);
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -574,6 +745,7 @@ export class Simulation implements ModelObserver {
         if (settled) return;
         settled = true;
         inst.running.delete(run);
+        this.keyRunEnd(keyRun, error);
         this.onEnd(inst, epoch, tp, offset, rid, error);
         if (error === undefined) resolve();
         else reject(error);
@@ -600,7 +772,8 @@ export class Simulation implements ModelObserver {
       const tp = tpOf(job.topic, job.partition);
       const offset = Number(job.offset);
       const epoch = this.onStart(inst, job, tp, offset, rid, batch);
-      return { job, rid, tp, offset, epoch };
+      const keyRun = this.keyRunStart(inst, job, tp, rid, epoch);
+      return { job, rid, tp, offset, epoch, keyRun };
     });
     this.releaseCallKeys(started, call, false);
     const first = started[0]!;
@@ -627,6 +800,7 @@ export class Simulation implements ModelObserver {
         const failed: { job: Job<unknown>; error: unknown }[] = [];
         for (const p of plans) {
           const error = thrown ?? p.plan.error;
+          this.keyRunEnd(p.keyRun, error);
           this.onEnd(inst, p.epoch, p.tp, p.offset, p.rid, error);
           if (error !== undefined) failed.push({ job: p.job, error });
         }
@@ -754,7 +928,9 @@ export class Simulation implements ModelObserver {
         'done-rerun',
         `${inst.id} ran ${tp}@${offset} again after it reached an outcome in this ownership`,
       );
-    if (epoch.mapDone.has(offset))
+    // A released job (strict key order) runs from the parking topic: its job-topic offset counted
+    // as done when it was parked.
+    if (epoch.mapDone.has(offset) && !this.isReleased(job))
       this.violation(
         'offset-map-rerun',
         `${inst.id} ran ${tp}@${offset}, which the committed offset map says is done`,
@@ -839,6 +1015,145 @@ export class Simulation implements ModelObserver {
     if (last === undefined || offset > last) epoch.lastStart.set(key, offset);
   }
 
+  /** A job released from parking (strict key order): it runs with the parked record's headers. */
+  private isReleased(job: Job<unknown>): boolean {
+    return job.topic === this.topics.main && (job.headers[SIM_AT] ?? '').startsWith(`${this.topics.parked}:`);
+  }
+
+  /** Where a run's job sits in the job topic: its own record, or a tier record's origin. */
+  private originOf(job: Job<unknown>): { partition: number; offset: number } | undefined {
+    if (job.topic === this.topics.main) return { partition: job.partition, offset: Number(job.offset) };
+    if (!this.topics.tiers.includes(job.topic)) return undefined;
+    if (job.headers[HEADERS.originTopic] !== this.topics.main) return undefined;
+    const partition = Number(job.headers[HEADERS.originPartition]);
+    const offset = Number(job.headers[HEADERS.originOffset]);
+    return Number.isInteger(partition) && Number.isInteger(offset) ? { partition, offset } : undefined;
+  }
+
+  /**
+   * The coordinator's owner of `tp` is this instance, in the ownership (epoch) a run started in:
+   * alive, a member of the group in its current generation, not expelled, not moved on.
+   */
+  private legit(inst: Instance, tp: string, epoch: Epoch | undefined): boolean {
+    const m = inst.port;
+    return (
+      epoch !== undefined &&
+      inst.alive &&
+      inst.epochs.get(tp) === epoch &&
+      this.group.members.includes(m) &&
+      m.owns(tp) &&
+      (m.phase === 'stable' || m.phase === 'revoking')
+    );
+  }
+
+  /**
+   * Strict key order, at a handler start of a keyed job J (origin partition p, origin offset o):
+   * - `parked-start`: no job of a parked key starts before its head resolved. The key is parked
+   *   behind H from the acknowledgement of a tier record of H carrying `strand-parks-key` until H
+   *   resolves (a run of it succeeds, or its DLQ record is acknowledged); J ≠ H with o above H's
+   *   origin offset may not start meanwhile.
+   * - `strict-overlap`: no two unresolved jobs of one key (origin partition) run at once. Only
+   *   runs of the partition's owner (the coordinator's, in the run's ownership) count: a member
+   *   out of the group (expelled, crashed, dead), or one whose handler outlived its ownership, may
+   *   overlap the next owner (at least once), and a job already resolved may run again.
+   */
+  private keyRunStart(
+    inst: Instance,
+    job: Job<unknown>,
+    tp: string,
+    rid: number,
+    epoch: Epoch | undefined,
+  ): KeyRun | undefined {
+    if (!this.strict || job.key === null) return undefined;
+    const origin = this.originOf(job);
+    if (!origin) return undefined;
+    const lane = `${origin.partition}\0${job.key}`;
+    const run: KeyRun = {
+      rid,
+      inst,
+      tp,
+      epoch,
+      lane,
+      key: job.key,
+      partition: origin.partition,
+      origin: origin.offset,
+    };
+    if (this.isReleased(job)) {
+      this.count('released-runs');
+      this.checkDeadKey(inst, job, lane);
+    }
+    const what = `${inst.id} starts ${tp}@${job.offset}${this.isReleased(job) ? ' (released)' : ''} rid ${rid} (key ${job.key}, origin ${origin.partition}@${origin.offset})`;
+    for (const [head, headOffset] of this.heads.get(lane) ?? []) {
+      if (head === rid || headOffset >= origin.offset || this.resolved(head)) continue;
+      this.violation(
+        'parked-start',
+        `${what} while its key is parked behind rid ${head} (origin offset ${headOffset}), not resolved`,
+      );
+    }
+    let runs = this.keyRuns.get(lane);
+    if (!runs) {
+      runs = new Set();
+      this.keyRuns.set(lane, runs);
+    }
+    if (!this.resolved(rid) && this.legit(inst, tp, epoch))
+      for (const other of runs) {
+        if (!other.inst.alive) {
+          runs.delete(other);
+          continue;
+        }
+        if (other.rid === rid || this.resolved(other.rid) || !this.legit(other.inst, other.tp, other.epoch))
+          continue;
+        this.violation(
+          'strict-overlap',
+          `${what} while ${other.inst.id} runs rid ${other.rid} (${other.tp}, origin offset ${other.origin}) of its key; neither resolved`,
+        );
+      }
+    runs.add(run);
+    return run;
+  }
+
+  /**
+   * `dead-key-ran`: with `onDeadKey: 'dead-letter'` no parked job runs once its key is dead: the
+   * head it waits behind (the key's state) was dead-lettered and never succeeded, or a job
+   * released before it from the same state was dead-lettered by the same ownership (that is
+   * known only to the release under way: after a crash the next owner runs the rest, at least once).
+   */
+  private checkDeadKey(inst: Instance, job: Job<unknown>, lane: string): void {
+    if (this.cfg.worker.onDeadKey !== 'dead-letter') return;
+    const state = this.keyState.get(lane);
+    const head = this.jobs[this.ridOf(state?.head ?? undefined)];
+    const what = `${inst.id} runs released ${job.topic}:${job.partition}@${job.offset} (key ${job.key})`;
+    if (head?.dlq && !head.succeeded)
+      this.violation('dead-key-ran', `${what}; the head it waits behind, ${state?.head}, is dead`);
+    const dead = this.deadFollower.get(lane);
+    if (
+      dead &&
+      dead.version === state?.version &&
+      dead.inst === inst &&
+      inst.epochs.get(tpOf(job.topic, job.partition)) === dead.epoch
+    )
+      this.violation('dead-key-ran', `${what}; rid ${dead.rid}, released before it, is dead`);
+  }
+
+  /**
+   * A run ended. `strict-order`: at a job's first success, every job of its key before it in its
+   * job-topic partition resolved (succeeded or dead-lettered).
+   */
+  private keyRunEnd(run: KeyRun | undefined, error: unknown): void {
+    if (!run) return;
+    this.keyRuns.get(run.lane)?.delete(run);
+    if (error !== undefined || this.jobs[run.rid]?.succeeded) return;
+    for (const e of this.cluster.log(tpOf(this.topics.main, run.partition))) {
+      if (e.offset >= run.origin) break;
+      if (e.rid < 0 || e.rid === run.rid || e.key === null || e.key.toString('utf8') !== run.key) continue;
+      if (!this.resolved(e.rid))
+        this.violation(
+          'strict-order',
+          `${run.inst.id} completed rid ${run.rid} (key ${run.key}, origin ${run.partition}@${run.origin}) first, before rid ${e.rid} (${run.partition}@${e.offset}) of its key resolved`,
+        );
+    }
+  }
+
   private onEnd(
     inst: Instance,
     epoch: Epoch | undefined,
@@ -860,7 +1175,11 @@ export class Simulation implements ModelObserver {
 
   // ---- produced records -----------------------------------------------------------------------
 
-  private onProduce(inst: Instance, topic: string, m: OutgoingRecord, sentAt: number): void {
+  private onProduce(inst: Instance, topic: string, m: OutgoingRecord, sentAt: number, acked: boolean): void {
+    if (headerString(m.headers, HEADERS.release) !== undefined) {
+      this.onRelease(inst, topic, m, acked);
+      return;
+    }
     const at = headerString(m.headers, SIM_AT);
     const isTier = this.topics.tiers.includes(topic);
     const bucket = this.topics.delays?.find((b) => b.topic === topic);
@@ -874,9 +1193,19 @@ export class Simulation implements ModelObserver {
       return;
     }
     const i = at.lastIndexOf(':');
-    const srcTp = at.slice(0, i);
-    const srcOffset = Number(at.slice(i + 1));
-    const src = this.cluster.log(srcTp)[srcOffset]!;
+    let srcTp = at.slice(0, i);
+    let srcOffset = Number(at.slice(i + 1));
+    let src = this.cluster.log(srcTp)[srcOffset]!;
+    // A released job (strict key order) carries its parked record's position: its source is the
+    // job-topic record that was parked.
+    const released = src.topic === this.topics.parked;
+    if (released) {
+      const from = src.src ?? '';
+      const j = from.lastIndexOf(':');
+      srcTp = from.slice(0, j);
+      srcOffset = Number(from.slice(j + 1));
+      src = this.cluster.log(srcTp)[srcOffset]!;
+    }
     const job = this.jobs[src.rid]!;
     const key = m.key === null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(m.key);
     if ((key === null) !== (src.key === null) || (key && src.key && !key.equals(src.key)))
@@ -885,6 +1214,11 @@ export class Simulation implements ModelObserver {
       this.violation('value-changed', `${srcTp}@${srcOffset} routed to ${topic} with other value bytes`);
     if (headerString(m.headers, HEADERS.jobId) !== headerString(src.headers, HEADERS.jobId))
       this.violation('job-id-changed', `${srcTp}@${srcOffset} routed to ${topic} with another job id`);
+    for (const h of [HEADERS.parkedKey, HEADERS.parkedBehind])
+      if (headerString(m.headers, h) !== undefined)
+        this.violation('parked-headers', `${srcTp}@${srcOffset} routed to ${topic} with ${h}`);
+    const parks = headerString(m.headers, HEADERS.parksKey) !== undefined;
+    let route = MOVE;
     if (isMove) {
       this.checkDelayMove(src, topic, bucket?.ms, m, sentAt);
     } else if (isTier) {
@@ -893,7 +1227,10 @@ export class Simulation implements ModelObserver {
       if (!Number.isFinite(dueAt) || !Number.isInteger(attempt) || attempt < 1)
         this.violation('tier-headers', `${srcTp}@${srcOffset} routed to ${topic} without due-at/attempt`);
       this.checkRetryLater(src, topic, m, dueAt, sentAt);
+      this.checkParksKey(src, topic, m, parks);
+      route = parks ? PARKS : TIER;
     } else {
+      route = DLQ;
       const reason = headerString(m.headers, HEADERS.deadReason) ?? '';
       if (reason === 'retry-later-exhausted') {
         const hops = Number(headerString(src.headers, HEADERS.retryLater) ?? 0);
@@ -903,13 +1240,23 @@ export class Simulation implements ModelObserver {
             `${srcTp}@${srcOffset} (rid ${src.rid}) dead-lettered as retry-later-exhausted after ${hops} hops (maxRetryLater ${this.cfg.worker.maxRetryLater})`,
           );
       }
-      if (reason.startsWith('undecodable') && job.kind === 'ok')
+      if (parks)
+        this.violation('dlq-parks-key', `${srcTp}@${srcOffset} dead-lettered with ${HEADERS.parksKey}`);
+      if (reason === 'key-dead') this.checkKeyDead(src, m, released);
+      else if (released && src.key !== null) {
+        const lane = `${src.partition}\0${src.key.toString('utf8')}`;
+        const version = this.keyState.get(lane)?.version;
+        const epoch = inst.epochs.get(srcTp);
+        if (version !== undefined && epoch)
+          this.deadFollower.set(lane, { rid: src.rid, version, inst, epoch });
+      } else if (reason.startsWith('undecodable') && job.kind === 'ok')
         this.violation('dlq-decodable', `${srcTp}@${srcOffset} (rid ${src.rid}) dead-lettered as ${reason}`);
-      if (job.kind !== 'ok' && !reason.startsWith('undecodable'))
+      // An undecodable job parked behind a dead key is dead-lettered with it (not decoded).
+      if (job.kind !== 'ok' && !reason.startsWith('undecodable') && reason !== 'key-dead')
         this.violation('dlq-reason', `undecodable ${srcTp}@${srcOffset} dead-lettered as "${reason}"`);
       job.dlq = true;
     }
-    const partition = this.cluster.partitionFor(topic, m.key);
+    const partition = m.partition ?? this.cluster.partitionFor(topic, m.key);
     const entry = this.cluster.append(topic, partition, {
       key,
       value: m.value,
@@ -917,15 +1264,216 @@ export class Simulation implements ModelObserver {
       rid: src.rid,
       src: `${srcTp}:${srcOffset}`,
     });
-    this.forwarded.add(`${srcTp}:${srcOffset}`);
+    const from = `${srcTp}:${srcOffset}`;
+    this.forwarded.set(from, (this.forwarded.get(from) ?? 0) | route);
+    if (parks) this.addHead(entry);
     const epoch = inst.epochs.get(srcTp);
     // The router batches sends for up to 2 ms: a send at `sentAt` was routed no earlier than that.
     if (epoch && sentAt - 2 >= epoch.since) epoch.outcomes.add(srcOffset);
     this.count(isMove ? 'delay-moves' : isTier ? 'tier-records' : 'dlq-records');
     this.trace(
       inst.id,
-      `wrote ${topic}:${partition}@${entry.offset} from ${srcTp}@${srcOffset} rid ${src.rid}`,
+      `wrote ${topic}:${partition}@${entry.offset} from ${srcTp}@${srcOffset}${released ? ' (released)' : ''} rid ${src.rid}${parks ? ' parks its key' : ''}${route === DLQ ? ` (${headerString(m.headers, HEADERS.deadReason)})` : ''}`,
     );
+  }
+
+  /**
+   * `strand-parks-key` on a tier record: only in strict seeds (`parks-relaxed`), on every hop of a
+   * keyed job-topic job (or released job) and on none of a job without a key (`parks-missing`,
+   * `parks-unkeyed`); a later hop keeps its source's (`parks-dropped`).
+   */
+  private checkParksKey(src: LogEntry, topic: string, m: OutgoingRecord, parks: boolean): void {
+    const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) routed to ${topic}`;
+    if (parks && !this.strict) this.violation('parks-relaxed', `${at} with ${HEADERS.parksKey}`);
+    if (!this.strict) return;
+    if (src.key === null) {
+      if (parks) this.violation('parks-unkeyed', `${at} with ${HEADERS.parksKey} but no key`);
+      return;
+    }
+    if (src.topic === this.topics.main) {
+      if (!parks) this.violation('parks-missing', `${at} without ${HEADERS.parksKey}`);
+    } else if (parks !== (headerString(src.headers, HEADERS.parksKey) !== undefined))
+      this.violation('parks-dropped', `${at}: ${HEADERS.parksKey} ${parks ? 'added' : 'dropped'} on a hop`);
+    if (parks && headerString(m.headers, HEADERS.originTopic) !== this.topics.main)
+      this.violation('parks-origin', `${at} parks its key but its origin topic is not the job topic`);
+  }
+
+  /** A tier record with `strand-parks-key` was acknowledged: its key (origin partition) waits behind its job. */
+  private addHead(entry: LogEntry): void {
+    const partition = headerString(entry.headers, HEADERS.originPartition);
+    const offset = Number(headerString(entry.headers, HEADERS.originOffset));
+    if (entry.key === null || partition === undefined) return;
+    const lane = `${partition}\0${entry.key.toString('utf8')}`;
+    let heads = this.heads.get(lane);
+    if (!heads) {
+      heads = new Map();
+      this.heads.set(lane, heads);
+    }
+    const known = heads.get(entry.rid);
+    if (known === undefined || offset < known) heads.set(entry.rid, offset);
+  }
+
+  /**
+   * A `key-dead` dead letter: only with `onDeadKey: 'dead-letter'`, of a released job (it was
+   * parked), naming a dead-lettered job of its key as its cause (`key-dead`).
+   */
+  private checkKeyDead(src: LogEntry, m: OutgoingRecord, released: boolean): void {
+    const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) dead-lettered as key-dead`;
+    if (!this.strict || this.cfg.worker.onDeadKey !== 'dead-letter')
+      this.violation('key-dead', `${at} with onDeadKey ${this.cfg.worker.onDeadKey}`);
+    if (!released) this.violation('key-dead', `${at}, but it was not released from parking`);
+    this.count('key-dead');
+    const cause = headerString(m.headers, HEADERS.deadCause);
+    const rid = this.ridOf(cause);
+    const dead = this.jobs[rid];
+    if (!dead?.dlq) this.violation('key-dead', `${at}: its cause ${cause} was not dead-lettered`);
+    else if (dead.entry.key === null || src.key === null || !dead.entry.key.equals(src.key))
+      this.violation('key-dead', `${at}: its cause ${cause} has another key`);
+  }
+
+  /**
+   * A release record (strict key order): to the job topic, to the partition its head came from,
+   * with the head's key and no value, after the head ended as it says (`release-*`).
+   */
+  private onRelease(inst: Instance, topic: string, m: OutgoingRecord, acked: boolean): void {
+    const head = headerString(m.headers, HEADERS.release)!;
+    const outcome = headerString(m.headers, HEADERS.releaseOutcome);
+    const rid = this.ridOf(head);
+    const job = this.jobs[rid];
+    const what = `${inst.id} releases ${head} to ${topic}:${m.partition}`;
+    const key = m.key === null ? null : Buffer.isBuffer(m.key) ? m.key.toString('utf8') : m.key;
+    if (!this.strict) this.violation('release-relaxed', what);
+    if (topic !== this.topics.main || m.partition === undefined || key === null || m.value !== null || !job) {
+      this.violation('release-record', `${what}: key ${key}, value ${m.value === null ? 'null' : 'set'}`);
+      return;
+    }
+    const lane = `${m.partition}\0${key}`;
+    if (!this.heads.get(lane)?.has(rid))
+      this.violation('release-unparked', `${what} (key ${key}): no tier record of it parked that key`);
+    if (outcome === 'completed' ? !job.succeeded : outcome === 'dead' ? !job.dlq : true)
+      this.violation(
+        'release-outcome',
+        `${what} as ${outcome}; succeeded ${job.succeeded}, dead-lettered ${job.dlq}`,
+      );
+    const entry = this.cluster.append(topic, m.partition, {
+      key: Buffer.from(key),
+      value: null,
+      headers: m.headers,
+      rid: -1,
+    });
+    this.releases.set(`${tpOf(topic, m.partition)}:${entry.offset}`, {
+      head,
+      key,
+      partition: m.partition,
+      version: this.keyState.get(lane)?.version ?? 0,
+    });
+    this.releasesFor.add(`${m.partition}\0${head}`);
+    if (acked) this.reportDeferred(inst, `rel\0${head}`);
+    this.count('release-records');
+    this.trace(
+      inst.id,
+      `wrote release ${topic}:${m.partition}@${entry.offset} of ${head} (key ${key}, ${outcome})`,
+    );
+  }
+
+  /**
+   * What an instance wrote to the parking topic (acknowledged, or failed but written): a parked
+   * job `f:<offset>` is the job-topic record at that offset of the same partition, key in
+   * `strand-parked-key`, value and headers kept (`parked-record`); a key's state `k:<key>` names
+   * a job of that key at `headOffset` as its head (`park-state`).
+   */
+  private onParkingWrite(
+    inst: Instance,
+    partition: number,
+    records: readonly OutgoingRecord[],
+    acked: boolean,
+  ): LogEntry[] {
+    const main = tpOf(this.topics.main, partition);
+    const out: LogEntry[] = [];
+    for (const r of records) {
+      const raw = r.key === null ? '' : Buffer.isBuffer(r.key) ? r.key.toString('utf8') : r.key;
+      // Record keys start with the consumer group (groups of one job topic park apart).
+      const prefix = `${this.options.groupId}\0`;
+      const id = raw.startsWith(prefix) ? raw.slice(prefix.length) : `?${raw}`;
+      if (r.partition !== undefined && r.partition !== partition)
+        this.violation(
+          'parking-partition',
+          `${inst.id} writes ${id} to parking partition ${partition} with partition ${r.partition}`,
+        );
+      let rid = -1;
+      let src: string | undefined;
+      let text: string;
+      if (id.startsWith('f:')) {
+        const offset = Number(id.slice(2));
+        text = r.value === null ? `unparks job ${partition}@${offset}` : `parks job ${partition}@${offset}`;
+        if (r.value !== null) {
+          const e = this.cluster.log(main)[offset];
+          const parkedKey = headerString(r.headers, HEADERS.parkedKey);
+          if (
+            !e ||
+            e.rid < 0 ||
+            headerString(r.headers, SIM_AT) !== `${this.topics.main}:${partition}:${offset}` ||
+            e.key?.toString('utf8') !== parkedKey ||
+            !e.value ||
+            !r.value.equals(e.value) ||
+            headerString(r.headers, HEADERS.jobId) !== headerString(e.headers, HEADERS.jobId) ||
+            headerString(r.headers, HEADERS.parkedBehind) === undefined
+          ) {
+            this.violation(
+              'parked-record',
+              `${inst.id} parks ${id} in partition ${partition}, not the job-topic record ${main}@${offset} (key ${parkedKey})`,
+            );
+          } else {
+            rid = e.rid;
+            src = `${main}:${offset}`;
+            this.parkedJobs.add(`${partition}:${offset}`);
+            this.count('parked-jobs');
+            text += ` rid ${rid} key ${parkedKey} behind ${headerString(r.headers, HEADERS.parkedBehind)}`;
+          }
+        }
+      } else if (id.startsWith('k:')) {
+        const key = id.slice(2);
+        let head: string | null = null;
+        let headOffset = -1;
+        if (r.value !== null) {
+          const state = JSON.parse(r.value.toString('utf8')) as { head: string; headOffset: number };
+          headOffset = state.headOffset;
+          const e = this.cluster.log(main)[state.headOffset];
+          if (!e || e.rid !== this.ridOf(state.head) || e.key?.toString('utf8') !== key)
+            this.violation(
+              'park-state',
+              `${inst.id} parks key ${key} of partition ${partition} behind ${state.head} at ${state.headOffset}, not a job of that key there`,
+            );
+          head = state.head;
+          this.parkStates.add(`${partition}\0${head}`);
+          if (acked) this.reportDeferred(inst, `park\0${partition}\0${head}`);
+        }
+        const lane = `${partition}\0${key}`;
+        const was = this.keyState.get(lane);
+        // A new version of the key's state when it changes (a write sent again is the same one).
+        if (head !== null && was?.head) this.count('re-parks');
+        if (!was || was.head !== head || was.headOffset !== headOffset)
+          this.keyState.set(lane, { head, headOffset, version: (was?.version ?? 0) + 1 });
+        text = head === null ? `unparks key ${key}` : `parks key ${key} behind ${head}`;
+      } else {
+        this.violation(
+          'parking-key',
+          `${inst.id} writes a record keyed ${JSON.stringify(id)} to the parking topic`,
+        );
+        text = `writes ${id}`;
+      }
+      const entry = this.cluster.append(this.topics.parked, partition, {
+        key: Buffer.from(raw),
+        value: r.value,
+        headers: r.headers,
+        rid,
+        ...(src !== undefined ? { src } : {}),
+      });
+      out.push(entry);
+      this.count('parking-writes');
+      this.trace(inst.id, `parking ${partition}@${entry.offset}: ${text}`);
+    }
+    return out;
   }
 
   /**
@@ -1023,7 +1571,18 @@ export class Simulation implements ModelObserver {
       this.outages,
       { latencyMax: s.produceLatencyMax, failRate: s.produceFailRate, ambiguousRate: s.ambiguousProduceRate },
       () => inst.alive,
-      (topic, m, sentAt) => this.onProduce(inst, topic, m, sentAt),
+      (topic, m, sentAt, acked) => this.onProduce(inst, topic, m, sentAt, acked),
+      (text) => this.trace(id, text),
+    );
+    const parking = new SimParkingPort(
+      clock,
+      // Its own stream: seeds whose core never parks keep every other draw.
+      Rng.derive(this.seed, 200 + n),
+      this.outages,
+      { latencyMax: s.produceLatencyMax, failRate: s.produceFailRate, ambiguousRate: s.ambiguousProduceRate },
+      () => inst.alive,
+      (partition) => this.cluster.log(tpOf(this.topics.parked, partition)),
+      (partition, records, _sentAt, acked) => this.onParkingWrite(inst, partition, records, acked),
       (text) => this.trace(id, text),
     );
     const decoder = new SimDecoder(clock, rng, this.outages, s.registryLatencyMax);
@@ -1044,6 +1603,7 @@ export class Simulation implements ModelObserver {
       topics: this.topics,
       consumer: port,
       producer,
+      parking,
       decoder,
       store,
       clock,
@@ -1060,12 +1620,17 @@ export class Simulation implements ModelObserver {
     core.on('job:started', (job) =>
       this.startedBy.set(job, this.trackerOf(inst, tpOf(job.topic, job.partition))),
     );
-    const ended = (job: Job<unknown>) =>
-      this.reportedDone(inst, tpOf(job.topic, job.partition), Number(job.offset), this.startedBy.get(job));
+    const ended = (job: Job<unknown>) => this.doneOrDeferred(inst, job, this.startedBy.get(job), false);
     core.on('job:completed', ended);
-    core.on('job:retried', ended);
+    core.on('job:retried', (job) => this.doneOrDeferred(inst, job, this.startedBy.get(job), true));
     core.on('job:dead', (item) => {
       this.trace(id, `event dead ${item.topic}:${item.partition}@${item.offset}`);
+      const tracker = (item as { tracker?: object }).tracker;
+      const headers = (item as { headers?: Record<string, string> }).headers ?? {};
+      this.doneOrDeferred(inst, { ...item, headers }, tracker, false);
+    });
+    core.on('job:parked', (item, head) => {
+      this.trace(id, `event parked ${item.topic}:${item.partition}@${item.offset} behind ${head}`);
       const tracker = (item as { tracker?: object }).tracker;
       this.reportedDone(inst, tpOf(item.topic, item.partition), Number(item.offset), tracker);
     });
@@ -1073,7 +1638,7 @@ export class Simulation implements ModelObserver {
       this.trace(id, `event duplicate ${job.topic}:${job.partition}@${job.offset}`);
       const tp = tpOf(job.topic, job.partition);
       const offset = Number(job.offset);
-      this.reportedDone(inst, tp, offset, this.pendingTracker(inst, tp, offset));
+      this.doneOrDeferred(inst, job, this.pendingTracker(inst, tp, offset), false);
     });
     this.trace(id, 'starts');
     this.count('instances');
@@ -1317,6 +1882,32 @@ export class Simulation implements ModelObserver {
     }
   }
 
+  /**
+   * At the end (every job ended, everything committed, every instance stopped): no key is parked
+   * any more (`parked-left`: the next owner of its partition would park its jobs behind a head
+   * that never releases them); parked jobs still in the parking topic (never removed) are counted.
+   */
+  private checkParkingClean(): void {
+    for (const [lane, { head }] of this.keyState)
+      if (head !== null) {
+        const [partition, key] = lane.split('\0');
+        this.violation(
+          'parked-left',
+          `key ${key} of partition ${partition} is still parked behind ${head} at the end`,
+        );
+      }
+    for (let p = 0; p < this.cfg.partitions; p++) {
+      const live = new Set<string>();
+      for (const e of this.cluster.log(tpOf(this.topics.parked, p))) {
+        const id = e.key?.toString('utf8') ?? '';
+        if (!id.startsWith(`${this.options.groupId}\0f:`)) continue;
+        if (e.value === null) live.delete(id);
+        else live.add(id);
+      }
+      if (live.size > 0) this.count('parked-jobs-left', live.size);
+    }
+  }
+
   /** What keeps the seed from being settled, or undefined when everything ended and is committed. */
   private unsettled(): string | undefined {
     for (const j of this.jobs) {
@@ -1381,6 +1972,7 @@ export class Simulation implements ModelObserver {
       if (stopped) {
         const left = this.unsettled();
         if (left) this.violation('lost-after-stop', left);
+        this.checkParkingClean();
         this.phase = 'done';
         break;
       }

@@ -78,8 +78,11 @@ describe('ParkingState', () => {
     expect({ head: taken.head, headOffset: taken.headOffset, last: taken.last }).toEqual({
       head: 'hot-3',
       headOffset: 3,
-      last: 9,
+      last: 3,
     });
+    // Read again, the parked offsets are done; one whose hand-off never landed (5, 8) is not.
+    expect([4, 5, 7, 8, 9].map((o) => b.handedOff(0, o))).toEqual([true, false, true, false, true]);
+    expect(b.loadedTop(0)).toBe(9);
     // Read back as the job-topic records they were: offset, key, value, headers without parking ones.
     const records = await b.read(0, taken);
     expect(records.map((r) => [r.offset, r.key?.toString(), r.value?.toString()])).toEqual([
