@@ -29,6 +29,8 @@ export const HEADERS = {
   parkedKey: 'strand-parked-key',
   /** On a parked job: the job id of the head it waits behind. */
   parkedBehind: 'strand-parked-behind',
+  /** On a parking-topic record: which ownership of its partition wrote it (a random token). */
+  parkingWriter: 'strand-parking-writer',
   /** On a `key-dead` dead letter: the job id of the dead job that caused it. */
   deadCause: 'strand-dead-cause',
   replayCount: 'strand-replay-count',

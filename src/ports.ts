@@ -137,6 +137,8 @@ export interface ParkingPort {
   read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]>;
   /** Writes records to one partition (acks=all); resolves with their offsets once acknowledged. */
   write(partition: number, records: readonly OutgoingRecord[]): Promise<number[]>;
+  /** The partition's log end offset. */
+  endOffset(partition: number): Promise<number>;
 }
 
 /** Turns a record value into job data. */

@@ -34,10 +34,19 @@ export class KafkaParkingPort implements ParkingPort {
     return records.map(fetched);
   }
 
+  private async bounds(partition: number): Promise<{ low: number; high: number }> {
+    const b = (await this.admin.fetchTopicOffsets(this.topic)).find((o) => o.partition === partition);
+    if (!b) throw new Error(`${this.topic} has no partition ${partition}`);
+    return { low: Number(b.low), high: Number(b.high) };
+  }
+
   async readAll(partition: number): Promise<FetchedRecord[]> {
-    const bounds = (await this.admin.fetchTopicOffsets(this.topic)).find((b) => b.partition === partition);
-    if (!bounds) throw new Error(`${this.topic} has no partition ${partition}`);
-    return this.range(partition, Number(bounds.low), Number(bounds.high));
+    const { low, high } = await this.bounds(partition);
+    return this.range(partition, low, high);
+  }
+
+  async endOffset(partition: number): Promise<number> {
+    return (await this.bounds(partition)).high;
   }
 
   async read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]> {

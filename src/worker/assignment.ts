@@ -39,6 +39,8 @@ export class Assignment {
        * earlier ownership stays paused in the client across a rejoin, so it must be resumed.
        */
       onNewOwnership: (partitions: { topic: string; partition: number }[]) => void;
+      /** A kept partition's other state is as this ownership left it (strict order: its parking partition). */
+      unchanged?: (topic: string, partition: number) => Promise<boolean>;
     },
   ) {}
 
@@ -137,10 +139,12 @@ export class Assignment {
       if (this.owned.get(tp)?.tracker !== t) continue;
       // Still ours if the group's commit is where we started or one we sent (even unacknowledged).
       const state = stateOf(find(t));
-      if (committed && (state === t.baseline || t.sent.includes(state))) {
+      const same = committed && (state === t.baseline || t.sent.includes(state));
+      if (same && (await (this.deps.unchanged?.(t.topic, t.partition) ?? true))) {
         verified(t);
         continue;
       }
+      if (this.owned.get(tp)?.tracker !== t) continue;
       // Someone else committed it meanwhile (or we cannot tell): start this ownership afresh.
       this.revoke(tp);
       const tracker = new PartitionTracker(t.topic, t.partition);

@@ -48,7 +48,16 @@ export interface ParkedKey {
 export class ParkingState {
   private readonly parts = new Map<
     number,
-    { keys: Map<string, ParkedKey>; ready: Promise<void>; handed: Set<number>; top: number }
+    {
+      keys: Map<string, ParkedKey>;
+      ready: Promise<void>;
+      handed: Set<number>;
+      top: number;
+      /** The parking partition's log end as this ownership knows it (its read, its own writes). */
+      end: number;
+      /** This ownership's writer token (`strand-parking-writer` on what it writes). */
+      token: string;
+    }
   >();
 
   constructor(
@@ -84,7 +93,8 @@ export class ParkingState {
   /** This worker took job-topic partition `partition`: its parked keys are read (again). */
   take(partition: number): void {
     const keys = new Map<string, ParkedKey>();
-    const part = { keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1 };
+    const token = Math.floor(this.deps.random() * 2 ** 48).toString(36);
+    const part = { keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1, end: -1, token };
     this.parts.set(partition, part);
     part.ready = this.load(partition, keys, part);
   }
@@ -92,6 +102,43 @@ export class ParkingState {
   /** The partition left: its state is read again by whoever takes it. */
   drop(partition: number): void {
     this.parts.delete(partition);
+  }
+
+  /**
+   * A partition kept across a rebalance is still this ownership's only if nobody else wrote its
+   * parking partition meanwhile (a member that owned it for a generation this worker missed):
+   * otherwise it is taken afresh, and its parked keys read again.
+   */
+  async unchanged(partition: number): Promise<boolean> {
+    const part = this.parts.get(partition);
+    if (!part) return false;
+    await part.ready;
+    const end = await this.untilAnswered(partition, part.keys, () => this.deps.port.endOffset(partition));
+    if (end === undefined || end < part.end) return false;
+    if (end === part.end) return true;
+    // Records past what this ownership knows: its own writes whose answer was lost, or another's.
+    const since = Array.from({ length: end - part.end }, (_, i) => part.end + i);
+    const records = await this.untilAnswered(partition, part.keys, () =>
+      this.deps.port.read(partition, since),
+    );
+    if (!records?.every((r) => headerString(r.headers, HEADERS.parkingWriter) === part.token)) return false;
+    part.end = end;
+    return true;
+  }
+
+  /** Asks the parking topic until it answers, while the worker runs and owns the partition (else undefined). */
+  private untilAnswered<T>(partition: number, keys: Map<string, ParkedKey>, ask: () => Promise<T>) {
+    const { logger, clock } = this.deps;
+    return retryWithBackoff('produce', ask, {
+      onError: (error) =>
+        logger.warn({ err: error, partition }, 'could not read the parking topic; the partition waits'),
+      wait: async (ms) => {
+        await sleep(clock, ms);
+        // Stopped, or the partition left: whoever takes it reads it.
+        if (!this.deps.running() || this.parts.get(partition)?.keys !== keys) throw new Error('gone');
+      },
+      random: this.deps.random,
+    }).catch(() => undefined);
   }
 
   /** Resolves once the partition's parked keys are known. */
@@ -121,19 +168,15 @@ export class ParkingState {
   private async load(
     partition: number,
     keys: Map<string, ParkedKey>,
-    part: { handed: Set<number>; top: number },
+    part: { handed: Set<number>; top: number; end: number },
   ): Promise<void> {
-    const { logger, clock } = this.deps;
-    const records = await retryWithBackoff('produce', () => this.deps.port.readAll(partition), {
-      onError: (error) =>
-        logger.warn({ err: error, partition }, 'could not read the parking topic; the partition waits'),
-      wait: async (ms) => {
-        await sleep(clock, ms);
-        // Stopped, or the partition left: whoever takes it reads it.
-        if (!this.deps.running() || this.parts.get(partition)?.keys !== keys) throw new Error('gone');
-      },
-      random: this.deps.random,
-    }).catch(() => [] as FetchedRecord[]);
+    const { logger } = this.deps;
+    const records =
+      (await this.untilAnswered(partition, keys, () => this.deps.port.readAll(partition))) ?? [];
+    const last = records.at(-1);
+    part.end = last
+      ? Number(last.offset) + 1
+      : ((await this.untilAnswered(partition, keys, () => this.deps.port.endOffset(partition))) ?? -1);
     const jobs = new Map<number, { at: number; key: string }>();
     for (const r of records) {
       const id = r.key?.toString('utf8') ?? '';
@@ -169,8 +212,15 @@ export class ParkingState {
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
   }
 
-  private write(partition: number, records: OutgoingRecord[]): Promise<number[]> {
-    return this.deps.port.write(partition, records);
+  private async write(partition: number, records: OutgoingRecord[]): Promise<number[]> {
+    const part = this.parts.get(partition);
+    const token = part?.token ?? '';
+    const offsets = await this.deps.port.write(
+      partition,
+      records.map((r) => ({ ...r, headers: { ...r.headers, [HEADERS.parkingWriter]: token } })),
+    );
+    if (part && offsets.length > 0) part.end = Math.max(part.end, Math.max(...offsets) + 1);
+    return offsets;
   }
 
   /**
@@ -241,6 +291,7 @@ export class ParkingState {
       const headers = { ...r.headers };
       delete headers[HEADERS.parkedKey];
       delete headers[HEADERS.parkedBehind];
+      delete headers[HEADERS.parkingWriter];
       return [
         {
           offset: String(f.src),

@@ -265,6 +265,17 @@ export class SimParkingPort implements ParkingPort {
     });
   }
 
+  endOffset(partition: number): Promise<number> {
+    if (!this.alive()) return Promise.reject(new Error('parking read of a dead process'));
+    const fail = this.failing();
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(() => {
+        if (fail) return reject(new Error('simulated parking read failure: NOT_LEADER_OR_FOLLOWER'));
+        resolve(this.log(partition).length);
+      }, this.latency());
+    });
+  }
+
   write(partition: number, records: readonly OutgoingRecord[]): Promise<number[]> {
     if (!this.alive()) return Promise.reject(new Error('parking write of a dead process'));
     const fail = this.failing();

@@ -21,6 +21,9 @@ class MemoryParking implements ParkingPort {
   async read(p: number, offsets: readonly number[]) {
     return this.log(p).filter((r) => offsets.includes(Number(r.offset)));
   }
+  async endOffset(p: number) {
+    return this.log(p).length;
+  }
   async write(p: number, records: readonly OutgoingRecord[]) {
     const l = this.log(p);
     return records.map((r) => {
