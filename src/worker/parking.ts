@@ -53,8 +53,13 @@ export class ParkingState {
       ready: Promise<void>;
       handed: Set<number>;
       top: number;
-      /** The parking partition's log end as this ownership knows it (its read, its own writes). */
+      /**
+       * Up to where this ownership knows the parking partition holds only what it read or wrote
+       * itself (its read's end, moved on by its own writes as they are acknowledged in order).
+       */
       end: number;
+      /** Offsets of its own writes above `end` (acknowledged out of order). */
+      ours: Set<number>;
       /** This ownership's writer token (`strand-parking-writer` on what it writes). */
       token: string;
     }
@@ -96,7 +101,10 @@ export class ParkingState {
   take(partition: number): void {
     const keys = new Map<string, ParkedKey>();
     const token = Math.floor(this.deps.random() * 2 ** 48).toString(36);
-    const part = { keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1, end: -1, token };
+    const part = {
+      ...{ keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1, end: -1, token },
+      ours: new Set<number>(),
+    };
     this.parts.set(partition, part);
     part.ready = this.load(partition, keys, part);
   }
@@ -118,13 +126,15 @@ export class ParkingState {
     const end = await this.untilAnswered(partition, part.keys, () => this.deps.port.endOffset(partition));
     if (end === undefined || end < part.end) return false;
     if (end === part.end) return true;
-    // Records past what this ownership knows: its own writes whose answer was lost, or another's.
+    // Records past what this ownership knows: its own writes (answers lost, or acknowledged out of
+    // order), or another writer's — a member that owned it meanwhile, and its marker.
     const since = Array.from({ length: end - part.end }, (_, i) => part.end + i);
     const records = await this.untilAnswered(partition, part.keys, () =>
       this.deps.port.read(partition, since),
     );
     if (!records?.every((r) => headerString(r.headers, HEADERS.parkingWriter) === part.token)) return false;
     part.end = end;
+    for (const o of part.ours) if (o < end) part.ours.delete(o);
     return true;
   }
 
@@ -170,7 +180,7 @@ export class ParkingState {
   private async load(
     partition: number,
     keys: Map<string, ParkedKey>,
-    part: { handed: Set<number>; top: number; end: number; token: string },
+    part: { handed: Set<number>; top: number; end: number; token: string; ours: Set<number> },
   ): Promise<void> {
     const { logger } = this.deps;
     const records =
@@ -242,7 +252,10 @@ export class ParkingState {
       partition,
       records.map((r) => ({ ...r, headers: { ...r.headers, [HEADERS.parkingWriter]: token } })),
     );
-    if (part && offsets.length > 0) part.end = Math.max(part.end, Math.max(...offsets) + 1);
+    if (part && part.token === token) {
+      for (const o of offsets) if (o >= part.end) part.ours.add(o);
+      while (part.ours.delete(part.end)) part.end++;
+    }
     return offsets;
   }
 
