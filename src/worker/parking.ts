@@ -77,12 +77,10 @@ export class ParkingState {
     },
   ) {
     // Record keys in the parking topic: a key's state, a parked job (by its job-topic offset).
-    this.groupPrefix = `${deps.group}\u0000`;
     this.statePrefix = `${deps.group}\u0000k:`;
     this.jobPrefix = `${deps.group}\u0000f:`;
   }
 
-  private readonly groupPrefix: string;
   private readonly statePrefix: string;
   private readonly jobPrefix: string;
 
@@ -127,7 +125,7 @@ export class ParkingState {
     if (end === undefined || end < part.end) return false;
     if (end === part.end) return true;
     // Records past what this ownership knows: its own writes (answers lost, or acknowledged out of
-    // order), or another writer's — a member that owned it meanwhile, and its marker.
+    // order), or another writer's — a member that owned it meanwhile.
     const since = Array.from({ length: end - part.end }, (_, i) => part.end + i);
     const records = await this.untilAnswered(partition, part.keys, () =>
       this.deps.port.read(partition, since),
@@ -190,22 +188,8 @@ export class ParkingState {
       ? Number(last.offset) + 1
       : ((await this.untilAnswered(partition, keys, () => this.deps.port.endOffset(partition))) ?? -1);
     const jobs = new Map<number, { at: number; key: string }>();
-    // Each ownership writes under its own token, and first of all a marker: a record of a token
-    // that a later one followed in the log was written by a member that had lost the partition
-    // (a drain past its deadline, say) and is left out.
-    const superseded = new Set<string>();
-    let current: string | undefined;
-    const fresh = (writer: string | undefined) => {
-      if (writer === undefined) return true;
-      if (superseded.has(writer)) return false;
-      if (writer !== current && current !== undefined) superseded.add(current);
-      current = writer;
-      return true;
-    };
     for (const r of records) {
       const id = r.key?.toString('utf8') ?? '';
-      if (!id.startsWith(this.groupPrefix) || !fresh(headerString(r.headers, HEADERS.parkingWriter)))
-        continue;
       if (id.startsWith(this.statePrefix)) {
         const key = id.slice(this.statePrefix.length);
         if (r.value === null) keys.delete(key);
@@ -236,13 +220,6 @@ export class ParkingState {
     }
     if (orphans > 0) logger.warn({ partition, orphans }, 'parked jobs without a parked key were left alone');
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
-    // This ownership's marker, before any job of the partition is taken (unless it left already).
-    if (this.parts.get(partition)?.keys !== keys) return;
-    await this.untilAnswered(partition, keys, () =>
-      this.write(partition, [
-        { key: `${this.groupPrefix}w`, value: Buffer.from(part.token), headers: {}, partition },
-      ]),
-    );
   }
 
   private async write(partition: number, records: OutgoingRecord[]): Promise<number[]> {

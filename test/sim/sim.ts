@@ -1380,8 +1380,7 @@ export class Simulation implements ModelObserver {
    * What an instance wrote to the parking topic (acknowledged, or failed but written): a parked
    * job `f:<offset>` is the job-topic record at that offset of the same partition, key in
    * `strand-parked-key`, value and headers kept (`parked-record`); a key's state `k:<key>` names
-   * a job of that key at `headOffset` as its head (`park-state`); an ownership's marker `w`
-   * holds its writer token.
+   * a job of that key at `headOffset` as its head (`park-state`).
    */
   private onParkingWrite(
     inst: Instance,
@@ -1456,11 +1455,6 @@ export class Simulation implements ModelObserver {
         if (!was || was.head !== head || was.headOffset !== headOffset)
           this.keyState.set(lane, { head, headOffset, version: (was?.version ?? 0) + 1 });
         text = head === null ? `unparks key ${key}` : `parks key ${key} behind ${head}`;
-      } else if (id === 'w') {
-        // An ownership's marker (its writer token), written when it took the partition.
-        if (r.value === null || r.value.toString('utf8') !== headerString(r.headers, HEADERS.parkingWriter))
-          this.violation('parking-key', `${inst.id} writes a marker whose token is not its writer's`);
-        text = `marks ownership ${r.value?.toString('utf8')}`;
       } else {
         this.violation(
           'parking-key',

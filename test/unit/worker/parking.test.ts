@@ -123,8 +123,6 @@ describe('ParkingState', () => {
     await b.ran(0, taken, 4)();
     await b.unpark(0, 'k');
     expect(b.get(0, 'k')).toBeUndefined();
-    // The earlier owner writing after b took the partition (a drain past its deadline): left out.
-    await a.park(job('k', 9));
     const c = state(port);
     c.take(0);
     await c.ready(0);
