@@ -84,7 +84,10 @@ export class Executor {
     );
     try {
       const ended =
-        gate === 'run' ? await this.run(item, slot, log) : await parking!.handle(item, slot, gate);
+        gate === 'run' ? await this.process(item, slot, log) : await parking!.handle(item, slot, gate);
+      // Most jobs need nothing more: no promise for them (per-job cost).
+      const after = ended && gate === 'run' ? this.afterOutcome(item) : undefined;
+      if (after) await after;
       if (ended) this.deps.done(item);
     } catch (error) {
       if (!(error instanceof Abandoned))
@@ -100,26 +103,30 @@ export class Executor {
   async runReleased(item: WorkItem, slot: JobSlot): Promise<void> {
     const log = new JobLog(this.deps.logger, item, item.attempt, this.tracer.start(item, item.attempt));
     try {
-      if (!(await this.run(item, slot, log))) item.outcome = undefined;
+      if (!(await this.process(item, slot, log))) item.outcome = undefined;
+      else await this.afterOutcome(item);
     } finally {
       log.end('abandoned');
     }
   }
 
-  /** `process`, then what its outcome means for strict key order, before the offset counts done. */
-  private async run(item: WorkItem, slot: JobSlot, log: JobLog): Promise<boolean> {
-    if (!(await this.process(item, slot, log))) return false;
+  /**
+   * What a job's outcome means for strict key order, written before its offset counts as done;
+   * undefined when nothing (most jobs).
+   */
+  private afterOutcome(item: WorkItem): Promise<void> | undefined {
     const parking = this.deps.parking();
     // Sent to a tier: its key waits behind it.
-    if (item.outcome === 'tier' && parking?.parks(item))
-      await this.durably(item, () => parking.state.park(item));
+    if (item.outcome === 'tier')
+      return parking?.parks(item) ? this.durably(item, () => parking.state.park(item)) : undefined;
     // The head of a parked key ended: its key is released (on whichever worker owns it).
-    else if (item.outcome !== 'tier' && item.tier > 0 && item.rawHeaders?.[HEADERS.parksKey] !== undefined) {
+    if (item.tier > 0 && item.rawHeaders?.[HEADERS.parksKey] !== undefined) {
       const outcome = item.outcome === 'dlq' ? 'dead' : 'completed';
-      await this.durably(item, () => this.deps.router.toRelease(item, item.jobId, outcome));
-      parking?.releaseNow(item, outcome);
+      return this.durably(item, () => this.deps.router.toRelease(item, item.jobId, outcome)).then(() =>
+        parking?.releaseNow(item, outcome),
+      );
     }
-    return true;
+    return undefined;
   }
 
   /** Runs a started batch: each job on its own path, one batch handler call for them (batch.ts). */
@@ -384,11 +391,12 @@ export class Executor {
   };
 
   /** One job's handler call: `handler`, or a `batchHandler` with this job alone (a released job). */
-  private async single(job: Job<unknown>, ctx: JobContext): Promise<void> {
+  private single(job: Job<unknown>, ctx: JobContext): unknown {
     const { handler, batchHandler } = this.deps.options;
     if (handler) return handler(job as never, ctx);
-    const result = await batchHandler!([job] as never, ctx);
-    const failed = (result as { failed?: { error: unknown }[] } | undefined)?.failed?.[0];
-    if (failed) throw failed.error;
+    return Promise.resolve(batchHandler!([job] as never, ctx)).then((result) => {
+      const failed = (result as { failed?: { error: unknown }[] } | undefined)?.failed?.[0];
+      if (failed) throw failed.error;
+    });
   }
 }
