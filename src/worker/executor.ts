@@ -76,12 +76,8 @@ export class Executor {
   async execute(item: WorkItem, slot: JobSlot): Promise<void> {
     const parking = this.deps.parking();
     const gate = parking ? parking.gate(item) : 'run';
-    const log = new JobLog(
-      this.deps.logger,
-      item,
-      item.attempt,
-      gate === 'run' ? this.tracer.start(item, item.attempt) : undefined,
-    );
+    const span = gate === 'run' ? this.tracer.start(item, item.attempt) : undefined;
+    const log = new JobLog(this.deps.logger, item, item.attempt, span);
     try {
       const ended =
         gate === 'run' ? await this.process(item, slot, log) : await parking!.handle(item, slot, gate);
@@ -110,10 +106,7 @@ export class Executor {
     }
   }
 
-  /**
-   * What a job's outcome means for strict key order, written before its offset counts as done;
-   * undefined when nothing (most jobs).
-   */
+  /** What an outcome means for strict key order, written before the offset is done (most: nothing). */
   private afterOutcome(item: WorkItem): Promise<void> | undefined {
     const parking = this.deps.parking();
     // Sent to a tier: its key waits behind it.
