@@ -52,8 +52,13 @@ export class KafkaConsumerPort implements ConsumerPort {
   private onBatch: ((batch: FetchedBatch) => Promise<void>) | undefined;
   private rejoinGate: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
+  /** The heartbeat of the latest fetched batch (kafkajs' runner): it keeps the session while a rejoin is held. */
+  private lastHeartbeat: (() => Promise<void>) | undefined;
 
-  /** The coordinator waits `rebalanceTimeout` for our JoinGroup; a rebalance is noticed within a heartbeat (+1 s). */
+  /**
+   * The coordinator waits `rebalanceTimeout` for our JoinGroup; a rebalance is noticed within a
+   * heartbeat (+1 s). The session does not end meanwhile: the held rejoin heartbeats (`holdRejoin`).
+   */
   readonly rejoinDeadlineMs: number;
 
   constructor(
@@ -81,12 +86,36 @@ export class KafkaConsumerPort implements ConsumerPort {
       cluster.findGroupCoordinator = async (args) => {
         const gate = this.rejoinGate;
         this.rejoinGate = undefined;
-        if (gate) await gate.catch(() => undefined);
+        if (gate) await this.holdRejoin(gate);
         return lookup(args);
       };
       return coPartitionedAssigner(config);
     };
     return [gated, PartitionAssigners.roundRobin];
+  }
+
+  /**
+   * Holds the JoinGroup until the drain settled, heartbeating meanwhile. kafkajs heartbeats only
+   * from its fetch loop, which is waiting for this join; without heartbeats the coordinator expels
+   * the member after `sessionTimeout` — a drain longer than that would have its partitions given to
+   * another member while its jobs still run there. A heartbeat of the old generation during a
+   * rebalance is answered REBALANCE_IN_PROGRESS, and the coordinator still renews the session with
+   * it (Kafka's classic group protocol), so the member keeps its place until the rebalance timeout.
+   */
+  private async holdRejoin(gate: Promise<void>): Promise<void> {
+    let settled = false;
+    const drained = gate.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    const every = this.opts.heartbeatIntervalMs;
+    while (!settled) {
+      await Promise.race([drained, delay(every)]);
+      if (settled) return;
+      const beat = this.lastHeartbeat?.().catch(() => undefined);
+      // A heartbeat stuck on a moving coordinator must not hold the join past the drain.
+      if (beat) await Promise.race([beat, drained, delay(every)]);
+    }
   }
 
   start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void> {
@@ -150,7 +179,10 @@ export class KafkaConsumerPort implements ConsumerPort {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently,
-      eachBatch: (payload) => this.onBatch!(toFetchedBatch(payload)),
+      eachBatch: (payload) => {
+        this.lastHeartbeat = payload.heartbeat;
+        return this.onBatch!(toFetchedBatch(payload));
+      },
     });
   }
 
@@ -230,6 +262,10 @@ export class KafkaConsumerPort implements ConsumerPort {
     await this.starting?.catch(() => undefined);
     await this.consumer?.disconnect();
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function toFetchedBatch(payload: EachBatchPayload): FetchedBatch {
