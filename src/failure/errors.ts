@@ -43,6 +43,73 @@ export function defaultClassify(error: unknown): FailureKind {
   return 'retriable';
 }
 
+/**
+ * A handler's thrown value as an Error the worker can read safely. Handlers may throw anything:
+ * a string, `null`, a plain object, or an Error whose `name`/`message`/`stack` getters throw. Each
+ * is wrapped in an Error (name `NonErrorThrown`) saying what was thrown; sane Errors pass as they
+ * are (Strand's own errors keep their routing meaning).
+ */
+export function normalizeThrown(value: unknown, thrower = 'the handler'): unknown {
+  if (value instanceof Error) {
+    try {
+      void `${value.name}${value.message}${value.stack ?? ''}`;
+      return value;
+    } catch {
+      return nonError(thrower, 'an Error whose name, message or stack cannot be read');
+    }
+  }
+  return nonError(thrower, describe(value));
+}
+
+function nonError(thrower: string, what: string): Error {
+  const error = new Error(`${thrower} threw ${what}, not an Error`);
+  error.name = 'NonErrorThrown';
+  return error;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  try {
+    if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 200))}`;
+    if (typeof value !== 'object' && typeof value !== 'function')
+      return `the ${typeof value} ${String(value)}`;
+    const name = Object.prototype.toString.call(value);
+    return `an object ${name}`;
+  } catch {
+    return 'a value that cannot be described';
+  }
+}
+
+/**
+ * A worker's `classify` hook, guarded: a hook that throws, or answers something that is not a
+ * failure kind, must not leave the job without an outcome. Such a job is retriable (it goes on
+ * through the retry tiers to the DLQ, never lost); `onFault` hears of it (the worker logs it with
+ * both errors).
+ */
+export function classifySafely(
+  classify: ((error: unknown) => FailureKind | undefined) | undefined,
+  error: unknown,
+  onFault: (fault: unknown) => void,
+): FailureKind {
+  if (!classify) return defaultClassify(error);
+  let kind: unknown;
+  try {
+    kind = classify(error);
+  } catch (fault) {
+    onFault(fault);
+    return 'retriable';
+  }
+  if (kind === undefined) return defaultClassify(error);
+  if (kind === 'retriable' || kind === 'non-retriable' || kind === 'retry-later') return kind;
+  onFault(
+    new TypeError(
+      `classify returned ${describe(kind)}; expected 'retriable', 'non-retriable' or 'retry-later'`,
+    ),
+  );
+  return 'retriable';
+}
+
 /** The class name recorded in `strand-error-class`. */
 export function errorClassName(error: unknown): string {
   if (error instanceof Error)

@@ -29,6 +29,8 @@ export const retryPolicies = {
   store: { baseMs: 200, maxMs: 5_000, jitter: 0.2 },
   /** A tier or DLQ record was not acknowledged: send it again. */
   produce: { baseMs: 200, maxMs: 5_000, jitter: 0.2 },
+  /** A job failed outside its handler (a fault, no outcome): it starts over, keeping its key. */
+  fault: { baseMs: 1_000, maxMs: 60_000, jitter: 0.2 },
   /** kafkajs left the group for good after a crash: the worker restarts the consumer. */
   consumerRestart: { baseMs: 1_000, maxMs: 30_000, jitter: 0.2 },
 } as const satisfies Record<string, BackoffPolicy>;

@@ -1,3 +1,4 @@
+import { normalizeThrown } from '../failure/errors.js';
 import type { HistogramSeries } from '../observability/fast-histogram.js';
 import type { Logger } from '../observability/logger.js';
 import type { JobSlot } from './dispatcher.js';
@@ -231,7 +232,14 @@ export class BatchCall {
       for (const s of jobs) s.resolve(error);
       return;
     }
-    const failed = this.failures(result, jobs, log);
+    let failed: Map<Submission, unknown>;
+    try {
+      failed = this.failures(result, jobs, log);
+    } catch {
+      // A result whose getters throw (a proxy, a broken object): every job of the call failed.
+      const error = new TypeError('batch handler returned a result that cannot be read');
+      failed = new Map(jobs.map((s) => [s, error]));
+    }
     for (const s of jobs) s.resolve(failed.get(s));
   }
 
@@ -265,7 +273,7 @@ export class BatchCall {
         );
         continue;
       }
-      out.set(s, f.error ?? new Error('the batch handler reported this job failed'));
+      out.set(s, normalizeThrown(f.error ?? new Error('the batch handler reported this job failed')));
     }
     return out;
   }

@@ -1,4 +1,4 @@
-import { EventEmitter, setMaxListeners } from 'node:events';
+import { setMaxListeners } from 'node:events';
 import { StrandError } from '../errors.js';
 import { BatchedSender, OutcomeRouter } from '../failure/router.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
@@ -13,7 +13,7 @@ import { Committer } from './committer.js';
 import { DelayForwarder } from './delays.js';
 import { Dispatcher } from './dispatcher.js';
 import { DueQueue } from './due-queue.js';
-import type { WorkerEvents } from './events.js';
+import { WorkerEmitter, type WorkerEvents } from './events.js';
 import { Executor } from './executor.js';
 import { Intake, JobBuffer } from './intake.js';
 import { LeaseKeeper } from './lease.js';
@@ -53,7 +53,7 @@ export interface CoreDeps {
  * and restart). It talks to Kafka only through the ports, so the same code runs on kafkajs and in
  * the deterministic simulation (test/sim).
  */
-export class WorkerCore extends EventEmitter<WorkerEvents> {
+export class WorkerCore extends WorkerEmitter {
   readonly state = new RunState();
   private readonly assignment: Assignment;
   private readonly buffer: JobBuffer;
@@ -71,6 +71,10 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   private readonly membership: Membership;
   private readonly parking: KeyParking | undefined;
   private stopping: Promise<void> | undefined;
+
+  protected get logger(): Logger {
+    return this.deps.logger;
+  }
 
   constructor(private readonly deps: CoreDeps) {
     super();
@@ -328,10 +332,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
     topics.delays = [...buckets];
     for (const b of buckets) this.delayTopics.add(b.topic);
     this.delays.setBuckets(buckets);
-    await this.membership.hooks.beforeRejoin();
-    if (!this.state.running) return;
-    await consumer.resubscribe(this.topicList());
-    if (this.state.paused) consumer.pause(this.jobTopics());
+    await this.membership.resubscribe(this.topicList(), () => this.jobTopics());
   }
 
   /** The topics whose jobs `pause()` holds back: the job topic and its retry tiers. */

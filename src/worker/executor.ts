@@ -1,5 +1,5 @@
 import { DecodeError } from '../codec/errors.js';
-import { defaultClassify, errorClassName } from '../failure/errors.js';
+import { classifySafely, errorClassName } from '../failure/errors.js';
 import type { OutcomeRouter, Route } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
 import type { HistogramSeries } from '../observability/fast-histogram.js';
@@ -7,16 +7,17 @@ import type { Logger } from '../observability/logger.js';
 import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
 import { ATTR, type TracedSpan } from '../observability/tracing.js';
 import type { JobDecoder } from '../ports.js';
-import { retryWithBackoff } from '../timing/backoff.js';
-import { type Clock, sleep } from '../timing/clock.js';
+import { backoffDelay, retryPolicies } from '../timing/backoff.js';
+import type { Clock } from '../timing/clock.js';
 import { AttemptTracer } from './attempt-trace.js';
 import { BatchCall } from './batch.js';
 import type { WorkerEvents } from './core.js';
 import type { Dispatcher, JobSlot } from './dispatcher.js';
-import { type HandlerDeps, runHandler } from './handler-call.js';
+import { callOne, type HandlerDeps, runHandler } from './handler-call.js';
 import { JobLog } from './job-log.js';
-import { Abandoned, type LeaseKeeper } from './lease.js';
-import type { Job, JobContext, ResolvedWorkerOptions } from './options.js';
+import { JobWaits } from './job-waits.js';
+import { Abandoned, IdempotencyKeyError, type LeaseKeeper } from './lease.js';
+import type { Job, ResolvedWorkerOptions } from './options.js';
 import type { KeyParking } from './parked-keys.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
@@ -37,6 +38,9 @@ export class Executor {
   private readonly tracer: AttemptTracer;
   private batchSizes: HistogramSeries | undefined;
   private readonly handlerDeps: HandlerDeps;
+  private readonly waits: JobWaits;
+  /** A write an outcome depends on, until acknowledged (job-waits.ts); strict order's writes use it too. */
+  readonly durably: JobWaits['durably'];
 
   constructor(
     private readonly deps: {
@@ -70,28 +74,63 @@ export class Executor {
     this.endToEnd = metrics.endToEndLatency.labels(this.labels);
     this.tracer = new AttemptTracer(options.tracing, options.groupId);
     this.handlerDeps = { jobTimeoutMs: options.jobTimeoutMs, clock: deps.clock, dispatcher: deps.dispatcher };
+    this.waits = new JobWaits(deps);
+    this.durably = this.waits.durably;
   }
 
-  /** Runs a started job; never rejects; always ends with `settle`. */
+  /**
+   * Runs a started job; never rejects; always ends with `settle`. A job never ends without an
+   * outcome while this worker runs and owns it: a fault outside the handler (a bug, or user code
+   * the worker calls besides the handler) makes it start over after a backoff, keeping its key's
+   * lane, so no later job of its key overtakes it and its offset is never skipped.
+   */
   async execute(item: WorkItem, slot: JobSlot): Promise<void> {
     const parking = this.deps.parking();
-    const gate = parking ? parking.gate(item) : 'run';
-    const span = gate === 'run' ? this.tracer.start(item, item.attempt) : undefined;
-    const log = new JobLog(this.deps.logger, item, item.attempt, span);
     try {
-      const ended =
-        gate === 'run' ? await this.process(item, slot, log) : await parking!.handle(item, slot, gate);
-      // Most jobs need nothing more: no promise for them (per-job cost).
-      const after = ended && gate === 'run' ? this.afterOutcome(item) : undefined;
-      if (after) await after;
-      if (ended) this.deps.done(item);
-    } catch (error) {
-      if (!(error instanceof Abandoned))
-        log.logger.error({ err: error }, 'job ended without an outcome; it stays uncommitted');
+      for (let faults = 0; ; faults++) {
+        const gate = parking ? parking.gate(item) : 'run';
+        const span = gate === 'run' ? this.tracer.start(item, item.attempt) : undefined;
+        const log = new JobLog(this.deps.logger, item, item.attempt, span);
+        try {
+          const ended =
+            gate === 'run' ? await this.process(item, slot, log) : await parking!.handle(item, slot, gate);
+          // Most jobs need nothing more: no promise for them (per-job cost).
+          const after = ended && gate === 'run' ? this.afterOutcome(item) : undefined;
+          if (after) await after;
+          if (ended) this.deps.done(item);
+          return;
+        } catch (error) {
+          if (error instanceof Abandoned) return;
+          log.logger.error(
+            { err: error, faults: faults + 1 },
+            'job failed outside its handler and has no outcome; it starts over (its key waits, its offset stays uncommitted)',
+          );
+          item.outcome = undefined;
+          if (!(await this.startOver(item, slot, faults))) return;
+        } finally {
+          log.end('abandoned');
+        }
+      }
     } finally {
-      log.end('abandoned');
       this.deps.settle(item);
       slot.batch?.leave(item);
+    }
+  }
+
+  /** Waits before a job starts over, without its slot; false when it should not (stop, partition lost). */
+  private async startOver(item: WorkItem, slot: JobSlot, faults: number): Promise<boolean> {
+    const dispatcher = this.deps.dispatcher();
+    if (slot.batch && !item.solo) {
+      // Its batch's call goes on without it; it runs alone, in the batch's slot.
+      item.solo = true;
+      slot.batch.leave(item);
+    } else dispatcher.releaseSlot(item);
+    try {
+      await this.waits.wait(item)(backoffDelay(retryPolicies.fault, faults, this.deps.random));
+      await this.waits.holdSlot(item);
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -111,13 +150,13 @@ export class Executor {
     const parking = this.deps.parking();
     // Sent to a tier: its key waits behind it.
     if (item.outcome === 'tier')
-      return parking?.parks(item) ? this.durably(item, () => parking.state.park(item)) : undefined;
+      return parking?.parks(item) ? this.waits.durably(item, () => parking.state.park(item)) : undefined;
     // The head of a parked key ended: its key is released (on whichever worker owns it).
     if (item.tier > 0 && item.rawHeaders?.[HEADERS.parksKey] !== undefined) {
       const outcome = item.outcome === 'dlq' ? 'dead' : 'completed';
-      return this.durably(item, () => this.deps.router.toRelease(item, item.jobId, outcome)).then(() =>
-        parking?.releaseNow(item, outcome),
-      );
+      return this.waits
+        .durably(item, () => this.deps.router.toRelease(item, item.jobId, outcome))
+        .then(() => parking?.releaseNow(item, outcome));
     }
     return undefined;
   }
@@ -139,58 +178,16 @@ export class Executor {
     for (const item of items) void this.execute(item, slot);
   }
 
-  /** Waits while the worker runs and owns the item; throws `Abandoned` when it should not go on. */
-  private readonly wait = (item: WorkItem) => async (ms: number) => {
-    const { state, clock } = this.deps;
-    await sleep(clock, ms, state.stopSignal);
-    if (!state.running || !(await this.deps.confirm(item))) throw new Abandoned();
-  };
-
-  private readonly waitWhileRunning = async (ms: number) => {
-    const { state, clock } = this.deps;
-    await sleep(clock, ms, state.stopSignal);
-    if (state.stopSignal.aborted) throw new Abandoned();
-  };
-
   private failure(errorClass: string): void {
     this.deps.metrics.failures.inc({ ...this.labels, error_class: errorClass });
   }
 
-  /**
-   * Decodes the record. While its writer schema cannot be fetched (registry down) the job waits
-   * without its slot — it keeps its key, so order holds, and jobs whose schemas are cached keep
-   * running — and takes a slot again before its handler runs.
-   */
-  private async decode(item: WorkItem, log: JobLog): Promise<unknown> {
-    const { decoder, dispatcher } = this.deps;
-    // Most records: a cached writer schema, decoded without a promise.
-    const cached = decoder.decodeCached?.(item.value);
-    if (cached) return cached.data;
-    // A schema not in memory means a registry call, which may take the registry's whole retry
-    // budget when it is down: the job gives its slot up for that time.
-    if (!decoder.decodesLocally(item.value)) dispatcher().releaseSlot(item);
-    const { data } = await retryWithBackoff('registry', () => decoder.decode(item.value), {
-      onError: (error, n) => {
-        if (error instanceof DecodeError) throw error;
-        if (n % 10 === 0)
-          log.logger.warn(
-            { err: error },
-            'writer schema unavailable; the job waits and retries (not dead-lettered)',
-          );
-        dispatcher().releaseSlot(item);
-      },
-      wait: this.wait(item),
-      random: this.deps.random,
-    });
-    return data;
-  }
-
   /** Runs the item to an outcome. Returns true when its offset may count as done. */
   private async process(item: WorkItem, slot: JobSlot, log: JobLog): Promise<boolean> {
-    const { options: o, state, leases, emit, clock, router } = this.deps;
+    const { options: o, state, leases, emit, router } = this.deps;
     let data: unknown;
     try {
-      data = await this.decode(item, log);
+      data = await this.waits.decode(item, log);
     } catch (error) {
       if (!(error instanceof DecodeError)) throw error;
       log.logger.warn(
@@ -213,7 +210,7 @@ export class Executor {
     const enqueued = headerString(item.rawHeaders, HEADERS.enqueuedAt);
     const enqueuedAt = enqueued ? Number(enqueued) : undefined;
     for (;;) {
-      await this.holdSlot(item);
+      await this.waits.holdSlot(item);
       const job: Job<unknown> = {
         id: item.jobId,
         key: item.key,
@@ -231,11 +228,25 @@ export class Executor {
       // A batch's jobs take their leases in lane order and do not hold their batch up while the
       // lease is held elsewhere (batch.ts).
       // A released job (strict key order) runs alone, in its release's slot.
-      const batch = item.released ? undefined : slot.batch;
-      if (leases && batch) await batch.leaseTurn(item);
-      const lease = leases
-        ? await leases.acquire(item, job, log, this.wait(item), batch && (() => batch.park(item)))
-        : 'none';
+      const batch = item.released || item.solo ? undefined : slot.batch;
+      let lease: 'acquired' | 'completed' | 'none' = 'none';
+      // A job whose idempotency key cannot be computed is not run: it goes to the DLQ with why.
+      let keyError: IdempotencyKeyError | undefined;
+      if (leases) {
+        if (batch) await batch.leaseTurn(item);
+        try {
+          lease = await leases.acquire(
+            item,
+            job,
+            log,
+            this.waits.wait(item),
+            batch && (() => batch.park(item)),
+          );
+        } catch (error) {
+          if (!(error instanceof IdempotencyKeyError)) throw error;
+          keyError = error;
+        }
+      }
       batch?.leased(item);
       if (lease === 'completed') {
         this.counts.duplicate++;
@@ -245,42 +256,20 @@ export class Executor {
         item.outcome = 'duplicate';
         return true;
       }
-      // The partition may have been lost while the job decoded or waited for its lease.
-      const confirmed = this.deps.confirm(item);
-      if (confirmed !== true && !(await confirmed)) throw new Abandoned();
-      emit('job:started', job);
-      const started = clock.now();
-      const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
-      let error: unknown;
-      try {
-        // A batch's job waits for the batch's call and gets its own result; the call may not
-        // happen for it (partition lost, stop): Abandoned (batch.ts).
-        error = batch
-          ? await batch.submit(item, job)
-          : await runHandler(this.handlerDeps, item, slot, log, (ctx) => this.single(job, ctx));
-      } finally {
-        stopRenewal?.();
-      }
-      const ms = clock.now() - started;
-      this.processing.observe(ms / 1000);
-      if (error === undefined) {
-        // The side effect happened: the done marker is written even if the partition moved on
-        // meanwhile (it lets the new owner skip the job); only a stop past its budget gives up.
-        if (lease === 'acquired') await leases!.finish(item, job, log, this.waitWhileRunning);
-        this.counts.completed++;
-        log.end('completed');
-        if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
-        emit('job:completed', job, { durationMs: ms });
-        item.outcome = 'completed';
-        return true;
-      }
+      const error = keyError ?? (await this.attempt(item, slot, job, lease, batch, log));
+      if (error === undefined) return true;
       log.fail(error);
       if (lease === 'acquired') await leases!.release(item, job);
       if (!state.running && state.stopSignal.aborted) {
         emit('job:failed', job, error, { next: 'abandoned', attempt });
         throw new Abandoned();
       }
-      const kind = o.classify?.(error) ?? defaultClassify(error);
+      const kind = classifySafely(o.classify, error, (fault) =>
+        log.logger.error(
+          { err: fault, original: errorClassName(error) },
+          'the classify hook failed; the job is treated as retriable',
+        ),
+      );
       const errorClass = errorClassName(error);
       this.failure(errorClass);
       const decision = decide(
@@ -300,7 +289,7 @@ export class Executor {
         log.logger.info({ err: error, delayMs: decision.delayMs }, 'job failed; retrying in place');
         inPlaceUsed++;
         log.end('retried');
-        await this.wait(item)(decision.delayMs);
+        await this.waits.wait(item)(decision.delayMs);
         attempt = decision.nextAttempt;
         log.next(attempt, this.tracer.start(item, attempt));
         continue;
@@ -335,12 +324,47 @@ export class Executor {
     }
   }
 
-  /** A job without a slot (it waited for the registry, or was stuck) takes one before its handler runs. */
-  private async holdSlot(item: WorkItem): Promise<void> {
-    const dispatcher = this.deps.dispatcher();
-    if (dispatcher.holdsSlot(item)) return;
-    const admitted = await dispatcher.reacquireSlot(item);
-    if (!admitted || !this.deps.state.running || !this.deps.owns(item)) throw new Abandoned();
+  /**
+   * One handler attempt of a started job: the handler (or its batch's call) with its lease kept
+   * alive; on success the done marker and the completion. Returns the failure, or undefined.
+   */
+  private async attempt(
+    item: WorkItem,
+    slot: JobSlot,
+    job: Job<unknown>,
+    lease: 'acquired' | 'none',
+    batch: BatchCall | undefined,
+    log: JobLog,
+  ): Promise<unknown> {
+    const { leases, emit, clock } = this.deps;
+    // The partition may have been lost while the job decoded or waited for its lease.
+    const confirmed = this.deps.confirm(item);
+    if (confirmed !== true && !(await confirmed)) throw new Abandoned();
+    emit('job:started', job);
+    const started = clock.now();
+    const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
+    let error: unknown;
+    try {
+      // A batch's job waits for the batch's call and gets its own result; the call may not
+      // happen for it (partition lost, stop): Abandoned (batch.ts).
+      error = batch
+        ? await batch.submit(item, job)
+        : await runHandler(this.handlerDeps, item, slot, log, (ctx) => callOne(this.deps.options, job, ctx));
+    } finally {
+      stopRenewal?.();
+    }
+    const ms = clock.now() - started;
+    this.processing.observe(ms / 1000);
+    if (error !== undefined) return error;
+    // The side effect happened: the done marker is written even if the partition moved on
+    // meanwhile (it lets the new owner skip the job); only a stop past its budget gives up.
+    if (lease === 'acquired') await leases!.finish(item, job, log, this.waits.waitWhileRunning);
+    this.counts.completed++;
+    log.end('completed');
+    if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
+    emit('job:completed', job, { durationMs: ms });
+    item.outcome = 'completed';
+    return undefined;
   }
 
   /** Sends to a tier or the DLQ, again until acknowledged (or the worker stops, or loses the partition). */
@@ -350,7 +374,7 @@ export class Executor {
     log: JobLog,
     send: (span: TracedSpan | undefined) => Promise<Route>,
   ): Promise<Route> {
-    return this.durably(
+    return this.waits.durably(
       item,
       () => send(log.span),
       (sendError) =>
@@ -359,37 +383,5 @@ export class Executor {
           'could not publish the failed job; retrying',
         ),
     );
-  }
-
-  /**
-   * A write an outcome depends on, again until acknowledged; throws `Abandoned` when the worker
-   * stops or the item's partition left (its new owner redoes the job: writing it too would
-   * duplicate the outcome), before or during the write.
-   */
-  readonly durably = async <T>(
-    item: WorkItem,
-    send: () => Promise<T>,
-    onError: (error: unknown) => void = (error) =>
-      this.deps.logger.warn({ err: error, tp: item.tp, offset: item.offset }, 'write failed; retrying'),
-  ): Promise<T> => {
-    if (!(await this.deps.confirm(item))) throw new Abandoned();
-    const result = await retryWithBackoff('produce', send, {
-      onError,
-      wait: this.wait(item),
-      random: this.deps.random,
-    });
-    // Written, but the partition left meanwhile: not an outcome of this ownership (at least once).
-    if (!(await this.deps.confirm(item))) throw new Abandoned();
-    return result;
-  };
-
-  /** One job's handler call: `handler`, or a `batchHandler` with this job alone (a released job). */
-  private single(job: Job<unknown>, ctx: JobContext): unknown {
-    const { handler, batchHandler } = this.deps.options;
-    if (handler) return handler(job as never, ctx);
-    return Promise.resolve(batchHandler!([job] as never, ctx)).then((result) => {
-      const failed = (result as { failed?: { error: unknown }[] } | undefined)?.failed?.[0];
-      if (failed) throw failed.error;
-    });
   }
 }

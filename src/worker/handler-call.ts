@@ -1,9 +1,9 @@
-import { JobTimeoutError } from '../failure/errors.js';
+import { JobTimeoutError, normalizeThrown } from '../failure/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { NOOP_SPAN, type TracedSpan } from '../observability/tracing.js';
 import type { Clock } from '../timing/clock.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
-import type { JobContext } from './options.js';
+import type { Job, JobContext, ResolvedWorkerOptions } from './options.js';
 import type { WorkItem } from './work-item.js';
 
 /** What a handler call needs of the worker. */
@@ -71,12 +71,26 @@ export async function runHandler(
     await (span ? span.run(() => call(ctx)) : call(ctx));
     return undefined;
   } catch (error) {
-    if (timeout && (error === timeout || (error as { name?: string } | null)?.name === 'AbortError'))
-      return timeout;
-    return error ?? new Error('handler threw a nullish value');
+    const thrown = normalizeThrown(error);
+    if (timeout && (thrown === timeout || (thrown as Error).name === 'AbortError')) return timeout;
+    return thrown;
   } finally {
     clock.clearTimeout(timer);
     clock.clearTimeout(stuckTimer);
     slot.attempt = undefined;
   }
+}
+
+/** One job's handler call: `handler`, or a `batchHandler` with this job alone (a released job). */
+export function callOne(
+  options: Pick<ResolvedWorkerOptions, 'handler' | 'batchHandler'>,
+  job: Job<unknown>,
+  ctx: JobContext,
+): unknown {
+  const { handler, batchHandler } = options;
+  if (handler) return handler(job as never, ctx);
+  return Promise.resolve(batchHandler!([job] as never, ctx)).then((result) => {
+    const failed = (result as { failed?: { error: unknown }[] } | undefined)?.failed?.[0];
+    if (failed) throw failed.error;
+  });
 }

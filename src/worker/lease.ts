@@ -1,3 +1,4 @@
+import { NonRetriableError, normalizeThrown } from '../failure/errors.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, every } from '../timing/clock.js';
@@ -7,6 +8,13 @@ import type { WorkItem } from './work-item.js';
 
 /** Thrown by a wait when the job should not go on (the worker stops, or lost its partition). */
 export class Abandoned extends Error {}
+
+/**
+ * The worker's `idempotency.key` threw or gave no usable id for a job: the job cannot be checked
+ * for duplicates, so it is not run; it goes to the DLQ with this reason (never lost, never run
+ * unchecked).
+ */
+export class IdempotencyKeyError extends NonRetriableError {}
 
 /**
  * The job's lease in the idempotency store, as BullMQ's lock manager keeps a job's lock: taken
@@ -30,10 +38,31 @@ export class LeaseKeeper {
     },
   ) {}
 
-  /** The id in the store. */
+  /** Ids already computed (a job's key function runs once per attempt). */
+  private readonly ids = new WeakMap<Job<unknown>, string>();
+
+  /** The id in the store; throws `IdempotencyKeyError` when `idempotency.key` fails for the job. */
   idOf(job: Job<unknown>): string {
-    const id = this.opts.key ? this.opts.key(job as Job<never>) : job.id;
-    return this.opts.scope === false ? id : `${this.opts.scope}:${id}`;
+    let id = this.ids.get(job);
+    if (id !== undefined) return id;
+    const own = this.opts.key ? this.ownKey(job) : job.id;
+    id = this.opts.scope === false ? own : `${this.opts.scope}:${own}`;
+    this.ids.set(job, id);
+    return id;
+  }
+
+  private ownKey(job: Job<unknown>): string {
+    let id: unknown;
+    try {
+      id = this.opts.key!(job as Job<never>);
+    } catch (error) {
+      const message = (normalizeThrown(error, 'idempotency.key') as Error).message;
+      throw new IdempotencyKeyError(`idempotency.key threw for job ${job.id}: ${message}`, { cause: error });
+    }
+    if (typeof id === 'string' && id !== '') return id;
+    throw new IdempotencyKeyError(
+      `idempotency.key returned ${typeof id === 'string' ? 'an empty string' : typeof id} for job ${job.id}; expected a non-empty string`,
+    );
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
 import type { ConsumerPort, GroupHooks } from '../ports.js';
-import { backoffDelay, retryPolicies } from '../timing/backoff.js';
+import { backoffDelay, retryPolicies, retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Committer } from './committer.js';
@@ -88,6 +88,31 @@ export class Membership {
       for (const topic of topics) this.deps.unknownTopic(topic);
     },
   };
+
+  /**
+   * Leaves the group and joins again subscribed to `topics` (delay buckets created while the worker
+   * runs), after draining as for any rebalance. Out of the group until the new subscription joins
+   * (/readyz says not ready); a failed resubscribe is tried again with the `consumerRestart`
+   * backoff until it succeeds or the worker stops — given up, the worker would start no job again.
+   */
+  async resubscribe(topics: readonly string[], paused: () => string[]): Promise<void> {
+    const { consumer, clock, logger, state } = this.deps;
+    if (!consumer.resubscribe) return;
+    await this.drain();
+    if (!state.running) return;
+    this.isJoined = false;
+    const resubscribe = consumer.resubscribe.bind(consumer);
+    await retryWithBackoff('consumerRestart', () => resubscribe(topics), {
+      onError: (error, n) =>
+        logger.warn({ err: error, attempt: n + 1 }, 'could not subscribe to the delay buckets; retrying'),
+      wait: async (ms) => {
+        await sleep(clock, ms, state.stopSignal);
+        if (!state.running) throw new Error('worker stopped');
+      },
+      random: this.deps.random,
+    }).catch(() => undefined);
+    if (state.paused) consumer.pause(paused());
+  }
 
   /** A commit sent under assignment `round` was refused: this member is out of the generation. */
   fenced(error: unknown, round: number): void {

@@ -29,6 +29,8 @@ export class WorkItem implements Schedulable, RoutedRecord {
   outcome: 'completed' | 'duplicate' | 'tier' | 'dlq' | undefined;
   /** A job released from parking (strict key order), run by its key's release record. */
   released = false;
+  /** A batch's job that started over after a fault: it runs alone (its batch's call went on without it). */
+  solo = false;
   /** Its key's next job may start already (dispatcher `releaseLane`). */
   laneFreed = false;
   private parsed: Record<string, string> | undefined;

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { AvroCodec, SchemaRegistryGateway } from '../codec/index.js';
@@ -33,7 +33,7 @@ import { every, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';
 import { type TopicNames, topicNames } from '../topology/topics.js';
 import { WorkerCore, type WorkerEvents } from './core.js';
-import { EVENTS } from './events.js';
+import { EVENTS, WorkerEmitter } from './events.js';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.js';
 import { KeyParking } from './parked-keys.js';
 
@@ -53,7 +53,7 @@ const LAG_FAILURES_BEFORE_WARNING = 3;
  * clients, checks the topics, serves /metrics, /healthz and /readyz, publishes lag, DLQ depth and
  * the desired replica count, and starts and stops the `WorkerCore` that does the work.
  */
-export class Worker<T = Record<string, unknown>> extends EventEmitter<WorkerEvents> {
+export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
   readonly options: ResolvedWorkerOptions;
   readonly topics: TopicNames;
   readonly metrics: QueueMetrics;
