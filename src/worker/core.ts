@@ -124,6 +124,9 @@ export class WorkerCore extends WorkerEmitter {
             onStoreUnavailable: () => metrics.failures.inc({ ...labels, error_class: 'StoreUnavailable' }),
           })
         : undefined;
+    const done = (item: WorkItem) => {
+      if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
+    };
     const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock);
     const executor = new Executor({
       options: o,
@@ -138,9 +141,7 @@ export class WorkerCore extends WorkerEmitter {
       parking: () => this.parking,
       owns: (item) => this.assignment.owns(item),
       confirm: (item) => this.assignment.confirm(item),
-      done: (item) => {
-        if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
-      },
+      done,
       settle: (item) => this.dispatcher.settle(item),
       emit: (event, ...args) => this.emit(event, ...(args as never)),
       random,
@@ -150,6 +151,7 @@ export class WorkerCore extends WorkerEmitter {
       ...{ counts: executor.counts, emit: (event, ...args) => this.emit(event, ...(args as never)) },
       ...{ assignment: this.assignment, dispatcher: () => this.dispatcher, durably: executor.durably },
       ...{ running: () => this.state.running, runReleased: (item, slot) => executor.runReleased(item, slot) },
+      done,
     });
     this.dispatcher = new Dispatcher({
       concurrency: o.concurrency,
@@ -178,9 +180,7 @@ export class WorkerCore extends WorkerEmitter {
       logger,
       random,
       confirm: (item) => this.assignment.confirm(item),
-      done: (item) => {
-        if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
-      },
+      done,
       finished: (item) => this.drop(item),
     });
     this.due = new DueQueue(clock, (item) => {
@@ -204,7 +204,7 @@ export class WorkerCore extends WorkerEmitter {
           deps.consumer.resumePartitions([{ topic, partition }]);
       },
       due: this.due,
-      parking: this.parking?.state,
+      parking: this.parking,
       delays: {
         topics: this.delayTopics,
         add: (item) => this.delays.add(item),
@@ -240,6 +240,8 @@ export class WorkerCore extends WorkerEmitter {
       random,
       idle: (deadline) => this.idle(deadline),
       rebalanced: (list) => this.emit('rebalance', list),
+      verified: () => this.parking?.resumeAll(),
+
       unknownTopic: (topic) => deps.unknownTopic?.(topic),
     });
     // Sampled when scraped, not per job.
@@ -275,9 +277,7 @@ export class WorkerCore extends WorkerEmitter {
   }
 
   assignedPartitions(): { topic: string; partition: number }[] {
-    return this.assignment
-      .partitions()
-      .map(({ tracker }) => ({ topic: tracker.topic, partition: tracker.partition }));
+    return this.assignment.partitions().map(({ tracker: t }) => ({ topic: t.topic, partition: t.partition }));
   }
 
   /** Joins the group and starts the commit timer. */

@@ -89,6 +89,11 @@ export class Executor {
     try {
       for (let faults = 0; ; faults++) {
         const gate = parking ? parking.gate(item) : 'run';
+        // Its key's release is unparking the key: gated again once that ended.
+        if (gate === 'closing') {
+          await parking!.closed(item);
+          continue;
+        }
         const span = gate === 'run' ? this.tracer.start(item, item.attempt) : undefined;
         const log = new JobLog(this.deps.logger, item, item.attempt, span);
         try {

@@ -95,7 +95,13 @@ export class Intake {
       /** Delay bucket topics, and where their records go once their hold ended. */
       delays: { topics: ReadonlySet<string>; add: (item: WorkItem) => void };
       /** Strict key order: the parked keys of a job-topic partition are read before its jobs are taken. */
-      parking?: { ready(partition: number): Promise<void> | undefined } | undefined;
+      parking?:
+        | {
+            ready(partition: number): Promise<void> | undefined;
+            /** The intake took a batch of the job topic's partition (strict order resumes releases). */
+            passed(partition: number): void;
+          }
+        | undefined;
       /** A batch of a topic this worker does not consume arrived (it was paused, not taken). */
       unknownTopic: (topic: string) => void;
     },
@@ -231,6 +237,7 @@ export class Intake {
     resolve();
     // Offsets the fetch covered without a job (transaction markers, aborted records) are consumed too.
     if (current()) tracker.skipTo(Number(batch.lastOffset) + 1);
+    if (tier === 0 && current()) this.deps.parking?.passed(batch.partition);
     await batch.heartbeat();
   }
 }

@@ -39,6 +39,8 @@ export class Membership {
       /** Resolves when no job holds a slot, or at `deadline`. */
       idle: (deadline: number) => Promise<void>;
       rebalanced: (assignment: { topic: string; partitions: number[] }[]) => void;
+      /** The assignment's kept partitions are verified: jobs may start. */
+      verified?: () => void;
       /** The assignment named a topic this member does not subscribe to (see GroupHooks). */
       unknownTopic: (topic: string) => void;
     },
@@ -70,6 +72,7 @@ export class Membership {
       void ready.then(() => {
         if (round !== this.joinRound) return;
         this.deps.state.rebalancing = false;
+        this.deps.verified?.();
         this.deps.dispatcher.pump();
       });
       this.isJoined = true;

@@ -31,7 +31,7 @@ export class KeyDeadError extends Error {
  * be skipped (handed off before: a parked job or the head, read again after a restart), or — a
  * release record — release its key.
  */
-export type Gate = 'run' | 'follow' | 'handed-off' | 'release';
+export type Gate = 'run' | 'follow' | 'handed-off' | 'release' | 'closing';
 
 type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
 
@@ -92,6 +92,8 @@ export class KeyParking {
       durably: <T>(item: WorkItem, send: () => Promise<T>) => Promise<T>;
       /** Runs a released job through the executor (decode, lease, handler, policy): sets its `outcome`. */
       runReleased: (item: WorkItem, slot: JobSlot) => Promise<void>;
+      /** The item reached an outcome: its offset counts as done. */
+      done: (item: WorkItem) => void;
     },
   ) {
     this.state = deps.state;
@@ -112,7 +114,13 @@ export class KeyParking {
     const parked = this.state.get(item.partition, item.key);
     if (!parked) return 'run';
     const offset = Number(item.offset);
-    return offset <= parked.last || this.state.handedOff(item.partition, offset) ? 'handed-off' : 'follow';
+    if (offset <= parked.last || this.state.handedOff(item.partition, offset)) return 'handed-off';
+    return parked.closing ? 'closing' : 'follow';
+  }
+
+  /** A job gated 'closing': resolves once its key's release ended (unparked, or given up); gate it again. */
+  async closed(item: WorkItem): Promise<void> {
+    await this.state.get(item.partition, item.key!)?.closing;
   }
 
   /** Whether `item` going to a retry tier parks its key. */
@@ -128,22 +136,56 @@ export class KeyParking {
    * parked behind another head) and does nothing.
    */
   releaseNow(head: WorkItem, outcome: 'completed' | 'dead'): void {
-    const { options, assignment, clock } = this.deps;
     const p = Number(head.headers[HEADERS.originPartition] ?? head.partition);
     const key = head.key;
     if (key === null || this.state.get(p, key)?.head !== head.jobId) return;
+    this.startRelease(p, key, outcome);
+  }
+
+  /**
+   * Releases whose record is already behind the commit point (a release this worker or an earlier
+   * owner began, then lost): resumed from the key's state as soon as the intake passed every job
+   * of the key parked before. Called when a partition's parked keys are known and after each
+   * fetched batch of the job topic.
+   */
+  resume(partition: number): void {
+    for (const [key, parked] of this.state.keysOf(partition))
+      if (parked.releasing && !parked.releaser) this.startRelease(partition, key, parked.releasing.outcome);
+  }
+
+  /** After a rebalance: releases to resume in every owned job-topic partition, once its parked keys are known. */
+  resumeAll(): void {
+    for (const { tracker } of this.deps.assignment.partitions())
+      if (tracker.topic === this.deps.options.topic)
+        void this.state.ready(tracker.partition)?.then(() => this.resume(tracker.partition));
+  }
+
+  /** The intake waits for a partition's parked keys before its first batch. */
+  ready(partition: number): Promise<void> | undefined {
+    return this.state.ready(partition);
+  }
+
+  /** The intake took a batch of the job topic's `partition`. */
+  passed(partition: number): void {
+    this.resume(partition);
+  }
+
+  /** Adds a release of `key` to its lane, once this ownership read the job topic past its parked jobs. */
+  private startRelease(p: number, key: string, outcome: 'completed' | 'dead'): void {
+    const { options, assignment, clock } = this.deps;
     const owned = assignment.get(tpKey(options.topic, p));
-    if (!owned?.verified) return;
+    const parked = this.state.get(p, key);
+    if (!owned?.verified || !parked || parked.releaser) return;
     // Not before this ownership read the job topic past every offset parked (by it or before it):
     // one read again after the release would run as a fresh job. The release record does it then.
-    const parked = this.state.get(p, key)!;
     const top = Math.max(parked.last, this.state.loadedTop(p), parked.followers.at(-1)?.src ?? -1);
-    if (!owned.tracker.seen(top)) return;
+    if (!owned.tracker.passed(top)) return;
+    parked.releaser = true;
     const record = {
       offset: '-1',
       key: Buffer.from(key),
       value: null,
-      headers: { [HEADERS.release]: head.jobId, [HEADERS.releaseOutcome]: outcome },
+      headers: { [HEADERS.release]: parked.head, [HEADERS.releaseOutcome]: outcome },
     };
     // Behind the jobs of its key already in the lane (they are parked first, then released).
     const release = new WorkItem(
@@ -161,13 +203,18 @@ export class KeyParking {
   }
 
   /** Handles a gated job; true when its offset may count as done. */
-  async handle(item: WorkItem, slot: JobSlot, gate: Exclude<Gate, 'run'>): Promise<boolean> {
+  async handle(item: WorkItem, slot: JobSlot, gate: Exclude<Gate, 'run' | 'closing'>): Promise<boolean> {
     if (gate === 'handed-off') return true;
     const parked = this.state.get(item.partition, item.key!);
     if (gate === 'follow') {
       if (!parked) return true;
       const written = this.deps.durably(item, () => this.state.follow(item, parked));
-      parked.inflight = Promise.allSettled([parked.inflight, written]);
+      const writes = (parked.writes ??= new Set());
+      writes.add(written);
+      void written.then(
+        () => writes.delete(written),
+        () => writes.delete(written),
+      );
       // The key's next job may be parked meanwhile; this one keeps its slot (a drain waits for it)
       // and counts as done once acknowledged.
       this.deps.dispatcher().releaseLane(item);
@@ -183,25 +230,51 @@ export class KeyParking {
       await this.deps.durably(item, () => this.state.unpark(item.partition, item.key!));
       return true;
     }
-    if (parked.head !== head) return true;
-    await this.release(item, slot, parked, head);
+    // Another release of the key runs (a resumed one, or the one this worker started at once).
+    if (parked.head !== head || (parked.releaser && item.offset !== '-1')) return true;
+    try {
+      await this.release(item, slot, parked, head);
+    } finally {
+      parked.releaser = undefined;
+    }
     return true;
   }
 
+  /** Every hand-off of the key's jobs under way has landed (or failed). */
+  private async landed(parked: ParkedKey): Promise<void> {
+    while (parked.writes && parked.writes.size > 0) await Promise.allSettled([...parked.writes]);
+  }
+
   private async release(item: WorkItem, slot: JobSlot, parked: ParkedKey, head: string): Promise<void> {
-    const { options, durably, clock, emit, logger } = this.deps;
+    const { options, durably, clock, emit, logger, dispatcher } = this.deps;
     const key = item.key!;
     const p = item.partition;
-    const died = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead';
-    let cause = died && options.retry.onDeadKey === 'dead-letter' ? head : undefined;
+    parked.releaser = true;
+    const outcome = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead' ? 'dead' : 'completed';
+    let cause =
+      parked.releasing?.cause ??
+      (outcome === 'dead' && options.retry.onDeadKey === 'dead-letter' ? head : undefined);
     logger.info(
       { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
-      'key released: its parked jobs run in order',
+      parked.releasing
+        ? 'key release resumed: its parked jobs run in order'
+        : 'key released: its parked jobs run in order',
     );
-    // Every job of the key parked before this record is in the list once its write landed.
-    await parked.inflight;
+    // First the key's state says it is being released (a new owner resumes from it); then the
+    // release record counts as done and the key's lane is free — its new jobs are parked behind
+    // the release, in order — so the partition's commit point and its other keys move on while the
+    // parked jobs run, however many there are.
+    if (!parked.releasing)
+      await durably(item, () => this.state.releasing(p, key, parked, { outcome, cause }));
+    this.deps.done(item);
+    dispatcher().releaseLane(item);
     const tombstones: Promise<void>[] = [];
-    while (parked.followers.length > 0) {
+    for (;;) {
+      await this.landed(parked);
+      if (parked.followers.length === 0) {
+        if (parked.writes?.size) continue;
+        break;
+      }
       const wanted = parked.followers.length;
       const records = await durably(item, () => this.state.read(p, parked));
       if (records.length === 0) {
@@ -233,7 +306,12 @@ export class KeyParking {
             await Promise.all(tombstones);
             return;
           }
-          if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') cause = job.jobId;
+          if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') {
+            const dead = job.jobId;
+            cause = dead;
+            // A resumed release dead-letters the rest too.
+            await durably(item, () => this.state.releasing(p, key, parked, { outcome: 'dead', cause: dead }));
+          }
         }
         // Off the list now (the next read starts after it); its tombstone goes out meanwhile.
         const tombstone = durably(item, this.state.ran(p, parked, src));
@@ -242,7 +320,15 @@ export class KeyParking {
         tombstones.push(tombstone);
       }
     }
-    await Promise.all(tombstones);
-    await durably(item, () => this.state.unpark(p, key));
+    // Every parked job ran: the key's next job waits (gate 'closing') until the key is unparked.
+    let closed!: () => void;
+    parked.closing = new Promise<void>((resolve) => (closed = resolve));
+    try {
+      await Promise.all(tombstones);
+      await durably(item, () => this.state.unpark(p, key));
+    } finally {
+      parked.closing = undefined;
+      closed();
+    }
   }
 }

@@ -28,8 +28,21 @@ export interface ParkedKey {
    */
   last: number;
   /** Hand-offs of parked jobs under way (a release waits for them). */
-  inflight?: Promise<unknown> | undefined;
+  writes?: Set<Promise<unknown>> | undefined;
+  /**
+   * The key's head ended and its parked jobs are being run (kept in its state record, so a new
+   * owner resumes the release: the release record itself counts as done once this is written).
+   * `cause`: with `onDeadKey: 'dead-letter'`, the dead job the rest is dead-lettered behind.
+   */
+  releasing?: { outcome: 'completed' | 'dead'; cause?: string | undefined } | undefined;
+  /** A release of this key runs in this worker now (or is queued to). */
+  releaser?: boolean | undefined;
+  /** The release ran every parked job and is unparking the key: its next job waits for that. */
+  closing?: Promise<void> | undefined;
 }
+
+/** What a key's state record holds. */
+type KeyStateRecord = Pick<ParkedKey, 'head' | 'headOffset' | 'since' | 'releasing'>;
 
 /**
  * Which keys of each owned job-topic partition are parked (strict key order), kept in the
@@ -194,11 +207,7 @@ export class ParkingState {
         const key = id.slice(this.statePrefix.length);
         if (r.value === null) keys.delete(key);
         else {
-          const s = JSON.parse(r.value.toString('utf8')) as {
-            head: string;
-            headOffset: number;
-            since: number;
-          };
+          const s = JSON.parse(r.value.toString('utf8')) as KeyStateRecord;
           keys.set(key, { ...s, followers: [], last: s.headOffset });
         }
       } else if (id.startsWith(this.jobPrefix)) {
@@ -247,7 +256,7 @@ export class ParkingState {
     if (!part) throw new Error(`partition ${item.partition} is not owned`);
     const known = part.keys.get(key);
     const since = known?.since ?? this.deps.clock.now();
-    const state = { head: item.jobId, headOffset: offset, since };
+    const state: KeyStateRecord = { head: item.jobId, headOffset: offset, since };
     const records: OutgoingRecord[] = [];
     const wasParked = known?.followers[0]?.src === offset;
     if (wasParked)
@@ -257,15 +266,47 @@ export class ParkingState {
         headers: {},
         partition: item.partition,
       });
-    records.push({
+    records.push(this.stateRecord(item.partition, key, state));
+    await this.write(item.partition, records);
+    if (!known) {
+      part.keys.set(key, { ...state, followers: [], last: offset });
+      return;
+    }
+    // In place: jobs of the key being parked meanwhile (a release frees the key's lane) go into
+    // the same list.
+    if (wasParked) known.followers.shift();
+    Object.assign(known, state, { releasing: undefined, last: Math.max(known.last, offset) });
+  }
+
+  private stateRecord(partition: number, key: string, state: KeyStateRecord): OutgoingRecord {
+    return {
       key: `${this.statePrefix}${key}`,
       value: Buffer.from(JSON.stringify(state)),
       headers: {},
-      partition: item.partition,
-    });
-    await this.write(item.partition, records);
-    const followers = wasParked ? known!.followers.slice(1) : (known?.followers ?? []);
-    part.keys.set(key, { ...state, followers, last: Math.max(known?.last ?? -1, offset) });
+      partition,
+    };
+  }
+
+  /**
+   * The key's head ended: its release begins (or its dead-letter cause changed). Kept in the key's
+   * state record, so whoever owns the partition next resumes the release.
+   */
+  async releasing(
+    partition: number,
+    key: string,
+    parked: ParkedKey,
+    info: ParkedKey['releasing'],
+  ): Promise<void> {
+    const { head, headOffset, since } = parked;
+    await this.write(partition, [
+      this.stateRecord(partition, key, { head, headOffset, since, releasing: info }),
+    ]);
+    parked.releasing = info;
+  }
+
+  /** The parked keys of a partition. */
+  keysOf(partition: number): ReadonlyMap<string, ParkedKey> {
+    return this.parts.get(partition)?.keys ?? new Map();
   }
 
   /**

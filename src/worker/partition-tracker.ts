@@ -43,6 +43,14 @@ export class PartitionTracker {
     readonly partition: number,
   ) {}
 
+  /**
+   * True when the intake of this ownership is past `offset`: accepted, or below the offset the
+   * group had committed when the ownership began (never fetched again).
+   */
+  passed(offset: number): boolean {
+    return offset <= this.lastAccepted || offset < Number(this.baseline.slice(0, this.baseline.indexOf('|')));
+  }
+
   /** True when `offset` was already accepted in this ownership (re-fetched after a rejoin). */
   seen(offset: number): boolean {
     return offset <= this.lastAccepted;

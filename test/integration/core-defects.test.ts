@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { paymentProducer } from '../../chaos/payments.js';
 import { HEADERS } from '../../src/headers.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
@@ -135,4 +136,70 @@ describe('core defects (issue 25)', () => {
     expect(dead).toHaveLength(1);
     await cleanup();
   }, 90_000);
+
+  it('a long release does not pin its partition: other keys commit past it while the parked jobs run; a pause stops the release too', async () => {
+    const { topic, cleanup } = await jobTopic('long-release', { partitions: 1, tierDelays: [300] });
+    const groupId = uniqueName('long-release-g');
+    const producer = await paymentProducer(stack(), topic);
+    const job = (key: string, seq: number) => ({
+      key,
+      jobId: `${key}-${seq}`,
+      data: {
+        paymentId: `${key}-${seq}`,
+        accountId: key,
+        amountCents: 100,
+        currency: 'EUR' as const,
+        sequence: seq,
+        createdAt: Date.now(),
+        memo: null,
+      },
+    });
+    // hot-0 fails once; hot-1..400 are parked behind it and released one by one (15 ms each).
+    await producer.enqueueMany(Array.from({ length: 401 }, (_, i) => job('hot', i)));
+    const hotRuns: { seq: number; start: number }[] = [];
+    let failed = false;
+    let paused = false;
+    const startsWhilePaused: number[] = [];
+    const w = worker(topic, groupId, {
+      retry: { tiers: [300], inPlace: 0, maxAttempts: 3, ordering: 'strict' },
+      concurrency: 8,
+      handler: async (j) => {
+        if (paused) startsWhilePaused.push(j.data.sequence);
+        if (j.key !== 'hot') return;
+        hotRuns.push({ seq: j.data.sequence, start: Date.now() });
+        if (j.data.sequence === 0 && !failed) {
+          failed = true;
+          throw new Error('downstream down');
+        }
+        await sleep(15);
+      },
+    });
+    await w.start();
+    await waitUntil(() => hotRuns.length >= 20, { timeoutMs: 30_000, what: 'the release under way' });
+    // Other keys' jobs enqueued now land after the release record: they must commit meanwhile.
+    await producer.enqueueMany(Array.from({ length: 200 }, (_, i) => job(`other-${i % 20}`, i)));
+    const end = await logEnd(topic);
+    await waitUntil(async () => ((await committedOffsets(groupId, topic)).get(0) ?? 0) >= end, {
+      timeoutMs: 20_000,
+      what: 'the commit past the release record and the other keys',
+    });
+    const releasedWhenCommitted = hotRuns.length;
+    expect(releasedWhenCommitted).toBeLessThan(402);
+    // Paused: the release starts no further parked job until resumed.
+    w.pause();
+    paused = true;
+    await sleep(500);
+    const runsWhenPaused = hotRuns.length;
+    await sleep(1000);
+    expect(hotRuns.length).toBe(runsWhenPaused);
+    paused = false;
+    w.resume();
+    await waitUntil(() => hotRuns.length === 402, { timeoutMs: 30_000, what: 'every hot job run' });
+    await w.stop();
+    await producer.disconnect();
+    expect(startsWhilePaused).toEqual([]);
+    // Strict order: hot-0 (its retry) then hot-1..400, one at a time.
+    expect(hotRuns.slice(1).map((r) => r.seq)).toEqual(Array.from({ length: 401 }, (_, i) => i));
+    await cleanup();
+  }, 120_000);
 });
