@@ -66,7 +66,7 @@ export class QueueMetrics {
     const latencyBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
     this.depthPending = new client.Gauge({
       name: 'queue_depth_pending',
-      help: 'Log-end offset minus committed offset, per partition',
+      help: 'Jobs still to process per partition: log-end offset minus committed offset minus jobs finished above it (offset map)',
       labelNames: ['topic', 'partition', 'group'],
       registers,
     });
