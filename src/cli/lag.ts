@@ -12,6 +12,7 @@ import {
 } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
+import { every, setAnyTimeout, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 import { action, CliError, colour, EXIT, parseIntOption } from './common.js';
@@ -185,7 +186,8 @@ Examples:
           if (!flags.watch) return;
           for (const r of rows) previous.set(`${r.topic}:${r.partition}`, r.lag);
           last = now;
-          await new Promise((r) => setTimeout(r, flags.interval));
+          // A plain timer would fire at once past ~24.8 days (--interval has no upper bound).
+          await new Promise<void>((r) => setAnyTimeout(r, flags.interval));
         }
       },
     ),
@@ -313,9 +315,9 @@ Examples:
         process.stdout.write(
           `exporting lag of group ${flags.group} on http://${flags.host}:${typeof address === 'object' && address ? address.port : flags.port}/metrics\n`,
         );
-        const timer = setInterval(() => void refresh(), flags.interval);
+        const stopRefresh = every(systemClock, flags.interval, () => void refresh());
         const stop = () => {
-          clearInterval(timer);
+          stopRefresh();
           server.close();
           void admin.disconnect().finally(() => process.exit(EXIT.ok));
         };
