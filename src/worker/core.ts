@@ -120,7 +120,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
             onStoreUnavailable: () => metrics.failures.inc({ ...labels, error_class: 'StoreUnavailable' }),
           })
         : undefined;
-    const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock);
+    const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock, o.retry.tiers, logger);
     const executor = new Executor({
       options: o,
       state: this.state,
@@ -165,7 +165,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       },
     });
     this.delays = new DelayForwarder({
-      mainTopic: deps.topics.main,
+      topics: deps.topics,
       group: o.groupId,
       buckets: deps.topics.delays ?? [],
       sender: new BatchedSender(deps.producer, clock),
