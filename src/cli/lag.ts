@@ -294,7 +294,7 @@ Examples:
             metrics.desiredReplicas.set({ group: flags.group }, desired.update(totalLag(lag, 'due')));
             for (const t of jobTopics) {
               metrics.dlqDepth.set(
-                { topic: t, group: flags.group },
+                { topic: t },
                 await dlqDepth(admin, t, topicNames(t, 0).dlq).catch(() => 0),
               );
             }
