@@ -9,6 +9,11 @@ export const HEADERS = {
   dueAt: 'strand-due-at',
   /** Until when a record in a delay bucket stays there (its write time + the bucket's length). */
   holdUntil: 'strand-hold-until',
+  /**
+   * On a retried job waiting in the delay buckets (a `RetryLaterError` longer than the last tier):
+   * the retry tier it goes to when due, instead of the job topic.
+   */
+  retryTier: 'strand-retry-tier',
   originTopic: 'strand-origin-topic',
   originPartition: 'strand-origin-partition',
   originOffset: 'strand-origin-offset',

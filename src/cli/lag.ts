@@ -12,6 +12,7 @@ import {
 } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
+import { every, setAnyTimeout, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
 import { action, CliError, colour, EXIT, parseIntOption } from './common.js';
@@ -105,12 +106,13 @@ function render(lag: PartitionLag[], previous: Map<string, number>, seconds: num
       String(l.partition),
       String(l.end),
       l.committed === null ? '-' : String(l.committed),
+      String(l.doneAbove),
       String(l.lag),
       String(l.due),
       trend,
     ];
   });
-  const head = ['TOPIC', 'PARTITION', 'END', 'COMMITTED', 'LAG', 'DUE', 'TREND'];
+  const head = ['TOPIC', 'PARTITION', 'END', 'COMMITTED', 'DONE', 'LAG', 'DUE', 'TREND'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.replace(ANSI, '').length)));
   const lines = [head, ...rows].map((r) =>
     r
@@ -130,7 +132,9 @@ function render(lag: PartitionLag[], previous: Map<string, number>, seconds: num
 export function registerLag(program: Command): void {
   const lag = program
     .command('lag')
-    .description('consumer lag per partition (end offset − committed), without a running worker')
+    .description(
+      'consumer lag per partition (end offset − committed − done above it), without a running worker',
+    )
     .requiredOption('--group <id>', 'consumer group')
     .option('--topic <topic>', 'job topic (default: every topic the group committed on)')
     .option(
@@ -143,8 +147,11 @@ export function registerLag(program: Command): void {
   withConnectionFlags(lag, { registry: false }).addHelpText(
     'after',
     `
-A partition without a committed offset counts every retained record (end − log start). DUE is the
-part that can run now: on a retry tier, the records appended at least the tier's delay ago.
+LAG = END − COMMITTED − DONE: DONE counts the jobs a worker finished out of order above the
+committed offset (the offset map in the commit), so one slow job with thousands finished behind it
+is a lag of 1. A partition without a committed offset counts every retained record (end − log
+start). DUE is the part that can run now: on a retry tier, the records appended at least the
+tier's delay ago.
 
 Examples:
   strand lag --group payments-workers
@@ -179,7 +186,8 @@ Examples:
           if (!flags.watch) return;
           for (const r of rows) previous.set(`${r.topic}:${r.partition}`, r.lag);
           last = now;
-          await new Promise((r) => setTimeout(r, flags.interval));
+          // A plain timer would fire at once past ~24.8 days (--interval has no upper bound).
+          await new Promise<void>((r) => setAnyTimeout(r, flags.interval));
         }
       },
     ),
@@ -222,8 +230,9 @@ Examples:
     `
 Exposes queue_depth_pending, queue_dlq_depth and queue_desired_replicas on /metrics, with the
 same names and labels as a worker, so an HPA or KEDA keeps a signal when workers are scaled to zero.
-queue_depth_pending counts every pending record; queue_desired_replicas only those that can run now
-(retry-tier records once their tier's delay has passed).
+queue_depth_pending counts every pending record (jobs finished out of order above the committed
+offset are not pending); queue_desired_replicas only those that can run now (retry-tier records
+once their tier's delay has passed).
 
 Examples:
   strand exporter --group payments-workers --topic payments --retry-tiers 1s,10s,60s --port 9464`,
@@ -285,7 +294,7 @@ Examples:
             metrics.desiredReplicas.set({ group: flags.group }, desired.update(totalLag(lag, 'due')));
             for (const t of jobTopics) {
               metrics.dlqDepth.set(
-                { topic: t, group: flags.group },
+                { topic: t },
                 await dlqDepth(admin, t, topicNames(t, 0).dlq).catch(() => 0),
               );
             }
@@ -306,9 +315,9 @@ Examples:
         process.stdout.write(
           `exporting lag of group ${flags.group} on http://${flags.host}:${typeof address === 'object' && address ? address.port : flags.port}/metrics\n`,
         );
-        const timer = setInterval(() => void refresh(), flags.interval);
+        const stopRefresh = every(systemClock, flags.interval, () => void refresh());
         const stop = () => {
-          clearInterval(timer);
+          stopRefresh();
           server.close();
           void admin.disconnect().finally(() => process.exit(EXIT.ok));
         };

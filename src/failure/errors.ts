@@ -8,18 +8,43 @@ export class NonRetriableError extends StrandError {
 }
 
 /**
- * Thrown by a handler: run the job again after `delayMs` (through a retry tier), without counting
- * it as a failed attempt (e.g. a downstream said "come back later").
+ * Thrown by a handler: run the job again after `delayMs` (through a retry tier, or the delay buckets
+ * when it is longer than the last tier), without counting it as a failed attempt (e.g. a downstream
+ * said "come back later"). Without `delayMs`, after the first tier's delay. A `delayMs` given must be
+ * a finite number of milliseconds >= 0: anything else (NaN from a missing Retry-After header, a
+ * negative number, Infinity) throws a `RangeError` here, so the bug shows at the throw site and the
+ * job is dead-lettered with that reason, not retried at an arbitrary time (docs/guarantees.md,
+ * "Retry later").
  */
 export class RetryLaterError extends StrandError {
-  readonly delayMs: number;
-  constructor(opts: { delayMs: number; message?: string; cause?: unknown }) {
-    super('RETRY_LATER', opts.message ?? `retry later (in ${opts.delayMs} ms)`, {
-      retriable: true,
-      cause: opts.cause,
-    });
-    this.delayMs = opts.delayMs;
+  /** The delay asked for; undefined: none (the first tier's). */
+  readonly delayMs: number | undefined;
+  constructor(opts: { delayMs?: number; message?: string; cause?: unknown } = {}) {
+    const { delayMs } = opts as { delayMs?: unknown };
+    if (delayMs !== undefined && !isRetryDelay(delayMs))
+      throw new RangeError(
+        `RetryLaterError: delayMs must be a finite number of milliseconds >= 0, got ${describeValue(delayMs)}`,
+      );
+    super(
+      'RETRY_LATER',
+      opts.message ?? (delayMs === undefined ? 'retry later' : `retry later (in ${delayMs} ms)`),
+      {
+        retriable: true,
+        cause: opts.cause,
+      },
+    );
+    this.delayMs = delayMs;
   }
+}
+
+/** A delay a job may ask for: a finite number of milliseconds, not negative. */
+export function isRetryDelay(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 40))}`;
+  return typeof value === 'number' || value === null ? String(value) : typeof value;
 }
 
 /** The handler did not finish within `jobTimeoutMs`; retriable. */

@@ -3,6 +3,7 @@ import { HEADERS } from '../headers.js';
 import { type Context, ROOT_CONTEXT, type TracedSpan, withContext } from '../observability/tracing.js';
 import type { OutgoingRecord, ProducePort, RecordHeaders } from '../ports.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
+import { chooseBucket } from '../topology/delays.js';
 import type { TopicNames } from '../topology/topics.js';
 import { errorClassName } from './errors.js';
 
@@ -10,8 +11,18 @@ const STACK_LIMIT = 4096;
 
 /** Where a failed job went. */
 export type Route =
-  | { kind: 'tier'; tier: number; topic: string; dueAt: number }
+  | {
+      kind: 'tier';
+      tier: number;
+      topic: string;
+      dueAt: number;
+      /** The delay bucket it waits in first (a delay longer than its tier's): it reaches `topic` when due. */
+      delayBucket?: string;
+    }
   | { kind: 'dlq'; topic: string };
+
+/** At most one warning this often about retry-later delays cut to the longest tier's. */
+const CAPPED_WARNING_MS = 60_000;
 
 /** What the router needs of a consumed record. */
 export interface RoutedRecord {
@@ -117,12 +128,19 @@ export class BatchedSender {
  */
 export class OutcomeRouter {
   private readonly sender: BatchedSender;
+  private capped = { count: 0, warnedAt: Number.NEGATIVE_INFINITY };
 
+  /**
+   * `tierDelays`: the delay of each tier in ms (`retry.tiers`), so that a longer requested delay does
+   * not wait in a tier; `logger` says when such a delay had to be cut (no delay buckets).
+   */
   constructor(
     producer: ProducePort,
     private readonly topics: TopicNames,
     private readonly group: string,
     private readonly clock: Clock,
+    private readonly tierDelays: readonly number[] = [],
+    private readonly logger?: { warn(obj: object, msg: string): void },
   ) {
     this.sender = new BatchedSender(producer, clock);
   }
@@ -131,6 +149,14 @@ export class OutcomeRouter {
     return this.sender.send(topic, message, span);
   }
 
+  /**
+   * Sends a job to retry tier `opts.tier`, due `opts.delayMs` from now. A tier partition is paused
+   * at its head until the head is due, so a record must not wait in a tier longer than the tier's
+   * delay: it would hold every due retry behind it (and past the tier's retention, be deleted). A
+   * longer delay (a `RetryLaterError` beyond the last tier) waits in the job topic's delay buckets
+   * instead, which move it to the tier when due (`strand-retry-tier`, worker/delays.ts); a topic
+   * without buckets gets the longest tier delay, and a warning says how to have the full one.
+   */
   async toTier(
     item: RoutedRecord,
     error: unknown,
@@ -140,7 +166,18 @@ export class OutcomeRouter {
   ): Promise<Route> {
     const topic = this.topics.tiers[opts.tier - 1];
     if (!topic) throw new Error(`no retry tier ${opts.tier}`);
-    const dueAt = this.clock.now() + opts.delayMs;
+    const now = this.clock.now();
+    const tierDelay = this.tierDelays[opts.tier - 1];
+    const buckets = this.topics.delays ?? [];
+    const longer = tierDelay !== undefined && opts.delayMs > tierDelay;
+    // With the 0 s bucket among them, some bucket always fits (it holds what is shorter than the rest).
+    const pick = longer && buckets.length > 0 ? chooseBucket(buckets, opts.delayMs) : undefined;
+    const bucket = pick?.kind === 'bucket' ? pick.bucket : undefined;
+    // No bucket: the longest tier delay (tiers need not be in order; a retry-later never waits less
+    // than the first tier's).
+    const cap = longer && !bucket ? Math.max(...this.tierDelays) : undefined;
+    if (cap !== undefined) this.warnCapped(opts.delayMs, cap, topic);
+    const dueAt = now + (cap ?? opts.delayMs);
     const ours: Record<string, string> = {
       ...failureHeaders(item, error, this.group),
       [HEADERS.attempt]: String(opts.nextAttempt),
@@ -148,12 +185,30 @@ export class OutcomeRouter {
     };
     if (opts.retryLater) ours[HEADERS.retryLater] = String(Number(item.headers[HEADERS.retryLater] ?? 0) + 1);
     if (parksKey) ours[HEADERS.parksKey] = '1';
+    if (bucket) {
+      ours[HEADERS.holdUntil] = String(now + bucket.ms);
+      ours[HEADERS.retryTier] = String(opts.tier);
+    }
     await this.send(
-      topic,
+      bucket?.topic ?? topic,
       { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) },
       span,
     );
-    return { kind: 'tier', tier: opts.tier, topic, dueAt };
+    return bucket
+      ? { kind: 'tier', tier: opts.tier, topic, dueAt, delayBucket: bucket.topic }
+      : { kind: 'tier', tier: opts.tier, topic, dueAt };
+  }
+
+  /** A delay cut to the longest tier's (no delay buckets): said at most once a minute, with how often. */
+  private warnCapped(requestedMs: number, tierDelayMs: number, topic: string): void {
+    this.capped.count++;
+    const now = this.clock.now();
+    if (now - this.capped.warnedAt < CAPPED_WARNING_MS) return;
+    this.logger?.warn(
+      { requestedMs, tierDelayMs, tier: topic, jobs: this.capped.count },
+      `retry-later delays above the longest retry tier's ${tierDelayMs} ms wait only that long: ${this.topics.main} has no delay buckets (create them with "strand topics create ${this.topics.main} --delays")`,
+    );
+    this.capped = { count: 0, warnedAt: now };
   }
 
   async toDlq(

@@ -1,4 +1,5 @@
 import type { Admin } from '../kafka/client.js';
+import { countOffsetMap } from './offset-map.js';
 import {
   decodeReplayed,
   type ReplayedSet,
@@ -18,8 +19,15 @@ export interface PartitionLag {
   /** Committed offset, or null when the group has none for this partition. */
   committed: number | null;
   /**
-   * end − committed; with no committed offset, every retained record counts (end − start),
-   * which is what a worker starting from the earliest offset has to process.
+   * Jobs finished above the committed offset, out of order (the offset map in the commit's
+   * metadata, docs/architecture.md "Commits and the offset map"): not pending, not in `lag`.
+   */
+  doneAbove: number;
+  /**
+   * Records still to process: end − committed − doneAbove. With no committed offset every retained
+   * record counts (end − start), which is what a worker starting from the earliest offset has to do.
+   * Offsets above the commit point that hold no job (a transaction marker, an aborted record) count
+   * until the commit point passes them: the worker moves it past them once the jobs before are done.
    */
   lag: number;
   /**
@@ -71,10 +79,14 @@ export async function computeLag(
     for (const o of offsets) {
       const end = Number(o.high);
       const start = Number(o.low);
-      const raw = Number(c?.partitions.find((p) => p.partition === o.partition)?.offset ?? -1);
+      const commit = c?.partitions.find((p) => p.partition === o.partition);
+      const raw = Number(commit?.offset ?? -1);
       const at = raw >= 0 ? raw : null;
       const from = at ?? start;
-      const lag = Math.max(0, end - from);
+      // Done out of order above the commit point, below `upTo`: finished, so not pending (nor due).
+      const doneBelow = (upTo: number) => (at === null ? 0 : countOffsetMap(at, commit?.metadata, upTo));
+      const doneAbove = doneBelow(end);
+      const lag = Math.max(0, end - from - doneAbove);
       // No offset answered for a partition: count it all as due rather than hide work.
       const dueEnd = Math.min(end, notYetDue?.get(o.partition) ?? end);
       out.push({
@@ -83,8 +95,9 @@ export async function computeLag(
         end,
         start,
         committed: at,
+        doneAbove,
         lag,
-        due: neverDue ? 0 : Math.min(lag, Math.max(0, dueEnd - from)),
+        due: neverDue ? 0 : Math.min(lag, Math.max(0, dueEnd - from - doneBelow(dueEnd))),
       });
     }
   }

@@ -22,7 +22,7 @@ export class QueueMetrics {
   readonly batchSize: FastHistogram;
   readonly retries: client.Counter<'topic' | 'group' | 'tier'>;
   readonly failures: client.Counter<'topic' | 'group' | 'error_class'>;
-  readonly dlqDepth: client.Gauge<'topic' | 'group'>;
+  readonly dlqDepth: client.Gauge<'topic'>;
   readonly rebalances: client.Counter<'group'>;
   readonly consumerRestarts: client.Counter<'group'>;
   readonly stuckJobs: client.Gauge<'topic' | 'group'>;
@@ -66,7 +66,7 @@ export class QueueMetrics {
     const latencyBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
     this.depthPending = new client.Gauge({
       name: 'queue_depth_pending',
-      help: 'Log-end offset minus committed offset, per partition',
+      help: 'Jobs still to process per partition: log-end offset minus committed offset minus jobs finished above it (offset map)',
       labelNames: ['topic', 'partition', 'group'],
       registers,
     });
@@ -121,10 +121,12 @@ export class QueueMetrics {
       labelNames: ['topic', 'group', 'error_class'],
       registers,
     });
+    // Labelled by the job topic only: its DLQ is shared by every consumer group of the topic, and a
+    // group label would make a sum over groups count the same dead jobs once per group.
     this.dlqDepth = new client.Gauge({
       name: 'queue_dlq_depth',
-      help: 'Dead-lettered records not yet replayed',
-      labelNames: ['topic', 'group'],
+      help: "Dead-lettered records in the job topic's DLQ not yet replayed (one value per topic, whichever groups share it)",
+      labelNames: ['topic'],
       registers,
     });
     this.rebalances = new client.Counter({

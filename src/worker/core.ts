@@ -127,7 +127,7 @@ export class WorkerCore extends WorkerEmitter {
     const done = (item: WorkItem) => {
       if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
     };
-    const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock);
+    const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock, o.retry.tiers, logger);
     const executor = new Executor({
       options: o,
       state: this.state,
@@ -171,7 +171,7 @@ export class WorkerCore extends WorkerEmitter {
       },
     });
     this.delays = new DelayForwarder({
-      mainTopic: deps.topics.main,
+      topics: deps.topics,
       group: o.groupId,
       buckets: deps.topics.delays ?? [],
       sender: new BatchedSender(deps.producer, clock),

@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
 import { chooseBucket, type DelayBucket } from '../topology/delays.js';
+import type { TopicNames } from '../topology/topics.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 
@@ -22,7 +23,12 @@ export class DelayForwarder {
 
   constructor(
     private readonly deps: {
-      mainTopic: string;
+      /**
+       * The job topic, where a delayed job goes when due, and its retry tiers: a retried job waiting
+       * here for a delay longer than its tier's goes to the tier its `strand-retry-tier` names
+       * (failure/router.ts).
+       */
+      topics: Pick<TopicNames, 'main' | 'tiers'>;
       /** The consumer group whose copy of each delayed job this forwarder moves. */
       group: string;
       buckets: readonly DelayBucket[];
@@ -127,7 +133,7 @@ export class DelayForwarder {
         await goOn();
         next = { kind: 'due' };
       }
-      const topic = next.kind === 'bucket' ? next.bucket.topic : this.deps.mainTopic;
+      const topic = next.kind === 'bucket' ? next.bucket.topic : this.destination(item);
       const holdUntil = next.kind === 'bucket' ? String(clock.now() + next.bucket.ms) : undefined;
       await sender.send(topic, {
         key: item.key,
@@ -136,6 +142,7 @@ export class DelayForwarder {
         headers: mergeHeaders(item.rawHeaders, {
           [HEADERS.holdUntil]: holdUntil,
           [HEADERS.group]: this.deps.group,
+          ...(next.kind === 'due' ? { [HEADERS.retryTier]: undefined } : {}),
         }),
       });
     };
@@ -160,6 +167,14 @@ export class DelayForwarder {
     } finally {
       this.deps.finished(item);
     }
+  }
+
+  /** Where a due record goes: the job topic, or for a retried job its tier (the last one, if fewer are configured now). */
+  private destination(item: WorkItem): string {
+    const tier = Number(headerString(item.rawHeaders, HEADERS.retryTier));
+    const { main, tiers } = this.deps.topics;
+    if (!Number.isInteger(tier) || tier < 1 || tiers.length === 0) return main;
+    return tiers[Math.min(tier, tiers.length) - 1]!;
   }
 
   /** Forgets the waiting jobs of a partition that left (the next owner reads them again). */

@@ -1,4 +1,4 @@
-import type { FailureKind } from '../failure/errors.js';
+import { type FailureKind, isRetryDelay } from '../failure/errors.js';
 import { type BackoffPolicy, backoffDelay } from '../timing/backoff.js';
 
 /** The retry options the decision needs. */
@@ -57,17 +57,21 @@ export function tierForDelay(tiers: readonly number[], delayMs: number): number 
  *
  * - retry-later with tiers: the tier that fits the delay, not using an attempt; the delay is at
  *   least the first tier's (a retry-later without a delay must not loop at full speed), and after
- *   `maxRetryLater` such hops the job is dead-lettered;
+ *   `maxRetryLater` such hops the job is dead-lettered. A delay longer than the last tier keeps its
+ *   length here: the router waits it out in the delay buckets, or caps it without them (router.ts);
  * - non-retriable, or the last attempt failed: the DLQ;
  * - in-place retries left (or no tiers at all): again in this worker after a backoff;
  * - otherwise the next tier (the last one repeats), using an attempt.
  */
 export function decide(failure: Failure, policy: RetryPolicy, random: () => number = Math.random): Decision {
   const hasTiers = policy.tiers.length > 0;
+  // `RetryLaterError` checks its delay; an error of the application's own that `classify` calls
+  // 'retry-later' may carry anything as `delayMs`: what is not a usable delay counts as none given.
+  const requested = isRetryDelay(failure.requestedDelayMs) ? failure.requestedDelayMs : undefined;
   if (failure.kind === 'retry-later' && hasTiers) {
     if (failure.retryLaterCount >= policy.maxRetryLater)
       return { action: 'dlq', reason: 'retry-later-exhausted' };
-    const delayMs = Math.max(policy.tiers[0]!, failure.requestedDelayMs ?? 0);
+    const delayMs = Math.max(policy.tiers[0]!, requested ?? 0);
     return {
       action: 'tier',
       tier: tierForDelay(policy.tiers, delayMs),
@@ -81,7 +85,7 @@ export function decide(failure: Failure, policy: RetryPolicy, random: () => numb
   if (failure.inPlaceUsed < policy.inPlace || !hasTiers) {
     const delayMs =
       failure.kind === 'retry-later'
-        ? (failure.requestedDelayMs ?? backoffDelay(policy.inPlaceBackoff, failure.inPlaceUsed, random))
+        ? (requested ?? backoffDelay(policy.inPlaceBackoff, failure.inPlaceUsed, random))
         : backoffDelay(policy.inPlaceBackoff, failure.inPlaceUsed, random);
     return { action: 'in-place', delayMs, nextAttempt: failure.attempt + 1 };
   }

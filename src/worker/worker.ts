@@ -331,7 +331,8 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
         { group: this.options.groupId },
         this.desired.update(totalLag(lag, 'due')),
       );
-      this.metrics.dlqDepth.set(this.labels, await dlqDepth(this.admin, this.topics.main, this.topics.dlq));
+      const dead = await dlqDepth(this.admin, this.topics.main, this.topics.dlq);
+      this.metrics.dlqDepth.set({ topic: this.topics.main }, dead); // no group: the DLQ is the topic's
       this.lastLag = lag;
       this.lagFailures = 0;
     } catch (error) {

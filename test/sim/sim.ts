@@ -9,7 +9,7 @@ import { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { QueueMetrics } from '../../src/observability/metrics.js';
 import type { OffsetCommit, OutgoingRecord } from '../../src/ports.js';
-import { chooseBucket, delayBucketsFor, overshoot } from '../../src/topology/delays.js';
+import { chooseBucket, type DelayBucket, delayBucketsFor, overshoot } from '../../src/topology/delays.js';
 import { type TopicNames, topicNames } from '../../src/topology/topics.js';
 import { WorkerCore } from '../../src/worker/core.js';
 import { decodeOffsetMap } from '../../src/worker/offset-map.js';
@@ -384,7 +384,8 @@ export class Simulation implements ModelObserver {
       if ((routes & (TIER | DLQ | MOVE)) !== 0) return true;
       return (routes & PARKS) !== 0 && this.parkStates.has(`${entry.partition}\0${jobId}`);
     }
-    if (headerString(entry.headers, HEADERS.parksKey) !== undefined) {
+    // A retried job waiting in a delay bucket (a retry-later longer than its tier) is done once moved.
+    if (headerString(entry.headers, HEADERS.parksKey) !== undefined && !this.isBucket(entry.topic)) {
       if ((routes & (TIER | PARKS)) !== 0) return true;
       const origin = headerString(entry.headers, HEADERS.originPartition);
       return (job?.succeeded === true || (routes & DLQ) !== 0) && this.releasesFor.has(`${origin}\0${jobId}`);
@@ -1219,7 +1220,15 @@ export class Simulation implements ModelObserver {
         this.violation('parked-headers', `${srcTp}@${srcOffset} routed to ${topic} with ${h}`);
     const parks = headerString(m.headers, HEADERS.parksKey) !== undefined;
     let route = MOVE;
-    if (isMove) {
+    if (bucket && !this.isBucket(src.topic)) {
+      // A retry-later longer than its tier, sent to wait in the delay buckets (failure/router.ts).
+      this.checkRetryToBucket(src, bucket, m, sentAt);
+      this.checkParksKey(src, topic, m, parks);
+      route = parks ? PARKS : TIER;
+    } else if (isTier && this.isBucket(src.topic)) {
+      this.checkRetryFromBucket(src, topic, m, sentAt);
+      this.checkParksKey(src, topic, m, parks);
+    } else if (isMove) {
       this.checkDelayMove(src, topic, bucket?.ms, m, sentAt);
     } else if (isTier) {
       const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
@@ -1496,7 +1505,12 @@ export class Simulation implements ModelObserver {
       return;
     }
     const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
-    if (dueAt !== this.jobs[src.rid]!.dueAt) this.violation('due-changed', `${at} due at ${dueAt}`);
+    // A retried job in the buckets keeps the due time its router gave it; a delayed job its enqueue's.
+    const retry = headerString(src.headers, HEADERS.retryTier) !== undefined;
+    const due = retry ? Number(headerString(src.headers, HEADERS.dueAt)) : this.jobs[src.rid]!.dueAt;
+    if (dueAt !== due) this.violation('due-changed', `${at} due at ${dueAt}`);
+    if (retry && bucketMs === undefined)
+      this.violation('retry-to-job-topic', `${at}: a retried job goes back to its tier, not the job topic`);
     const hold = headerString(m.headers, HEADERS.holdUntil);
     if (bucketMs === undefined) {
       if (sentAt < dueAt) this.violation('early-move', `${at} ${dueAt - sentAt} ms before it is due`);
@@ -1509,6 +1523,58 @@ export class Simulation implements ModelObserver {
       this.violation('bucket-hold', `${at} held until ${holdUntil - sentAt} ms after the send`);
     if (holdUntil > dueAt + overshoot(bucketMs) + ROUTER_LINGER_MS)
       this.violation('bucket-overshoot', `${at} held ${holdUntil - dueAt} ms past its due time`);
+  }
+
+  private isBucket(topic: string): boolean {
+    return this.topics.delays?.some((b) => b.topic === topic) === true;
+  }
+
+  /**
+   * A retry-later longer than the tier it goes to waits in a delay bucket first (a tier partition
+   * paused at a head due later would hold every due retry behind it): only a delay longer than that
+   * tier's goes there (`bucket-short`), the largest bucket that fits, held for its length from the
+   * send (`bucket-hold`, as a move), naming its tier (`retry-tier`); the hop rules of any tier record
+   * apply (`checkRetryLater`).
+   */
+  private checkRetryToBucket(src: LogEntry, bucket: DelayBucket, m: OutgoingRecord, sentAt: number): void {
+    const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) routed to ${bucket.topic}`;
+    this.count('retry-later-buckets');
+    const tier = Number(headerString(m.headers, HEADERS.retryTier));
+    const tierTopic = this.topics.tiers[tier - 1];
+    if (!tierTopic) {
+      this.violation('retry-tier', `${at} with ${HEADERS.retryTier} ${tier}`);
+      return;
+    }
+    const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
+    this.checkRetryLater(src, tierTopic, m, dueAt, sentAt);
+    if (dueAt - sentAt <= this.cfg.worker.tiers[tier - 1]! - ROUTER_LINGER_MS)
+      this.violation('bucket-short', `${at}, due in ${dueAt - sentAt} ms: within its tier's delay`);
+    const holdUntil = Number(headerString(m.headers, HEADERS.holdUntil));
+    if (!(holdUntil - sentAt <= bucket.ms && holdUntil - sentAt >= bucket.ms - ROUTER_LINGER_MS))
+      this.violation('bucket-hold', `${at} held until ${holdUntil - sentAt} ms after the send`);
+    // Routed at most ROUTER_LINGER_MS before the send, so the delay it chose for was at least this.
+    const fits = chooseBucket(this.topics.delays ?? [], dueAt - sentAt);
+    if (fits.kind === 'bucket' && fits.bucket.ms > bucket.ms)
+      this.violation('bucket-small', `${at}, while ${fits.bucket.topic} fits its delay`);
+  }
+
+  /**
+   * A retried job leaves the delay buckets for the tier its `strand-retry-tier` names (`retry-tier`),
+   * not before its due time (`early-move`), with that due time (`due-changed`), without the bucket's
+   * headers (`hold-kept`).
+   */
+  private checkRetryFromBucket(src: LogEntry, topic: string, m: OutgoingRecord, sentAt: number): void {
+    const at = `${src.topic}:${src.partition}@${src.offset} (rid ${src.rid}) moved to ${topic}`;
+    this.count('retry-later-from-buckets');
+    const tier = Number(headerString(src.headers, HEADERS.retryTier));
+    if (this.topics.tiers[tier - 1] !== topic)
+      this.violation('retry-tier', `${at}, but its ${HEADERS.retryTier} is ${tier}`);
+    const dueAt = Number(headerString(m.headers, HEADERS.dueAt));
+    if (dueAt !== Number(headerString(src.headers, HEADERS.dueAt)))
+      this.violation('due-changed', `${at} due at ${dueAt}`);
+    if (sentAt < dueAt) this.violation('early-move', `${at} ${dueAt - sentAt} ms before it is due`);
+    for (const h of [HEADERS.holdUntil, HEADERS.retryTier])
+      if (headerString(m.headers, h) !== undefined) this.violation('hold-kept', `${at} with ${h}`);
   }
 
   /**

@@ -111,6 +111,22 @@ const rows: [string, Partial<Failure>, RetryPolicy, Decision][] = [
     noTiers,
     { action: 'in-place', delayMs: 100, nextAttempt: 2 },
   ],
+  // Not from a RetryLaterError (its constructor refuses these): an application error that `classify`
+  // calls 'retry-later' and that carries an unusable delayMs counts as giving none.
+  ...[Number.NaN, -5000, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, '5000' as unknown as number].map(
+    (requestedDelayMs): [string, Partial<Failure>, RetryPolicy, Decision] => [
+      `retry-later with delayMs ${String(requestedDelayMs)} (${typeof requestedDelayMs}): as if none, the first tier`,
+      { kind: 'retry-later', requestedDelayMs },
+      policy,
+      { action: 'tier', tier: 1, delayMs: 1000, nextAttempt: 1, retryLater: true },
+    ],
+  ),
+  [
+    'retry-later with delayMs NaN, no tiers: the in-place backoff',
+    { kind: 'retry-later', requestedDelayMs: Number.NaN },
+    noTiers,
+    { action: 'in-place', delayMs: 100, nextAttempt: 2 },
+  ],
   [
     'retry-later, no tiers, last attempt: DLQ',
     { kind: 'retry-later', attempt: 5 },
