@@ -154,8 +154,7 @@ export class Executor {
   private afterOutcome(item: WorkItem): Promise<void> | undefined {
     const parking = this.deps.parking();
     // Sent to a tier: its key waits behind it.
-    if (item.outcome === 'tier')
-      return parking?.parks(item) ? this.waits.durably(item, () => parking.state.park(item)) : undefined;
+    if (item.outcome === 'tier') return parking?.parks(item) ? parking.park(item) : undefined;
     // The head of a parked key ended: its key is released (on whichever worker owns it).
     if (item.tier > 0 && item.rawHeaders?.[HEADERS.parksKey] !== undefined) {
       const outcome = item.outcome === 'dlq' ? 'dead' : 'completed';

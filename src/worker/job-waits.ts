@@ -104,7 +104,9 @@ export class JobWaits {
     const dispatcher = this.deps.dispatcher();
     const { state } = this.deps;
     if (dispatcher.holdsSlot(item)) {
-      if (state.canStart || (item.slot?.batch && !item.solo)) return;
+      // Stopping: a started job (an in-place retry, a release's next job) goes on within the
+      // shutdown budget, as before the stop; paused or draining, it waits.
+      if (state.canStart || state.phase === 'stopping' || (item.slot?.batch && !item.solo)) return;
       dispatcher.releaseSlot(item);
     }
     const admitted = await dispatcher.reacquireSlot(item);

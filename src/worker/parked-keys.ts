@@ -123,6 +123,20 @@ export class KeyParking {
     await this.state.get(item.partition, item.key!)?.closing;
   }
 
+  /** `item` went to a retry tier: its key waits behind it (acknowledged before its offset is done). */
+  park(item: WorkItem): Promise<void> {
+    const parked = this.state.get(item.partition, item.key!);
+    const written = this.deps.durably(item, () => this.state.park(item));
+    if (parked) {
+      parked.heading = { jobId: item.jobId, written };
+      const clear = () => {
+        if (parked.heading?.written === written) parked.heading = undefined;
+      };
+      written.then(clear, clear);
+    }
+    return written;
+  }
+
   /** Whether `item` going to a retry tier parks its key. */
   parks(item: WorkItem): boolean {
     return item.tier === 0 && item.key !== null;
@@ -168,6 +182,12 @@ export class KeyParking {
   /** The intake took a batch of the job topic's `partition`. */
   passed(partition: number): void {
     this.resume(partition);
+  }
+
+  /** Starts the release the key's state asks for, unless one runs. */
+  private continueRelease(p: number, key: string, parked: ParkedKey): void {
+    if (this.state.get(p, key) === parked && parked.releasing && !parked.releaser)
+      this.startRelease(p, key, parked.releasing.outcome);
   }
 
   /** Adds a release of `key` to its lane, once this ownership read the job topic past its parked jobs. */
@@ -230,14 +250,44 @@ export class KeyParking {
       await this.deps.durably(item, () => this.state.unpark(item.partition, item.key!));
       return true;
     }
-    // Another release of the key runs (a resumed one, or the one this worker started at once).
-    if (parked.head !== head || (parked.releaser && item.offset !== '-1')) return true;
+    // The key's next head may be being written (a released job that just went to a tier, whose
+    // retry already ended): this release is for it once that write landed.
+    const heading = parked.heading;
+    if (parked.head !== head && heading && heading.jobId === head)
+      await heading.written.catch(() => undefined);
+    if (parked.head !== head) return true;
+    // Another release of the key runs or is queued (a resumed one, or the one this worker started
+    // at once): this record counts as done once the key's state says it is being released.
+    if (parked.releaser && item.offset !== '-1') {
+      await this.markReleasing(item, parked, head);
+      // Unless the release it found under way ended meanwhile (it was the previous head's): then
+      // this record runs the release itself.
+      if (parked.releaser || this.state.get(item.partition, item.key!) !== parked) return true;
+    }
     try {
       await this.release(item, slot, parked, head);
     } finally {
       parked.releaser = undefined;
+      // The key's next head ended while this release still ran (its release record found this
+      // one under way): that release starts now.
+      this.continueRelease(item.partition, item.key!, parked);
     }
     return true;
+  }
+
+  /**
+   * Writes that the key is being released (unless its state says so already); returns the dead job
+   * the rest is dead-lettered behind (`onDeadKey: 'dead-letter'`), if any.
+   */
+  private async markReleasing(item: WorkItem, parked: ParkedKey, head: string): Promise<string | undefined> {
+    if (parked.releasing) return parked.releasing.cause;
+    const outcome = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead' ? 'dead' : 'completed';
+    const cause =
+      outcome === 'dead' && this.deps.options.retry.onDeadKey === 'dead-letter' ? head : undefined;
+    await this.deps.durably(item, () =>
+      this.state.releasing(item.partition, item.key!, parked, { outcome, cause }),
+    );
+    return cause;
   }
 
   /** Every hand-off of the key's jobs under way has landed (or failed). */
@@ -250,24 +300,20 @@ export class KeyParking {
     const key = item.key!;
     const p = item.partition;
     parked.releaser = true;
-    const outcome = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead' ? 'dead' : 'completed';
-    let cause =
-      parked.releasing?.cause ??
-      (outcome === 'dead' && options.retry.onDeadKey === 'dead-letter' ? head : undefined);
-    logger.info(
-      { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
-      parked.releasing
-        ? 'key release resumed: its parked jobs run in order'
-        : 'key released: its parked jobs run in order',
-    );
+    const resumed = parked.releasing !== undefined;
     // First the key's state says it is being released (a new owner resumes from it); then the
     // release record counts as done and the key's lane is free — its new jobs are parked behind
     // the release, in order — so the partition's commit point and its other keys move on while the
     // parked jobs run, however many there are.
-    if (!parked.releasing)
-      await durably(item, () => this.state.releasing(p, key, parked, { outcome, cause }));
+    let cause = await this.markReleasing(item, parked, head);
     this.deps.done(item);
     dispatcher().releaseLane(item);
+    logger.info(
+      { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
+      resumed
+        ? 'key release resumed: its parked jobs run in order'
+        : 'key released: its parked jobs run in order',
+    );
     const tombstones: Promise<void>[] = [];
     for (;;) {
       await this.landed(parked);

@@ -35,6 +35,8 @@ export interface ParkedKey {
    * `cause`: with `onDeadKey: 'dead-letter'`, the dead job the rest is dead-lettered behind.
    */
   releasing?: { outcome: 'completed' | 'dead'; cause?: string | undefined } | undefined;
+  /** A new head being written (a job of the key that went to a tier while the key was parked). */
+  heading?: { jobId: string; written: Promise<void> } | undefined;
   /** A release of this key runs in this worker now (or is queued to). */
   releaser?: boolean | undefined;
   /** The release ran every parked job and is unparking the key: its next job waits for that. */

@@ -197,7 +197,10 @@ export class Simulation implements ModelObserver {
    * Per `partition\0key`: the key's latest `k:` record in the parking topic (head null: a
    * tombstone), and its version (bumped when it changes).
    */
-  private readonly keyState = new Map<string, { head: string | null; headOffset: number; version: number }>();
+  private readonly keyState = new Map<
+    string,
+    { head: string | null; headOffset: number; version: number; releasing?: boolean }
+  >();
   /** `partition\0jobId`: a `k:` record naming the job as head was written. */
   private readonly parkStates = new Set<string>();
   /**
@@ -371,10 +374,11 @@ export class Simulation implements ModelObserver {
     const at = `${tp}:${offset}`;
     const release = this.releases.get(at);
     if (release) {
-      // Released, parked behind another job (or behind a job of the same id, a duplicate: a new
-      // version), or stale: the key does not wait behind this head.
+      // Released, being released (its state says so: a new owner resumes it), parked behind
+      // another job (or behind a job of the same id, a duplicate: a new version), or stale: the
+      // key does not wait behind this head.
       const state = this.keyState.get(`${release.partition}\0${release.key}`);
-      return state?.head !== release.head || state.version !== release.version;
+      return state?.head !== release.head || state.version !== release.version || state.releasing === true;
     }
     const job = this.jobs[entry.rid];
     const routes = this.forwarded.get(at) ?? 0;
@@ -1444,9 +1448,15 @@ export class Simulation implements ModelObserver {
         const key = id.slice(2);
         let head: string | null = null;
         let headOffset = -1;
+        let releasing = false;
         if (r.value !== null) {
-          const state = JSON.parse(r.value.toString('utf8')) as { head: string; headOffset: number };
+          const state = JSON.parse(r.value.toString('utf8')) as {
+            head: string;
+            headOffset: number;
+            releasing?: unknown;
+          };
           headOffset = state.headOffset;
+          releasing = state.releasing !== undefined;
           const e = this.cluster.log(main)[state.headOffset];
           if (!e || e.rid !== this.ridOf(state.head) || e.key?.toString('utf8') !== key)
             this.violation(
@@ -1462,8 +1472,14 @@ export class Simulation implements ModelObserver {
         // A new version of the key's state when it changes (a write sent again is the same one).
         if (head !== null && was?.head) this.count('re-parks');
         if (!was || was.head !== head || was.headOffset !== headOffset)
-          this.keyState.set(lane, { head, headOffset, version: (was?.version ?? 0) + 1 });
-        text = head === null ? `unparks key ${key}` : `parks key ${key} behind ${head}`;
+          this.keyState.set(lane, { head, headOffset, version: (was?.version ?? 0) + 1, releasing });
+        else was.releasing = releasing;
+        text =
+          head === null
+            ? `unparks key ${key}`
+            : releasing
+              ? `releases key ${key} (head ${head})`
+              : `parks key ${key} behind ${head}`;
       } else {
         this.violation(
           'parking-key',
@@ -1993,6 +2009,9 @@ export class Simulation implements ModelObserver {
         return `${tp} committed at ${committed}, log end ${log.length}${firstOpen >= 0 ? `, first record without outcome ${firstOpen}` : ''}`;
       }
     }
+    // A release's record counts as done once it began (strict order): it is over when its key is.
+    for (const [lane, { head }] of this.keyState)
+      if (head !== null) return `key ${lane.replace('\0', ' ')} still parked behind ${head}`;
     return undefined;
   }
 
