@@ -17,6 +17,7 @@ import {
   dlqReplayPost,
   dlqTaskPage,
 } from './pages/dlq.js';
+import { groupPage } from './pages/group.js';
 import { jobsPage } from './pages/jobs.js';
 import { overviewPage } from './pages/overview.js';
 import { schemasPage, subjectPage } from './pages/schemas.js';
@@ -51,6 +52,7 @@ type PostHandler = (ctx: PageContext, form: URLSearchParams) => Redirect | Promi
 
 const GET: Record<string, GetHandler> = {
   '/': overviewPage,
+  '/group': groupPage,
   '/workers': workersPage,
   '/jobs': jobsPage,
   '/dlq': dlqPage,
