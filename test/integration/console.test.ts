@@ -453,6 +453,11 @@ describe('strand console', () => {
   });
 
   it('a filter replay shows the dry-run count first, then sends at the given rate', async () => {
+    // The button sits above the rows (not under up to 200 of them).
+    await go(`/dlq?topic=${topic}`);
+    const replayBox = await page.locator('[data-testid="replay-filter-form"]').boundingBox();
+    const rowsBox = await page.locator('[data-testid="dlq-table"]').boundingBox();
+    expect(replayBox!.y + replayBox!.height).toBeLessThanOrEqual(rowsBox!.y);
     await go(`/dlq?topic=${topic}&key=${encodeURIComponent(HTML_KEY)}`);
     await page.locator('[data-testid="replay-filter-form"] input[name="rate"]').fill('5');
     await page.locator('[data-testid="replay-filter-form"] button').click();

@@ -105,15 +105,6 @@ export async function dlqPage(ctx: PageContext): Promise<Page> {
   const body = html`<h1>Dead letters <small>${topic}.dlq</small></h1>
 ${filterForm(ctx, topic, classes)}
 ${choiceLine(ctx, choice, 'dlq', '/dlq')}
-<div id="dlq" data-live>
-<div class="stats">
-${stat('not replayed', formatNumber(unreplayed), { testId: 'dlq-unreplayed', tone: unreplayed ? 'bad' : '' })}
-${stat('retained', formatNumber(letters.length))}
-${stat('matching the filter', formatNumber(shown.length), { testId: 'dlq-matching' })}
-</div>
-${shown.length ? lettersTable(topic, shown.slice(0, 200)) : notice('No dead letters match.')}
-${shown.length > 200 ? html`<p class="hint">Showing the newest 200 of ${shown.length}.</p>` : ''}
-</div>
 ${
   ctx.readOnly || shown.length === 0
     ? ''
@@ -125,7 +116,16 @@ ${
 <label>rate (jobs/s) <input name="rate" value="${q.get('rate') ?? '100'}" size="5"></label>
 <button class="btn warn">Replay the jobs matching this filter…</button> <small>(a dry run first shows how many)</small>
 </form>`
-}`;
+}
+<div id="dlq" data-live>
+<div class="stats">
+${stat('not replayed', formatNumber(unreplayed), { testId: 'dlq-unreplayed', tone: unreplayed ? 'bad' : '' })}
+${stat('retained', formatNumber(letters.length))}
+${stat('matching the filter', formatNumber(shown.length), { testId: 'dlq-matching' })}
+</div>
+${shown.length ? lettersTable(topic, shown.slice(0, 200)) : notice('No dead letters match.')}
+${shown.length > 200 ? html`<p class="hint">Showing the newest 200 of ${shown.length}.</p>` : ''}
+</div>`;
   return { title: 'Dead letters', active: '/dlq', body };
 }
 
