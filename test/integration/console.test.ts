@@ -512,7 +512,7 @@ describe('strand console', () => {
     expect(pageErrors).toEqual([]);
   });
 
-  it('a wrong bearer token gets 401, token guesses are throttled per address (429, Retry-After), and nothing of the cluster shows before the login', async () => {
+  it('the login page, and any answer before the login, shows nothing of the cluster', async () => {
     const { brokers } = stack();
     const leaks = (text: string) => brokers.filter((b) => text.includes(b));
     // The login page and the 401 a live refresh gets: no broker address, no navigation, no mode.
@@ -534,7 +534,11 @@ describe('strand console', () => {
     } finally {
       await visitor.close();
     }
+  });
 
+  it('a wrong bearer token gets 401 (not the login page); token guesses are throttled per address (429, Retry-After)', async () => {
+    const { brokers } = stack();
+    const leaks = (text: string) => brokers.filter((b) => text.includes(b));
     // Its own console: the guesses below must not lock the other tests' bearer requests out.
     const guarded = await startConsole(['--auth-token-file', tokenFile]);
     const guesser = await browser.newContext();
@@ -693,12 +697,22 @@ describe('strand console', () => {
       ).catch(() => undefined);
       expect(shown).toEqual(expected);
       // One row per group: the whole page fits in a few screens (it was ~13,500 px of cards).
-      const height = await page.evaluate(
-        () =>
-          (globalThis as unknown as { document: { documentElement: { scrollHeight: number } } }).document
-            .documentElement.scrollHeight,
+      const height = () =>
+        page.evaluate(
+          () =>
+            (globalThis as unknown as { document: { documentElement: { scrollHeight: number } } }).document
+              .documentElement.scrollHeight,
+        );
+      expect(await height()).toBeLessThan(2400);
+      // Controls is a row per group too; Retry tiers names the groups without tiers in one line.
+      await go('/controls', base);
+      expect(await page.locator(`[data-testid="control"][data-group$="-workers-${run}"]`).count()).toBe(30);
+      expect(await height()).toBeLessThan(2400);
+      await go('/tiers', base);
+      expect(await page.locator('[data-testid="no-tiers"] a').allTextContents()).toEqual(
+        expect.arrayContaining(fleet.map((f) => f.group)),
       );
-      expect(height).toBeLessThan(2400);
+      expect(await height()).toBeLessThan(2400);
       // Each row's lag trend is drawn once it has two points (a sample every 5 s).
       await waitUntil(
         async () => {

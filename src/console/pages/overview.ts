@@ -83,7 +83,7 @@ function sparkline(g: GroupView, since: number, now: number): Html {
   const xy = points
     .map((p) => `${(((p.at - since) / span) * w).toFixed(1)},${(h - 2 - (p.lag / max) * (h - 4)).toFixed(1)}`)
     .join(' ');
-  return html`<svg class="spark" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="lag, last 15 min, peak ${max}"><title>lag, last 15 min (peak ${formatNumber(max)})</title><polyline points="${xy}" fill="none" stroke="#1971c2" stroke-width="1.5"/></svg>`;
+  return html`<svg class="spark" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="lag, last 15 min, peak ${max}"><title>lag, last 15 min (peak ${formatNumber(max)})</title><line x1="0" y1="${h - 2}" x2="${w}" y2="${h - 2}" stroke="#dee2e6" stroke-width="1"/><polyline points="${xy}" fill="none" stroke="#1971c2" stroke-width="1.5"/></svg>`;
 }
 
 function sortLink(label: string, sort: SortKey, current: SortKey, q: string, num: boolean): Html {
