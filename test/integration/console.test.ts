@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type Payment, paymentProducer, paymentSchema } from '../../chaos/payments.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { computeLag } from '../../src/lag/lag.js';
+import { replayGroupPrefix } from '../../src/lag/replayed.js';
 import { JobProducer } from '../../src/producer/job-producer.js';
 import { runCli } from '../support/cli.js';
 import { createTopics, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
@@ -245,7 +246,11 @@ describe('strand console', () => {
       );
     const admin = createKafka(stack().connection).admin();
     await admin.connect();
-    await admin.deleteGroups([group, second.group].filter(Boolean)).catch(() => undefined);
+    // The test's groups, and the replay groups its DLQ replays left (they hold what was replayed).
+    const replays = (await admin.listGroups().catch(() => ({ groups: [] as { groupId: string }[] }))).groups
+      .map((g) => g.groupId)
+      .filter((g) => [topic, second.topic].some((t) => t && g.startsWith(replayGroupPrefix(t))));
+    await admin.deleteGroups([group, second.group, ...replays].filter(Boolean)).catch(() => undefined);
     await admin.disconnect();
   });
 
