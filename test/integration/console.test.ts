@@ -767,6 +767,24 @@ describe('strand console', () => {
       expect(await page.locator('[data-testid="lag-row"]').count()).toBe(biggest.partitions);
       expect(Number(await page.locator('[data-testid="total-lag"]').textContent())).toBe(biggest.lag);
       await page.screenshot({ path: `${SHOTS}/group-of-30.png`, fullPage: true });
+
+      // A pinned group whose topic is deleted stays (it was asked for) with one quiet line, no error.
+      const gone = fleet[1]!;
+      await admin.deleteTopics({ topics: [gone.topic, `${gone.topic}.dlq`] });
+      const goneRow = page.locator(`[data-testid="group-row"][data-group="${gone.group}"]`);
+      await waitUntil(
+        async () => {
+          await go(`/?q=${run}`, base);
+          return (await goneRow.locator('[data-testid="group-state"]').textContent()) === 'topic deleted';
+        },
+        { timeoutMs: 30_000, intervalMs: 1000, what: 'the pinned group to show its topic deleted' },
+      );
+      expect(await page.locator('.notice.error').count()).toBe(0);
+      await go(`/group?name=${encodeURIComponent(gone.group)}`, base);
+      expect(await page.locator('[data-testid="group-note"]').textContent()).toContain(
+        `Topic ${gone.topic} was deleted`,
+      );
+      expect(await page.locator('.notice.error').count()).toBe(0);
     } finally {
       await stop(fleetConsole?.child);
       await writer.disconnect().catch(() => undefined);
