@@ -709,7 +709,12 @@ describe('strand console', () => {
               .documentElement.scrollHeight,
         );
       expect(await height()).toBeLessThan(2400);
-      // Controls is a row per group too; Retry tiers names the groups without tiers in one line.
+      // Workers lists only groups with workers; Controls is a row per group; Retry tiers names the
+      // groups without tiers in one line.
+      await go('/workers', base);
+      expect(await page.locator(`[data-testid="group-state"][data-group$="-workers-${run}"]`).count()).toBe(
+        0,
+      );
       await go('/controls', base);
       expect(await page.locator(`[data-testid="control"][data-group$="-workers-${run}"]`).count()).toBe(30);
       expect(await height()).toBeLessThan(2400);

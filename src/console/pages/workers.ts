@@ -32,7 +32,8 @@ export function assignedCell(s: WorkerSnapshot): Html {
 export function workersPage(ctx: PageContext): Page {
   const now = Date.now();
   const workers = ctx.model.listedWorkers(now);
-  const groups = ctx.model.groups(now);
+  // The groups of the listed workers only: with many groups, the rest is the overview's business.
+  const groups = ctx.model.groups(now).filter((g) => g.live.length + g.stale.length > 0);
   const body = html`<h1>Workers</h1>
 <div id="workers" data-live>
 ${
