@@ -115,6 +115,8 @@ export interface LayoutOptions {
   readOnly: boolean;
   /** Shows the logout button (token auth). */
   loggedIn: boolean;
+  /** Not logged in: the header shows the brand only (no nav, no brokers, no mode). */
+  anonymous: boolean;
   csrf: string;
   cluster: string;
   body: Html;
@@ -138,7 +140,10 @@ export function layout(o: LayoutOptions): Html {
 <body data-refresh-ms="${o.refreshMs}">
 <header class="top">
   <a class="brand" href="/">Strand <span>Console</span></a>
-  <nav>${NAV.map(([path, label]) => html`<a href="${path}"${path === o.active ? html` class="active" aria-current="page"` : ''}>${label}</a>`)}</nav>
+${
+  o.anonymous
+    ? ''
+    : html`  <nav>${NAV.map(([path, label]) => html`<a href="${path}"${path === o.active ? html` class="active" aria-current="page"` : ''}>${label}</a>`)}</nav>
   <div class="meta">
     ${o.readOnly ? html`<span class="badge ro" title="--read-only: no actions">read-only</span>` : ''}
     <span class="cluster" title="bootstrap brokers">${o.cluster}</span>
@@ -148,7 +153,8 @@ export function layout(o: LayoutOptions): Html {
         ? html`<form method="post" action="/logout" class="inline"><input type="hidden" name="_csrf" value="${o.csrf}"><button class="link">log out</button></form>`
         : ''
     }
-  </div>
+  </div>`
+}
 </header>
 <main>
 ${o.body}

@@ -28,6 +28,7 @@ import {
   STALE_AFTER_MS,
   STATUS_TOPIC,
   type WorkerSnapshot,
+  type WorkerState,
 } from '../status/snapshot.js';
 import { ensureStatusTopics, statusTopicsExist } from '../status/topics.js';
 import { findDelayBuckets } from '../topology/delays.js';
@@ -46,6 +47,12 @@ export interface WorkerEntry {
   snapshot: WorkerSnapshot;
   previous?: WorkerSnapshot;
 }
+
+/**
+ * A worker's state as shown: what it reported, or `stopped` once it went silent. A worker that
+ * stops cleanly removes itself; a killed one leaves its last snapshot, which said `running`.
+ */
+export type ShownWorkerState = WorkerState | 'stopped';
 
 export interface Point {
   at: number;
@@ -67,11 +74,22 @@ export interface GroupInfo {
   dlqDepth: number | undefined;
   desiredReplicas: number | undefined;
   error: string | undefined;
+  /** The job topic was deleted: the group is hidden unless a worker still reports or it is pinned. */
+  topicGone: boolean;
+  /** Last time records came in or were processed (a worker's counters, the topic's offsets moved). */
+  activeAt: number | undefined;
+  /** Last time jobs were dead-lettered or replayed (a worker's dead counter, the DLQ depth moved). */
+  dlqActiveAt: number | undefined;
+  /** Sum of the log-end and committed offsets at the last sample: a change is activity. */
+  offsetsSum: number | undefined;
 }
 
 export interface GroupView extends GroupInfo {
   live: WorkerEntry[];
+  /** Workers silent for longer than STALE_AFTER_MS (shown as stopped). */
   stale: WorkerEntry[];
+  /** Pinned with `--group`: shown even when its topic is gone. */
+  pinned: boolean;
   control: ControlCommand | undefined;
   completedPerSec: number;
   failedPerSec: number;
@@ -94,6 +112,26 @@ export interface DeadLetter {
   job: DeadJob;
   record: BrowsedRecord;
   replayed: boolean;
+}
+
+function newInfo(group: string, topic: string, tiers: GroupInfo['tiers'], dlq: string): GroupInfo {
+  return {
+    group,
+    topic,
+    tiers,
+    dlq,
+    history: [],
+    lag: [],
+    delays: [],
+    lagAt: undefined,
+    dlqDepth: undefined,
+    desiredReplicas: undefined,
+    error: undefined,
+    topicGone: false,
+    activeAt: undefined,
+    dlqActiveAt: undefined,
+    offsetsSum: undefined,
+  };
 }
 
 function rate(e: WorkerEntry, field: 'completed' | 'failed'): number {
@@ -226,29 +264,28 @@ export class ConsoleModel {
     if (!snapshot) return;
     const before = this.workers.get(key);
     this.workers.set(key, before ? { snapshot, previous: before.snapshot } : { snapshot });
-    this.remember(snapshot);
+    this.remember(snapshot, before?.snapshot);
   }
 
-  private remember(s: WorkerSnapshot): void {
-    const info = this.infos.get(s.group);
+  private remember(s: WorkerSnapshot, previous: WorkerSnapshot | undefined): void {
+    let info = this.infos.get(s.group);
     if (info) {
       info.topic = s.topic;
       info.tiers = s.tiers;
       info.dlq = s.dlq;
     } else {
-      this.infos.set(s.group, {
-        group: s.group,
-        topic: s.topic,
-        tiers: s.tiers,
-        dlq: s.dlq,
-        history: [],
-        lag: [],
-        delays: [],
-        lagAt: undefined,
-        dlqDepth: undefined,
-        desiredReplicas: undefined,
-        error: undefined,
-      });
+      info = newInfo(s.group, s.topic, s.tiers, s.dlq);
+      this.infos.set(s.group, info);
+    }
+    if (previous && previous.startedAt === s.startedAt) {
+      const [now, before] = [s.counters, previous.counters];
+      if (
+        now.completed !== before.completed ||
+        now.failed !== before.failed ||
+        now.retried !== before.retried
+      )
+        info.activeAt = Math.max(info.activeAt ?? 0, s.at);
+      if (now.dead !== before.dead) info.dlqActiveAt = Math.max(info.dlqActiveAt ?? 0, s.at);
     }
     if (s.autoscale && !this.desired.has(s.group))
       this.desired.set(s.group, new DesiredReplicas(s.autoscale));
@@ -264,19 +301,7 @@ export class ConsoleModel {
     const tiers: { topic: string; delayMs: number }[] = [];
     for (let n = 1; all.has(`${topic}.retry.${n}`); n++)
       tiers.push({ topic: `${topic}.retry.${n}`, delayMs: 0 });
-    this.infos.set(group, {
-      group,
-      topic,
-      tiers,
-      dlq: topicNames(topic, 0).dlq,
-      history: [],
-      lag: [],
-      delays: [],
-      lagAt: undefined,
-      dlqDepth: undefined,
-      desiredReplicas: undefined,
-      error: undefined,
-    });
+    this.infos.set(group, newInfo(group, topic, tiers, topicNames(topic, 0).dlq));
   }
 
   /** Workers heard from within the forget window, newest first. */
@@ -290,10 +315,23 @@ export class ConsoleModel {
     return now - w.snapshot.at > STALE_AFTER_MS;
   }
 
-  /** Groups with a listed worker, pinned groups, and groups seen live while the console ran. */
+  shownState(w: WorkerEntry, now = Date.now()): ShownWorkerState {
+    return this.isStale(w, now) ? 'stopped' : w.snapshot.state;
+  }
+
+  /**
+   * Groups to show: with a listed worker, pinned, or seen live while the console ran; a group
+   * whose topic was deleted only while a worker of it still reports, or when pinned.
+   */
   groups(now = Date.now()): GroupView[] {
+    return this.candidates(now).filter((g) => !g.topicGone || g.live.length > 0 || g.pinned);
+  }
+
+  /** Every group the console follows, shown or not (sampling un-hides a topic created again). */
+  private candidates(now: number): GroupView[] {
     const listed = this.listedWorkers(now);
-    const names = new Set([...listed.map((w) => w.snapshot.group), ...this.opts.pinnedGroups]);
+    const pinned = new Set(this.opts.pinnedGroups);
+    const names = new Set([...listed.map((w) => w.snapshot.group), ...pinned]);
     for (const info of this.infos.values()) if (info.history.length > 0) names.add(info.group);
     const out: GroupView[] = [];
     for (const group of [...names].sort()) {
@@ -305,6 +343,7 @@ export class ConsoleModel {
         ...info,
         live,
         stale: mine.filter((w) => this.isStale(w, now)),
+        pinned: pinned.has(group),
         control: this.controls.get(group),
         completedPerSec: live.reduce((s, w) => s + rate(w, 'completed'), 0),
         failedPerSec: live.reduce((s, w) => s + rate(w, 'failed'), 0),
@@ -323,6 +362,14 @@ export class ConsoleModel {
     return [...new Set(this.groups().map((g) => g.topic))].sort();
   }
 
+  /**
+   * The job topic whose records (`jobs`) or dead letters (`dlq`) moved last, as far as this console
+   * saw; undefined when it saw none move yet.
+   */
+  mostActiveTopic(kind: 'jobs' | 'dlq'): string | undefined {
+    return mostActive(this.groups(), kind);
+  }
+
   /** Reads lag, DLQ depth and rates of every group once (every 5 s). */
   async sample(): Promise<void> {
     if (this.sampling || this.stopped || !this.admin) return;
@@ -337,10 +384,13 @@ export class ConsoleModel {
       // seconds and hold up every other group's sample.
       const existing = new Set(await this.admin.listTopics());
       if ([...this.adminTopics].some((t) => !existing.has(t))) await this.renewAdmin();
-      for (const view of this.groups(now)) {
+      for (const view of this.candidates(now)) {
         const info = this.infos.get(view.group)!;
-        if (!existing.has(info.topic)) {
-          info.error = `topic ${info.topic} does not exist (any more)`;
+        info.topicGone = !existing.has(info.topic);
+        if (info.topicGone) {
+          // Not an error to show: the topic was deleted (a finished test, a retired pipeline).
+          info.error = undefined;
+          info.history = [];
           continue;
         }
         try {
@@ -362,9 +412,17 @@ export class ConsoleModel {
             waiting: totalLag(delayRows.filter((r) => r.topic === b.topic)),
           }));
           info.lagAt = now;
-          info.dlqDepth = existing.has(info.dlq)
+          const depth = existing.has(info.dlq)
             ? await this.withAdmin([info.dlq], (admin) => dlqDepth(admin, info.topic, info.dlq))
             : 0;
+          // Activity times are taken per group, not per round, so two groups rarely tie.
+          const sum = info.lag.reduce((a, l) => a + l.end + (l.committed ?? 0), 0);
+          if (info.offsetsSum !== undefined && sum !== info.offsetsSum)
+            info.activeAt = Math.max(info.activeAt ?? 0, Date.now());
+          info.offsetsSum = sum;
+          if (info.dlqDepth !== undefined && depth !== info.dlqDepth)
+            info.dlqActiveAt = Math.max(info.dlqActiveAt ?? 0, Date.now());
+          info.dlqDepth = depth;
           let desired = this.desired.get(info.group);
           if (!desired) {
             desired = new DesiredReplicas({
@@ -385,7 +443,13 @@ export class ConsoleModel {
           });
           while (info.history.length > 0 && info.history[0]!.at < now - HISTORY_MS) info.history.shift();
         } catch (error) {
-          info.error = (error as Error).message.split('\n')[0];
+          // Deleted while it was being sampled: gone, not failing.
+          const still = await this.admin
+            .listTopics()
+            .then((t) => t.includes(info.topic))
+            .catch(() => true);
+          info.topicGone = !still;
+          info.error = still ? (error as Error).message.split('\n')[0] : undefined;
         }
       }
     } finally {
@@ -510,4 +574,17 @@ export class ConsoleModel {
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }
+}
+
+/** The topic of the group with the latest activity of `kind` (ties: the first by name). */
+export function mostActive(
+  groups: Pick<GroupView, 'topic' | 'activeAt' | 'dlqActiveAt'>[],
+  kind: 'jobs' | 'dlq',
+): string | undefined {
+  let best: { topic: string; at: number } | undefined;
+  for (const g of groups) {
+    const at = kind === 'jobs' ? g.activeAt : g.dlqActiveAt;
+    if (at !== undefined && (!best || at > best.at)) best = { topic: g.topic, at };
+  }
+  return best?.topic;
 }

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { isIPv6 } from 'node:net';
 
 export const SESSION_COOKIE = 'strand_session';
 export const CSRF_COOKIE = 'strand_csrf';
@@ -57,11 +58,22 @@ export class ConsoleSecurity {
   }
 
   authenticated(req: IncomingMessage, cookies: Map<string, string>): boolean {
-    if (this.opts.token === undefined || this.session === undefined) return true;
-    const auth = req.headers.authorization ?? '';
-    if (auth.startsWith('Bearer ') && same(auth.slice(7).trim(), this.opts.token)) return true;
+    return this.credentials(req, cookies) === 'ok';
+  }
+
+  /**
+   * `ok`; `none` (no credential: a browser is sent to the login page); or `wrong` when the request
+   * carries an Authorization header with anything but the token (an API client: 401, not a page).
+   */
+  credentials(req: IncomingMessage, cookies: Map<string, string>): 'ok' | 'none' | 'wrong' {
+    if (this.opts.token === undefined || this.session === undefined) return 'ok';
+    const auth = req.headers.authorization;
+    if (auth !== undefined) {
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+      return m?.[1] !== undefined && same(m[1], this.opts.token) ? 'ok' : 'wrong';
+    }
     const cookie = cookies.get(SESSION_COOKIE);
-    return cookie !== undefined && same(cookie, this.session);
+    return cookie !== undefined && same(cookie, this.session) ? 'ok' : 'none';
   }
 
   /** False for a request a browser was tricked into addressing to this loopback console. */
@@ -98,6 +110,82 @@ export class ConsoleSecurity {
       return new URL(origin).host === req.headers.host;
     } catch {
       return false;
+    }
+  }
+}
+
+/**
+ * The address a credential attempt is counted against: IPv4 as is, IPv6 by its /64 (one host
+ * usually holds a whole /64, so counting single addresses would give it billions of buckets).
+ * Behind a reverse proxy every client shares the proxy's address: `X-Forwarded-For` is not
+ * trusted, because anyone can send it.
+ */
+export function clientAddress(req: IncomingMessage): string {
+  const raw = (req.socket?.remoteAddress ?? 'unknown').replace(/^::ffff:(?=\d+\.)/, '');
+  if (!isIPv6(raw)) return raw;
+  const [head = '', tail = ''] = raw.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+export interface ThrottleOptions {
+  /** Wrong attempts an address may make in a row. @defaultValue 5 */
+  burst?: number;
+  /** One more attempt is allowed after this long. @defaultValue 10000 */
+  refillMs?: number;
+  /** Addresses remembered at most (the oldest are forgotten first). @defaultValue 10000 */
+  maxAddresses?: number;
+  now?: () => number;
+}
+
+/**
+ * Throttles token guesses (the login form and `Authorization: Bearer`): a token bucket per client
+ * address that each wrong token empties by one and that refills by one every `refillMs`. With the
+ * bucket empty, no token from that address is even checked (429 with Retry-After) until it refills,
+ * so guessing runs at 6 a minute per address however fast the requests come. Right tokens and
+ * session cookies take nothing from the bucket.
+ */
+export class CredentialThrottle {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly burst: number;
+  private readonly refillMs: number;
+  private readonly maxAddresses: number;
+  private readonly now: () => number;
+
+  constructor(opts: ThrottleOptions = {}) {
+    this.burst = opts.burst ?? 5;
+    this.refillMs = opts.refillMs ?? 10_000;
+    this.maxAddresses = opts.maxAddresses ?? 10_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  private level(address: string): number {
+    const b = this.buckets.get(address);
+    if (!b) return this.burst;
+    const tokens = Math.min(this.burst, b.tokens + (this.now() - b.at) / this.refillMs);
+    if (tokens >= this.burst) this.buckets.delete(address);
+    return tokens;
+  }
+
+  /** Seconds until `address` may try a token again; 0 when it may now. */
+  retryAfter(address: string): number {
+    const tokens = this.level(address);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * this.refillMs) / 1000);
+  }
+
+  /** Counts a wrong token from `address`. */
+  failed(address: string): void {
+    const tokens = this.level(address);
+    this.buckets.delete(address);
+    this.buckets.set(address, { tokens: Math.max(0, tokens - 1), at: this.now() });
+    if (this.buckets.size > this.maxAddresses) {
+      const oldest = this.buckets.keys().next().value;
+      if (oldest !== undefined) this.buckets.delete(oldest);
     }
   }
 }

@@ -17,13 +17,22 @@ import {
   dlqReplayPost,
   dlqTaskPage,
 } from './pages/dlq.js';
+import { groupPage } from './pages/group.js';
 import { jobsPage } from './pages/jobs.js';
 import { overviewPage } from './pages/overview.js';
 import { schemasPage, subjectPage } from './pages/schemas.js';
 import { tiersPage } from './pages/tiers.js';
 import { workersPage } from './pages/workers.js';
 import { RecordDecoder } from './records.js';
-import { ConsoleSecurity, CSRF_COOKIE, parseCookies, SECURITY_HEADERS, SESSION_COOKIE } from './security.js';
+import {
+  ConsoleSecurity,
+  CredentialThrottle,
+  CSRF_COOKIE,
+  clientAddress,
+  parseCookies,
+  SECURITY_HEADERS,
+  SESSION_COOKIE,
+} from './security.js';
 
 export interface ConsoleServerOptions {
   model: ConsoleModel;
@@ -43,6 +52,7 @@ type PostHandler = (ctx: PageContext, form: URLSearchParams) => Redirect | Promi
 
 const GET: Record<string, GetHandler> = {
   '/': overviewPage,
+  '/group': groupPage,
   '/workers': workersPage,
   '/jobs': jobsPage,
   '/dlq': dlqPage,
@@ -103,6 +113,7 @@ function readBody(req: IncomingMessage): Promise<string> {
 export class ConsoleServer {
   private server: Server | undefined;
   private readonly security: ConsoleSecurity;
+  private readonly throttle = new CredentialThrottle();
   private readonly catalog: SchemaCatalog;
   private readonly decoder: RecordDecoder;
   private readonly assetCache = new Map<string, Buffer>();
@@ -189,6 +200,19 @@ export class ConsoleServer {
       setCookies.push(`${CSRF_COOKIE}=${csrfCookie}; Path=/; HttpOnly; SameSite=Strict`);
     }
     const csrf = this.security.csrfToken(csrfCookie);
+    if (this.security.tokenRequired && req.headers.authorization !== undefined) {
+      // An API client with a bearer token: answered in HTTP terms (401/429), never a login page.
+      const address = clientAddress(req);
+      const wait = this.throttle.retryAfter(address);
+      if (wait > 0) return this.tooManyAttempts(res, wait);
+      if (this.security.credentials(req, cookies) === 'wrong') {
+        this.throttle.failed(address);
+        this.send(res, 401, 'text/plain; charset=utf-8', 'wrong token (Authorization: Bearer)\n', {
+          'www-authenticate': 'Bearer realm="strand-console", error="invalid_token"',
+        });
+        return;
+      }
+    }
     const authed = this.security.authenticated(req, cookies);
     const ctx: PageContext = {
       model: this.opts.model,
@@ -279,7 +303,7 @@ export class ConsoleServer {
     cookies: Map<string, string>,
     setCookies: string[],
     csrf: string,
-    page: (status: number, p: Page) => void,
+    page: (status: number, p: Page, extra?: Record<string, string>) => void,
     errorPage: (status: number, message: string) => void,
   ): void {
     if (
@@ -291,13 +315,28 @@ export class ConsoleServer {
     }
     const next = form.get('next') ?? '/';
     const safeNext = next.startsWith('/') && !next.startsWith('//') ? next : '/';
+    const address = clientAddress(req);
+    const wait = this.throttle.retryAfter(address);
+    if (wait > 0) {
+      page(429, this.loginPage(safeNext, `Too many wrong tokens: try again in ${wait} s.`, csrf), {
+        'retry-after': String(wait),
+      });
+      return;
+    }
     const session = this.security.sessionFor(form.get('token') ?? '');
     if (!session) {
+      this.throttle.failed(address);
       page(401, this.loginPage(safeNext, 'Wrong token.', csrf));
       return;
     }
     setCookies.push(`${SESSION_COOKIE}=${session}; Path=/; HttpOnly; SameSite=Strict`);
     this.send(res, 303, 'text/plain; charset=utf-8', '', { location: safeNext, 'set-cookie': setCookies });
+  }
+
+  private tooManyAttempts(res: ServerResponse, seconds: number): void {
+    this.send(res, 429, 'text/plain; charset=utf-8', `too many wrong tokens: try again in ${seconds} s\n`, {
+      'retry-after': String(seconds),
+    });
   }
 
   private loginPage(next: string, error: string, csrf: string): Page {
@@ -325,6 +364,8 @@ ${error ? html`<p class="notice error">${error}</p>` : ''}
       active: p.active,
       readOnly: ctx.readOnly,
       loggedIn: authed && this.security.tokenRequired,
+      // Before the token, nothing of the cluster: no brokers, no nav, no mode.
+      anonymous: !authed,
       csrf: ctx.csrf,
       cluster: this.opts.model.connection.brokers.join(', '),
       body: p.body,

@@ -93,6 +93,14 @@
     }
   }
 
+  // A table row with data-href opens its page (the overview's groups); links inside keep their own.
+  document.addEventListener('click', (e) => {
+    const row = e.target.closest?.('tr[data-href]');
+    if (!row || e.target.closest('a, button, input, select, summary')) return;
+    if (String(window.getSelection?.() ?? '') !== '') return;
+    location.href = row.dataset.href;
+  });
+
   function start() {
     drawCharts(document);
     if (period > 0) {

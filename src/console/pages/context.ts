@@ -1,7 +1,7 @@
 import { parseDuration } from '../../config/index.js';
 import type { SchemaCatalog } from '../catalog.js';
 import { type Fragment, type Html, html } from '../html.js';
-import type { ConsoleModel } from '../model.js';
+import type { ConsoleModel, Point } from '../model.js';
 import type { RecordDecoder } from '../records.js';
 
 /** What a page handler gets. */
@@ -41,6 +41,33 @@ export class PageError extends Error {
 
 export function stat(label: string, value: Fragment, opts: { testId?: string; tone?: string } = {}): Html {
   return html`<div class="stat${opts.tone ? ` ${opts.tone}` : ''}"><div class="label">${label}</div><div class="value"${opts.testId ? html` data-testid="${opts.testId}"` : ''}>${value}</div></div>`;
+}
+
+/** A uPlot chart drawn by the client from its data attribute: `data[0]` is time in seconds. */
+export function chart(
+  id: string,
+  title: string,
+  series: { label: string; stroke: string }[],
+  data: number[][],
+): Html {
+  return html`<figure class="chart-box"><figcaption>${title}</figcaption><div class="chart" id="${id}" data-chart="${JSON.stringify({ series, data })}"></div></figure>`;
+}
+
+/** The two charts of a group or of all groups: jobs/s completed and failed, and lag. */
+export function rateAndLagCharts(idPrefix: string, history: Point[]): Html {
+  const t = history.map((p) => Math.round(p.at / 1000));
+  return html`<div class="charts">
+${chart(
+  `${idPrefix}-rate`,
+  'jobs / s (last 15 min)',
+  [
+    { label: 'completed', stroke: '#2f9e44' },
+    { label: 'failed', stroke: '#e03131' },
+  ],
+  [t, history.map((p) => p.completedPerSec), history.map((p) => p.failedPerSec)],
+)}
+${chart(`${idPrefix}-lag`, 'lag (last 15 min)', [{ label: 'lag', stroke: '#1971c2' }], [t, history.map((p) => p.lag)])}
+</div>`;
 }
 
 export function badge(text: string, tone: string): Html {

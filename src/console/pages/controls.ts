@@ -1,4 +1,4 @@
-import { formatTime, html, postForm } from '../html.js';
+import { formatTime, href, html, postForm } from '../html.js';
 import { badge, notice, type Page, type PageContext, PageError, type Redirect } from './context.js';
 import { groupState } from './overview.js';
 
@@ -12,23 +12,27 @@ ${done ? notice(`Sent "${done}" to group ${ctx.query.get('group') ?? ''}: its wo
 ${
   groups.length === 0
     ? notice('No consumer group known yet.')
-    : groups.map((g) => {
+    : html`<table class="grid controls" data-testid="controls-table">
+<thead><tr><th>group</th><th>topic</th><th>state</th><th>live workers</th><th>last command</th>${ctx.readOnly ? '' : html`<th></th>`}</tr></thead>
+<tbody>${groups.map((g) => {
         const s = groupState(g);
         const paused = g.control?.action === 'pause';
-        return html`<section class="card control" data-testid="control" data-group="${g.group}">
-<h2>${g.group} <small>${g.topic}</small> ${badge(s.text, s.tone)}</h2>
-<p>${g.live.length} live worker(s): ${g.live.map((w) => html`<span class="mono">${w.snapshot.workerId}</span> ${badge(w.snapshot.state, w.snapshot.state === 'running' ? 'ok' : 'warn')} `)}</p>
-${g.control ? html`<p><small>last command: <b>${g.control.action}</b> by ${g.control.by} at ${formatTime(g.control.at)}</small></p>` : ''}
+        return html`<tr data-testid="control" data-group="${g.group}">
+<td><a href="${href('/group', { name: g.group })}"><b>${g.group}</b></a></td>
+<td class="topic">${g.topic}</td>
+<td>${badge(s.text, s.tone)}</td>
+<td>${g.live.length ? g.live.map((w, i) => html`${i ? html`<br>` : ''}<span class="mono">${w.snapshot.workerId}</span> ${badge(w.snapshot.state, w.snapshot.state === 'running' ? 'ok' : 'warn')}`) : html`<span class="muted">none</span>`}</td>
+<td>${g.control ? html`<b>${g.control.action}</b> <small>by ${g.control.by} at ${formatTime(g.control.at)}</small>` : html`<span class="muted">-</span>`}</td>
 ${
   ctx.readOnly
     ? ''
-    : html`<div class="actions">
+    : html`<td class="row-actions">
 ${postForm('/controls', ctx.csrf, { group: g.group, action: 'pause' }, 'Pause intake', { buttonClass: paused ? 'btn' : 'btn warn', testId: 'pause' })}
 ${postForm('/controls', ctx.csrf, { group: g.group, action: 'resume' }, 'Resume', { buttonClass: paused ? 'btn primary' : 'btn', testId: 'resume' })}
-</div>`
+</td>`
 }
-</section>`;
-      })
+</tr>`;
+      })}</tbody></table>`
 }
 </div>`;
   return { title: 'Controls', active: '/controls', body };

@@ -17,6 +17,7 @@ import {
   topicInput,
 } from './context.js';
 import { headersTable, payloadBlock, schemaLabel } from './records-view.js';
+import { choiceLine, chooseTopic, topicPicker } from './topic-choice.js';
 
 interface Filter {
   errorClass?: string;
@@ -43,7 +44,7 @@ function matches(l: DeadLetter, f: Filter): boolean {
 }
 
 function topicOf(ctx: PageContext, q: URLSearchParams = ctx.query): string {
-  const topic = (q.get('topic') ?? ctx.model.jobTopics()[0] ?? '').trim();
+  const topic = (q.get('topic') ?? '').trim();
   if (!topic) throw new PageError(400, 'name a job topic');
   return topic;
 }
@@ -87,13 +88,14 @@ function filterForm(ctx: PageContext, topic: string, classes: string[], action =
 }
 
 export async function dlqPage(ctx: PageContext): Promise<Page> {
-  if (ctx.model.jobTopics().length === 0 && !ctx.query.get('topic'))
+  const choice = chooseTopic(ctx, 'dlq');
+  if (!choice)
     return {
       title: 'Dead letters',
       active: '/dlq',
-      body: html`<h1>Dead letters</h1>${notice('No job topic known yet: name one with ?topic=…')}`,
+      body: html`<h1>Dead letters</h1>${filterForm(ctx, '', [])}${topicPicker(ctx, 'dlq', '/dlq')}`,
     };
-  const topic = topicOf(ctx);
+  const topic = choice.topic;
   const filter = filterOf(ctx.query);
   const letters = await ctx.model.deadLetters(topic);
   const classes = [...new Set(letters.map((l) => l.job.errorClass).filter((c): c is string => !!c))].sort();
@@ -102,15 +104,7 @@ export async function dlqPage(ctx: PageContext): Promise<Page> {
   const q = ctx.query;
   const body = html`<h1>Dead letters <small>${topic}.dlq</small></h1>
 ${filterForm(ctx, topic, classes)}
-<div id="dlq" data-live>
-<div class="stats">
-${stat('not replayed', formatNumber(unreplayed), { testId: 'dlq-unreplayed', tone: unreplayed ? 'bad' : '' })}
-${stat('retained', formatNumber(letters.length))}
-${stat('matching the filter', formatNumber(shown.length), { testId: 'dlq-matching' })}
-</div>
-${shown.length ? lettersTable(topic, shown.slice(0, 200)) : notice('No dead letters match.')}
-${shown.length > 200 ? html`<p class="hint">Showing the newest 200 of ${shown.length}.</p>` : ''}
-</div>
+${choiceLine(ctx, choice, 'dlq', '/dlq')}
 ${
   ctx.readOnly || shown.length === 0
     ? ''
@@ -122,7 +116,16 @@ ${
 <label>rate (jobs/s) <input name="rate" value="${q.get('rate') ?? '100'}" size="5"></label>
 <button class="btn warn">Replay the jobs matching this filter…</button> <small>(a dry run first shows how many)</small>
 </form>`
-}`;
+}
+<div id="dlq" data-live>
+<div class="stats">
+${stat('not replayed', formatNumber(unreplayed), { testId: 'dlq-unreplayed', tone: unreplayed ? 'bad' : '' })}
+${stat('retained', formatNumber(letters.length))}
+${stat('matching the filter', formatNumber(shown.length), { testId: 'dlq-matching' })}
+</div>
+${shown.length ? lettersTable(topic, shown.slice(0, 200)) : notice('No dead letters match.')}
+${shown.length > 200 ? html`<p class="hint">Showing the newest 200 of ${shown.length}.</p>` : ''}
+</div>`;
   return { title: 'Dead letters', active: '/dlq', body };
 }
 

@@ -12,6 +12,7 @@ import {
   topicInput,
 } from './context.js';
 import { recordsTable } from './records-view.js';
+import { choiceLine, chooseTopic, topicPicker } from './topic-choice.js';
 
 function knownTopics(ctx: PageContext): string[] {
   return ctx.model.groups().flatMap((g) => [g.topic, ...g.tiers.map((t) => t.topic), g.dlq]);
@@ -37,10 +38,11 @@ function form(ctx: PageContext, topic: string): Html {
 
 export async function jobsPage(ctx: PageContext): Promise<Page> {
   const q = ctx.query;
-  const topic = (q.get('topic') ?? ctx.model.jobTopics()[0] ?? '').trim();
+  const choice = chooseTopic(ctx, 'jobs');
+  const topic = choice?.topic ?? '';
   const head = html`<h1>Jobs</h1>${form(ctx, topic)}`;
-  if (!topic)
-    return { title: 'Jobs', active: '/jobs', body: html`${head}${notice('Name a topic to browse.')}` };
+  if (!choice)
+    return { title: 'Jobs', active: '/jobs', body: html`${head}${topicPicker(ctx, 'jobs', '/jobs')}` };
   const conn = ctx.model.connection;
   const limit = intParam(q, 'limit', 1, 500) ?? 20;
   const partition = intParam(q, 'partition', 0, 100_000);
@@ -114,6 +116,7 @@ ${offset + limit < p.high ? html`<a href="${href('/jobs', { topic, partition, of
   const shown = await ctx.decoder.showAll(records);
   const names = topicNames(topic.replace(/\.(dlq|retry\.\d+)$/, ''), 0);
   const body = html`${head}
+${choiceLine(ctx, choice, 'jobs', '/jobs')}
 <div class="partitions">${bounds.map(
     (b) =>
       html`<a href="${href('/jobs', { topic, partition: b.partition, limit })}" class="${b.partition === partition ? 'chip active' : 'chip'}">p${b.partition} <small>${b.low}…${b.high}</small></a>`,

@@ -59,7 +59,7 @@ function groupDelays(g: GroupView): Html | string {
 
 async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
   if (g.tiers.length === 0)
-    return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2>${notice('No retry tiers: failures retry in place, then go to the DLQ.')}${groupDelays(g)}</section>`;
+    return html`<section class="card"><h2>${g.group} <small>${g.topic}</small></h2><p class="hint">No retry tiers: failures retry in place, then go to the DLQ.</p>${groupDelays(g)}</section>`;
   const rows: Html[] = [];
   for (const [i, tier] of g.tiers.entries()) {
     const lag = g.lag.filter((l) => l.topic === tier.topic);
@@ -90,8 +90,14 @@ async function groupTiers(ctx: PageContext, g: GroupView): Promise<Html> {
 
 export async function tiersPage(ctx: PageContext): Promise<Page> {
   const groups = ctx.model.groups();
+  // A card only for groups with something to show: with many groups, the rest is one line.
+  const plain = groups.filter((g) => g.tiers.length === 0 && g.delays.length === 0);
   const sections: Html[] = [];
-  for (const g of groups) sections.push(await groupTiers(ctx, g));
+  for (const g of groups) if (!plain.includes(g)) sections.push(await groupTiers(ctx, g));
+  if (plain.length > 0)
+    sections.push(
+      html`<p class="hint" data-testid="no-tiers">No retry tiers and no delayed jobs (failures retry in place, then go to the DLQ): ${plain.map((g, i) => html`${i ? ', ' : ''}<a href="${href('/group', { name: g.group })}">${g.group}</a>`)}.</p>`,
+    );
   const body = html`<h1>Retry tiers and delayed jobs</h1>
 <p class="hint">A failed job waits in its tier topic until its delay has passed (<code>strand-due-at</code>); <b>waiting</b> is the group's lag on the tier, <b>due now</b> the part whose delay has passed. <b>Delayed jobs</b> (<code>enqueue --delay</code>) wait in the topic's delay buckets until due and are not lag.</p>
 <div id="tiers" data-live>

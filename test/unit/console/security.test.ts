@@ -2,9 +2,16 @@ import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { exposureProblem } from '../../../src/cli/console.js';
 import { escapeHtml, html } from '../../../src/console/html.js';
-import { ConsoleSecurity, isLoopback } from '../../../src/console/security.js';
+import {
+  ConsoleSecurity,
+  CredentialThrottle,
+  clientAddress,
+  isLoopback,
+} from '../../../src/console/security.js';
 
 const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
+const from = (remoteAddress: string) =>
+  ({ headers: {}, socket: { remoteAddress } }) as unknown as IncomingMessage;
 
 describe('console html', () => {
   it('escapes every interpolated value, in content and attributes', () => {
@@ -46,5 +53,62 @@ describe('console security', () => {
     expect(session).not.toContain('a-long-enough-token');
     expect(locked.sessionFor('wrong')).toBeUndefined();
     expect(locked.authenticated(req({}), new Map([['strand_session', session]]))).toBe(true);
+  });
+});
+
+describe('console credentials and their throttle', () => {
+  it('tells a wrong bearer token (401 for API clients) from no credential (the login page)', () => {
+    const locked = new ConsoleSecurity({ host: '0.0.0.0', token: 'a-long-enough-token' });
+    expect(locked.credentials(req({}), new Map())).toBe('none');
+    expect(locked.credentials(req({ authorization: 'Bearer a-long-enough-token' }), new Map())).toBe('ok');
+    expect(locked.credentials(req({ authorization: 'bearer  a-long-enough-token ' }), new Map())).toBe('ok');
+    expect(locked.credentials(req({ authorization: 'Bearer nope' }), new Map())).toBe('wrong');
+    expect(locked.credentials(req({ authorization: 'Basic YTpi' }), new Map())).toBe('wrong');
+    // A wrong header is not rescued by a valid cookie: the client said who it is.
+    const session = locked.sessionFor('a-long-enough-token')!;
+    expect(
+      locked.credentials(req({ authorization: 'Bearer nope' }), new Map([['strand_session', session]])),
+    ).toBe('wrong');
+    expect(
+      new ConsoleSecurity({ host: '127.0.0.1' }).credentials(req({ authorization: 'Bearer x' }), new Map()),
+    ).toBe('ok');
+  });
+
+  it('lets 5 wrong tokens through per address, then one per 10 s (token bucket)', () => {
+    let now = 0;
+    const t = new CredentialThrottle({ now: () => now });
+    for (let i = 0; i < 5; i++) {
+      expect(t.retryAfter('10.0.0.1')).toBe(0);
+      t.failed('10.0.0.1');
+    }
+    expect(t.retryAfter('10.0.0.1')).toBe(10);
+    expect(t.retryAfter('10.0.0.2')).toBe(0);
+    now = 4_000;
+    expect(t.retryAfter('10.0.0.1')).toBe(6);
+    now = 10_000;
+    expect(t.retryAfter('10.0.0.1')).toBe(0);
+    t.failed('10.0.0.1');
+    expect(t.retryAfter('10.0.0.1')).toBe(10);
+    // Refilled to the full burst after 50 s of quiet.
+    now = 60_000;
+    for (let i = 0; i < 5; i++) {
+      expect(t.retryAfter('10.0.0.1')).toBe(0);
+      t.failed('10.0.0.1');
+    }
+    expect(t.retryAfter('10.0.0.1')).toBeGreaterThan(0);
+  });
+
+  it('remembers a bounded number of addresses', () => {
+    const t = new CredentialThrottle({ burst: 1, maxAddresses: 3, now: () => 0 });
+    for (const a of ['a', 'b', 'c', 'd']) t.failed(a);
+    expect(['a', 'b', 'c', 'd'].map((a) => t.retryAfter(a))).toEqual([0, 10, 10, 10]);
+  });
+
+  it('counts IPv4 clients by address and IPv6 clients by /64', () => {
+    expect(clientAddress(from('::ffff:192.0.2.7'))).toBe('192.0.2.7');
+    expect(clientAddress(from('127.0.0.1'))).toBe('127.0.0.1');
+    expect(clientAddress(from('2001:db8:0:1::5'))).toBe('2001:db8:0:1::/64');
+    expect(clientAddress(from('2001:0db8:0000:0001:aaaa:bbbb:cccc:dddd'))).toBe('2001:db8:0:1::/64');
+    expect(clientAddress(from('::1'))).toBe('0:0:0:0::/64');
   });
 });
