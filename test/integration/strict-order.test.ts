@@ -251,6 +251,11 @@ describe("retry.ordering: 'strict'", () => {
     const admin = createKafka(stack().connection).admin();
     await admin.connect();
     await admin.createPartitions({ topicPartitions: [{ topic, count: 4 }] });
+    // The broker's metadata follows the controller shortly after (slower on a loaded machine).
+    await waitUntil(
+      async () => (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length === 4,
+      { what: 'the metadata showing 4 partitions' },
+    );
     await admin.disconnect();
     const w = startWorker(topic, uniqueName('strict-grown-g'), [], { retry: { tiers: [1000] } });
     await expect(w.start()).rejects.toThrow(
