@@ -30,7 +30,9 @@ function group(name: string, over: Partial<GroupView> = {}): GroupView {
   };
 }
 
-const lagOf = (n: number) => [{ topic: 't', partition: 0, start: 0, end: n, committed: 0, lag: n, due: n }];
+const lagOf = (n: number) => [
+  { topic: 't', partition: 0, start: 0, end: n, committed: 0, doneAbove: 0, lag: n, due: n },
+];
 
 describe('console overview', () => {
   const groups = [
