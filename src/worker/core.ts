@@ -120,6 +120,8 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
             onStoreUnavailable: () => metrics.failures.inc({ ...labels, error_class: 'StoreUnavailable' }),
           })
         : undefined;
+    // A job ended (its outcome acknowledged): done, if its partition is still this ownership's.
+    const done = (item: WorkItem) => this.assignment.owns(item) && item.tracker.complete(Number(item.offset));
     const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock);
     const executor = new Executor({
       options: o,
@@ -134,9 +136,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       parking: () => this.parking,
       owns: (item) => this.assignment.owns(item),
       confirm: (item) => this.assignment.confirm(item),
-      done: (item) => {
-        if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
-      },
+      done,
       settle: (item) => this.dispatcher.settle(item),
       emit: (event, ...args) => this.emit(event, ...(args as never)),
       random,
@@ -174,9 +174,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       logger,
       random,
       confirm: (item) => this.assignment.confirm(item),
-      done: (item) => {
-        if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
-      },
+      done,
       finished: (item) => this.drop(item),
     });
     this.due = new DueQueue(clock, (item) => {
@@ -201,10 +199,7 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
       },
       due: this.due,
       parking: this.parking?.state,
-      delays: {
-        topics: this.delayTopics,
-        add: (item) => this.delays.add(item),
-      },
+      delays: { topics: this.delayTopics, add: (item) => this.delays.add(item) },
       unknownTopic: (topic) => deps.unknownTopic?.(topic),
     });
     this.committer = new Committer({
@@ -263,6 +258,11 @@ export class WorkerCore extends EventEmitter<WorkerEvents> {
   /** Joined the group and holding an assignment (possibly empty, by design). */
   get joined(): boolean {
     return this.membership.joined;
+  }
+
+  /** Owned job-topic partitions whose parked keys cannot be read now (none of their jobs starts). */
+  get stalledParking(): number[] {
+    return this.parking?.state.stalled() ?? [];
   }
 
   /** When the oldest accepted, unfinished job was accepted. */
