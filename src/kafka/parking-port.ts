@@ -9,8 +9,11 @@ function fetched(m: KafkaMessage): FetchedRecord {
 
 /** A page of a parking partition read whole (one fetch). */
 const PAGE_BYTES = 1024 * 1024;
-/** A fetch for parked jobs by offset: they are often far apart, so each fetch reads less. */
-const PICK_BYTES = 256 * 1024;
+/**
+ * A fetch for parked jobs by offset: they are often far apart, so each fetch reads little more than
+ * the record batch holding the next one (a broker always answers with that batch whole).
+ */
+const PICK_BYTES = 64 * 1024;
 
 /**
  * The parking topic on kafkajs: read straight from the partition leaders through one long-lived
