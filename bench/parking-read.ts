@@ -3,9 +3,11 @@
  * read by offset costs: `npm run bench:parking` (writes `bench/results/parking-read.json`). Sets up
  * a parking topic of two partitions — 401,406 records and 190,880 records (under the 200,000 cap
  * reads had before) — with kafkajs' own producer; `-- --topic T` measures an existing one again
- * (the same records through another build), `-- --keep` leaves it.
+ * (the same records through another build), `-- --keep` leaves it, `-- --out -X` writes
+ * `parking-read-X.json` instead.
  */
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createKafka } from '../src/kafka/client.js';
@@ -18,7 +20,9 @@ import { rawProduceBulk } from '../test/support/raw-kafka.js';
 import { machine } from './env.js';
 import { benchStack, quiet } from './lib.js';
 
-const { values } = parseArgs({ options: { topic: { type: 'string' }, keep: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { topic: { type: 'string' }, keep: { type: 'boolean' }, out: { type: 'string' } },
+});
 const GROUP = 'g';
 const LATE = 10_000_000;
 const sizes = [
@@ -98,9 +102,24 @@ result[`load_${end(0)}_ms`] = await load(0);
 result.rssAfterBigLoadMiB = Math.round(process.memoryUsage().rss / 2 ** 20);
 running = false;
 const m = machine();
-const out = { commit: m.commit, dirty: m.dirty, date: new Date().toISOString(), ...result };
+const command = [
+  'npm run bench:parking',
+  ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : []),
+];
+// Other work on the machine slows every figure here: the load average says how much there was.
+const loadAverage = loadavg().map((l) => Math.round(l * 10) / 10);
+const evidence = {
+  commit: m.commit,
+  dirty: m.dirty,
+  date: new Date().toISOString(),
+  command: command.join(' '),
+};
+const out = { ...evidence, loadAverage, ...result };
 console.log(JSON.stringify(out, null, 2));
-writeFileSync(join(import.meta.dirname, 'results', 'parking-read.json'), `${JSON.stringify(out, null, 2)}\n`);
+writeFileSync(
+  join(import.meta.dirname, 'results', `parking-read${values.out ?? ''}.json`),
+  `${JSON.stringify(out, null, 2)}\n`,
+);
 await port.close();
 await producer.disconnect();
 if (!values.keep && !values.topic) await admin.deleteTopics({ topics: [topic] });
