@@ -3,7 +3,7 @@
  * read by offset costs: `npm run bench:parking` (writes `bench/results/parking-read.json`). Sets up
  * a parking topic of two partitions — 401,406 records and 190,880 records (under the 200,000 cap
  * reads had before) — with kafkajs' own producer; `-- --topic T` measures an existing one again
- * (the same records through another build), `-- --keep` leaves it, `-- --out -X` writes
+ * (the same records through another build), `-- --keep` leaves it, `-- --out X` writes
  * `parking-read-X.json` instead.
  */
 import { writeFileSync } from 'node:fs';
@@ -117,7 +117,7 @@ const evidence = {
 const out = { ...evidence, loadAverage, ...result };
 console.log(JSON.stringify(out, null, 2));
 writeFileSync(
-  join(import.meta.dirname, 'results', `parking-read${values.out ?? ''}.json`),
+  join(import.meta.dirname, 'results', `parking-read${values.out ? `-${values.out}` : ''}.json`),
   `${JSON.stringify(out, null, 2)}\n`,
 );
 await port.close();
