@@ -67,10 +67,11 @@ export class KafkaParkingPort implements ParkingPort {
   async read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]> {
     const wanted = [...new Set(offsets)].sort((a, b) => a - b);
     const out: FetchedRecord[] = [];
+    const picked = new Set(wanted);
     let i = 0;
     while (i < wanted.length) {
       const at = wanted[i]!;
-      const got = await this.reader.fetch(this.topic, partition, at, PICK_BYTES);
+      const got = await this.reader.fetch(this.topic, partition, at, PICK_BYTES, (o) => picked.has(o));
       for (const m of got.records) {
         const offset = Number(m.offset);
         // Offsets below a returned record that it skipped were compacted away.

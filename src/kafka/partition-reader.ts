@@ -57,6 +57,11 @@ interface KafkajsDecoder {
   readInt16(): number;
   readInt32(): number;
   readInt64(): { toString(): string };
+  readVarInt(): number;
+  readVarLong(): unknown;
+  readVarIntBytes(): Buffer | null;
+  slice(size: number): KafkajsDecoder;
+  forward(size: number): void;
   readString(): string;
   readBytes(n: number): Buffer;
   canReadBytes(n: number): boolean;
@@ -70,6 +75,10 @@ const Decoder = require('kafkajs/src/protocol/decoder') as new (buffer: Buffer) 
 const RecordBatchDecoder = require('kafkajs/src/protocol/recordBatch/v0/decoder') as (
   d: KafkajsDecoder,
 ) => Promise<{ firstOffset: string; lastOffsetDelta: number; records: FetchedPartition['messages'] }>;
+const RecordDecoder = require('kafkajs/src/protocol/recordBatch/record/v0/decoder') as (
+  d: KafkajsDecoder,
+  batchContext: object,
+) => FetchedPartition['messages'][number];
 const MessageSetDecoder = require('kafkajs/src/protocol/messageSet/decoder') as (
   d: KafkajsDecoder,
   size: number,
@@ -83,9 +92,60 @@ const KafkajsBatch = require('kafkajs/src/consumer/batch') as new (
   partitionData: FetchedPartition,
 ) => { messages: KafkaMessage[] };
 
-/** Record set bytes of one partition, keeping where the last whole record batch ended. */
+/** Thrown for a record batch cut short by the fetch's byte limit (the next fetch reads it). */
+class PartialBatch extends Error {}
+
+/**
+ * A record batch (format 2, uncompressed) whose records are decoded only at offsets `wanted`
+ * takes; the others are passed over unread (kafkajs decodes every record, headers included).
+ * The batch context is kafkajs' own (recordBatch/v0/decoder.js), so records come out alike.
+ */
+function decodeBatchPicking(
+  d: KafkajsDecoder,
+  wanted: (offset: number) => boolean,
+): { firstOffset: string; lastOffsetDelta: number; records: FetchedPartition['messages'] } {
+  const firstOffset = d.readInt64().toString();
+  const length = d.readInt32();
+  if (!d.canReadBytes(length)) throw new PartialBatch();
+  const b = d.slice(length);
+  d.forward(length);
+  const partitionLeaderEpoch = b.readInt32();
+  const magicByte = b.readInt8();
+  b.readInt32(); // crc
+  const attributes = b.readInt16();
+  const lastOffsetDelta = b.readInt32();
+  const firstTimestamp = b.readInt64().toString();
+  const maxTimestamp = b.readInt64().toString();
+  const producerId = b.readInt64().toString();
+  const producerEpoch = b.readInt16();
+  const firstSequence = b.readInt32();
+  const context = {
+    ...{ firstOffset, firstTimestamp, partitionLeaderEpoch, lastOffsetDelta, producerId, producerEpoch },
+    ...{ firstSequence, maxTimestamp, magicByte },
+    inTransaction: (attributes & 0x10) > 0,
+    isControlBatch: (attributes & 0x20) > 0,
+    timestampType: (attributes & 0x08) > 0 ? 1 : 0,
+  };
+  const records: FetchedPartition['messages'] = [];
+  const base = Number(firstOffset);
+  for (let i = b.readInt32(); i > 0; i--) {
+    const bytes = b.readVarIntBytes();
+    if (!bytes) continue;
+    const peek = new Decoder(bytes);
+    peek.readInt8(); // attributes
+    peek.readVarLong(); // timestamp delta
+    if (wanted(base + peek.readVarInt())) records.push(RecordDecoder(new Decoder(bytes), context));
+  }
+  return { firstOffset, lastOffsetDelta, records };
+}
+
+/**
+ * Record set bytes of one partition, keeping where the last whole record batch ended; with
+ * `wanted`, records at other offsets of uncompressed batches are not decoded.
+ */
 async function decodeRecordSet(
   d: KafkajsDecoder,
+  wanted?: (offset: number) => boolean,
 ): Promise<{ messages: FetchedPartition['messages']; end: number }> {
   const size = d.readInt32();
   if (size <= 0 || !d.canReadBytes(size)) return { messages: [], end: -1 };
@@ -101,11 +161,14 @@ async function decodeRecordSet(
   // 61 bytes: a record batch's header; a batch cut short by maxBytes is left for the next fetch.
   while (batches.canReadBytes(61)) {
     try {
-      const batch = await RecordBatchDecoder(batches);
+      // Bytes 21–22 of a batch: its attributes, the low three bits its compression.
+      const compressed = (batches.buffer.readInt16BE(batches.offset + 21) & 0x07) !== 0;
+      const batch =
+        wanted && !compressed ? decodeBatchPicking(batches, wanted) : await RecordBatchDecoder(batches);
       for (const r of batch.records) messages.push(r);
       end = Number(batch.firstOffset) + batch.lastOffsetDelta + 1;
     } catch (error) {
-      if ((error as Error).name === 'KafkaJSPartialMessageError') break;
+      if (error instanceof PartialBatch || (error as Error).name === 'KafkaJSPartialMessageError') break;
       throw error;
     }
   }
@@ -113,7 +176,7 @@ async function decodeRecordSet(
 }
 
 /** kafkajs' fetch response decoding (versions 4–11), with {@link decodeRecordSet} for the records. */
-function fetchDecoder(version: number) {
+function fetchDecoder(version: number, wanted?: (offset: number) => boolean) {
   const partition = async (d: KafkajsDecoder): Promise<FetchedPartition> => {
     const p = d.readInt32();
     const errorCode = d.readInt16();
@@ -125,7 +188,7 @@ function fetchDecoder(version: number) {
       firstOffset: a.readInt64().toString(),
     }));
     if (version >= 11) d.readInt32(); // preferred read replica
-    const { messages, end } = await decodeRecordSet(d);
+    const { messages, end } = await decodeRecordSet(d, wanted);
     return {
       ...{ partition: p, errorCode, highWatermark, lastStableOffset, abortedTransactions },
       ...{ messages, batchesEnd: end },
@@ -197,10 +260,17 @@ export class PartitionReader {
 
   /**
    * One fetch of `partition` from `offset`, up to about `maxBytes` (at least one whole record
-   * batch). A failure (a leader moved, a broker down) refreshes the metadata and rejects: the
-   * caller asks again.
+   * batch). With `wanted`, only records at offsets it takes are decoded and returned (a read by
+   * offset need not decode the batches' other records). A failure (a leader moved, a broker down)
+   * refreshes the metadata and rejects: the caller asks again.
    */
-  async fetch(topic: string, partition: number, offset: number, maxBytes: number): Promise<FetchedRange> {
+  async fetch(
+    topic: string,
+    partition: number,
+    offset: number,
+    maxBytes: number,
+    wanted?: (offset: number) => boolean,
+  ): Promise<FetchedRange> {
     const c = await this.cluster();
     if (!this.topics.has(topic)) {
       await c.addTargetTopic(topic);
@@ -223,7 +293,7 @@ export class PartitionReader {
       const version = request.request.apiVersion;
       if (version < 4)
         throw new Error(`the broker answers fetch version ${version} only (4 or later needed)`);
-      const decode = fetchDecoder(version);
+      const decode = fetchDecoder(version, wanted);
       const res = await broker.connectionPool
         .send({ ...request, response: { decode, parse: request.response.parse } })
         .catch(async (error: unknown) => {
