@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
 import { benchStack } from '../bench/lib.js';
+import { parkingTakeoverScenario } from './parking-takeover.js';
 import {
   badInputScenario,
   crashScenario,
@@ -41,6 +42,7 @@ const scenarios: [string, () => Promise<Verdict>][] = [
   ['soak', () => soakScenario(s, size.soak)],
   ['bad-input', () => badInputScenario(s, size.badInput)],
   ['strict-order', () => strictOrderScenario(s, size.strictOrder)],
+  ['parking-takeover', () => parkingTakeoverScenario(s, size.parkingTakeover)],
 ];
 for (const [name, run] of scenarios) {
   if (only && !only.has(name)) continue;

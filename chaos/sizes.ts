@@ -18,6 +18,8 @@ export const chaosSizes = {
     soak: { minutes: 2, rate: 200, warmupMs: 30_000 },
     badInput: { valid: 2000, bad: 2000, keys: 100, rssLimitMiB: 300, waitMs: 150_000 },
     strictOrder: { jobs: 3000, keys: 100, workers: 3, kills: 3, waitMs: 150_000 },
+    // Past the 200,000 records a parking read used to stop at.
+    parkingTakeover: { history: 205_000, jobsPerRound: 600, keys: 30, waitMs: 120_000 },
   },
   full: {
     crash: {
@@ -34,5 +36,6 @@ export const chaosSizes = {
     soak: { minutes: 10, rate: 300, warmupMs: 120_000 },
     badInput: { valid: 10_000, bad: 10_000, keys: 200, rssLimitMiB: 300 },
     strictOrder: { jobs: 20_000, keys: 200, workers: 3, kills: 8 },
+    parkingTakeover: { history: 410_000, jobsPerRound: 2000, keys: 50 },
   },
 };

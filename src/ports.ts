@@ -131,8 +131,19 @@ export interface ProducePort {
  * consumer group: the owner of a job-topic partition reads its parking partition when it takes it.
  */
 export interface ParkingPort {
-  /** Every record of one partition, oldest first (tombstones included). */
-  readAll(partition: number): Promise<FetchedRecord[]>;
+  /**
+   * Reads one partition from `from` (its log start if that is later) up to the end it had when the
+   * read began, oldest first, tombstones included, a page at a time: `onPage` gets each page and
+   * the offset the read reached (past the page's last record and any compacted gap after it)
+   * before the next page is fetched. Resolves with the end. A failed read rejects; the pages
+   * handed over stay valid, so the caller resumes from the last `next`. An `onPage` that throws
+   * ends the read with its error.
+   */
+  scan(
+    partition: number,
+    from: number,
+    onPage: (records: readonly FetchedRecord[], next: number) => void,
+  ): Promise<number>;
   /** The records at these offsets, in offset order (offsets compacted away are left out). */
   read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]>;
   /** Writes records to one partition (acks=all); resolves with their offsets once acknowledged. */

@@ -124,9 +124,8 @@ export class WorkerCore extends WorkerEmitter {
             onStoreUnavailable: () => metrics.failures.inc({ ...labels, error_class: 'StoreUnavailable' }),
           })
         : undefined;
-    const done = (item: WorkItem) => {
-      if (this.assignment.owns(item)) item.tracker.complete(Number(item.offset));
-    };
+    // A job ended (its outcome acknowledged): done, if its partition is still this ownership's.
+    const done = (item: WorkItem) => this.assignment.owns(item) && item.tracker.complete(Number(item.offset));
     const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock, o.retry.tiers, logger);
     const executor = new Executor({
       options: o,
@@ -205,10 +204,7 @@ export class WorkerCore extends WorkerEmitter {
       },
       due: this.due,
       parking: this.parking,
-      delays: {
-        topics: this.delayTopics,
-        add: (item) => this.delays.add(item),
-      },
+      delays: { topics: this.delayTopics, add: (item) => this.delays.add(item) },
       unknownTopic: (topic) => deps.unknownTopic?.(topic),
     });
     this.committer = new Committer({
@@ -269,6 +265,11 @@ export class WorkerCore extends WorkerEmitter {
   /** Joined the group and holding an assignment (possibly empty, by design). */
   get joined(): boolean {
     return this.membership.joined;
+  }
+
+  /** Owned job-topic partitions whose parked keys cannot be read now (none of their jobs starts). */
+  get stalledParking(): number[] {
+    return this.parking?.state.stalled() ?? [];
   }
 
   /** When the oldest accepted, unfinished job was accepted. */

@@ -1,6 +1,6 @@
 import { HEADERS } from '../headers.js';
 import type { FetchedBatch } from '../ports.js';
-import type { Clock, TimerHandle } from '../timing/clock.js';
+import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { DueQueue } from './due-queue.js';
@@ -72,6 +72,8 @@ export class JobBuffer {
 export class Intake {
   private seq = 0;
   private readonly mapCapacity: number;
+  /** Parking loads known to have ended (a batch then need not wait on them). */
+  private readonly loaded = new WeakSet<Promise<void>>();
 
   constructor(
     private readonly deps: {
@@ -133,6 +135,31 @@ export class Intake {
     return tracker.pendingCount() > 0 && offset - (tracker.commitPoint() ?? offset) > this.mapCapacity;
   }
 
+  /**
+   * Waits until the partition's parked keys are known (strict key order). A big parking partition
+   * takes seconds to read, one that does not answer takes until it does: the batch heartbeats
+   * meanwhile, else the group would expel this member and the next owner would start over.
+   */
+  private async parkedKeysKnown(batch: FetchedBatch, current: () => boolean): Promise<boolean> {
+    const ready = this.deps.parking?.ready(batch.partition);
+    if (!ready || this.loaded.has(ready)) return true;
+    for (;;) {
+      const wait = new AbortController();
+      const known = await Promise.race([
+        ready.then(() => true),
+        sleep(this.deps.clock, 1000, wait.signal).then(() => false),
+      ]);
+      wait.abort();
+      if (known) {
+        this.loaded.add(ready);
+        return true;
+      }
+      if (!current()) return false;
+      // Rejects when the group rebalances, so the client can rejoin.
+      await batch.heartbeat();
+    }
+  }
+
   async onBatch(batch: FetchedBatch): Promise<void> {
     const { assignment, buffer, dispatcher, state, clock, pending } = this.deps;
     const tp = tpKey(batch.topic, batch.partition);
@@ -153,9 +180,9 @@ export class Intake {
     const owned = assignment.get(tp);
     if (!owned) return;
     await owned.ready;
-    if (tier === 0) await this.deps.parking?.ready(batch.partition);
     const tracker = owned.tracker;
     const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
+    if (tier === 0 && !(await this.parkedKeysKnown(batch, current))) return;
     // The fetch position moves once per stretch of accepted records, not per record (kafkajs
     // converts every resolved offset to a Long): before any wait, any return, and at the end.
     let resolved: string | undefined;

@@ -98,6 +98,8 @@ export class ParkingState {
 
   private readonly statePrefix: string;
   private readonly jobPrefix: string;
+  /** Owned partitions whose parking partition did not answer the last time it was asked. */
+  private readonly unreadable = new Set<number>();
 
   /** Parked keys and parked jobs over the owned partitions (metrics). */
   counts(): { keys: number; jobs: number } {
@@ -112,6 +114,7 @@ export class ParkingState {
 
   /** This worker took job-topic partition `partition`: its parked keys are read (again). */
   take(partition: number): void {
+    this.unreadable.delete(partition);
     const keys = new Map<string, ParkedKey>();
     const token = Math.floor(this.deps.random() * 2 ** 48).toString(36);
     const part = {
@@ -125,6 +128,12 @@ export class ParkingState {
   /** The partition left: its state is read again by whoever takes it. */
   drop(partition: number): void {
     this.parts.delete(partition);
+    this.unreadable.delete(partition);
+  }
+
+  /** Owned partitions whose parking partition cannot be read now (their jobs wait meanwhile). */
+  stalled(): number[] {
+    return [...this.unreadable];
   }
 
   /**
@@ -151,19 +160,36 @@ export class ParkingState {
     return true;
   }
 
-  /** Asks the parking topic until it answers, while the worker runs and owns the partition (else undefined). */
-  private untilAnswered<T>(partition: number, keys: Map<string, ParkedKey>, ask: () => Promise<T>) {
+  /**
+   * Asks the parking topic until it answers, while the worker runs and owns the partition (else
+   * undefined). Meanwhile the partition counts as stalled (`stalled()`: /readyz says not ready).
+   */
+  private async untilAnswered<T>(
+    partition: number,
+    keys: Map<string, ParkedKey>,
+    ask: () => Promise<T>,
+  ): Promise<T | undefined> {
     const { logger, clock } = this.deps;
-    return retryWithBackoff('produce', ask, {
-      onError: (error) =>
-        logger.warn({ err: error, partition }, 'could not read the parking topic; the partition waits'),
-      wait: async (ms) => {
-        await sleep(clock, ms);
-        // Stopped, or the partition left: whoever takes it reads it.
-        if (!this.deps.running() || this.parts.get(partition)?.keys !== keys) throw new Error('gone');
-      },
-      random: this.deps.random,
-    }).catch(() => undefined);
+    // Stopped, or the partition left: whoever takes it reads it.
+    const current = () => this.deps.running() && this.parts.get(partition)?.keys === keys;
+    try {
+      return await retryWithBackoff('produce', ask, {
+        onError: (error) => {
+          if (!current()) throw error;
+          this.unreadable.add(partition);
+          logger.warn({ err: error, partition }, 'could not read the parking topic; the partition waits');
+        },
+        wait: async (ms) => {
+          await sleep(clock, ms);
+          if (!current()) throw new Error('gone');
+        },
+        random: this.deps.random,
+      });
+    } catch {
+      return undefined;
+    } finally {
+      if (this.parts.get(partition)?.keys === keys) this.unreadable.delete(partition);
+    }
   }
 
   /** Resolves once the partition's parked keys are known. */
@@ -190,36 +216,26 @@ export class ParkingState {
     return this.parts.get(partition)?.top ?? -1;
   }
 
+  /**
+   * Reads the parking partition page by page and folds each page into the key states as it
+   * arrives: memory holds one page and the state (parked keys, offsets of parked jobs), however
+   * many records the partition has. A read that fails resumes after the last page folded.
+   */
   private async load(
     partition: number,
     keys: Map<string, ParkedKey>,
     part: { handed: Set<number>; top: number; end: number; token: string; ours: Set<number> },
   ): Promise<void> {
     const { logger } = this.deps;
-    const records =
-      (await this.untilAnswered(partition, keys, () => this.deps.port.readAll(partition))) ?? [];
-    const last = records.at(-1);
-    part.end = last
-      ? Number(last.offset) + 1
-      : ((await this.untilAnswered(partition, keys, () => this.deps.port.endOffset(partition))) ?? -1);
     const jobs = new Map<number, { at: number; key: string }>();
-    for (const r of records) {
-      const id = r.key?.toString('utf8') ?? '';
-      if (id.startsWith(this.statePrefix)) {
-        const key = id.slice(this.statePrefix.length);
-        if (r.value === null) keys.delete(key);
-        else {
-          const s = JSON.parse(r.value.toString('utf8')) as KeyStateRecord;
-          keys.set(key, { ...s, followers: [], last: s.headOffset });
-        }
-      } else if (id.startsWith(this.jobPrefix)) {
-        const src = Number(id.slice(this.jobPrefix.length));
-        part.handed.add(src);
-        part.top = Math.max(part.top, src);
-        if (r.value === null) jobs.delete(src);
-        else jobs.set(src, { at: Number(r.offset), key: headerString(r.headers, HEADERS.parkedKey) ?? '' });
-      }
-    }
+    let at = 0;
+    const fold = (records: readonly FetchedRecord[], next: number) => {
+      if (this.parts.get(partition)?.keys !== keys) throw new Error('gone');
+      for (const r of records) this.fold(partition, r, keys, jobs, part);
+      at = next;
+    };
+    part.end =
+      (await this.untilAnswered(partition, keys, () => this.deps.port.scan(partition, at, fold))) ?? -1;
     let orphans = 0;
     for (const [src, job] of [...jobs].sort((a, b) => a[0] - b[0])) {
       const k = keys.get(job.key);
@@ -231,6 +247,42 @@ export class ParkingState {
     }
     if (orphans > 0) logger.warn({ partition, orphans }, 'parked jobs without a parked key were left alone');
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
+  }
+
+  /** One record of the parking partition, read in offset order, into the state being loaded. */
+  private fold(
+    partition: number,
+    r: FetchedRecord,
+    keys: Map<string, ParkedKey>,
+    jobs: Map<number, { at: number; key: string }>,
+    part: { handed: Set<number>; top: number },
+  ): void {
+    const id = r.key?.toString('utf8') ?? '';
+    if (id.startsWith(this.statePrefix)) {
+      const key = id.slice(this.statePrefix.length);
+      if (r.value === null) keys.delete(key);
+      else {
+        let s: KeyStateRecord;
+        try {
+          s = JSON.parse(r.value.toString('utf8')) as typeof s;
+        } catch {
+          // Not written by Strand: the key keeps the state it had; a read that retried forever
+          // would stop the whole partition instead.
+          this.deps.logger.error(
+            { partition, key, offset: r.offset },
+            'unreadable parked-key record skipped',
+          );
+          return;
+        }
+        keys.set(key, { ...s, followers: [], last: s.headOffset });
+      }
+    } else if (id.startsWith(this.jobPrefix)) {
+      const src = Number(id.slice(this.jobPrefix.length));
+      part.handed.add(src);
+      part.top = Math.max(part.top, src);
+      if (r.value === null) jobs.delete(src);
+      else jobs.set(src, { at: Number(r.offset), key: headerString(r.headers, HEADERS.parkedKey) ?? '' });
+    }
   }
 
   private async write(partition: number, records: OutgoingRecord[]): Promise<number[]> {

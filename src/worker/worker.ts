@@ -78,6 +78,7 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
   private core: WorkerCore | undefined;
   private admin: Admin | undefined;
   private producer: Producer | undefined;
+  private parking: KafkaParkingPort | undefined;
   private server: Server | undefined;
   private stopTimers: (() => void)[] = [];
   /** Status snapshots and pause/resume for the console (src/status/agent.ts). */
@@ -124,9 +125,9 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
     return this.core?.inflight ?? 0;
   }
 
-  /** Joined the group and holding an assignment (possibly empty, by design). */
+  /** Joined the group and holding an assignment (possibly empty), no partition stalled on its parked keys. */
   get ready(): boolean {
-    return this.phase === 'running' && this.core?.joined === true;
+    return this.phase === 'running' && this.core?.joined === true && this.core.stalledParking.length === 0;
   }
 
   /** Partitions this worker owns now. */
@@ -209,6 +210,10 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
       });
       if (!this.proceeding) return;
     }
+    const parkingConn = { ...this.connection, clientId: `strand-${o.groupId}` };
+    this.parking = parks
+      ? new KafkaParkingPort(parkingConn, admin, this.producer, this.topics.parked)
+      : undefined;
     const core = new WorkerCore({
       options: o,
       topics: this.topics,
@@ -225,14 +230,7 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
       producer: new KafkaProducePort(this.producer, partitionCounts(admin), (partitions) =>
         this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
       ),
-      parking: parks
-        ? new KafkaParkingPort(
-            { ...this.connection, clientId: `strand-${o.groupId}` },
-            admin,
-            this.producer,
-            this.topics.parked,
-          )
-        : undefined,
+      parking: this.parking,
       decoder: this.codec,
       store: this.store,
       clock: systemClock,
@@ -384,6 +382,7 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
     this.agent = undefined;
     for (const stop of this.stopTimers.splice(0)) stop();
     await this.core?.stop({ timeoutMs: 0 });
+    await this.parking?.close();
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
     const server = this.server;

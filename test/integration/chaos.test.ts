@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parkingTakeoverScenario } from '../../chaos/parking-takeover.js';
 import { badInputScenario, crashScenario, strictOrderScenario } from '../../chaos/scenarios.js';
 import { chaosSizes } from '../../chaos/sizes.js';
 import { stack } from '../support/helpers.js';
@@ -40,6 +41,14 @@ describe('chaos (reduced size)', () => {
     expect(v.failures).toEqual([]);
     expect(v.figures.kills).toBeGreaterThanOrEqual(1);
     expect(v.figures.retriedJobs).toBeGreaterThan(0);
+    expect(v.passed).toBe(true);
+  }, 300_000);
+
+  it('parking takeover: a parking partition past 200,000 records read whole by the new owner, keys parked and released as they were', async () => {
+    const v = await parkingTakeoverScenario(stack(), chaosSizes.quick.parkingTakeover);
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    expect(v.figures.parkedAtKill).toBeGreaterThan(0);
     expect(v.passed).toBe(true);
   }, 300_000);
 });

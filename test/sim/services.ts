@@ -190,11 +190,11 @@ export class SimProducer implements ProducePort {
 /**
  * One instance's access to the parking topic (strict key order), as the producer: a write lands
  * at its acknowledgement (after a latency; a crash before loses it), fails in a produce outage or
- * at the failure rate, and a failed write may have landed anyway. `readAll` takes the partition's
+ * at the failure rate, and a failed write may have landed anyway. `scan` takes the partition's
  * end at a point between the call and the answer (the real port reads up to the high watermark it
- * fetched first) and answers with every record before it, tombstones included (compaction is not
- * modelled: the readers fold them). Reads fail as writes do (no partial answers). Its own random
- * stream, so seeds that never park keep their other draws.
+ * fetched first) and hands over every record before it in pages, tombstones included (compaction
+ * is not modelled: the readers fold them). Reads fail as writes do; a failing scan hands over half
+ * of its pages first. Its own random stream, so seeds that never park keep their other draws.
  */
 export class SimParkingPort implements ParkingPort {
   constructor(
@@ -230,20 +230,33 @@ export class SimParkingPort implements ParkingPort {
     return this.outages.produce || this.rng.chance(this.opts.failRate);
   }
 
-  readAll(partition: number): Promise<FetchedRecord[]> {
+  scan(
+    partition: number,
+    from: number,
+    onPage: (records: readonly FetchedRecord[], next: number) => void,
+  ): Promise<number> {
     if (!this.alive()) return Promise.reject(new Error('parking read of a dead process'));
     const fail = this.failing();
     return new Promise((resolve, reject) => {
       this.clock.setTimeout(() => {
-        const end = this.log(partition).length;
+        const end = Math.max(from, this.log(partition).length);
         this.clock.setTimeout(() => {
+          const records = this.log(partition).slice(from, end).map(SimParkingPort.fetched);
+          // Pages of 7 records; a read that fails hands over half of its pages first (the reader
+          // resumes after them).
+          const pages = Math.ceil(records.length / 7);
+          try {
+            for (let i = 0; i < (fail ? Math.floor(pages / 2) : pages); i++)
+              onPage(records.slice(i * 7, i * 7 + 7), Math.min(end, from + i * 7 + 7));
+          } catch (error) {
+            return reject(error);
+          }
           if (fail) {
-            this.trace(`parking read of partition ${partition} failed`);
+            this.trace(`parking read of partition ${partition} from ${from} failed`);
             return reject(new Error('simulated parking read failure: NOT_LEADER_OR_FOLLOWER'));
           }
-          const records = this.log(partition).slice(0, end).map(SimParkingPort.fetched);
-          this.trace(`parking read of partition ${partition}: ${records.length} records`);
-          resolve(records);
+          this.trace(`parking read of partition ${partition} from ${from}: ${records.length} records`);
+          resolve(end);
         }, this.latency());
       }, this.latency());
     });

@@ -166,3 +166,46 @@ export async function rawProduce(
     await producer.disconnect();
   }
 }
+
+/**
+ * Writes many records fast, for setting up large partitions: acks from the leader only, not
+ * idempotent, sends of about `chunk` records (kept under the broker's 1 MB batch limit), `inFlight`
+ * at a time. Records of one call may land in any order among themselves; calls land in call order.
+ */
+export async function rawProduceBulk(
+  brokers: string[],
+  topic: string,
+  records: Iterable<{
+    key: string | null;
+    value: Buffer | null;
+    partition: number;
+    headers?: Record<string, string>;
+  }>,
+  opts: { chunk?: number; inFlight?: number } = {},
+): Promise<number> {
+  const producer = rawKafka(brokers).producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const chunk = opts.chunk ?? 4000;
+  const sending = new Set<Promise<unknown>>();
+  let written = 0;
+  const send = (messages: { key: string | null; value: Buffer | null; partition: number }[]) => {
+    const p = producer.send({ topic, acks: 1, messages }).finally(() => sending.delete(p));
+    sending.add(p);
+    written += messages.length;
+  };
+  try {
+    let batch: { key: string | null; value: Buffer | null; partition: number }[] = [];
+    for (const r of records) {
+      batch.push(r);
+      if (batch.length < chunk) continue;
+      send(batch);
+      batch = [];
+      if (sending.size >= (opts.inFlight ?? 4)) await Promise.race(sending);
+    }
+    if (batch.length > 0) send(batch);
+    await Promise.all(sending);
+  } finally {
+    await producer.disconnect();
+  }
+  return written;
+}

@@ -7,16 +7,33 @@ import { ParkingState } from '../../../src/worker/parking.js';
 import { PartitionTracker } from '../../../src/worker/partition-tracker.js';
 import { WorkItem } from '../../../src/worker/work-item.js';
 
-/** One log per partition, as the parking topic (no compaction: tombstones stay). */
+/**
+ * One log per partition, as the parking topic (no compaction: tombstones stay), read in pages of
+ * `pageSize`; `failScanAt` makes a scan fail once each time it reaches that offset.
+ */
 class MemoryParking implements ParkingPort {
   readonly logs = new Map<number, FetchedRecord[]>();
+  pageSize = 3;
+  failScanAt: number | undefined;
+  scans: number[] = [];
   private log(p: number): FetchedRecord[] {
     const l = this.logs.get(p) ?? [];
     this.logs.set(p, l);
     return l;
   }
-  async readAll(p: number) {
-    return [...this.log(p)];
+  async scan(p: number, from: number, onPage: (records: readonly FetchedRecord[], next: number) => void) {
+    this.scans.push(from);
+    const end = this.log(p).length;
+    for (let at = from; at < end; at += this.pageSize) {
+      await Promise.resolve();
+      if (this.failScanAt !== undefined && at >= this.failScanAt) {
+        this.failScanAt = undefined;
+        throw new Error('NOT_LEADER_OR_FOLLOWER');
+      }
+      const next = Math.min(end, at + this.pageSize);
+      onPage(this.log(p).slice(at, next), next);
+    }
+    return Math.max(from, end);
   }
   async read(p: number, offsets: readonly number[]) {
     return this.log(p).filter((r) => offsets.includes(Number(r.offset)));
@@ -147,4 +164,47 @@ describe('ParkingState', () => {
     await again.ready(0);
     expect(again.counts()).toEqual({ keys: 1, jobs: 1 });
   });
+
+  it('a read that fails midway resumes after the last page folded, and the partition counts as stalled meanwhile', async () => {
+    const port = new MemoryParking();
+    const a = state(port);
+    a.take(0);
+    await a.ready(0);
+    for (let k = 0; k < 5; k++) {
+      await a.park(job(`k${k}`, 10 * k));
+      for (const o of [1, 2, 3]) await a.follow(job(`k${k}`, 10 * k + o), a.get(0, `k${k}`)!);
+    }
+    await a.unpark(0, 'k1');
+    port.failScanAt = 9;
+    port.scans = [];
+    const b = state(port);
+    b.take(0);
+    await waitFor(() => b.stalled().length > 0);
+    expect(b.stalled()).toEqual([0]);
+    await b.ready(0);
+    expect(b.stalled()).toEqual([]);
+    // Read from the start once, then again from the page where it failed: nothing read twice.
+    expect(port.scans).toEqual([0, 9]);
+    expect(b.get(0, 'k1')).toBeUndefined();
+    expect(b.get(0, 'k4')?.followers.map((f) => f.src)).toEqual([41, 42, 43]);
+    expect(b.counts()).toEqual({ keys: 4, jobs: 12 }); // k1's jobs are orphans (its key was unparked)
+  });
+
+  it('a parking partition that never answers leaves the partition stalled until it is dropped', async () => {
+    const port = new MemoryParking();
+    port.scan = async () => {
+      throw new Error('NOT_LEADER_OR_FOLLOWER');
+    };
+    const a = state(port);
+    a.take(3);
+    await waitFor(() => a.stalled().length > 0);
+    expect(a.stalled()).toEqual([3]);
+    a.drop(3);
+    expect(a.stalled()).toEqual([]);
+  });
 });
+
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!check()) throw new Error('condition not reached within 1 s');
+}
