@@ -229,7 +229,8 @@ export class KeyParking {
     if (gate === 'follow') {
       if (!parked) return true;
       const written = this.deps.durably(item, () => this.state.follow(item, parked));
-      const writes = (parked.writes ??= new Set());
+      parked.writes ??= new Set();
+      const writes = parked.writes;
       writes.add(written);
       void written.then(
         () => writes.delete(written),
