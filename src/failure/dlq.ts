@@ -12,6 +12,7 @@ import {
   Partitioners,
 } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
+import { fenceEarlierTransactions, sendOffsetsInTransaction } from '../kafka/transaction.js';
 import { replayedSets } from '../lag/lag.js';
 import {
   addReplayed,
@@ -168,10 +169,12 @@ async function readToEnd(
               const end = ends.get(batch.partition) ?? 0;
               const messages = batch.messages.filter((m) => Number(m.offset) < end);
               if (messages.length > 0 && (await onBatch(batch.partition, messages)) === 'stop') stop = true;
-              await heartbeat();
               const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
               if (last + 1 >= end || Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
+              // Done: no heartbeat, whose rebalance error (another member joined) would fail a read
+              // that has nothing left to do.
               if (stop || remaining.size === 0) finish();
+              else await heartbeat();
             } catch (error) {
               // Fail the read rather than let kafkajs retry the batch (a replay's transaction may be fenced).
               finish(error);
@@ -254,6 +257,41 @@ export interface ReplayResult {
   dryRun: boolean;
   group: string;
   jobs: DeadJob[];
+}
+
+/**
+ * A replay that stopped partway (the broker went away, another run of the same filter fenced it,
+ * …). What it sent is exact: each batch's records and the replay group's position were committed
+ * in one transaction, so `sent` jobs reached the job topic, nothing of the failed batch did, and
+ * the same replay run again resumes after them without sending any twice.
+ */
+export class ReplayStoppedError extends StrandError {
+  /** The first line of the cause. */
+  readonly reason: string;
+  constructor(
+    readonly topic: string,
+    readonly progress: { scanned: number; matched: number; sent: number },
+    readonly group: string,
+    /** Jobs of a batch whose commit got no answer: all of them reached the job topic, or none. */
+    readonly unconfirmed: number,
+    cause: unknown,
+  ) {
+    const reason = cause instanceof Error ? (cause.message.split('\n')[0] ?? cause.message) : String(cause);
+    super(
+      'KAFKA',
+      `replay to ${topic} stopped after sending ${progress.sent} job(s)${unconfirmedNote(unconfirmed)}: ${reason}; ` +
+        'running the same replay again is safe: it resumes after what was sent and sends nothing twice',
+      { cause, retriable: true },
+    );
+    this.reason = reason;
+  }
+}
+
+/** The note on jobs whose commit got no answer, if any. */
+export function unconfirmedNote(unconfirmed: number): string {
+  return unconfirmed
+    ? ` (and ${unconfirmed} more whose commit got no answer: all of them or none were sent)`
+    : '';
 }
 
 /** Error classes of the dead jobs in a DLQ, with how many each. */
@@ -420,6 +458,7 @@ export async function replayDeadJobs(
   const lows = new Map<number, number>();
   try {
     await producer?.connect();
+    if (producer) await fenceEarlierTransactions(producer);
     await admin?.connect();
     if (admin) {
       for (const o of await admin.fetchTopicOffsets(dlq)) lows.set(o.partition, Number(o.low));
@@ -431,7 +470,9 @@ export async function replayDeadJobs(
         replayed.set(p.partition, decodeReplayed(p.metadata) ?? legacy);
       }
     }
-    await readToEnd(conn, dlq, group, async (partition, messages) => {
+    // Jobs of the batch being committed: a commit without an answer leaves them in doubt.
+    let committing = 0;
+    const read = readToEnd(conn, dlq, group, async (partition, messages) => {
       const toSend: KafkaMessage[] = [];
       let lastOffset = Number(messages[0]!.offset) - 1;
       for (const m of messages) {
@@ -466,8 +507,13 @@ export async function replayDeadJobs(
           );
           const metadata = encodeReplayed(set);
           const partitions = [{ partition, offset: String(lastOffset + 1), metadata }];
-          await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
+          await sendOffsetsInTransaction(tx, {
+            consumerGroupId: group,
+            topics: [{ topic: dlq, partitions }],
+          });
+          committing = toSend.length;
           await tx.commit();
+          committing = 0;
           replay.settle();
           replayed.set(partition, decodeReplayed(metadata) ?? set);
         } catch (error) {
@@ -479,6 +525,11 @@ export async function replayDeadJobs(
       }
       opts.onProgress?.({ scanned: result.scanned, matched: result.matched, sent: result.sent });
       return result.matched >= limit ? 'stop' : 'continue';
+    });
+    await read.catch((error: unknown) => {
+      if (!producer) throw error;
+      const { scanned, matched, sent } = result;
+      throw new ReplayStoppedError(topic, { scanned, matched, sent }, group, committing, error);
     });
   } finally {
     await producer?.disconnect().catch(() => undefined);

@@ -1,9 +1,9 @@
-import { replayGroup } from '../../failure/dlq.js';
+import { replayGroup, unconfirmedNote } from '../../failure/dlq.js';
 import { HEADERS, headerString } from '../../headers.js';
 import { readRanges } from '../../kafka/browse.js';
 import { createKafka } from '../../kafka/client.js';
 import { formatNumber, formatTime, type Html, href, html, postForm } from '../html.js';
-import type { DeadLetter } from '../model.js';
+import type { DeadLetter, ReplayTask } from '../model.js';
 import {
   badge,
   intParam,
@@ -197,6 +197,21 @@ export function dlqReplayPost(ctx: PageContext, form: URLSearchParams): Redirect
   return { redirect: href('/dlq/task', { id: task.id }) };
 }
 
+/** A replay that stopped partway: what it sent, that replaying the filter again is safe, and a way to. */
+function stoppedNotice(task: ReplayTask, stopped: NonNullable<ReplayTask['stopped']>): Html {
+  const f = task.filter;
+  const again = href('/dlq/preview', {
+    topic: task.topic,
+    error: f.errorClass,
+    key: f.key,
+    since: f.since === undefined ? undefined : new Date(f.since).toISOString(),
+    rate: task.rate,
+  });
+  return html`<p class="notice error" data-testid="task-stopped">Stopped after sending ${formatNumber(task.progress.sent)} job(s)${unconfirmedNote(stopped.unconfirmed)}: ${stopped.reason}.
+What was sent is committed with this filter's replay position, so replaying the same filter again sends only the rest, none twice.
+<a href="${again}" data-testid="task-again">Preview the rest</a></p>`;
+}
+
 export function dlqTaskPage(ctx: PageContext): Page {
   const task = ctx.model.tasks.get(ctx.query.get('id') ?? '');
   if (!task) throw new PageError(404, 'no such replay (replays are kept while the console runs)');
@@ -209,7 +224,7 @@ ${stat('scanned', formatNumber(task.progress.scanned))}
 ${stat('matched', formatNumber(task.progress.matched))}
 ${stat('sent', formatNumber(task.progress.sent), { testId: 'task-sent' })}
 </div>
-${task.error ? notice(task.error, 'error') : ''}
+${task.error ? (task.stopped ? stoppedNotice(task, task.stopped) : notice(task.error, 'error')) : ''}
 ${task.result ? notice(`Replayed ${task.result.sent} job(s) to ${task.topic} (replay group ${task.result.group}).`, 'ok') : ''}
 <p class="hint">Started ${formatTime(task.startedAt)}${task.rate ? `, at most ${task.rate} jobs/s` : ''}.</p>
 </div>
