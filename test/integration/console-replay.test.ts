@@ -3,7 +3,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { replayGroupName } from '../../src/lag/replayed.js';
 import { runCli } from '../support/cli.js';
 import { CHROMIUM, chromiumMissing, type RunningConsole, startConsole } from '../support/console-process.js';
-import { deadJobs, deleteReplayGroups, ids, replayedIds, writeDead } from '../support/dead-jobs.js';
+import {
+  deadAfterKeyReplay,
+  deadJobs,
+  deleteReplayGroups,
+  ids,
+  replayedIds,
+  writeDead,
+} from '../support/dead-jobs.js';
 import { committedOffsets, jobTopic, waitUntil } from '../support/helpers.js';
 import { skipWhenMissing } from '../support/optional.js';
 
@@ -88,6 +95,34 @@ describe('strand console: filter replays', () => {
     await page.locator('[data-testid="task-again"]').click();
     await page.waitForURL(/\/dlq\/preview\?/);
     expect(await page.locator('[data-testid="preview-count"]').textContent()).toBe('0');
+    await deleteReplayGroups(topic);
+    await cleanup();
+  });
+
+  it('after earlier replays the preview and `strand dlq replay --dry-run` agree, and so does the replay', async () => {
+    const { topic, cleanup } = await jobTopic('console-replay-dry', { partitions: 2 });
+    const { later } = await deadAfterKeyReplay(topic);
+    const dry = await runCli(['dlq', 'replay', topic, '--key', 'acct-a', '--dry-run', '--json']);
+    const cli = (JSON.parse(dry.stdout) as { matched: number }).matched;
+    expect(await preview(topic, { key: 'acct-a' })).toBe(cli);
+    expect(cli).toBe(3);
+    const rows = await page
+      .locator('[data-testid="dead-row"]')
+      .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-job-id')));
+    expect(rows.sort()).toEqual(ids(later.slice(0, 3)));
+    // Unfiltered: 15, of which the 5 the key's replay sent are marked and warned about, in both.
+    const all = JSON.parse((await runCli(['dlq', 'replay', topic, '--dry-run', '--json'])).stdout) as {
+      matched: number;
+      jobs: { replayed: boolean }[];
+    };
+    expect(await preview(topic)).toBe(all.matched);
+    expect(all.jobs.filter((j) => j.replayed)).toHaveLength(5);
+    expect(await page.locator('.notice.warn').textContent()).toMatch(/^5 of them were replayed before/);
+    // What the preview counted is what the replay sends.
+    await preview(topic, { key: 'acct-a' });
+    await page.locator('[data-testid="replay-confirm"]').click();
+    await page.waitForSelector('[data-testid="task"][data-state="done"]', { timeout: 60_000 });
+    expect(await page.locator('[data-testid="task-sent"]').textContent()).toBe('3');
     await deleteReplayGroups(topic);
     await cleanup();
   });

@@ -2,7 +2,14 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { replayGroupName } from '../../src/lag/replayed.js';
 import { runCli } from '../support/cli.js';
-import { deadJobs, deleteReplayGroups, ids, replayedIds, writeDead } from '../support/dead-jobs.js';
+import {
+  deadAfterKeyReplay,
+  deadJobs,
+  deleteReplayGroups,
+  ids,
+  replayedIds,
+  writeDead,
+} from '../support/dead-jobs.js';
 import { committedOffsets, jobTopic, stack, waitUntil } from '../support/helpers.js';
 
 // `strand dlq replay` flags, end to end through the CLI: what reaches the job topic is read back
@@ -146,6 +153,24 @@ describe('strand dlq replay, flag by flag', () => {
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toMatch(/^replayed 6 job\(s\)/);
     expect(await replayedIds(topic)).toEqual(ids(dead));
+    await deleteReplayGroups(topic);
+    await cleanup();
+  });
+
+  it('--dry-run after earlier replays counts what the replay would send, and marks what another replay sent', async () => {
+    const { topic, cleanup } = await jobTopic('replay-dry', { partitions: 2 });
+    const { later } = await deadAfterKeyReplay(topic);
+    const dry = await runCli(['dlq', 'replay', topic, '--key', 'acct-a', '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const counted = JSON.parse(dry.stdout) as { matched: number; sent: number; jobs: { jobId: string }[] };
+    expect(counted).toMatchObject({ matched: 3, sent: 0 });
+    expect(counted.jobs.map((j) => j.jobId).sort()).toEqual(ids(later.slice(0, 3)));
+    // Unfiltered: all 15 would go, 5 of them a second time (the --key acct-a replay sent them).
+    const all = await runCli(['dlq', 'replay', topic, '--dry-run']);
+    expect(all.stdout).toMatch(/dry run: 15 job\(s\) would be replayed/);
+    expect(all.stderr).toMatch(/warning: 5 of them were replayed before/);
+    const real = await runCli(['dlq', 'replay', topic, '--key', 'acct-a']);
+    expect(real.stdout).toMatch(/^replayed 3 job\(s\)/);
     await deleteReplayGroups(topic);
     await cleanup();
   });

@@ -2,6 +2,7 @@ import { expect } from 'vitest';
 import { HEADERS } from '../../src/headers.js';
 import { createKafka } from '../../src/kafka/client.js';
 import { replayGroupPrefix } from '../../src/lag/replayed.js';
+import { runCli } from './cli.js';
 import { stack, uniqueName } from './helpers.js';
 import { type RawRecord, rawConsume, rawProduce } from './raw-kafka.js';
 
@@ -13,8 +14,8 @@ export interface Dead {
   failedAt: number;
 }
 
-/** Writes the dead records to the DLQ and checks that exactly those are there. */
-export async function writeDead(topic: string, dead: Dead[]): Promise<void> {
+/** Writes the dead records to the DLQ and checks that exactly those (after `before`) are there. */
+export async function writeDead(topic: string, dead: Dead[], before: Dead[] = []): Promise<void> {
   await rawProduce(
     stack().brokers,
     `${topic}.dlq`,
@@ -32,7 +33,7 @@ export async function writeDead(topic: string, dead: Dead[]): Promise<void> {
       },
     })),
   );
-  expect(await replayedIds(`${topic}.dlq`)).toEqual(ids(dead));
+  expect(await replayedIds(`${topic}.dlq`)).toEqual(ids([...before, ...dead]));
 }
 
 /** `n` dead jobs of keys acct-a and acct-b in turn, in partition 0 unless `f` says otherwise. */
@@ -65,4 +66,17 @@ export async function deleteReplayGroups(topic: string): Promise<void> {
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * A DLQ whose `--key acct-a` filter replayed before: 10 dead jobs (acct-a and acct-b in turn, two
+ * partitions), `strand dlq replay --key acct-a` (5 sent), then 5 more (3 of acct-a, 2 of acct-b).
+ */
+export async function deadAfterKeyReplay(topic: string): Promise<{ first: Dead[]; later: Dead[] }> {
+  const first = deadJobs(10, (i) => ({ partition: i % 2 }));
+  await writeDead(topic, first);
+  expect((await runCli(['dlq', 'replay', topic, '--key', 'acct-a'])).stdout).toMatch(/^replayed 5 job\(s\)/);
+  const later = deadJobs(5, (i) => ({ key: i < 3 ? 'acct-a' : 'acct-b', partition: i % 2 }));
+  await writeDead(topic, later, first);
+  return { first, later };
 }

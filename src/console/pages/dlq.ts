@@ -1,7 +1,7 @@
-import { replayGroup, unconfirmedNote } from '../../failure/dlq.js';
+import { isStrandError } from '../../errors.js';
+import { type DeadJob, replayDeadJobs, unconfirmedNote } from '../../failure/dlq.js';
 import { HEADERS, headerString } from '../../headers.js';
 import { readRanges } from '../../kafka/browse.js';
-import { createKafka } from '../../kafka/client.js';
 import { formatNumber, formatTime, type Html, href, html, postForm } from '../html.js';
 import type { DeadLetter, ReplayTask } from '../model.js';
 import {
@@ -53,7 +53,7 @@ function short(text: string | undefined, max = 70): string {
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }
 
-function lettersTable(topic: string, letters: DeadLetter[]): Html {
+function lettersTable(topic: string, letters: readonly { job: DeadJob; replayed: boolean }[]): Html {
   return html`<table class="grid dlq" data-testid="dlq-table">
 <thead><tr><th>failed at</th><th>partition / offset</th><th>key</th><th>job id</th><th>error</th><th>message</th><th class="num">attempts</th><th>reason</th><th></th></tr></thead>
 <tbody>
@@ -68,7 +68,7 @@ ${letters.map((l) => {
 <td>${j.errorClass ?? (j.decodeReason ? 'undecodable' : '-')}</td>
 <td>${short(j.errorMessage ?? j.decodeReason)}</td>
 <td class="num">${j.attempts ?? '-'}</td>
-<td>${headerString(l.record.message.headers, HEADERS.deadReason) ?? '-'}</td>
+<td>${j.reason ?? '-'}</td>
 <td>${l.replayed ? badge('replayed', 'muted') : ''}</td>
 </tr>`;
 })}
@@ -132,22 +132,14 @@ export async function dlqPreviewPage(ctx: PageContext): Promise<Page> {
   const topic = topicOf(ctx);
   const filter = filterOf(ctx.query);
   const rate = intParam(ctx.query, 'rate', 1, 100_000);
-  const letters = await ctx.model.deadLetters(topic);
-  const admin = createKafka(ctx.model.connection).admin();
-  await admin.connect();
-  let positions: Map<number, number>;
-  try {
-    const [res] = await admin.fetchOffsets({
-      groupId: replayGroup(topic, filter),
-      topics: [`${topic}.dlq`],
-    });
-    positions = new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
-  } finally {
-    await admin.disconnect();
-  }
-  const would = letters.filter(
-    (l) => matches(l, filter) && Number(l.job.offset) >= (positions.get(l.job.partition) ?? -1),
+  // The same dry run as `strand dlq replay --dry-run`: from where this filter's replay group stands.
+  const dry = await replayDeadJobs(ctx.model.connection, topic, { ...filter, dryRun: true }).catch(
+    (error: unknown) => {
+      if (isStrandError(error, 'CONFIG')) throw new PageError(400, error.message);
+      throw error;
+    },
   );
+  const would = dry.jobs.map((job) => ({ job, replayed: job.replayed }));
   const body = html`<h1>Replay preview <small>${topic}.dlq</small></h1>
 <p class="caption">Filter: error class <b>${filter.errorClass ?? 'any'}</b>, key <b>${filter.key ?? 'any'}</b>, since <b>${filter.since ? formatTime(filter.since) : 'any time'}</b>${rate ? html`, at most ${rate} jobs/s` : ''}.</p>
 <div class="stats">${stat('would be replayed', formatNumber(would.length), { testId: 'preview-count' })}</div>
