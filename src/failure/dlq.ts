@@ -338,8 +338,17 @@ function matches(job: DeadJob, f: ReplayFilter): boolean {
   return true;
 }
 
+/**
+ * What a replayed job must not take back: its last failure, and counters of its last life that
+ * would decide its next one (`strand-retry-later` of a `retry-later-exhausted` job sent it
+ * straight back to the DLQ at its first `RetryLaterError`).
+ */
 const FAILURE_HEADERS = [
   HEADERS.dueAt,
+  HEADERS.retryLater,
+  HEADERS.deadReason,
+  HEADERS.deadCause,
+  HEADERS.parksKey,
   HEADERS.failedAt,
   HEADERS.errorClass,
   HEADERS.errorMessage,
