@@ -19,6 +19,7 @@ export {
   listDeadJobs,
   type ReplayOptions,
   type ReplayResult,
+  ReplayStoppedError,
   replayDeadJobs,
 } from './failure/dlq.js';
 export { type FailureKind, JobTimeoutError, NonRetriableError, RetryLaterError } from './failure/errors.js';

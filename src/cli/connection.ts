@@ -4,6 +4,9 @@ import type { RegistryOptions } from '../codec/index.js';
 import { stackStatus } from '../devstack/index.js';
 import { connectionFromEnv, type KafkaConnection } from '../kafka/client.js';
 
+/** A person is waiting: fail within seconds when the brokers do not answer. */
+export const CLI_RETRIES = 2;
+
 export interface ConnectionFlags {
   brokers?: string;
   registryUrl?: string;
@@ -40,8 +43,7 @@ export function resolveConnection(flags: ConnectionFlags): {
   const stackUp = running?.alive.every(Boolean) ? running : undefined;
   const kafka = connectionFromEnv(env, stackUp?.brokers);
   kafka.clientId = 'strand-cli';
-  // A person is waiting: fail within seconds when the brokers do not answer.
-  kafka.retries = 2;
+  kafka.retries = CLI_RETRIES;
   const registryUrl =
     flags.registryUrl ??
     process.env.STRAND_REGISTRY_URL ??

@@ -109,7 +109,7 @@ Examples:
     .option('--limit <n>', 'replay at most N jobs', parseIntOption('--limit', 1))
     .option('--rate <r>', 'at most R jobs per second', parseIntOption('--rate', 1))
     .option('--dlq <topic>', 'dead-letter topic name')
-    .option('--dry-run', 'list what would be sent and send nothing')
+    .option('--dry-run', 'list what this replay would send now, and send nothing')
     .option('--json', 'print the result as JSON');
   withConnectionFlags(replay, { registry: false }).addHelpText(
     'after',
@@ -176,10 +176,15 @@ Examples:
           return;
         }
         if (result.dryRun) {
+          const again = result.jobs.filter((j) => j.replayed).length;
           process.stdout.write(result.jobs.length ? `${table(result.jobs)}\n` : '');
           process.stdout.write(
-            `dry run: ${result.matched} job(s) would be replayed to ${topic} (scanned ${result.scanned}); nothing sent\n`,
+            `dry run: ${result.matched} job(s) would be replayed to ${topic} (scanned ${result.scanned} from where this filter's replay group stands); nothing sent\n`,
           );
+          if (again > 0)
+            process.stderr.write(
+              `strand: warning: ${again} of them were replayed before (one by one, or by another filter) and would be sent again: narrow the filter to leave them out\n`,
+            );
         } else {
           process.stdout.write(
             `replayed ${result.sent} job(s) to ${topic} (scanned ${result.scanned}, group ${result.group})\n`,

@@ -106,11 +106,12 @@ Examples:
         throw new CliError('--delay and --run-at cannot be used together', EXIT.usage);
       if (flags.delay !== undefined && !/^\s*-/.test(flags.delay)) parseDuration(flags.delay, '--delay');
 
-      // Pass 1: parse and validate everything (a file is read twice, stdin is kept in memory).
-      let total = 0;
-      const kept: JobInput[] = [];
-      const fromStdin = !flags.data && (!flags.file || flags.file === '-');
-      const validate = (job: JobInput, where: string) => {
+      // Every job is validated before the first is sent, and the input is read once, as a stream:
+      // a pipe (`--file <(…)`, a FIFO, stdin) can be read only once. The valid lines are kept (as
+      // text, about the input's size) until the last one was read.
+      const kept: { where: string; text: string }[] = [];
+      const validate = (text: string, where: string) => {
+        const job = toJob(parseLine(text, where), where, flags);
         try {
           assertValid(type, job.data, where);
         } catch (error) {
@@ -118,27 +119,27 @@ Examples:
         }
       };
       if (flags.data) {
-        const job = toJob(parseLine(flags.data, '--data'), '--data', flags);
-        validate(job, '--data');
-        kept.push(job);
-        total = 1;
+        validate(flags.data, '--data');
+        kept.push({ where: '--data', text: flags.data });
       } else {
+        const fromStdin = !flags.file || flags.file === '-';
         const source = fromStdin ? process.stdin : createReadStream(flags.file!);
+        // The read's error reaches the loop below; this keeps it from being an unhandled event too.
         source.on('error', () => undefined);
         try {
           for await (const { n, text } of lines(source)) {
             const where = `line ${n}`;
-            const job = toJob(parseLine(text, where), where, flags);
-            validate(job, where);
-            if (fromStdin) kept.push(job);
-            total++;
+            validate(text, where);
+            kept.push({ where, text });
           }
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-            throw new ConfigError('--file', `${flags.file} not found`);
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') throw new ConfigError('--file', `${flags.file} not found`);
+          if (code === 'EISDIR') throw new ConfigError('--file', `${flags.file} is a directory`);
           throw error;
         }
       }
+      const total = kept.length;
       if (total === 0) throw new CliError('no jobs to enqueue (empty input)', EXIT.usage);
 
       const { kafka, registry } = resolveConnection(flags);
@@ -175,18 +176,10 @@ Examples:
         bar?.update(sent, { rate: Math.round(sent / Math.max(0.001, (Date.now() - t0) / 1000)) });
       };
       try {
-        if (kept.length > 0) {
-          for (let i = 0; i < kept.length; i += flags.batchSize)
-            await flush(kept.slice(i, i + flags.batchSize));
-        } else {
-          let batch: JobInput[] = [];
-          for await (const { n, text } of lines(createReadStream(flags.file!))) {
-            batch.push(toJob(parseLine(text, `line ${n}`), `line ${n}`, flags));
-            if (batch.length >= flags.batchSize) {
-              await flush(batch);
-              batch = [];
-            }
-          }
+        for (let i = 0; i < kept.length; i += flags.batchSize) {
+          const batch = kept
+            .slice(i, i + flags.batchSize)
+            .map(({ where, text }) => toJob(parseLine(text, where), where, flags));
           await flush(batch);
         }
       } finally {

@@ -310,6 +310,11 @@ Examples:
           host: flags.host,
           registry: metrics.registry,
           ready: () => healthy,
+          option: '--port',
+        }).catch(async (error: unknown) => {
+          // An open admin client would keep the process running after the error.
+          await admin.disconnect().catch(() => undefined);
+          throw error;
         });
         const address = server.address();
         process.stdout.write(

@@ -84,8 +84,12 @@ async function importModule(file: string, modulePath: string): Promise<{ default
     );
   };
   if (isEsm(file)) {
-    const { tsImport } = await import('tsx/esm/api').catch(missing);
-    return (await tsImport(pathToFileURL(file).href, import.meta.url)) as { default?: unknown };
+    // tsx's loader for the whole process, not `tsImport`: that one loads the module in a namespace
+    // of its own (URLs ending in `?tsx-namespace=…`), so its `import 'strand'` loaded a second copy
+    // of Strand and every dependency (3 s instead of 0.7), and its frames carried the query.
+    const { register } = await import('tsx/esm/api').catch(missing);
+    register();
+    return (await import(pathToFileURL(file).href)) as { default?: unknown };
   }
   // tsx's ESM loader would run a CommonJS-scoped module from a data: URL, and a throw in it would
   // have no file:line; its CommonJS loader keeps the path (and source maps) of the file.
@@ -103,8 +107,11 @@ export async function loadDefinition(modulePath: string): Promise<unknown> {
       `${modulePath} is not a JavaScript or TypeScript module (.js, .mjs, .ts)`,
     );
   let mod: { default?: unknown };
-  // Source-mapped stacks while loading, so a throw at import time names the line of the .ts file.
-  const mapped = process.sourceMapsEnabled;
+  // Source-mapped stacks from here on, for the life of the worker: a throw at import time, and
+  // every handler error (logs, the DLQ's strand-error-stack), name the lines of the .ts file
+  // (tsx compiles with inline maps), not `x.ts:1:533` of the compiled code. Strand's own frames map
+  // to its src/, which the package ships for that. The cost: about 50 µs more per error whose
+  // stack is read (a failed job's), measured with a tsx-loaded handler.
   process.setSourceMapsEnabled(true);
   try {
     mod = await importModule(file, modulePath);
@@ -112,8 +119,6 @@ export async function loadDefinition(modulePath: string): Promise<unknown> {
     if ((error as { name?: string }).name === 'ConfigError') throw error;
     // The module itself failed (a syntax error, a throw at import time): a runtime failure, exit 1.
     throw new CliError(`cannot load ${modulePath}: ${loadFailure(error, file)}`, EXIT.failure);
-  } finally {
-    process.setSourceMapsEnabled(mapped);
   }
   const def = (mod.default as { default?: unknown } | undefined)?.default ?? mod.default;
   if (!isWorkerDefinition(def)) {

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { createKafka, explainConnectError, type KafkaConnection } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import type { WorkerOptions } from '../worker/options.js';
 import { Worker } from '../worker/worker.js';
 import { action, EXIT } from './common.js';
-import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
+import { CLI_RETRIES, type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
 import { loadDefinition } from './module-load.js';
 
 export function registerWorker(program: Command): void {
@@ -39,6 +40,10 @@ Examples:
         ...(flags.concurrency !== undefined ? { concurrency: flags.concurrency } : {}),
       };
       const worker = new Worker(options);
+      await probeBrokers({
+        ...(options.kafka ?? { brokers: [] }),
+        ...(def.brokers ? { brokers: def.brokers } : {}),
+      });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) {
@@ -69,4 +74,20 @@ Examples:
       await new Promise(() => undefined);
     }),
   );
+}
+
+/**
+ * Fails as fast as every other command, with the same line, when no broker answers. The worker
+ * itself keeps retrying (once running it rides out an outage), which at the start only kept a
+ * person waiting 15-25 s in silence for the same verdict.
+ */
+async function probeBrokers(conn: KafkaConnection): Promise<void> {
+  const admin = createKafka({ ...conn, clientId: 'strand-cli', retries: CLI_RETRIES }).admin();
+  try {
+    await admin.connect();
+  } catch (error) {
+    throw explainConnectError(error, conn);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
 }

@@ -1,5 +1,11 @@
 import { hostname } from 'node:os';
-import { type DeadJob, type ReplayResult, replayDeadJobs, toDeadJob } from '../failure/dlq.js';
+import {
+  type DeadJob,
+  type ReplayResult,
+  ReplayStoppedError,
+  replayDeadJobs,
+  toDeadJob,
+} from '../failure/dlq.js';
 import { type PickResult, replayDeadJob, wasReplayed } from '../failure/replay-pick.js';
 import { assertTopicExists, type BrowsedRecord, readRanges } from '../kafka/browse.js';
 import {
@@ -106,6 +112,8 @@ export interface ReplayTask {
   progress: { scanned: number; matched: number; sent: number };
   result?: ReplayResult;
   error?: string;
+  /** A replay that stopped partway: its jobs of a batch whose commit got no answer (see `error`). */
+  stopped?: { unconfirmed: number; reason: string };
 }
 
 export interface DeadLetter {
@@ -562,6 +570,11 @@ export class ConsoleModel {
       },
       (error: unknown) => {
         task.error = (error as Error).message.split('\n')[0] ?? String(error);
+        if (error instanceof ReplayStoppedError) {
+          // Exactly what its committed transactions sent, not the progress of the failed batch.
+          task.progress = error.progress;
+          task.stopped = { unconfirmed: error.unconfirmed, reason: error.reason };
+        }
       },
     );
     return task;

@@ -12,6 +12,7 @@ import {
   Partitioners,
 } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
+import { fenceEarlierTransactions, sendOffsetsInTransaction } from '../kafka/transaction.js';
 import { replayedSets } from '../lag/lag.js';
 import {
   addReplayed,
@@ -108,26 +109,32 @@ const READ_IDLE_MS = 15_000;
 /**
  * Reads a topic from a group's position (or the beginning) up to the end offsets as they were when
  * the call started, batch by batch. Resolves when every partition reached its snapshot end.
+ * `positionsOf` reads from another group's position instead (a dry run reads from where its
+ * replay would start, with a group of its own that commits nothing): `groupId` then starts at
+ * the beginning and records below that position are skipped.
  */
 async function readToEnd(
   conn: KafkaConnection,
   topic: string,
   groupId: string,
   onBatch: (partition: number, messages: KafkaMessage[]) => Promise<'continue' | 'stop'>,
-  idleMs = READ_IDLE_MS,
+  opts: { idleMs?: number; positionsOf?: string } = {},
 ): Promise<void> {
+  const idleMs = opts.idleMs ?? READ_IDLE_MS;
   const kafka = createKafka(conn);
   const { topicOffsets, committed } = await withAdmin(conn, async (admin) => {
     const topicOffsets = await admin.fetchTopicOffsets(topic);
-    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const [committed] = await admin.fetchOffsets({ groupId: opts.positionsOf ?? groupId, topics: [topic] });
     return { topicOffsets, committed };
   });
   const ends = new Map(topicOffsets.map((o) => [o.partition, Number(o.high)]));
   const lows = new Map(topicOffsets.map((o) => [o.partition, Number(o.low)]));
+  const starts = new Map<number, number>();
   const remaining = new Set<number>();
   for (const [p, end] of ends) {
     const at = Number(committed?.partitions.find((x) => x.partition === p)?.offset ?? -1);
     const start = at >= 0 ? at : (lows.get(p) ?? 0);
+    starts.set(p, start);
     if (start < end) remaining.add(p);
   }
   if (remaining.size === 0) return;
@@ -166,12 +173,17 @@ async function readToEnd(
             busy = true;
             try {
               const end = ends.get(batch.partition) ?? 0;
-              const messages = batch.messages.filter((m) => Number(m.offset) < end);
+              const start = starts.get(batch.partition) ?? 0;
+              const messages = batch.messages.filter(
+                (m) => Number(m.offset) >= start && Number(m.offset) < end,
+              );
               if (messages.length > 0 && (await onBatch(batch.partition, messages)) === 'stop') stop = true;
-              await heartbeat();
               const last = Number(batch.messages[batch.messages.length - 1]?.offset ?? -1);
               if (last + 1 >= end || Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
+              // Done: no heartbeat, whose rebalance error (another member joined) would fail a read
+              // that has nothing left to do.
               if (stop || remaining.size === 0) finish();
+              else await heartbeat();
             } catch (error) {
               // Fail the read rather than let kafkajs retry the batch (a replay's transaction may be fenced).
               finish(error);
@@ -252,8 +264,48 @@ export interface ReplayResult {
    */
   undecodable: number;
   dryRun: boolean;
+  /** The filter's replay group (a dry run reads from its position). */
   group: string;
-  jobs: DeadJob[];
+  /**
+   * The matched jobs (a dry run: those the replay would send), each marked `replayed` when another
+   * replay (another filter, or one by one) sent it already: this one sends it again.
+   */
+  jobs: ListedDeadJob[];
+}
+
+/**
+ * A replay that stopped partway (the broker went away, another run of the same filter fenced it,
+ * …). What it sent is exact: each batch's records and the replay group's position were committed
+ * in one transaction, so `sent` jobs reached the job topic, nothing of the failed batch did, and
+ * the same replay run again resumes after them without sending any twice.
+ */
+export class ReplayStoppedError extends StrandError {
+  /** The first line of the cause. */
+  readonly reason: string;
+  constructor(
+    readonly topic: string,
+    readonly progress: { scanned: number; matched: number; sent: number },
+    readonly group: string,
+    /** Jobs of a batch whose commit got no answer: all of them reached the job topic, or none. */
+    readonly unconfirmed: number,
+    cause: unknown,
+  ) {
+    const reason = cause instanceof Error ? (cause.message.split('\n')[0] ?? cause.message) : String(cause);
+    super(
+      'KAFKA',
+      `replay to ${topic} stopped after sending ${progress.sent} job(s)${unconfirmedNote(unconfirmed)}: ${reason}; ` +
+        'running the same replay again is safe: it resumes after what was sent and sends nothing twice',
+      { cause, retriable: true },
+    );
+    this.reason = reason;
+  }
+}
+
+/** The note on jobs whose commit got no answer, if any. */
+export function unconfirmedNote(unconfirmed: number): string {
+  return unconfirmed
+    ? ` (and ${unconfirmed} more whose commit got no answer: all of them or none were sent)`
+    : '';
 }
 
 /** Error classes of the dead jobs in a DLQ, with how many each. */
@@ -286,8 +338,17 @@ function matches(job: DeadJob, f: ReplayFilter): boolean {
   return true;
 }
 
+/**
+ * What a replayed job must not take back: its last failure, and counters of its last life that
+ * would decide its next one (`strand-retry-later` of a `retry-later-exhausted` job sent it
+ * straight back to the DLQ at its first `RetryLaterError`).
+ */
 const FAILURE_HEADERS = [
   HEADERS.dueAt,
+  HEADERS.retryLater,
+  HEADERS.deadReason,
+  HEADERS.deadCause,
+  HEADERS.parksKey,
   HEADERS.failedAt,
   HEADERS.errorClass,
   HEADERS.errorMessage,
@@ -382,23 +443,26 @@ export async function replayDeadJobs(
     ...(opts.key !== undefined ? { key: opts.key } : {}),
     ...(opts.since !== undefined ? { since: opts.since } : {}),
   };
-  const group = opts.dryRun ? `strand-dlq-dryrun-${randomUUID()}` : replayGroup(topic, filter);
+  const replayGroupOfFilter = replayGroup(topic, filter);
+  // A dry run reads from where this filter's replay would start, with a group of its own that
+  // commits nothing (and is deleted): it counts exactly what the replay would send.
+  const group = opts.dryRun ? `strand-dlq-dryrun-${randomUUID()}` : replayGroupOfFilter;
   const result: ReplayResult = {
     scanned: 0,
     matched: 0,
     sent: 0,
     undecodable: 0,
     dryRun: opts.dryRun === true,
-    group,
+    group: replayGroupOfFilter,
     jobs: [],
   };
   await assertDlqExists(conn, dlq, topic);
-  if (opts.errorClass !== undefined && !opts.dryRun) {
-    // Checked before this filter's replay group commits anything (a dry run checks what it scanned).
+  if (opts.errorClass !== undefined) {
+    // Checked on the whole DLQ before this filter's replay group commits anything: a class whose
+    // jobs were all replayed already is no typo.
     const classes = await deadErrorClasses(conn, topic, opts.dlqTopic ? { dlqTopic: opts.dlqTopic } : {});
     if (!classes.has(opts.errorClass)) throw unknownClass(opts.errorClass, classes);
   }
-  const seenClasses = new Map<string, number>();
   const kafka = createKafka(conn);
   const producer = opts.dryRun
     ? undefined
@@ -420,7 +484,12 @@ export async function replayDeadJobs(
   const lows = new Map<number, number>();
   try {
     await producer?.connect();
+    if (producer) await fenceEarlierTransactions(producer);
     await admin?.connect();
+    // What any replay (another filter, or one by one) sent already: such jobs go again if matched.
+    const sentBefore = await (admin
+      ? replayedSets(admin, topic, dlq)
+      : withAdmin(conn, (a) => replayedSets(a, topic, dlq)));
     if (admin) {
       for (const o of await admin.fetchTopicOffsets(dlq)) lows.set(o.partition, Number(o.low));
       const [committed] = await admin.fetchOffsets({ groupId: group, topics: [dlq] });
@@ -431,66 +500,75 @@ export async function replayDeadJobs(
         replayed.set(p.partition, decodeReplayed(p.metadata) ?? legacy);
       }
     }
-    await readToEnd(conn, dlq, group, async (partition, messages) => {
-      const toSend: KafkaMessage[] = [];
-      let lastOffset = Number(messages[0]!.offset) - 1;
-      for (const m of messages) {
-        if (result.matched >= limit) break;
-        result.scanned++;
-        lastOffset = Number(m.offset);
-        const job = toDeadJob(partition, m);
-        const name = job.errorClass ?? '(none)';
-        seenClasses.set(name, (seenClasses.get(name) ?? 0) + 1);
-        if (!matches(job, filter)) continue;
-        result.matched++;
-        if (job.decodeReason !== undefined) result.undecodable++;
-        result.jobs.push(job);
-        toSend.push(m);
-      }
-      if (producer) {
-        // Rate limiting happens before the transaction opens, so no transaction stays open for long.
-        for (let i = 0; i < toSend.length && limiter; i++) {
-          while (!limiter.tryTake()) await new Promise((r) => setTimeout(r, limiter.msUntilNext()));
+    // Jobs of the batch being committed: a commit without an answer leaves them in doubt.
+    let committing = 0;
+    const read = readToEnd(
+      conn,
+      dlq,
+      group,
+      async (partition, messages) => {
+        const toSend: KafkaMessage[] = [];
+        let lastOffset = Number(messages[0]!.offset) - 1;
+        for (const m of messages) {
+          if (result.matched >= limit) break;
+          result.scanned++;
+          lastOffset = Number(m.offset);
+          const job = toDeadJob(partition, m);
+          if (!matches(job, filter)) continue;
+          result.matched++;
+          if (job.decodeReason !== undefined) result.undecodable++;
+          result.jobs.push({ ...job, replayed: wasReplayed(sentBefore.get(partition), Number(m.offset)) });
+          toSend.push(m);
         }
-        const replay = replayRecords(topic, { dlq, partition }, toSend);
-        const tx = await producer.transaction();
-        try {
-          if (toSend.length > 0)
-            await sendAcknowledged(tx, [{ topic, messages: replay.records }], counts ? { counts } : {});
-          const set = pruneReplayed(
-            addReplayed(
-              replayed.get(partition) ?? { runs: [] },
-              toSend.map((m) => Number(m.offset)),
-            ),
-            lows.get(partition) ?? 0,
-          );
-          const metadata = encodeReplayed(set);
-          const partitions = [{ partition, offset: String(lastOffset + 1), metadata }];
-          await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
-          await tx.commit();
-          replay.settle();
-          replayed.set(partition, decodeReplayed(metadata) ?? set);
-        } catch (error) {
-          replay.settle(error);
-          await tx.abort().catch(() => undefined);
-          throw error;
+        if (producer) {
+          // Rate limiting happens before the transaction opens, so no transaction stays open for long.
+          for (let i = 0; i < toSend.length && limiter; i++) {
+            while (!limiter.tryTake()) await new Promise((r) => setTimeout(r, limiter.msUntilNext()));
+          }
+          const replay = replayRecords(topic, { dlq, partition }, toSend);
+          const tx = await producer.transaction();
+          try {
+            if (toSend.length > 0)
+              await sendAcknowledged(tx, [{ topic, messages: replay.records }], counts ? { counts } : {});
+            const set = pruneReplayed(
+              addReplayed(
+                replayed.get(partition) ?? { runs: [] },
+                toSend.map((m) => Number(m.offset)),
+              ),
+              lows.get(partition) ?? 0,
+            );
+            const metadata = encodeReplayed(set);
+            const partitions = [{ partition, offset: String(lastOffset + 1), metadata }];
+            await sendOffsetsInTransaction(tx, {
+              consumerGroupId: group,
+              topics: [{ topic: dlq, partitions }],
+            });
+            committing = toSend.length;
+            await tx.commit();
+            committing = 0;
+            replay.settle();
+            replayed.set(partition, decodeReplayed(metadata) ?? set);
+          } catch (error) {
+            replay.settle(error);
+            await tx.abort().catch(() => undefined);
+            throw error;
+          }
+          result.sent += toSend.length;
         }
-        result.sent += toSend.length;
-      }
-      opts.onProgress?.({ scanned: result.scanned, matched: result.matched, sent: result.sent });
-      return result.matched >= limit ? 'stop' : 'continue';
+        opts.onProgress?.({ scanned: result.scanned, matched: result.matched, sent: result.sent });
+        return result.matched >= limit ? 'stop' : 'continue';
+      },
+      opts.dryRun ? { positionsOf: replayGroupOfFilter } : {},
+    );
+    await read.catch((error: unknown) => {
+      if (!producer) throw error;
+      const { scanned, matched, sent } = result;
+      throw new ReplayStoppedError(topic, { scanned, matched, sent }, group, committing, error);
     });
   } finally {
     await producer?.disconnect().catch(() => undefined);
     await admin?.disconnect().catch(() => undefined);
     if (opts.dryRun) await withAdmin(conn, (a) => a.deleteGroups([group])).catch(() => undefined);
   }
-  if (
-    opts.dryRun &&
-    opts.errorClass !== undefined &&
-    result.matched === 0 &&
-    !seenClasses.has(opts.errorClass)
-  )
-    throw unknownClass(opts.errorClass, seenClasses);
   return result;
 }

@@ -1,6 +1,7 @@
 import { readRanges } from '../kafka/browse.js';
 import { createKafka, type KafkaConnection, Partitioners } from '../kafka/client.js';
 import { partitionCounts, sendAcknowledged } from '../kafka/send.js';
+import { fenceEarlierTransactions, sendOffsetsInTransaction } from '../kafka/transaction.js';
 import { replayedSets } from '../lag/lag.js';
 import {
   addReplayed,
@@ -54,10 +55,11 @@ export async function replayDeadJob(
     allowAutoTopicCreation: false,
   });
   const admin = kafka.admin();
-  // Connecting the transactional producer fences an earlier pick still in flight before we read.
   await producer.connect();
   await admin.connect();
   try {
+    // An earlier pick still in flight is fenced before we read the set it may be adding to.
+    await fenceEarlierTransactions(producer);
     if (wasReplayed((await replayedSets(admin, topic, dlq)).get(at.partition), at.offset))
       return { status: 'already-replayed' };
     const [committed] = await admin.fetchOffsets({ groupId: group, topics: [dlq] });
@@ -82,7 +84,7 @@ export async function replayDeadJob(
           metadata: encodeReplayed(set),
         },
       ];
-      await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
+      await sendOffsetsInTransaction(tx, { consumerGroupId: group, topics: [{ topic: dlq, partitions }] });
       await tx.commit();
       replay.settle();
       return { status: 'sent', partition: placed?.partition ?? -1, offset: placed?.offset ?? '' };

@@ -33,6 +33,11 @@ export const retryPolicies = {
   fault: { baseMs: 1_000, maxMs: 60_000, jitter: 0.2 },
   /** kafkajs left the group for good after a crash: the worker restarts the consumer. */
   consumerRestart: { baseMs: 1_000, maxMs: 30_000, jitter: 0.2 },
+  /**
+   * A transaction step the coordinator answered "busy" (CONCURRENT_TRANSACTIONS while it still
+   * writes the previous transaction's markers, or a coordinator moving): ask again, briefly.
+   */
+  transaction: { baseMs: 50, maxMs: 2_000, jitter: 0.2 },
 } as const satisfies Record<string, BackoffPolicy>;
 
 export type RetryPolicyName = keyof typeof retryPolicies;

@@ -1,3 +1,4 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,4 +105,61 @@ describe('strand enqueue', () => {
     );
     await cleanup();
   });
+
+  it('reads --file once, as a stream: process substitution and a named FIFO send every line', async () => {
+    const topic = uniqueName('cli-enq-pipe');
+    const cleanup = await createTopics([{ topic, numPartitions: 2 }]);
+    const dir = mkdtempSync(join(tmpdir(), 'strand-'));
+    const file = join(dir, 'jobs.ndjson');
+    writeFileSync(file, `${Array.from({ length: 30 }, (_, i) => JSON.stringify(job(i))).join('\n')}\n`);
+    const { brokers, registryUrl } = stack();
+    const env = { ...process.env, STRAND_BROKERS: brokers.join(','), STRAND_REGISTRY_URL: registryUrl };
+    const enqueue = `node dist/cli/main.js enqueue ${topic} --schema schemas/payment.avsc --key-field accountId --json`;
+
+    // bash's <(…) is a pipe behind /dev/fd/N: it can be read once only.
+    const sub = await runShell(`${enqueue} --file <(cat ${file})`, env);
+    expect(sub.stderr).toBe('');
+    expect(sub.code).toBe(0);
+    expect((JSON.parse(sub.stdout) as { jobs: number }).jobs).toBe(30);
+
+    // A named FIFO: a second open would wait for a writer that never comes.
+    const fifo = join(dir, 'jobs.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const fed = await runShell(`${enqueue} --file ${fifo} & cat ${file} > ${fifo}; wait $!`, env);
+    expect(fed.ended, 'enqueue from a FIFO hung').toBe(true);
+    expect(fed.stderr).toBe('');
+    expect(fed.code).toBe(0);
+    expect((JSON.parse(fed.stdout) as { jobs: number }).jobs).toBe(30);
+
+    // An empty pipe is an error, not "enqueued 0 jobs".
+    const empty = await runShell(`${enqueue} --file <(true)`, env);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toBe('strand: no jobs to enqueue (empty input)\n');
+    expect(await rawConsume(stack().brokers, topic, 100)).toHaveLength(60);
+    await cleanup();
+  });
 });
+
+/** Runs a bash command line (process substitution needs bash), killed after 30 s. */
+function runShell(
+  line: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string; ended: boolean }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', line], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    let ended = true;
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      ended = false;
+      process.kill(-child.pid!, 'SIGKILL');
+    }, 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ended });
+    });
+  });
+}

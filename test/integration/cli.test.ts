@@ -62,6 +62,15 @@ describe('strand CLI', () => {
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 
+  it('a worker with an unreachable broker fails as fast as the other commands, with the same line', async () => {
+    const lag = await timed(['lag', '--group', 'g', '--topic', 't', '--brokers', '127.0.0.1:1']);
+    const worker = await timed(['worker', 'examples/payment-worker.ts', '--brokers', '127.0.0.1:1']);
+    console.info(`unreachable broker: lag ${lag.ms} ms, worker ${worker.ms} ms`);
+    expect(worker.code).toBe(1);
+    expect(worker.stderr).toBe(lag.stderr);
+    expect(worker.ms).toBeLessThan(lag.ms + 8000);
+  });
+
   it('strand demo runs the workload to a summary with 0 order violations and the expected DLQ count', async () => {
     const r = await runCli(['demo', '--jobs', '1200', '--keys', '80', '--json'], { timeoutMs: 170_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -80,3 +89,9 @@ describe('strand CLI', () => {
     expect(s.latencyMs.p99).toBeGreaterThanOrEqual(s.latencyMs.p50);
   }, 180_000);
 });
+
+async function timed(args: string[]): Promise<{ code: number; stderr: string; ms: number }> {
+  const t0 = Date.now();
+  const r = await runCli(args);
+  return { code: r.code, stderr: r.stderr, ms: Date.now() - t0 };
+}

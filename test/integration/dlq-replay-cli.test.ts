@@ -1,60 +1,19 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { HEADERS } from '../../src/headers.js';
+import { replayGroupName } from '../../src/lag/replayed.js';
 import { runCli } from '../support/cli.js';
-import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
-import { type RawRecord, rawConsume, rawProduce } from '../support/raw-kafka.js';
+import {
+  deadAfterKeyReplay,
+  deadJobs,
+  deleteReplayGroups,
+  ids,
+  replayedIds,
+  writeDead,
+} from '../support/dead-jobs.js';
+import { committedOffsets, jobTopic, stack, waitUntil } from '../support/helpers.js';
 
-/**
- * `strand dlq replay` flags, end to end through the CLI: what reaches the job topic is read back
- * with an independent client and compared with the dead records this test wrote.
- */
-interface Dead {
-  jobId: string;
-  key: string;
-  partition: number;
-  failedAt: number;
-}
-
-/** Writes the dead records to the DLQ and checks that exactly those are there. */
-async function writeDead(topic: string, dead: Dead[]): Promise<void> {
-  await rawProduce(
-    stack().brokers,
-    `${topic}.dlq`,
-    dead.map((d) => ({
-      key: d.key,
-      partition: d.partition,
-      value: Buffer.from(`body of ${d.jobId}`),
-      headers: {
-        [HEADERS.jobId]: d.jobId,
-        [HEADERS.errorClass]: 'TimeoutError',
-        [HEADERS.errorMessage]: 'downstream timed out',
-        [HEADERS.attempt]: '3',
-        [HEADERS.failedAt]: String(d.failedAt),
-        [HEADERS.originTopic]: topic,
-      },
-    })),
-  );
-  expect(await replayedIds(`${topic}.dlq`)).toEqual(ids(dead));
-}
-
-function deadJobs(n: number, f: (i: number) => Partial<Dead> = () => ({})): Dead[] {
-  return Array.from({ length: n }, (_, i) => ({
-    jobId: uniqueName(`dead-${i}`),
-    key: i % 2 === 0 ? 'acct-a' : 'acct-b',
-    partition: 0,
-    failedAt: Date.now(),
-    ...f(i),
-  }));
-}
-
-/** Job ids on the job topic (committed records only), sorted. */
-async function replayedIds(topic: string, expectAtMost = 1000): Promise<string[]> {
-  const records: RawRecord[] = await rawConsume(stack().brokers, topic, expectAtMost);
-  return records.map((r) => r.headers[HEADERS.jobId] ?? '?').sort();
-}
-
-const ids = (dead: Dead[]) => dead.map((d) => d.jobId).sort();
+// `strand dlq replay` flags, end to end through the CLI: what reaches the job topic is read back
+// with an independent client and compared with the dead records each test wrote.
 
 describe('strand dlq replay, flag by flag', () => {
   it('--key sends exactly that key’s dead jobs', async () => {
@@ -138,6 +97,81 @@ describe('strand dlq replay, flag by flag', () => {
     // The resumed run sends only what the killed one had not committed.
     expect(resumed.stdout).toMatch(new RegExp(`^replayed ${48 - atKill} job\\(s\\)`));
     expect(await replayedIds(topic)).toEqual(ids(dead));
+    await cleanup();
+  });
+
+  it('one key after another, back to back on 6 partitions: every replay finishes and sends its job', async () => {
+    const { topic, cleanup } = await jobTopic('replay-keys', { partitions: 6 });
+    const dead = deadJobs(12, (i) => ({ key: `k${i}`, partition: i % 6 }));
+    await writeDead(topic, dead);
+    const failures: string[] = [];
+    for (const d of dead) {
+      const r = await runCli(['dlq', 'replay', topic, '--key', d.key]);
+      if (r.code !== 0 || !/^replayed 1 job\(s\)/.test(r.stdout))
+        failures.push(`--key ${d.key}: exit ${r.code}: ${(r.stdout + r.stderr).trim()}`);
+    }
+    expect(failures).toEqual([]);
+    expect(await replayedIds(topic)).toEqual(ids(dead));
+    await deleteReplayGroups(topic);
+    await cleanup();
+  });
+
+  it('a replay stopped partway says exactly what it sent; the same replay again sends the rest, none twice', async () => {
+    const { topic, cleanup } = await jobTopic('replay-stopped', { partitions: 2 });
+    // Two DLQ partitions, two transactions of 6 jobs (about 6 s each at --rate 1).
+    const dead = deadJobs(12, (i) => ({ partition: i % 2 }));
+    await writeDead(topic, dead);
+    const { brokers, registryUrl } = stack();
+    const first = spawn(process.execPath, ['dist/cli/main.js', 'dlq', 'replay', topic, '--rate', '1'], {
+      env: { ...process.env, STRAND_BROKERS: brokers.join(','), STRAND_REGISTRY_URL: registryUrl },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let firstOut = '';
+    first.stdout.on('data', (d) => (firstOut += d));
+    first.stderr.on('data', (d) => (firstOut += d));
+    const firstExit = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));
+    const group = replayGroupName(topic, {});
+    const committed = async () => [...(await committedOffsets(group, `${topic}.dlq`)).values()];
+    await waitUntil(async () => (await committed()).some((offset) => offset > 0), {
+      timeoutMs: 40_000,
+      intervalMs: 100,
+      what: "the first replay's first transaction",
+    });
+    // The same replay started again fences the first (one transactional id per filter), which
+    // stops at its next transaction, after sending exactly the 6 of its first.
+    const second = await runCli(['dlq', 'replay', topic]);
+    const code = await firstExit;
+    console.info(
+      `stopped replay: exit ${code}: ${firstOut.trim()}\nsecond: ${second.stdout.trim()} ${second.stderr.trim()}`,
+    );
+    expect(code).toBe(1);
+    expect(firstOut).toMatch(
+      new RegExp(
+        `^strand: replay to ${topic} stopped after sending 6 job\\(s\\): .+; running the same replay again is safe: it resumes after what was sent and sends nothing twice\n$`,
+      ),
+    );
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toMatch(/^replayed 6 job\(s\)/);
+    expect(await replayedIds(topic)).toEqual(ids(dead));
+    await deleteReplayGroups(topic);
+    await cleanup();
+  });
+
+  it('--dry-run after earlier replays counts what the replay would send, and marks what another replay sent', async () => {
+    const { topic, cleanup } = await jobTopic('replay-dry', { partitions: 2 });
+    const { later } = await deadAfterKeyReplay(topic);
+    const dry = await runCli(['dlq', 'replay', topic, '--key', 'acct-a', '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const counted = JSON.parse(dry.stdout) as { matched: number; sent: number; jobs: { jobId: string }[] };
+    expect(counted).toMatchObject({ matched: 3, sent: 0 });
+    expect(counted.jobs.map((j) => j.jobId).sort()).toEqual(ids(later.slice(0, 3)));
+    // Unfiltered: all 15 would go, 5 of them a second time (the --key acct-a replay sent them).
+    const all = await runCli(['dlq', 'replay', topic, '--dry-run']);
+    expect(all.stdout).toMatch(/dry run: 15 job\(s\) would be replayed/);
+    expect(all.stderr).toMatch(/warning: 5 of them were replayed before/);
+    const real = await runCli(['dlq', 'replay', topic, '--key', 'acct-a']);
+    expect(real.stdout).toMatch(/^replayed 3 job\(s\)/);
+    await deleteReplayGroups(topic);
     await cleanup();
   });
 });

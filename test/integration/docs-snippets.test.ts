@@ -41,6 +41,24 @@ const complete = snippets.filter((s) => !/^\s*declare\s/m.test(s.code));
 const project = mkdtempSync(join(tmpdir(), 'strand-snippets-'));
 afterAll(() => rmSync(project, { recursive: true, force: true }));
 
+/** The tsconfig of a user's project: this repository's strict options, its .ts and .mts files. */
+function userTsconfig(): string {
+  const base = JSON.parse(readFileSync('tsconfig.json', 'utf8')) as {
+    compilerOptions: Record<string, unknown>;
+  };
+  return JSON.stringify({
+    compilerOptions: {
+      ...base.compilerOptions,
+      rootDir: '.',
+      outDir: 'out',
+      sourceMap: false,
+      declaration: false,
+      typeRoots: [join(repo, 'node_modules', '@types')],
+    },
+    include: ['*.ts', '*.mts'],
+  });
+}
+
 function setUpProject(): void {
   mkdirSync(join(project, 'node_modules'));
   symlinkSync(repo, join(project, 'node_modules', 'strand'), 'dir');
@@ -51,23 +69,7 @@ function setUpProject(): void {
     'dir',
   );
   writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', private: true }));
-  const base = JSON.parse(readFileSync('tsconfig.json', 'utf8')) as {
-    compilerOptions: Record<string, unknown>;
-  };
-  writeFileSync(
-    join(project, 'tsconfig.json'),
-    JSON.stringify({
-      compilerOptions: {
-        ...base.compilerOptions,
-        rootDir: '.',
-        outDir: 'out',
-        sourceMap: false,
-        declaration: false,
-        typeRoots: [join(repo, 'node_modules', '@types')],
-      },
-      include: ['*.ts'],
-    }),
-  );
+  writeFileSync(join(project, 'tsconfig.json'), userTsconfig());
   for (const s of snippets) writeFileSync(join(project, `${s.name}.ts`), s.code);
 }
 
@@ -90,6 +92,36 @@ describe('TypeScript in the README and docs', () => {
     expect(tsc.status, where(tsc.stdout + tsc.stderr)).toBe(0);
   }, 110_000);
 
+  it('the README\'s "In code" program, in a project without "type": "module": .mts compiles, .ts fails as the README says', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    expect(readme).toMatch(/set `"type": "module"` in its package.json or name the file `app.mts`/);
+    const program = snippets.find((s) => s.where.startsWith('README.md:') && /new Worker\(/.test(s.code));
+    expect(program).toBeDefined();
+    const cjs = mkdtempSync(join(tmpdir(), 'strand-cjs-'));
+    try {
+      mkdirSync(join(cjs, 'node_modules'));
+      symlinkSync(repo, join(cjs, 'node_modules', 'strand'), 'dir');
+      writeFileSync(join(cjs, 'package.json'), JSON.stringify({ private: true }));
+      writeFileSync(join(cjs, 'tsconfig.json'), userTsconfig());
+      writeFileSync(join(cjs, 'app.ts'), program!.code);
+      writeFileSync(join(cjs, 'app.mts'), program!.code);
+      const tsc = spawnSync(
+        process.execPath,
+        [join(repo, 'node_modules/typescript/bin/tsc'), '-p', cjs, '--noEmit'],
+        {
+          encoding: 'utf8',
+        },
+      );
+      const errors = [...tsc.stdout.matchAll(/\/(app\.m?ts)\(\d+,\d+\): error (TS\d+)/g)].map(
+        (m) => `${m[1]} ${m[2]}`,
+      );
+      expect(errors.length, tsc.stdout).toBeGreaterThan(0);
+      expect(new Set(errors), tsc.stdout).toEqual(new Set(['app.ts TS1295', 'app.ts TS1309']));
+    } finally {
+      rmSync(cjs, { recursive: true, force: true });
+    }
+  }, 110_000);
+
   it.each(complete.map((s) => [s.where, s] as const))(
     '%s runs to the end against the stack',
     async (_, s) => {
@@ -100,7 +132,7 @@ describe('TypeScript in the README and docs', () => {
       });
       // The program as written, on this test's own topic and group and the test stack.
       const js = readFileSync(join(project, 'out', `${s.name}.js`), 'utf8')
-        .replaceAll("'payments-workers'", `'${uniqueName('snippet-group')}'`)
+        .replace(/groupId: '[\w.-]+'/g, () => `groupId: '${uniqueName('snippet-group')}'`)
         .replaceAll("'payments'", `'${topic}'`)
         .replaceAll("['127.0.0.1:9092']", JSON.stringify(brokers))
         .replaceAll("'http://127.0.0.1:8081/apis/ccompat/v7'", `'${registryUrl}'`);

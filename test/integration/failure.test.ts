@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { NonRetriableError } from '../../src/failure/errors.js';
+import { NonRetriableError, RetryLaterError } from '../../src/failure/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { JobProducer } from '../../src/producer/job-producer.js';
 import type { WorkerOptions } from '../../src/worker/options.js';
 import { Worker } from '../../src/worker/worker.js';
 import { runCli } from '../support/cli.js';
+import { deleteReplayGroups } from '../support/dead-jobs.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
 import { TcpProxy } from '../support/proxy.js';
@@ -299,6 +300,47 @@ describe('failure routing', () => {
     await new Promise((r) => setTimeout(r, 1500));
     await w.stop();
     expect([...completed.values()].every((n) => n === 1)).toBe(true);
+    await cleanup();
+  });
+
+  it('a job dead-lettered as retry-later-exhausted, replayed, may ask to run later again', async () => {
+    const { topic, cleanup } = await jobTopic('replay-later', { partitions: 1, tierDelays: [300] });
+    await enqueuePayments(topic, 1, 1);
+    const runs: { replayed: boolean; at: number }[] = [];
+    const dead: string[] = [];
+    const w = startWorker(topic, {
+      retry: { tiers: [300], maxRetryLater: 2 },
+      handler: async (job) => {
+        const replayed = job.headers['strand-replay-count'] !== undefined;
+        runs.push({ replayed, at: Date.now() });
+        // Before the replay: always later (two hops, then the DLQ). After: later once, then done.
+        if (!replayed || runs.filter((r) => r.replayed).length === 1)
+          throw new RetryLaterError({ delayMs: 0, message: 'the bank is closed' });
+      },
+    });
+    w.on('job:dead', (e) => void dead.push(e.jobId));
+    let completed = 0;
+    w.on('job:completed', () => void completed++);
+    await w.start();
+    await waitUntil(() => dead.length === 1, { timeoutMs: 30_000, what: 'the job dead-lettered' });
+    const reasons = async () =>
+      (JSON.parse((await runCli(['dlq', 'list', topic, '--json'])).stdout) as { reason: string }[]).map(
+        (j) => j.reason,
+      );
+    expect(await reasons()).toEqual(['retry-later-exhausted']);
+    const replay = await runCli(['dlq', 'replay', topic, '--json']);
+    expect(JSON.parse(replay.stdout)).toMatchObject({ sent: 1 });
+    await waitUntil(() => completed === 1 || dead.length > 1, {
+      timeoutMs: 30_000,
+      what: 'the replayed job to complete (or die again)',
+    });
+    await w.stop();
+    // Its first run after the replay asked for later: a hop through the tier, not the DLQ.
+    expect(dead).toHaveLength(1);
+    expect(await reasons()).toEqual(['retry-later-exhausted']);
+    expect(runs.filter((r) => r.replayed)).toHaveLength(2);
+    expect(completed).toBe(1);
+    await deleteReplayGroups(topic);
     await cleanup();
   });
 });

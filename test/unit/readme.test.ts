@@ -38,4 +38,16 @@ describe('README and docs stay in sync', () => {
     }
     for (const page of docs) expect(readme, page).toContain(`](${page})`);
   });
+
+  it('the "In code" program has a consumer group of its own, not one the tour runs', () => {
+    const inCode = readme.slice(readme.indexOf('## In code'));
+    const program = /```ts\n([\s\S]*?)```/.exec(inCode)?.[1] ?? '';
+    const groups = [...program.matchAll(/groupId: '([^']+)'/g)].map((m) => m[1]);
+    expect(groups).toHaveLength(1);
+    const tour =
+      readme.slice(0, readme.indexOf('## In code')) + readFileSync('examples/payment-worker.ts', 'utf8');
+    const tourGroups = new Set([...tour.matchAll(/(?:groupId: '|--group )([\w.-]+)/g)].map((m) => m[1]));
+    expect(tourGroups.size).toBeGreaterThan(0);
+    expect(groups.filter((g) => tourGroups.has(g))).toEqual([]);
+  });
 });

@@ -1,9 +1,9 @@
-import { replayGroup } from '../../failure/dlq.js';
+import { isStrandError } from '../../errors.js';
+import { type DeadJob, replayDeadJobs, unconfirmedNote } from '../../failure/dlq.js';
 import { HEADERS, headerString } from '../../headers.js';
 import { readRanges } from '../../kafka/browse.js';
-import { createKafka } from '../../kafka/client.js';
 import { formatNumber, formatTime, type Html, href, html, postForm } from '../html.js';
-import type { DeadLetter } from '../model.js';
+import type { DeadLetter, ReplayTask } from '../model.js';
 import {
   badge,
   intParam,
@@ -54,7 +54,7 @@ function short(text: string | undefined, max = 70): string {
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }
 
-function lettersTable(topic: string, letters: DeadLetter[]): Html {
+function lettersTable(topic: string, letters: readonly { job: DeadJob; replayed: boolean }[]): Html {
   return html`<table class="grid dlq" data-testid="dlq-table">
 <thead><tr><th>failed at</th><th>partition / offset</th><th>key</th><th>job id</th><th>error</th><th>message</th><th class="num">attempts</th><th>reason</th><th></th></tr></thead>
 <tbody>
@@ -69,7 +69,7 @@ ${letters.map((l) => {
 <td>${j.errorClass ?? (j.decodeReason ? 'undecodable' : '-')}</td>
 <td>${short(j.errorMessage ?? j.decodeReason)}</td>
 <td class="num">${j.attempts ?? '-'}</td>
-<td>${headerString(l.record.message.headers, HEADERS.deadReason) ?? '-'}</td>
+<td>${j.reason ?? '-'}</td>
 <td>${l.replayed ? badge('replayed', 'muted') : ''}</td>
 </tr>`;
 })}
@@ -135,22 +135,14 @@ export async function dlqPreviewPage(ctx: PageContext): Promise<Page> {
   const topic = topicOf(ctx);
   const filter = filterOf(ctx.query);
   const rate = intParam(ctx.query, 'rate', 1, 100_000);
-  const letters = await ctx.model.deadLetters(topic);
-  const admin = createKafka(ctx.model.connection).admin();
-  await admin.connect();
-  let positions: Map<number, number>;
-  try {
-    const [res] = await admin.fetchOffsets({
-      groupId: replayGroup(topic, filter),
-      topics: [`${topic}.dlq`],
-    });
-    positions = new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
-  } finally {
-    await admin.disconnect();
-  }
-  const would = letters.filter(
-    (l) => matches(l, filter) && Number(l.job.offset) >= (positions.get(l.job.partition) ?? -1),
+  // The same dry run as `strand dlq replay --dry-run`: from where this filter's replay group stands.
+  const dry = await replayDeadJobs(ctx.model.connection, topic, { ...filter, dryRun: true }).catch(
+    (error: unknown) => {
+      if (isStrandError(error, 'CONFIG')) throw new PageError(400, error.message);
+      throw error;
+    },
   );
+  const would = dry.jobs.map((job) => ({ job, replayed: job.replayed }));
   const body = html`<h1>Replay preview <small>${topic}.dlq</small></h1>
 <p class="caption">Filter: error class <b>${filter.errorClass ?? 'any'}</b>, key <b>${filter.key ?? 'any'}</b>, since <b>${filter.since ? formatTime(filter.since) : 'any time'}</b>${rate ? html`, at most ${rate} jobs/s` : ''}.</p>
 <div class="stats">${stat('would be replayed', formatNumber(would.length), { testId: 'preview-count' })}</div>
@@ -200,6 +192,21 @@ export function dlqReplayPost(ctx: PageContext, form: URLSearchParams): Redirect
   return { redirect: href('/dlq/task', { id: task.id }) };
 }
 
+/** A replay that stopped partway: what it sent, that replaying the filter again is safe, and a way to. */
+function stoppedNotice(task: ReplayTask, stopped: NonNullable<ReplayTask['stopped']>): Html {
+  const f = task.filter;
+  const again = href('/dlq/preview', {
+    topic: task.topic,
+    error: f.errorClass,
+    key: f.key,
+    since: f.since === undefined ? undefined : new Date(f.since).toISOString(),
+    rate: task.rate,
+  });
+  return html`<p class="notice error" data-testid="task-stopped">Stopped after sending ${formatNumber(task.progress.sent)} job(s)${unconfirmedNote(stopped.unconfirmed)}: ${stopped.reason}.
+What was sent is committed with this filter's replay position, so replaying the same filter again sends only the rest, none twice.
+<a href="${again}" data-testid="task-again">Preview the rest</a></p>`;
+}
+
 export function dlqTaskPage(ctx: PageContext): Page {
   const task = ctx.model.tasks.get(ctx.query.get('id') ?? '');
   if (!task) throw new PageError(404, 'no such replay (replays are kept while the console runs)');
@@ -212,7 +219,7 @@ ${stat('scanned', formatNumber(task.progress.scanned))}
 ${stat('matched', formatNumber(task.progress.matched))}
 ${stat('sent', formatNumber(task.progress.sent), { testId: 'task-sent' })}
 </div>
-${task.error ? notice(task.error, 'error') : ''}
+${task.error ? (task.stopped ? stoppedNotice(task, task.stopped) : notice(task.error, 'error')) : ''}
 ${task.result ? notice(`Replayed ${task.result.sent} job(s) to ${task.topic} (replay group ${task.result.group}).`, 'ok') : ''}
 <p class="hint">Started ${formatTime(task.startedAt)}${task.rate ? `, at most ${task.rate} jobs/s` : ''}.</p>
 </div>
