@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { stackDown, stackStatus, stackUp } from '../../src/devstack/index.js';
+import { type PostgresInfo, providePostgres, type TestPostgres } from './postgres-server.js';
 import { type LocalRedis, provideRedis } from './redis-server.js';
 
 declare module 'vitest' {
@@ -15,6 +16,8 @@ declare module 'vitest' {
     tls: { brokers: string[]; caFile: string } | null;
     /** A Redis for the idempotency tests, or why there is none (those tests are then skipped). */
     redis: { host: string; port: number } | { missing: string };
+    /** A PostgreSQL shared by the test files (`test/support/postgres.ts`), or why there is none. */
+    postgres: PostgresInfo | { missing: string };
   }
 }
 
@@ -31,16 +34,18 @@ async function dockerAnswers(): Promise<boolean> {
 
 let teardown: (() => Promise<void>) | undefined;
 let redisServer: LocalRedis | undefined;
+let postgresServer: TestPostgres | undefined;
 
 /**
  * Gives every test a real broker and registry: `STRAND_BROKERS`/`STRAND_REGISTRY_URL` when set,
  * else a devstack that is already running, else containers when a Docker engine answers, else the
  * devstack (started here and stopped after the run). The devstack comes before Docker when it runs
  * because it has the SASL and TLS listeners the security tests use; the containers do not.
- * Redis: see `provideRedis`.
+ * Redis: see `provideRedis`; PostgreSQL: see `providePostgres`.
  */
 export async function setup(project: TestProject): Promise<void> {
   redisServer = await provideRedis(project);
+  postgresServer = await providePostgres(project);
   await provideStack(project);
 }
 
@@ -100,6 +105,7 @@ async function provideStack(project: TestProject): Promise<void> {
 export async function teardownAll(): Promise<void> {
   await teardown?.();
   await redisServer?.stop();
+  await postgresServer?.stop();
 }
 
 export { teardownAll as teardown };
