@@ -49,7 +49,7 @@ export interface UsePostgresOptions {
   fresh?: boolean;
 }
 
-/** Throwaway servers are made in `<tmpdir>/strand-pg-*`; `owner.pid` names the process that made one. */
+/** Throwaway servers are made in `<tmpdir>/strand-pg-*`; `owner.pid` names the process that made one (pid and start time). */
 const DIR_PREFIX = 'strand-pg-';
 
 /** The PG* variables a child process (a worker module using `pg`) needs to reach `info`. */
@@ -165,13 +165,29 @@ function asUser(user: { name: string } | undefined, bin: string, args: string[])
   return user ? ['runuser', ['-u', user.name, '--', bin, ...args]] : [bin, args];
 }
 
-function pidAlive(pid: number): boolean {
+/**
+ * A process by pid and start time (field 22 of /proc/<pid>/stat), so a pid the system reused for
+ * another process does not pass for the owner; just the pid where there is no /proc.
+ */
+function processStamp(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    return `${pid} ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? ''}`;
+  } catch {
+    return String(pid);
+  }
+}
+
+function ownerAlive(stamp: string): boolean {
+  const pid = Number(stamp.split(' ')[0]);
+  if (!pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return !stamp.includes(' ') || processStamp(pid) === stamp;
 }
 
 /**
@@ -181,13 +197,13 @@ function pidAlive(pid: number): boolean {
 function reapOrphans(bin: string, user: { name: string } | undefined): void {
   for (const name of readdirSync(tmpdir()).filter((n) => n.startsWith(DIR_PREFIX))) {
     const dir = join(tmpdir(), name);
-    let owner = 0;
+    let owner: string;
     try {
-      owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8'));
+      owner = readFileSync(join(dir, 'owner.pid'), 'utf8').trim();
     } catch {
       continue; // not ours
     }
-    if (!owner || pidAlive(owner)) continue;
+    if (ownerAlive(owner)) continue;
     const [cmd, args] = asUser(user, join(bin, 'pg_ctl'), [
       'stop',
       '-D',
@@ -215,7 +231,7 @@ export async function startPostgres(opts: { bin?: string } = {}): Promise<TestPo
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
   const data = join(dir, 'data');
   const log = join(dir, 'server.log');
-  writeFileSync(join(dir, 'owner.pid'), String(process.pid));
+  writeFileSync(join(dir, 'owner.pid'), processStamp(process.pid));
   if (user) chownSync(dir, user.uid, user.gid);
   const pgCtl = (args: string[], timeout = 60_000) => {
     const [cmd, full] = asUser(user, join(bin, 'pg_ctl'), args);
@@ -240,7 +256,18 @@ export async function startPostgres(opts: { bin?: string } = {}): Promise<TestPo
     rmSync(dir, { recursive: true, force: true });
   };
   const onExit = () => stopNow();
+  // A run stopped by a signal emits no 'exit': stop the server first, then let the signal act.
+  const onSignal = (signal: NodeJS.Signals) => {
+    stopNow();
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const unhook = () => {
+    process.off('exit', onExit);
+    for (const s of signals) process.off(s, onSignal);
+  };
   process.once('exit', onExit);
+  for (const s of signals) process.once(s, onSignal);
   try {
     const [initdb, initArgs] = asUser(user, join(bin, 'initdb'), [
       '-D',
@@ -275,7 +302,7 @@ export async function startPostgres(opts: { bin?: string } = {}): Promise<TestPo
       walLevel: answered.walLevel,
       source: 'started',
       stop: async () => {
-        process.off('exit', onExit);
+        unhook();
         if (started) await pgCtl(['stop', '-D', data, '-m', 'fast', '-w', '-s']).catch(() => undefined);
         started = false;
         stopNow();
@@ -284,7 +311,7 @@ export async function startPostgres(opts: { bin?: string } = {}): Promise<TestPo
   } catch (error) {
     const e = error as { stderr?: string; message: string };
     const logTail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
-    process.off('exit', onExit);
+    unhook();
     stopNow();
     const why = (e.stderr?.trim() || e.message).split('\n')[0];
     throw new Error(`starting a throwaway PostgreSQL failed: ${why}${logTail ? ` (log: ${logTail})` : ''}`);
