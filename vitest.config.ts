@@ -9,6 +9,8 @@ export default defineConfig({
     // gives up 5 s before a test's timeout, so a failing test ends with its own verdict.
     testTimeout: 300_000,
     hookTimeout: 300_000,
+    // The global teardown deletes what crashed test files left, waiting for killed workers' sessions.
+    teardownTimeout: 120_000,
     reporters: process.env.CI ? ['default', 'json'] : ['default'],
     outputFile: { json: '.strand/test-results.json' },
     projects: [
@@ -24,6 +26,8 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
+          // Deletes what each file made (topics, groups, subjects, status records) after it.
+          setupFiles: ['test/support/cleanup-after-file.ts'],
         },
       },
     ],

@@ -21,12 +21,14 @@ export interface TailOptions {
 /**
  * Reads small compacted topics (`__strand_status`, `__strand_control`) from the beginning and keeps
  * following them. kafkajs has no assign(), so this is a consumer group of its own that never
- * commits; a group without offsets is dropped by the broker once its member left.
+ * commits. Kafka 4's group coordinator keeps an empty group without offsets listed until its next
+ * cleanup (`offsets.retention.check.interval.ms`, 10 minutes), so `stop` deletes the group.
  */
 export async function tailTopics(conn: KafkaConnection, opts: TailOptions): Promise<TopicTail> {
   const kafka = createKafka({ ...conn, clientId: conn.clientId ?? opts.groupPrefix }, opts.logSink);
+  const groupId = `${opts.groupPrefix}-${randomUUID()}`;
   const consumer = kafka.consumer({
-    groupId: `${opts.groupPrefix}-${randomUUID()}`,
+    groupId,
     maxWaitTimeInMs: opts.maxWaitMs ?? 1000,
     sessionTimeout: 10_000,
     heartbeatInterval: 3000,
@@ -46,5 +48,23 @@ export async function tailTopics(conn: KafkaConnection, opts: TailOptions): Prom
     await consumer.disconnect().catch(() => undefined);
     throw error;
   }
-  return { stop: () => consumer.disconnect().catch(() => undefined) };
+  return {
+    stop: async () => {
+      await consumer.disconnect().catch(() => undefined);
+      // Bounded: a stopping worker does not wait on a broker that is away.
+      const admin = kafka.admin({ retry: { retries: 0 } });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        (async () => {
+          await admin.connect();
+          await admin.deleteGroups([groupId]);
+        })().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 2000);
+        }),
+      ]);
+      clearTimeout(timer);
+      await admin.disconnect().catch(() => undefined);
+    },
+  };
 }

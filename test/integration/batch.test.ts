@@ -6,6 +6,7 @@ import type { Job, WorkerOptions } from '../../src/worker/options.js';
 import { Worker } from '../../src/worker/worker.js';
 import { committedOffsets, jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
 import { enqueuePayments, type Payment } from '../support/jobs.js';
+import { needPostgres, pgEnv } from '../support/postgres.js';
 
 const quiet = createLogger({ level: process.env.TEST_LOG ?? 'error' });
 const workers: Worker<Payment>[] = [];
@@ -203,12 +204,15 @@ describe('batch handlers', () => {
     await cleanup();
   }, 120_000);
 
-  it('PostgreSQL bulk insert (examples/batch-postgres.ts): every job lands exactly once after a worker SIGKILL', async () => {
+  it('PostgreSQL bulk insert (examples/batch-postgres.ts): every job lands exactly once after a worker SIGKILL', async ({
+    skip,
+  }) => {
+    const postgres = needPostgres({ skip });
     // The example's retry tiers: 1 s and 10 s.
     const { topic, cleanup } = await jobTopic('batch-pg', { partitions: 4, tierDelays: [1000, 10_000] });
     const table = uniqueName('payments').replace('-', '_');
     const groupId = uniqueName(`${topic}-g`);
-    const db = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' });
+    const db = new pg.Client({ connectionString: postgres.url });
     await db.connect();
     const total = 20_000;
     await enqueuePayments(topic, total, 200);
@@ -223,9 +227,7 @@ describe('batch handlers', () => {
           PAYMENTS_TOPIC: topic,
           PAYMENTS_GROUP: groupId,
           PAYMENTS_TABLE: table,
-          PGHOST: '127.0.0.1',
-          PGUSER: 'postgres',
-          PGDATABASE: 'test',
+          ...pgEnv(postgres),
         },
         stdio: ['ignore', 'ignore', 'inherit'],
       });

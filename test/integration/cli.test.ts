@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
+import { cleanUpAfterFile } from '../support/helpers.js';
 
 const commands = [
   ['dev'],
@@ -73,6 +74,8 @@ describe('strand CLI', () => {
 
   it('strand demo runs the workload to a summary with 0 order violations and the expected DLQ count', async () => {
     const r = await runCli(['demo', '--jobs', '1200', '--keys', '80', '--json'], { timeoutMs: 170_000 });
+    const made = /"topic":\s*"(demo-payments-[a-z0-9]+)"/.exec(r.stdout)?.[1];
+    if (made) cleanUpAfterFile(made); // its topics, group and subject: the demo keeps them for a look
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as Record<string, unknown> & {
       latencyMs: { p50: number; p99: number };

@@ -34,6 +34,11 @@ export async function startContainers(): Promise<{
     .start();
   const registry = await new GenericContainer('apicurio/apicurio-registry:3.3.3')
     .withExposedPorts(8080)
+    // As in the devstack: tests delete the subjects they registered (test/support/cleanup.ts).
+    .withEnvironment({
+      APICURIO_REST_DELETION_ARTIFACT_ENABLED: 'true',
+      APICURIO_REST_DELETION_ARTIFACT_VERSION_ENABLED: 'true',
+    })
     .withWaitStrategy(Wait.forHttp('/apis/ccompat/v7/subjects', 8080).forStatusCode(200))
     .start();
   return {

@@ -1,7 +1,12 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { stackDown, stackStatus, stackUp } from '../../src/devstack/index.js';
+import { cleanUpNames, describeTraces, isEmpty, type StackTarget } from './cleanup.js';
+import { type PostgresInfo, providePostgres, type TestPostgres } from './postgres-server.js';
 import { type LocalRedis, provideRedis } from './redis-server.js';
 
 declare module 'vitest' {
@@ -15,6 +20,10 @@ declare module 'vitest' {
     tls: { brokers: string[]; caFile: string } | null;
     /** A Redis for the idempotency tests, or why there is none (those tests are then skipped). */
     redis: { host: string; port: number } | { missing: string };
+    /** A PostgreSQL shared by the test files (`test/support/postgres.ts`), or why there is none. */
+    postgres: PostgresInfo | { missing: string };
+    /** The file every name a test marks for cleanup is appended to (`cleanUpAfterFile`). */
+    cleanupLedger: string;
   }
 }
 
@@ -31,17 +40,46 @@ async function dockerAnswers(): Promise<boolean> {
 
 let teardown: (() => Promise<void>) | undefined;
 let redisServer: LocalRedis | undefined;
+let postgresServer: TestPostgres | undefined;
+let ledgerDir: string | undefined;
+let target: StackTarget | undefined;
 
 /**
  * Gives every test a real broker and registry: `STRAND_BROKERS`/`STRAND_REGISTRY_URL` when set,
  * else a devstack that is already running, else containers when a Docker engine answers, else the
  * devstack (started here and stopped after the run). The devstack comes before Docker when it runs
  * because it has the SASL and TLS listeners the security tests use; the containers do not.
- * Redis: see `provideRedis`.
+ * Redis: see `provideRedis`; PostgreSQL: see `providePostgres`.
  */
 export async function setup(project: TestProject): Promise<void> {
   redisServer = await provideRedis(project);
+  postgresServer = await providePostgres(project);
   await provideStack(project);
+  const provided = project.getProvidedContext();
+  target = { brokers: provided.brokers, registryUrl: provided.registryUrl };
+  ledgerDir = mkdtempSync(join(tmpdir(), 'strand-test-names-'));
+  project.provide('cleanupLedger', join(ledgerDir, 'names'));
+}
+
+/**
+ * Each test file deletes what it made after its tests (`test/support/cleanup-after-file.ts`); a
+ * file that crashed or was cut off did not get there: whatever is left of the run's names goes here.
+ */
+async function sweepLedger(): Promise<void> {
+  if (!ledgerDir || !target) return;
+  let names: string[] = [];
+  try {
+    names = readFileSync(join(ledgerDir, 'names'), 'utf8').split('\n').filter(Boolean);
+  } catch {
+    // no test marked a name
+  }
+  rmSync(ledgerDir, { recursive: true, force: true });
+  if (!names.length) return;
+  const left = await cleanUpNames(target, names, { groupWaitMs: 60_000 }).catch((error: Error) => error);
+  if (left instanceof Error)
+    process.stderr.write(`[cleanup] could not clean up after the run: ${left.message}\n`);
+  else if (!isEmpty(left))
+    process.stderr.write(`[cleanup] left on the stack after the run: ${describeTraces(left)}\n`);
 }
 
 async function provideStack(project: TestProject): Promise<void> {
@@ -98,8 +136,10 @@ async function provideStack(project: TestProject): Promise<void> {
 }
 
 export async function teardownAll(): Promise<void> {
+  await sweepLedger();
   await teardown?.();
   await redisServer?.stop();
+  await postgresServer?.stop();
 }
 
 export { teardownAll as teardown };

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { inject, TestRunner } from 'vitest';
 import { createKafka, type KafkaConnection } from '../../src/kafka/client.js';
 import { createTopicsReady } from '../../src/kafka/topics.js';
@@ -9,9 +10,39 @@ export function stack(): { brokers: string[]; registryUrl: string; connection: K
   return { brokers, registryUrl: inject('registryUrl'), connection: { brokers, clientId: 'strand-test' } };
 }
 
-/** A name no other test or earlier run uses: `<prefix>-<8 hex chars>`. */
+/**
+ * A name no other test or earlier run uses: `<prefix>-<8 hex chars>`. Everything made from it
+ * (topics, groups, subjects, status records) is deleted after the test file (`cleanUpAfterFile`).
+ */
 export function uniqueName(prefix: string): string {
-  return `${prefix}-${randomUUID().slice(0, 8)}`;
+  const name = `${prefix}-${randomUUID().slice(0, 8)}`;
+  cleanUpAfterFile(name);
+  return name;
+}
+
+// On globalThis: the setup file that cleans up and the test file may load this module apart.
+const shared = globalThis as { __strandTestNames?: Set<string> };
+shared.__strandTestNames ??= new Set();
+const madeHere = shared.__strandTestNames;
+
+/**
+ * Marks a name whose resources (anything whose name contains it) are deleted after this test file
+ * by `test/support/cleanup-after-file.ts`, and after the run by the global teardown (the run's
+ * ledger) should the file not get there. `uniqueName` marks its names; call this for a name made
+ * elsewhere (the demo's topic).
+ */
+export function cleanUpAfterFile(name: string): void {
+  madeHere.add(name);
+  try {
+    appendFileSync(inject('cleanupLedger'), `${name}\n`);
+  } catch {
+    // outside a vitest test file (a worker process the test started): its test marks the names
+  }
+}
+
+/** The names marked in this test file so far. */
+export function namesMadeHere(): string[] {
+  return [...madeHere];
 }
 
 /** Time the rest of a test keeps after a wait gave up: to report, stop workers and clean up. */
