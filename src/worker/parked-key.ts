@@ -39,3 +39,22 @@ export interface ParkedKey {
 
 /** What a key's state record holds. */
 export type KeyStateRecord = Pick<ParkedKey, 'head' | 'headOffset' | 'since' | 'releasing'>;
+
+/** One owned partition's parking state, as this ownership read and wrote it. */
+export interface ParkingPartition {
+  keys: Map<string, ParkedKey>;
+  ready: Promise<void>;
+  handed: Set<number>;
+  top: number;
+  /**
+   * Up to where this ownership knows the parking partition holds only what it read or wrote
+   * itself (its read's end, moved on by its own writes as they are acknowledged in order).
+   */
+  end: number;
+  /** Offsets of its own writes above `end` (acknowledged out of order). */
+  ours: Set<number>;
+  /** This ownership's writer token (`strand-parking-writer` on what it writes). */
+  token: string;
+  /** The whole partition was read: until then its keys are partly known (nobody may act on them). */
+  loaded: boolean;
+}

@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
-import type { KeyStateRecord, ParkedJob, ParkedKey } from './parked-key.js';
+import type { KeyStateRecord, ParkedJob, ParkedKey, ParkingPartition } from './parked-key.js';
 import type { WorkItem } from './work-item.js';
 
 export type { ParkedJob, ParkedKey };
@@ -24,24 +24,7 @@ export type { ParkedJob, ParkedKey };
  * loses no parked job and no parked key. Payloads stay in Kafka; memory holds offsets only.
  */
 export class ParkingState {
-  private readonly parts = new Map<
-    number,
-    {
-      keys: Map<string, ParkedKey>;
-      ready: Promise<void>;
-      handed: Set<number>;
-      top: number;
-      /**
-       * Up to where this ownership knows the parking partition holds only what it read or wrote
-       * itself (its read's end, moved on by its own writes as they are acknowledged in order).
-       */
-      end: number;
-      /** Offsets of its own writes above `end` (acknowledged out of order). */
-      ours: Set<number>;
-      /** This ownership's writer token (`strand-parking-writer` on what it writes). */
-      token: string;
-    }
-  >();
+  private readonly parts = new Map<number, ParkingPartition>();
 
   constructor(
     private readonly deps: {
@@ -83,6 +66,7 @@ export class ParkingState {
     const part = {
       ...{ keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1, end: -1, token },
       ours: new Set<number>(),
+      loaded: false,
     };
     this.parts.set(partition, part);
     part.ready = this.load(partition, keys, part);
@@ -160,8 +144,10 @@ export class ParkingState {
     return this.parts.get(partition)?.ready;
   }
 
+  /** A key's parked state; none while the partition's parked keys are still being read (partly known). */
   get(partition: number, key: string): ParkedKey | undefined {
-    return this.parts.get(partition)?.keys.get(key);
+    const part = this.parts.get(partition);
+    return part?.loaded ? part.keys.get(key) : undefined;
   }
 
   /**
@@ -187,7 +173,14 @@ export class ParkingState {
   private async load(
     partition: number,
     keys: Map<string, ParkedKey>,
-    part: { handed: Set<number>; top: number; end: number; token: string; ours: Set<number> },
+    part: {
+      handed: Set<number>;
+      top: number;
+      end: number;
+      token: string;
+      ours: Set<number>;
+      loaded: boolean;
+    },
   ): Promise<void> {
     const { logger } = this.deps;
     const jobs = new Map<number, { at: number; key: string }>();
@@ -209,6 +202,7 @@ export class ParkingState {
       k.followers.push({ at: job.at, src });
     }
     if (orphans > 0) logger.warn({ partition, orphans }, 'parked jobs without a parked key were left alone');
+    part.loaded = true;
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
   }
 
@@ -323,7 +317,8 @@ export class ParkingState {
 
   /** The parked keys of a partition. */
   keysOf(partition: number): ReadonlyMap<string, ParkedKey> {
-    return this.parts.get(partition)?.keys ?? new Map();
+    const part = this.parts.get(partition);
+    return part?.loaded ? part.keys : new Map();
   }
 
   /**
