@@ -45,6 +45,9 @@ describe('README tour', () => {
     expect(dead!.key).toBe('acct-2');
     expect(dead!.value?.toString()).toBe('not avro');
     expect(dead!.headers['strand-decode-reason']).toBe('bad-magic');
+    // The reason the tour says `strand dlq list` shows for it.
+    const said = /with its bytes untouched and reason `([^`]+)`/.exec(readFileSync('README.md', 'utf8'))?.[1];
+    expect(said).toBe(dead!.headers['strand-dead-reason']);
     await cleanup();
   });
 });

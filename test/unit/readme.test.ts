@@ -50,4 +50,19 @@ describe('README and docs stay in sync', () => {
     expect(tourGroups.size).toBeGreaterThan(0);
     expect(groups.filter((g) => tourGroups.has(g))).toEqual([]);
   });
+
+  it('the tour: no restart for new delay buckets (delayed.test.ts proves a running worker takes them); the npx SIGTERM note where it runs npx', () => {
+    const tour = readme.slice(readme.indexOf('## A five-minute tour'), readme.indexOf('## In code'));
+    expect(tour).not.toMatch(/restart the worker/i);
+    expect(tour).toMatch(/picks the new delay buckets up by itself/);
+    // The paragraph right after the block that starts the worker with npx.
+    const afterNpxWorker = tour.slice(tour.indexOf('npx strand worker '));
+    const note =
+      afterNpxWorker
+        .slice(afterNpxWorker.indexOf('```') + 3)
+        .trim()
+        .split('\n\n')[0] ?? '';
+    expect(note).toMatch(/SIGTERM sent to npx/);
+    expect(note).toMatch(/node dist\/cli\/main\.js worker examples\/payment-worker\.ts/);
+  });
 });
