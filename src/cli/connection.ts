@@ -40,7 +40,8 @@ export function resolveConnection(flags: ConnectionFlags): {
   const env = { ...process.env };
   if (flags.brokers) env.STRAND_BROKERS = flags.brokers;
   const running = stackStatus();
-  const stackUp = running?.alive.every(Boolean) ? running : undefined;
+  // Its addresses also when a part is down: the error then names the stack's address.
+  const stackUp = running?.alive.some(Boolean) ? running : undefined;
   const kafka = connectionFromEnv(env, stackUp?.brokers);
   kafka.clientId = 'strand-cli';
   kafka.retries = CLI_RETRIES;

@@ -1,12 +1,18 @@
 export { APICURIO_VERSION, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
 export { DevStackError } from './errors.js';
 export {
+  type ProcessState,
   restartStackProcess,
   type StackInfo,
   type StackOptions,
+  type StackPart,
+  type StackPartName,
+  type StackPartState,
   type StackProcess,
   stackDown,
+  stackHealth,
   stackHome,
+  stackParts,
   stackStatus,
   stackUp,
   stopStackProcess,

@@ -1,5 +1,13 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -53,6 +61,45 @@ export interface StackInfo {
    */
   tls?: { brokers: string[]; caFile: string };
 }
+
+/** The two parts of a stack, each started and stopped on its own by `stackUp` when it is down. */
+export type StackPartName = 'kafka' | 'registry';
+
+/**
+ * `up`: every process of the part runs (and, from `stackHealth`, accepts connections); `down`:
+ * none runs; `degraded`: some run and some do not, or one runs without accepting connections.
+ */
+export type StackPartState = 'up' | 'down' | 'degraded';
+
+export interface StackPart {
+  name: StackPartName;
+  state: StackPartState;
+  /** Its processes' names (kafka-1 … kafka-N, registry). */
+  processes: string[];
+  /** Those not running. */
+  down: string[];
+}
+
+export const partOf = (p: { name: string }): StackPartName => (p.name === 'registry' ? 'registry' : 'kafka');
+
+/** Per part, from each process's state (`running`, or not: `down`, `not answering`). */
+export function stackParts(info: StackInfo, states: readonly ProcessState[]): StackPart[] {
+  return (['kafka', 'registry'] as const).map((name) => {
+    const mine = info.processes
+      .map((p, i) => ({ p, state: states[i] ?? 'down' }))
+      .filter((x) => partOf(x.p) === name);
+    const running = mine.filter((x) => x.state === 'running').length;
+    return {
+      name,
+      state: running === mine.length ? 'up' : mine.every((x) => x.state === 'down') ? 'down' : 'degraded',
+      processes: mine.map((x) => x.p.name),
+      down: mine.filter((x) => x.state === 'down').map((x) => x.p.name),
+    };
+  });
+}
+
+/** `running` (alive and accepting connections on its port), `not answering` (alive), `down`. */
+export type ProcessState = 'running' | 'not answering' | 'down';
 
 export function stackHome(home?: string): string {
   return resolve(home ?? process.env.STRAND_HOME ?? '.strand');
@@ -159,6 +206,38 @@ function kafkaProperties(
     'delete.topic.enable=true',
     '',
   ].join('\n');
+}
+
+/** How the registry is started (recorded in the state, so `up` can start it again alone). */
+async function registryCommand(
+  home: string,
+  registryPort: number,
+): Promise<NonNullable<StackProcess['command']>> {
+  const [registryJava, registryDir] = await Promise.all([
+    findJava(21, `Apicurio Registry ${APICURIO_VERSION}`),
+    apicurioHome(join(home, 'cache')),
+  ]);
+  const registryData = join(home, 'registry');
+  mkdirSync(registryData, { recursive: true });
+  return {
+    java: registryJava.bin,
+    cwd: registryDir,
+    args: [
+      '-Xmx512m',
+      '-Dquarkus.http.host=127.0.0.1',
+      `-Dquarkus.http.port=${registryPort}`,
+      // Quarkus' management interface defaults to *:9000; keep it on loopback, next to the API port.
+      '-Dquarkus.management.host=127.0.0.1',
+      `-Dquarkus.management.port=${registryPort + 1}`,
+      // File-backed H2 keeps schema ids across restarts, so records already on the topics stay decodable.
+      `-Dapicurio.datasource.url=jdbc:h2:file:${join(registryData, 'registry')};DB_CLOSE_ON_EXIT=FALSE`,
+      '-Dapicurio.rest.deletion.artifact.enabled=true',
+      '-Dapicurio.rest.deletion.artifact-version.enabled=true',
+      '-Dquarkus.log.level=WARN',
+      '-jar',
+      join(registryDir, 'quarkus-run.jar'),
+    ],
+  };
 }
 
 function spawnJava(home: string, javaBin: string, args: string[], logFile: string, cwd: string): number {
@@ -282,12 +361,30 @@ export function stackStatus(opts: { home?: string } = {}): (StackInfo & { alive:
 }
 
 /**
+ * `stackStatus` and more: whether each live process accepts connections on its port, and the state
+ * of each part (Kafka, registry), so a half-up stack reads as such.
+ */
+export async function stackHealth(
+  opts: { home?: string } = {},
+): Promise<(StackInfo & { alive: boolean[]; states: ProcessState[]; parts: StackPart[] }) | undefined> {
+  const status = stackStatus(opts);
+  if (!status) return undefined;
+  const states = await Promise.all(
+    status.processes.map(async (p, i): Promise<ProcessState> => {
+      if (!status.alive[i]) return 'down';
+      return (await portFree(p.port)) ? 'not answering' : 'running';
+    }),
+  );
+  return { ...status, states, parts: stackParts(status, states) };
+}
+
+/**
  * Starts Kafka (KRaft) and the schema registry unless they already run from this home.
  * Resolves when a metadata request succeeds on every broker and the registry answers `/subjects`.
  */
 export async function stackUp(
   opts: StackOptions = {},
-): Promise<{ info: StackInfo; alreadyRunning: boolean }> {
+): Promise<{ info: StackInfo; alreadyRunning: boolean; started: string[] }> {
   const home = stackHome(opts.home);
   const n = opts.brokers ?? 1;
   const basePort = opts.kafkaPort ?? 9092;
@@ -296,18 +393,20 @@ export async function stackUp(
   if (!Number.isInteger(n) || n < 1 || n > 5) throw new DevStackError(`--brokers: expected 1 to 5, got ${n}`);
 
   const current = stackStatus({ home });
-  if (current?.alive.every(Boolean)) {
+  if (current?.alive.some(Boolean)) {
     if (current.brokers.length !== n) {
       throw new DevStackError(
         `the stack already runs with ${current.brokers.length} broker(s); run "strand dev down" before asking for ${n}`,
       );
     }
-    return { info: current, alreadyRunning: true };
+    if (current.alive.every(Boolean)) return { info: current, alreadyRunning: true, started: [] };
+    // Half up (the registry killed, say): start only what is down, so the clients of the part that
+    // runs keep their connections.
+    const { alive, ...info } = current;
+    return { info, alreadyRunning: false, started: await startStopped(home, info, alive, say) };
   }
-  if (current) {
-    say('a previous stack is partly running; stopping what is left of it');
-    await stackDown({ home });
-  }
+  // Nothing of a previous stack runs: forget its state and start afresh.
+  if (current) await stackDown({ home });
 
   const kafkaPorts = Array.from({ length: n }, (_, i) => basePort + 2 * i);
   const saslPorts = kafkaPorts.map((_, i) => saslPort(basePort, n, i + 1));
@@ -329,14 +428,14 @@ export async function stackUp(
   const cache = join(home, 'cache');
   mkdirSync(join(home, 'logs'), { recursive: true });
   mkdirSync(join(home, 'run'), { recursive: true });
-  const [kafkaJava, registryJava] = await Promise.all([
+  const [kafkaJava] = await Promise.all([
     findJava(17, `Kafka ${KAFKA_VERSION}`),
     findJava(21, `Apicurio Registry ${APICURIO_VERSION}`),
   ]);
   say(
     `resolving Kafka ${KAFKA_VERSION} and Apicurio Registry ${APICURIO_VERSION} (Maven Central, cached after the first run)`,
   );
-  const [classpath, registryDir] = await Promise.all([kafkaClasspath(cache), apicurioHome(cache)]);
+  const [classpath] = await Promise.all([kafkaClasspath(cache), apicurioHome(cache)]);
 
   // Separate data for each cluster size: a 1-node and a 3-node cluster cannot share a quorum.
   const clusterDir = join(home, `kafka-${n}node`);
@@ -408,35 +507,14 @@ export async function stackUp(
 
   const registryLog = join(home, 'logs', 'registry.log');
   writeFileSync(registryLog, '');
-  const registryData = join(home, 'registry');
-  mkdirSync(registryData, { recursive: true });
-  const registryPid = spawnJava(
-    home,
-    registryJava.bin,
-    [
-      '-Xmx512m',
-      '-Dquarkus.http.host=127.0.0.1',
-      `-Dquarkus.http.port=${registryPort}`,
-      // Quarkus' management interface defaults to *:9000; keep it on loopback, next to the API port.
-      '-Dquarkus.management.host=127.0.0.1',
-      `-Dquarkus.management.port=${registryPort + 1}`,
-      // File-backed H2 keeps schema ids across restarts, so records already on the topics stay decodable.
-      `-Dapicurio.datasource.url=jdbc:h2:file:${join(registryData, 'registry')};DB_CLOSE_ON_EXIT=FALSE`,
-      '-Dapicurio.rest.deletion.artifact.enabled=true',
-      '-Dapicurio.rest.deletion.artifact-version.enabled=true',
-      '-Dquarkus.log.level=WARN',
-      '-jar',
-      join(registryDir, 'quarkus-run.jar'),
-    ],
-    registryLog,
-    registryDir,
-  );
+  const registry = await registryCommand(home, registryPort);
   processes.push({
     name: 'registry',
-    pid: registryPid,
+    pid: spawnJava(home, registry.java, registry.args, registryLog, registry.cwd),
     port: registryPort,
     log: registryLog,
     startedAt: started,
+    command: registry,
   });
 
   const info: StackInfo = {
@@ -480,7 +558,70 @@ export async function stackUp(
     await stackDown({ home });
     throw error;
   }
-  return { info, alreadyRunning: false };
+  return { info, alreadyRunning: false, started: processes.map((p) => p.name) };
+}
+
+/** The ports a stack process listens on, as its start configured them. */
+function portsOf(info: StackInfo, p: StackProcess): number[] {
+  if (p.name === 'registry') return [p.port, p.port + 1];
+  const n = info.brokers.length;
+  const basePort = Number(info.brokers[0]?.split(':').pop());
+  const id = Number(p.name.slice('kafka-'.length));
+  return [p.port, p.port + 1, saslPort(basePort, n, id), ...(info.tls ? [tlsPort(basePort, n, id)] : [])];
+}
+
+/**
+ * Starts the processes of a running stack that are down, each with the command it was first
+ * started with, and waits until their part answers. Returns their names. On failure it stops only
+ * what it started.
+ */
+async function startStopped(
+  home: string,
+  info: StackInfo,
+  alive: boolean[],
+  say: (line: string) => void,
+): Promise<string[]> {
+  const down = info.processes.filter((_, i) => !alive[i]);
+  const running = info.processes.filter((_, i) => alive[i]);
+  say(
+    `${down.map((p) => p.name).join(', ')} not running: starting only that; ${running.map((p) => `${p.name} (pid ${p.pid})`).join(', ')} keep${running.length === 1 ? 's' : ''} running`,
+  );
+  for (const p of down) {
+    for (const port of portsOf(info, p)) {
+      if (!(await portFree(port))) {
+        throw new DevStackError(
+          `port ${port} on 127.0.0.1 is in use by another process, so ${p.name} cannot start; stop that process, or run "strand dev down" and "strand dev up" with other ports`,
+        );
+      }
+    }
+  }
+  for (const p of down) {
+    // A state written by an older Strand has no command for the registry: it is the same each time.
+    const command = p.command ?? (p.name === 'registry' ? await registryCommand(home, p.port) : undefined);
+    if (!command)
+      throw new DevStackError(`${p.name} has no recorded command; run "strand dev down" and "strand dev up"`);
+    p.command = command;
+    appendFileSync(p.log, `\n--- started again by "strand dev up" at ${new Date().toISOString()} ---\n`);
+    p.pid = spawnJava(home, command.java, command.args, p.log, command.cwd);
+    p.startedAt = Date.now();
+  }
+  writeFileSync(stateFile(home), JSON.stringify(info, null, 2));
+  const kafka = down.filter((p) => partOf(p) === 'kafka');
+  const registry = down.filter((p) => partOf(p) === 'registry');
+  try {
+    await Promise.all([
+      kafka.length
+        ? waitFor('Kafka', () => kafkaReady(info.brokers, info.brokers.length), kafka, home, 120_000)
+        : undefined,
+      registry.length
+        ? waitFor('schema registry', () => registryReady(info.registryUrl), registry, home, 120_000)
+        : undefined,
+    ]);
+  } catch (error) {
+    await Promise.all(down.map((p) => stopPid(p.pid, home, 20_000)));
+    throw error;
+  }
+  return down.map((p) => p.name);
 }
 
 async function stopPid(pid: number, home: string, timeoutMs: number): Promise<void> {

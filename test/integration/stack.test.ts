@@ -1,7 +1,13 @@
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
-import { stackStatus, stackUp } from '../../src/devstack/index.js';
+import { stackHome, stackStatus, stackUp } from '../../src/devstack/index.js';
 import { createKafka } from '../../src/kafka/client.js';
+import { runCli } from '../support/cli.js';
 import { createTopics, stack, uniqueName, waitUntil } from '../support/helpers.js';
+import { freePort } from '../support/ports.js';
 
 describe('the local stack is real', () => {
   it('creates a topic, produces and consumes records with headers through the broker', async () => {
@@ -70,4 +76,113 @@ describe('the local stack is real', () => {
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(info.processes.map((p) => p.pid)).toEqual(before?.processes.map((p) => p.pid));
   });
+});
+
+/** Ports for a second one-node stack: 4 in a row for Kafka (plaintext, controller, SASL, TLS), 2 for the registry. */
+async function freePortBlock(): Promise<{ kafkaPort: number; registryPort: number }> {
+  for (;;) {
+    const kafkaPort = await freePort();
+    const ports = [0, 1, 2, 3, 10, 11].map((d) => kafkaPort + d);
+    const free = await Promise.all(
+      ports.map(
+        (port) =>
+          new Promise<boolean>((resolve) => {
+            const server = createServer();
+            server.once('error', () => resolve(false));
+            server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+          }),
+      ),
+    );
+    if (free.every(Boolean) && kafkaPort + 11 < 65_536) return { kafkaPort, registryPort: kafkaPort + 10 };
+  }
+}
+
+describe.runIf(inject('stackSource') === 'devstack')('a half-up stack', () => {
+  it('with the registry killed: status per part (exit 3), "dev up" starts only the registry, Kafka keeps its pid and its clients', async () => {
+    // A stack of its own, so the one the other tests use keeps its registry; the jars are shared.
+    const home = mkdtempSync(join(tmpdir(), 'strand-half-up-'));
+    const cache = join(stackHome(), 'cache');
+    if (existsSync(cache)) symlinkSync(cache, join(home, 'cache'));
+    const { kafkaPort, registryPort } = await freePortBlock();
+    const dev = (args: string[]) =>
+      runCli(['dev', ...args, '--home', home], { timeoutMs: 240_000, env: { STRAND_HOME: home } });
+    try {
+      const up = await dev([
+        'up',
+        '--kafka-port',
+        String(kafkaPort),
+        '--registry-port',
+        String(registryPort),
+      ]);
+      expect(up.code, up.stderr).toBe(0);
+      const first = stackStatus({ home })!;
+      const kafka = first.processes.find((p) => p.name === 'kafka-1')!;
+      const registry = first.processes.find((p) => p.name === 'registry')!;
+
+      // A client of Kafka, connected before the registry goes: it must not lose its broker.
+      const admin = createKafka({ brokers: first.brokers, clientId: 'half-up' }).admin();
+      await admin.connect();
+      const topic = uniqueName('half-up');
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
+
+      process.kill(registry.pid, 'SIGKILL');
+      await waitUntil(() => stackStatus({ home })?.alive[first.processes.indexOf(registry)] === false, {
+        what: 'the registry process gone',
+      });
+      const half = await dev(['status']);
+      expect(half.code).toBe(3);
+      expect(half.stdout).toMatch(/^kafka\s+up\s/m);
+      expect(half.stdout).toMatch(/^registry\s+down\s/m);
+      expect(half.stdout).toContain('"strand dev up" starts only what is down');
+      const json = await dev(['status', '--json']);
+      expect(json.code).toBe(3);
+      const parsed = JSON.parse(json.stdout) as {
+        running: boolean;
+        state: string;
+        parts: { name: string; state: string }[];
+      };
+      expect({
+        running: parsed.running,
+        state: parsed.state,
+        parts: parsed.parts.map((p) => [p.name, p.state]),
+      }).toEqual({
+        running: false,
+        state: 'partly',
+        parts: [
+          ['kafka', 'up'],
+          ['registry', 'down'],
+        ],
+      });
+
+      const again = await dev(['up']);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(
+        new RegExp(`^started registry in [\\d.]+s; kafka-1 \\(pid ${kafka.pid}\\) kept running`),
+      );
+      const after = stackStatus({ home })!;
+      expect(after.alive).toEqual([true, true]);
+      const kafkaAfter = after.processes.find((p) => p.name === 'kafka-1')!;
+      expect({ pid: kafkaAfter.pid, startedAt: kafkaAfter.startedAt }).toEqual({
+        pid: kafka.pid,
+        startedAt: kafka.startedAt,
+      });
+      expect(after.processes.find((p) => p.name === 'registry')!.pid).not.toBe(registry.pid);
+      expect((await fetch(`${after.registryUrl}/subjects`)).status).toBe(200);
+      // The client connected before still talks to the same broker.
+      expect(await admin.listTopics()).toContain(topic);
+      await admin.disconnect();
+      const whole = await dev(['status']);
+      expect(whole.code).toBe(0);
+      expect(whole.stdout).toMatch(/^registry\s+up\s/m);
+    } finally {
+      const down = await dev(['down']);
+      expect(down.code, down.stderr).toBe(0);
+      const gone = await dev(['status']);
+      expect({ code: gone.code, out: gone.stdout }).toEqual({
+        code: 1,
+        out: 'not running (start it with "strand dev up")\n',
+      });
+      rmSync(home, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

@@ -110,7 +110,9 @@ async function provideStack(project: TestProject): Promise<void> {
     );
     return;
   }
-  const wasRunning = stackStatus()?.alive.every(Boolean) === true;
+  // A stack that runs in part (its registry killed, say) is the user's: `stackUp` starts the part
+  // that is down, and the teardown leaves it running.
+  const wasRunning = stackStatus()?.alive.some(Boolean) === true;
   if (!wasRunning && process.env.STRAND_TEST_DOCKER !== '0' && (await dockerAnswers())) {
     const { startContainers } = await import('./containers.js');
     const stack = await startContainers();
