@@ -55,10 +55,12 @@ describe('parking partitions past 200,000 records', () => {
       });
       const t1 = Date.now();
       for (const s of sizes) state.take(s.partition);
+      let timer: NodeJS.Timeout | undefined;
       const loaded = await Promise.race([
         Promise.all(sizes.map((s) => state.ready(s.partition))).then(() => true),
-        new Promise<false>((r) => setTimeout(() => r(false), 240_000)),
+        new Promise<false>((r) => (timer = setTimeout(() => r(false), 240_000))),
       ]);
+      clearTimeout(timer);
       const loadMs = Date.now() - t1;
       expect(loaded, 'both parking partitions loaded within 240 s').toBe(true);
 
