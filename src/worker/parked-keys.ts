@@ -253,9 +253,9 @@ export class KeyParking {
     }
     // The key's next head may be being written (a released job that just went to a tier, whose
     // retry already ended): this release is for it once that write landed.
+    // (A job id enqueued twice may be the head again: wait whenever a head of this id is being written.)
     const heading = parked.heading;
-    if (parked.head !== head && heading && heading.jobId === head)
-      await heading.written.catch(() => undefined);
+    if (heading && heading.jobId === head) await heading.written.catch(() => undefined);
     if (parked.head !== head) return true;
     // Another release of the key runs or is queued (a resumed one, or the one this worker started
     // at once): this record counts as done once the key's state says it is being released.
