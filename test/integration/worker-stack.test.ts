@@ -44,15 +44,18 @@ export default defineWorker<Payment>({
 const lineOf = (source: string, text: string) => source.split('\n').findIndex((l) => l.includes(text)) + 1;
 
 let worker: ChildProcess | undefined;
+let dir: string | undefined;
 afterEach(() => {
   worker?.kill('SIGKILL');
   worker = undefined;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
 });
 
 describe('stack traces of a worker module', () => {
   it("a handler's error names the user's .ts file and its real lines; every file it names exists", async () => {
     const { topic, cleanup } = await jobTopic('stack-trace', { partitions: 1 });
-    const dir = mkdtempSync(join(tmpdir(), 'strand-user-'));
+    dir = mkdtempSync(join(tmpdir(), 'strand-user-'));
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'user-app', type: 'module' }));
     mkdirSync(join(dir, 'node_modules'));
     symlinkSync(process.cwd(), join(dir, 'node_modules', 'strand'));
@@ -93,7 +96,6 @@ describe('stack traces of a worker module', () => {
       .filter((p): p is string => p !== undefined);
     expect(named.length).toBeGreaterThan(2);
     expect(named.filter((p) => !existsSync(p.replace(/^file:\/\//, '')))).toEqual([]);
-    rmSync(dir, { recursive: true, force: true });
     await cleanup();
   });
 
