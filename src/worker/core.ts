@@ -271,7 +271,6 @@ export class WorkerCore extends WorkerEmitter {
   get stalledParking(): number[] {
     return this.parking?.state.stalled() ?? [];
   }
-
   /** When the oldest accepted, unfinished job was accepted. */
   oldestAcceptedAt(): number | undefined {
     return this.pending.keys().next().value?.acceptedAt;
