@@ -31,6 +31,8 @@ export interface ParkedKey {
   releasing?: { outcome: 'completed' | 'dead'; cause?: string | undefined } | undefined;
   /** A new head being written (a job of the key that went to a tier while the key was parked). */
   heading?: { jobId: string; written: Promise<void> } | undefined;
+  /** The key's state record may say unparked (an unpark whose answer was lost): the next hand-off writes it again. */
+  restate?: boolean | undefined;
   /** A release of this key runs in this worker now (or is queued to). */
   releaser?: boolean | undefined;
   /** The release ran every parked job and is unparking the key: its next job waits for that. */

@@ -373,6 +373,11 @@ export class KeyParking {
     try {
       await Promise.all(tombstones);
       await durably(item, () => this.state.unpark(p, key));
+    } catch (error) {
+      // The unpark may have landed: a job of the key parked from now on writes the key's state
+      // (releasing) again with it, so nothing is parked behind a key the parking topic calls free.
+      parked.restate = true;
+      throw error;
     } finally {
       parked.closing = undefined;
       closed();

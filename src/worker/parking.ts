@@ -333,9 +333,16 @@ export class ParkingState {
       [HEADERS.parkedKey]: item.key!,
       [HEADERS.parkedBehind]: parked.head,
     });
-    const [at] = await this.write(item.partition, [
+    const restate = parked.restate === true;
+    const { head, headOffset, since, releasing } = parked;
+    const written = await this.write(item.partition, [
+      ...(restate
+        ? [this.stateRecord(item.partition, item.key!, { head, headOffset, since, releasing })]
+        : []),
       { key: `${this.jobPrefix}${item.offset}`, value: item.value, headers, partition: item.partition },
     ]);
+    if (restate) parked.restate = false;
+    const at = written.at(-1);
     const list = parked.followers;
     let i = list.length;
     while (i > 0 && list[i - 1]!.src > src) i--;
