@@ -132,6 +132,8 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
 
   /** Partitions this worker owns now. */
   assignment(): { topic: string; partition: number }[] {
+    // A stopped worker owns nothing, whatever its last assignment was.
+    if (this.phase === 'stopped') return [];
     return this.core?.assignedPartitions() ?? [];
   }
 

@@ -50,7 +50,13 @@ describe('metrics, health and lag', () => {
     };
     let started = 0;
     // A holds jobs that wait for the gate: a rebalance waits for A's drain, so B's join cannot end.
-    const a = new Worker<Payment>({ ...options, handler: async () => void (started++, await gate) });
+    const a = new Worker<Payment>({
+      ...options,
+      handler: async () => {
+        started++;
+        await gate;
+      },
+    });
     await a.start();
     await waitUntil(() => started > 0, { timeoutMs: 20_000, what: 'a held job' });
     const b = new Worker<Payment>({
