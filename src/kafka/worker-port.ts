@@ -61,6 +61,8 @@ export class KafkaConsumerPort implements ConsumerPort {
    * the other is not done (the topic's resume resumes every partition).
    */
   private readonly pausedTopics = new Set<string>();
+  /** The partition indexes of the latest assignment: the co-partitioned assigner keeps them if it can. */
+  private ownedIndexes: number[] = [];
 
   /**
    * The coordinator waits `rebalanceTimeout` for our JoinGroup; a rebalance is noticed within a
@@ -96,7 +98,7 @@ export class KafkaConsumerPort implements ConsumerPort {
         if (gate) await this.holdRejoin(gate);
         return lookup(args);
       };
-      return coPartitionedAssigner(config);
+      return coPartitionedAssigner(() => this.ownedIndexes)(config);
     };
     return [gated, PartitionAssigners.roundRobin];
   }
@@ -155,7 +157,10 @@ export class KafkaConsumerPort implements ConsumerPort {
     consumer.on(ev.REBALANCING, () => {
       this.rejoinGate ??= hooks.beforeRejoin();
     });
-    consumer.on(ev.GROUP_JOIN, (e) => hooks.assigned(e.payload.memberAssignment));
+    consumer.on(ev.GROUP_JOIN, (e) => {
+      this.ownedIndexes = [...new Set(Object.values(e.payload.memberAssignment).flat())];
+      hooks.assigned(e.payload.memberAssignment);
+    });
     consumer.on(ev.CRASH, (e) => hooks.crashed(e.payload.error, e.payload.restart));
     consumer.on(ev.RECEIVED_UNSUBSCRIBED_TOPICS, (e) =>
       hooks.unsubscribedTopics?.((e.payload as { topicsNotSubscribed: string[] }).topicsNotSubscribed),
