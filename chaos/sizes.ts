@@ -20,6 +20,16 @@ export const chaosSizes = {
     strictOrder: { jobs: 3000, keys: 100, workers: 3, kills: 3, waitMs: 150_000 },
     // Past the 200,000 records a parking read used to stop at.
     parkingTakeover: { history: 205_000, jobsPerRound: 600, keys: 30, waitMs: 120_000 },
+    // Scaled down: a 15 s job against the shortest session Kafka allows by default (6 s).
+    longJob: { longMs: 15_000, longJobs: 2, sessionTimeoutMs: 6000, heartbeatIntervalMs: 1000, keys: 20 },
+    releaseUnderLoad: {
+      parked: 1000,
+      others: 5000,
+      rate: 250,
+      tierMs: 3000,
+      maxGapMs: 5000,
+      waitMs: 120_000,
+    },
   },
   full: {
     crash: {
@@ -37,5 +47,8 @@ export const chaosSizes = {
     badInput: { valid: 10_000, bad: 10_000, keys: 200, rssLimitMiB: 300 },
     strictOrder: { jobs: 20_000, keys: 200, workers: 3, kills: 8 },
     parkingTakeover: { history: 410_000, jobsPerRound: 2000, keys: 50 },
+    // A 40 s job with the default session (30 s) and heartbeat (3 s).
+    longJob: { longMs: 40_000, longJobs: 4, sessionTimeoutMs: 30_000, heartbeatIntervalMs: 3000, keys: 40 },
+    releaseUnderLoad: { parked: 10_000, others: 50_000, rate: 400, tierMs: 10_000, maxGapMs: 5000 },
   },
 };
