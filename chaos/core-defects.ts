@@ -132,13 +132,18 @@ export async function longJobScenario(
     const round = await feed.enqueue(keys.slice(0, o.longJobs), () => 'long');
     longIds.push(...round);
     ids.push(...round);
-    if (!(await waitFor(() => round.every((id) => startedBy(id, lines())), 60_000)))
-      failures.push('the long jobs did not start');
+    const started = () => {
+      const l = lines();
+      return round.every((id) => startedBy(id, l));
+    };
+    if (!(await waitFor(started, 60_000))) failures.push('the long jobs did not start');
     await sleep(1000);
     then();
-    const done = () => new Set(completedRuns(lines()).map((r) => r.jobId));
-    if (!(await waitFor(() => round.every((id) => done().has(id)), o.longMs * 3)))
-      failures.push('the long jobs did not complete');
+    const roundDone = () => {
+      const done = new Set(completedRuns(lines()).map((r) => r.jobId));
+      return round.every((id) => done.has(id));
+    };
+    if (!(await waitFor(roundDone, o.longMs * 3))) failures.push('the long jobs did not complete');
   };
   join();
   await longRound(join); // B joins while A runs the long jobs
@@ -148,7 +153,10 @@ export async function longJobScenario(
   feeding = false;
   await flow;
   const done = () => new Set(completedRuns(lines()).map((r) => r.jobId));
-  await waitFor(() => ids.every((id) => done().has(id)), o.waitMs ?? 120_000);
+  await waitFor(() => {
+    const d = done();
+    return ids.every((id) => d.has(id));
+  }, o.waitMs ?? 120_000);
   const seconds = (Date.now() - t0) / 1000;
   await fleet.killAll();
   const admin = createKafka({ brokers: s.brokers, clientId: 'strand-chaos' }).admin();
@@ -285,7 +293,9 @@ export async function releaseUnderLoadScenario(
 
   refresh();
   const done = new Set(lines.filter((l) => l.kind === 'C').map((l) => l.jobId));
-  const releaseEnd = Math.max(...hotIds.map(completedAt));
+  const firstDone = new Map<string, number>();
+  for (const l of lines) if (l.kind === 'C' && !firstDone.has(l.jobId)) firstDone.set(l.jobId, l.at);
+  const releaseEnd = Math.max(...hotIds.map((id) => firstDone.get(id) ?? Number.NaN));
   const hotStarts = new Map<string, number>();
   for (const l of lines)
     if (l.kind === 'S' && l.key === hot && !hotStarts.has(l.jobId)) hotStarts.set(l.jobId, l.at);
