@@ -300,8 +300,10 @@ export class OutboxRelay {
   /** Publishes one batch of the owned shards' rows, oldest first; true when there may be more. */
   private async drain(client: pg.Client): Promise<boolean> {
     const { rows } = await client.query<OutboxRow>(
-      `SELECT id::text, topic, key, job_id, schema, body, headers, run_at::text,
-         (extract(epoch FROM enqueued_at) * 1000)::bigint::text AS enqueued_ms
+      // id and run_at are bigint, which pg hands over as strings. (Not id::text: ORDER BY id would
+      // then sort by the text, putting row 12 before row 3.)
+      `SELECT id, topic, key, job_id, schema, body, headers, run_at,
+         (extract(epoch FROM enqueued_at) * 1000)::bigint AS enqueued_ms
        FROM ${this.table.sql} WHERE shard = ANY($1::smallint[]) ORDER BY id LIMIT $2`,
       [[...this.owned], this.opts.batchSize],
     );
