@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
 import { benchStack } from '../bench/lib.js';
+import { outboxScenario } from './outbox.js';
 import { parkingTakeoverScenario } from './parking-takeover.js';
 import {
   badInputScenario,
@@ -43,6 +44,7 @@ const scenarios: [string, () => Promise<Verdict>][] = [
   ['bad-input', () => badInputScenario(s, size.badInput)],
   ['strict-order', () => strictOrderScenario(s, size.strictOrder)],
   ['parking-takeover', () => parkingTakeoverScenario(s, size.parkingTakeover)],
+  ['outbox', () => outboxScenario(s, size.outbox)],
 ];
 for (const [name, run] of scenarios) {
   if (only && !only.has(name)) continue;

@@ -20,6 +20,16 @@ export const chaosSizes = {
     strictOrder: { jobs: 3000, keys: 100, workers: 3, kills: 3, waitMs: 150_000 },
     // Past the 200,000 records a parking read used to stop at.
     parkingTakeover: { history: 205_000, jobsPerRound: 600, keys: 30, waitMs: 120_000 },
+    outbox: {
+      transactions: 1500,
+      writers: 3,
+      keys: 50,
+      relays: 2,
+      killEveryMs: [1500, 2500] as [number, number],
+      restartAt: 0.4,
+      workers: 2,
+      waitMs: 60_000,
+    },
   },
   full: {
     crash: {
@@ -37,5 +47,14 @@ export const chaosSizes = {
     badInput: { valid: 10_000, bad: 10_000, keys: 200, rssLimitMiB: 300 },
     strictOrder: { jobs: 20_000, keys: 200, workers: 3, kills: 8 },
     parkingTakeover: { history: 410_000, jobsPerRound: 2000, keys: 50 },
+    outbox: {
+      transactions: 50_000,
+      writers: 3,
+      keys: 300,
+      relays: 2,
+      killEveryMs: [3000, 5000] as [number, number],
+      restartAt: 0.4,
+      workers: 3,
+    },
   },
 };

@@ -128,9 +128,10 @@ export class OutboxRelay {
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
-      // Bounded: a broker outage surfaces as a fault of the session (logged, retried with backoff);
-      // a batch sent again after one keeps its job ids, which the workers' idempotency store knows.
-      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
+      // Unlimited, as JobProducer: the idempotent producer's no-duplicate, in-order guarantee needs
+      // it (kafkajs warns otherwise). A broker outage holds the batch (kafkajs' complaints are logged);
+      // the rows stay until Kafka acknowledges them.
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 5000 },
     });
     this.admin = kafka.admin();
     this.registry = new SchemaRegistryGateway(this.opts.registry as never);
