@@ -12,7 +12,8 @@ import {
 } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
-import { describeFault, loadPg, type OutboxBacklog, outboxBacklog } from '../outbox/pg.js';
+import { loadPg } from '../outbox/driver.js';
+import { describeFault, type OutboxBacklog, outboxBacklog } from '../outbox/pg.js';
 import { DEFAULT_OUTBOX_TABLE } from '../outbox/table.js';
 import { every, setAnyTimeout, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';

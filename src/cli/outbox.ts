@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger } from '../observability/logger.js';
-import { describeFault, loadPg, redactUrl } from '../outbox/pg.js';
+import { loadPg } from '../outbox/driver.js';
+import { describeFault, redactUrl } from '../outbox/pg.js';
 import { OutboxRelay } from '../outbox/relay.js';
 import { DEFAULT_OUTBOX_TABLE, migrateOutbox, outboxTable } from '../outbox/table.js';
 import { action, CliError, EXIT, parseIntOption } from './common.js';

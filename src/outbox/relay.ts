@@ -15,8 +15,9 @@ import { startMetricsServer } from '../observability/http.js';
 import { createLogger, kafkaLogSink, type Logger } from '../observability/logger.js';
 import { backoffDelay, retryPolicies } from '../timing/backoff.js';
 import { sleep, systemClock } from '../timing/clock.js';
+import { loadPg } from './driver.js';
 import { OutboxMetrics } from './metrics.js';
-import { describeFault, loadPg, outboxBacklog, redactUrl } from './pg.js';
+import { describeFault, outboxBacklog, redactUrl } from './pg.js';
 import { OutboxPublisher, type OutboxRow } from './publish.js';
 import { lockSpaces, OUTBOX_CHANNEL, OUTBOX_SHARDS, type OutboxTable, outboxTable } from './table.js';
 
