@@ -50,24 +50,32 @@ Examples:
     outbox
       .command('migrate')
       .description('create the outbox table, its indexes and its NOTIFY trigger (idempotent)'),
-  ).action(
-    action(async (flags: DatabaseFlags) => {
-      const url = databaseUrlOf(flags);
-      const table = outboxTable(flags.table, '--table');
-      const { Client } = await loadPg();
-      const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        await migrateOutbox(client, table.name);
-      } catch (error) {
-        throw new CliError(describeFault(error, url));
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-      process.stdout.write(`outbox table ${table.name} is ready\n`);
-    }),
-  );
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  strand outbox migrate --database-url postgres://app@db:5432/shop
+  STRAND_DATABASE_URL=postgres://app@db/shop strand outbox migrate --table billing.outbox`,
+    )
+    .action(
+      action(async (flags: DatabaseFlags) => {
+        const url = databaseUrlOf(flags);
+        const table = outboxTable(flags.table, '--table');
+        const { Client } = await loadPg();
+        const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+        client.on('error', () => undefined);
+        try {
+          await client.connect();
+          await migrateOutbox(client, table.name);
+        } catch (error) {
+          throw new CliError(describeFault(error, url));
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+        process.stdout.write(`outbox table ${table.name} is ready\n`);
+      }),
+    );
 
   const relay = withDatabaseFlags(
     outbox
@@ -93,7 +101,11 @@ Examples:
     'after',
     `
 Faults (database down, Kafka or registry unreachable) are logged in one line and retried with
-backoff; the relay never exits on its own. Logs are JSON lines on stderr.`,
+backoff; the relay never exits on its own. Logs are JSON lines on stderr.
+
+Examples:
+  strand outbox relay --database-url postgres://app@db:5432/shop --metrics-port 9466
+  strand outbox relay --table billing.outbox --batch-size 1000 --no-auto-register`,
   );
   relay.action(
     action(
