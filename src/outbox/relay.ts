@@ -228,7 +228,8 @@ export class OutboxRelay {
       connectionString: this.opts.databaseUrl,
       connectionTimeoutMillis: 5000,
       keepAlive: true,
-      application_name: 'strand-outbox-relay',
+      // pg_stat_activity shows which table a relay session serves.
+      application_name: `strand-outbox-relay ${this.table.name}`.slice(0, 63),
     });
     let lost: Error | undefined;
     client.on('error', (error) => {

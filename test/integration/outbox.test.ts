@@ -285,9 +285,11 @@ describe('transactional outbox (PostgreSQL → Kafka)', () => {
     const takeoverMs = Date.now() - stoppedAt;
     expect(takeoverMs).toBeLessThan(5000);
     // A relay whose session dies (its backend terminated) loses its shards and gets them back.
-    await pool.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'strand-outbox-relay' AND pid <> pg_backend_pid()`,
+    const { rows: killed } = await pool.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+      [`strand-outbox-relay ${table}`],
     );
+    expect(killed).toHaveLength(1);
     await waitUntil(() => b.counts.sessions >= 2 && b.shards === OUTBOX_SHARDS, {
       timeoutMs: 20_000,
       what: 'B back',
