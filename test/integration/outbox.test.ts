@@ -392,6 +392,41 @@ describe('transactional outbox (PostgreSQL → Kafka)', () => {
     }
   });
 
+  it('a commit wakes the relay at once (LISTEN/NOTIFY, polling once a minute); a delayed job goes to its delay bucket with its due time', async ({
+    skip,
+  }) => {
+    const { info, pool } = db(skip);
+    const table = tableName('ob_notify');
+    await migrateOutbox(pool, table);
+    const { topic: t, cleanup: drop } = await jobTopic('outbox-delay', {
+      partitions: 2,
+      delayBucketsMs: [1000, 60_000],
+    });
+    try {
+      const relay = await start(relayOf(info, table, { pollIntervalMs: 60_000 }));
+      await waitUntil(() => relay.shards === OUTBOX_SHARDS, { what: 'the relay holding the shards' });
+      await new Promise((r) => setTimeout(r, 500)); // past its first look at the (empty) table
+      const outbox = new Outbox<Payment>({ topic: t, schema: paymentSchema, table });
+      const committedAt = Date.now();
+      const [now, later] = await inTx(pool, (c) =>
+        outbox.enqueueMany(c, [
+          { key: 'n', data: payment('n', 1), jobId: 'n-1' },
+          { key: 'd', data: payment('d', 1), jobId: 'd-1', delay: '30s' },
+        ]),
+      );
+      await waitUntil(() => relay.counts.published === 2, { timeoutMs: 10_000, what: 'both published' });
+      expect(Date.now() - committedAt).toBeLessThan(5000); // not the minute's poll
+      expect(now!.dueAt).toBeUndefined();
+      const direct = await rawConsume(stack().brokers, t, 1, { timeoutMs: 15_000 });
+      expect(direct.map((r) => r.headers[HEADERS.jobId])).toEqual(['n-1']);
+      const delayed = await rawConsume(stack().brokers, `${t}.delay.1s`, 1, { timeoutMs: 15_000 });
+      expect(delayed.map((r) => r.headers[HEADERS.jobId])).toEqual(['d-1']);
+      expect(Number(delayed[0]!.headers[HEADERS.dueAt])).toBe(later!.dueAt);
+    } finally {
+      await drop();
+    }
+  });
+
   it('strand outbox relay with a database that does not answer: one clear line, and it keeps retrying', async () => {
     const r = await runNode(
       ['dist/cli/main.js', 'outbox', 'relay', '--database-url', 'postgres://postgres@127.0.0.1:1/shop'],
