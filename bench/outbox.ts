@@ -207,7 +207,7 @@ async function sustained(s: BenchStack, url: string, side: 'strand' | 'poll', ra
 }
 
 /** A backlog of `rows` published from a standing start: rows/s. */
-async function drain(s: BenchStack, url: string, side: 'strand' | 'poll', rows: number) {
+export async function drain(s: BenchStack, url: string, side: 'strand' | 'poll', rows: number) {
   const table = `bench_outbox_drain_${side}_${Date.now().toString(36)}`;
   const topic = await benchTopic(s, `outbox-drain-${side}`, 6);
   const pool = new pg.Pool({ connectionString: url, max: 4 });

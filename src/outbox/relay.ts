@@ -302,13 +302,17 @@ export class OutboxRelay {
 
   /** Publishes one batch of the owned shards' rows, oldest first; true when there may be more. */
   private async drain(client: pg.Client): Promise<boolean> {
+    // Oldest id first along the primary key, stopping at batchSize: no index on (shard, id), which
+    // made the planner fetch every row of the shards and sort them for each batch (a backlog of
+    // 20,000 rows drained at half the speed of a plain loop). A relay holding every shard reads
+    // without the filter. id and run_at are bigint, which pg hands over as strings (not id::text:
+    // ORDER BY id would then sort by the text, putting row 12 before row 3).
+    const all = this.owned.size === OUTBOX_SHARDS;
     const { rows } = await client.query<OutboxRow>(
-      // id and run_at are bigint, which pg hands over as strings. (Not id::text: ORDER BY id would
-      // then sort by the text, putting row 12 before row 3.)
       `SELECT id, topic, key, job_id, schema, body, headers, run_at,
          (extract(epoch FROM enqueued_at) * 1000)::bigint AS enqueued_ms
-       FROM ${this.table.sql} WHERE shard = ANY($1::smallint[]) ORDER BY id LIMIT $2`,
-      [[...this.owned], this.opts.batchSize],
+       FROM ${this.table.sql} ${all ? '' : 'WHERE shard = ANY($2::smallint[])'} ORDER BY id LIMIT $1`,
+      all ? [this.opts.batchSize] : [this.opts.batchSize, [...this.owned]],
     );
     if (rows.length === 0) return false;
     const outcome = await this.publisher.publish(rows);

@@ -82,7 +82,6 @@ export function migrationSql(t: OutboxTable): string[] {
       enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp()
     )`,
     `COMMENT ON TABLE ${t.sql} IS 'Strand transactional outbox: jobs written in business transactions, published to Kafka by "strand outbox relay" (rows are deleted once Kafka acknowledged them)'`,
-    `CREATE INDEX IF NOT EXISTS "${t.base}_shard_id" ON ${t.sql} (shard, id)`,
     `CREATE INDEX IF NOT EXISTS "${t.base}_enqueued_at" ON ${t.sql} (enqueued_at)`,
     `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_notify('${OUTBOX_CHANNEL}', '${t.name}'); RETURN NULL; END $$`,

@@ -142,7 +142,7 @@ describe('transactional outbox (PostgreSQL → Kafka)', () => {
                 (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal) AS triggers`,
         [t],
       );
-      expect(rows[0]).toEqual({ indexes: 3, triggers: 1 });
+      expect(rows[0]).toEqual({ indexes: 2, triggers: 1 }); // the primary key, enqueued_at
     }
     const bad = await runCli(['outbox', 'migrate', '--database-url', info.url, '--table', 'no-such;table']);
     expect(bad.code).toBe(2);
