@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine, writeResult } from './env.js';
 import { benchStack, deleteBenchTopics } from './lib.js';
+import { outboxBench } from './outbox.js';
 import {
   batch,
   failureOverhead,
@@ -42,6 +43,7 @@ const SCENARIOS = {
   'failure-overhead': failureOverhead,
   'strict-order': strictOrder,
   batch,
+  outbox: outboxBench,
 } as const;
 const only = values.only ? values.only.split(',') : undefined;
 const unknown = only?.filter((n) => !(n in SCENARIOS)) ?? [];

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
 import { benchStack } from '../bench/lib.js';
 import { longJobScenario, releaseUnderLoadScenario } from './core-defects.js';
+import { outboxScenario } from './outbox.js';
 import { parkingTakeoverScenario } from './parking-takeover.js';
 import {
   badInputScenario,
@@ -46,6 +47,7 @@ const scenarios: [string, () => Promise<Verdict>][] = [
   ['parking-takeover', () => parkingTakeoverScenario(s, size.parkingTakeover)],
   ['long-job', () => longJobScenario(s, size.longJob)],
   ['release-under-load', () => releaseUnderLoadScenario(s, size.releaseUnderLoad)],
+  ['outbox', () => outboxScenario(s, size.outbox)],
 ];
 for (const [name, run] of scenarios) {
   if (only && !only.has(name)) continue;

@@ -30,6 +30,16 @@ export const chaosSizes = {
       maxGapMs: 5000,
       waitMs: 120_000,
     },
+    outbox: {
+      transactions: 1500,
+      writers: 3,
+      keys: 50,
+      relays: 2,
+      killEveryMs: [1500, 2500] as [number, number],
+      restartAt: 0.4,
+      workers: 2,
+      waitMs: 60_000,
+    },
   },
   full: {
     crash: {
@@ -50,5 +60,14 @@ export const chaosSizes = {
     // A 40 s job with the default session (30 s) and heartbeat (3 s).
     longJob: { longMs: 40_000, longJobs: 4, sessionTimeoutMs: 30_000, heartbeatIntervalMs: 3000, keys: 40 },
     releaseUnderLoad: { parked: 10_000, others: 50_000, rate: 400, tierMs: 10_000, maxGapMs: 5000 },
+    outbox: {
+      transactions: 50_000,
+      writers: 3,
+      keys: 300,
+      relays: 2,
+      killEveryMs: [3000, 5000] as [number, number],
+      restartAt: 0.4,
+      workers: 3,
+    },
   },
 };

@@ -31,6 +31,21 @@ export type { KafkaConnection } from './kafka/client.js';
 export { createJobTopics, type JobTopicsSpec, type TopicOutcome } from './kafka/topics.js';
 export { computeLag, DesiredReplicas, dlqDepth, type PartitionLag } from './lag/lag.js';
 export {
+  DEFAULT_OUTBOX_TABLE,
+  migrateOutbox,
+  OUTBOX_ID_HEADER,
+  OUTBOX_SHARDS,
+  Outbox,
+  type OutboxBacklog,
+  type OutboxEntry,
+  type OutboxJob,
+  type OutboxOptions,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  outboxBacklog,
+  type Queryable,
+} from './outbox/index.js';
+export {
   type EnqueueResult,
   type JobInput,
   JobProducer,

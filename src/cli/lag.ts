@@ -12,6 +12,9 @@ import {
 } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
+import { loadPg } from '../outbox/driver.js';
+import { describeFault, type OutboxBacklog, outboxBacklog } from '../outbox/pg.js';
+import { DEFAULT_OUTBOX_TABLE } from '../outbox/table.js';
 import { every, setAnyTimeout, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
@@ -84,6 +87,34 @@ async function readLag(
   }
 }
 
+/** What waits in the outbox table for `topics` (jobs committed in PostgreSQL, not yet in Kafka). */
+async function readOutbox(url: string, table: string, topics: string[]): Promise<OutboxBacklog[]> {
+  const { Client } = await loadPg();
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const backlog = await outboxBacklog(client, table);
+    return topics.map(
+      (topic) => backlog.find((b) => b.topic === topic) ?? { topic, pending: 0, oldestAgeSeconds: 0 },
+    );
+  } catch (error) {
+    throw new CliError(`outbox: ${describeFault(error, url)}`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function renderOutbox(table: string, backlog: OutboxBacklog[]): string {
+  return backlog
+    .map(
+      (b) =>
+        `outbox ${table} → ${b.topic}: ${b.pending} job(s) committed, not yet in Kafka` +
+        (b.pending ? `, oldest ${b.oldestAgeSeconds.toFixed(1)}s` : ''),
+    )
+    .join('\n');
+}
+
 const DELAY_TOPIC = /\.delay\.\d+(ms|s|m|h|d)$/;
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, 'g');
 
@@ -142,6 +173,11 @@ export function registerLag(program: Command): void {
       'also the retry tiers <topic>.retry.N with these delays, e.g. 1s,10s,60s',
     )
     .option('--json', 'machine-readable output')
+    .option(
+      '--database-url <url>',
+      'also the transactional outbox in this PostgreSQL (env STRAND_DATABASE_URL): jobs committed, not yet in Kafka',
+    )
+    .option('--outbox-table <name>', 'the outbox table', DEFAULT_OUTBOX_TABLE)
     .option('--watch', 'refresh every --interval')
     .option('--interval <ms>', 'refresh period for --watch', parseIntOption('--interval', 100), 2000);
   withConnectionFlags(lag, { registry: false }).addHelpText(
@@ -156,7 +192,8 @@ tier's delay ago.
 Examples:
   strand lag --group payments-workers
   strand lag --group payments-workers --topic payments --retry-tiers 1s,10s,60s --json
-  strand lag --group payments-workers --watch`,
+  strand lag --group payments-workers --watch
+  strand lag --group payments-workers --topic payments --database-url postgres://app@db/shop`,
   );
   lag.action(
     action(
@@ -168,20 +205,28 @@ Examples:
           json?: boolean;
           watch?: boolean;
           interval: number;
+          databaseUrl?: string;
+          outboxTable: string;
         },
       ) => {
         const delays = parseTiers(flags.retryTiers);
+        const databaseUrl = flags.databaseUrl ?? process.env.STRAND_DATABASE_URL;
         const { kafka } = resolveConnection(flags);
         const { topics, opts } = withTiers(await topicsOf(kafka, flags.group, flags.topic), delays);
         const previous = new Map<string, number>();
         let last = Date.now();
         for (;;) {
           const rows = await readLag(kafka, flags.group, topics, opts);
+          const jobTopics = topics.filter((t) => !/\.retry\.\d+$/.test(t));
+          const outbox = databaseUrl
+            ? await readOutbox(databaseUrl, flags.outboxTable, jobTopics)
+            : undefined;
           const now = Date.now();
-          if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+          if (flags.json) process.stdout.write(`${JSON.stringify(outbox ? { lag: rows, outbox } : rows)}\n`);
           else {
             if (flags.watch && process.stdout.isTTY) process.stdout.write('\u001b[2J\u001b[H');
             process.stdout.write(`${render(rows, previous, (now - last) / 1000)}\n`);
+            if (outbox) process.stdout.write(`${renderOutbox(flags.outboxTable, outbox)}\n`);
           }
           if (!flags.watch) return;
           for (const r of rows) previous.set(`${r.topic}:${r.partition}`, r.lag);

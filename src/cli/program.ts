@@ -6,6 +6,7 @@ import { registerDev } from './dev.js';
 import { registerDlq } from './dlq.js';
 import { registerEnqueue } from './enqueue.js';
 import { registerLag } from './lag.js';
+import { registerOutbox } from './outbox.js';
 import { registerTopics } from './topics.js';
 import { registerWorker } from './worker.js';
 
@@ -27,7 +28,8 @@ Examples:
   strand enqueue payments --schema schemas/payment.avsc --key-field accountId --file jobs.ndjson
   strand worker examples/payment-worker.ts
   strand lag --group payments-workers --watch
-  strand dlq list payments`,
+  strand dlq list payments
+  strand outbox relay --database-url postgres://app@db:5432/shop`,
     );
 
   registerDev(program);
@@ -36,6 +38,7 @@ Examples:
   registerWorker(program);
   registerDlq(program);
   registerLag(program);
+  registerOutbox(program);
   registerConsole(program);
   registerDemo(program);
   return program;

@@ -413,7 +413,11 @@ export class JobProducer<T = Record<string, unknown>> {
 }
 
 /** When a job with `delay` or `runAt` becomes due (undefined: it runs now). */
-function dueAtOf(job: JobInput<unknown>, now: number, where: string): number | undefined {
+export function dueAtOf(
+  job: Pick<JobInput<unknown>, 'delay' | 'runAt'>,
+  now: number,
+  where: string,
+): number | undefined {
   if (job.delay !== undefined && job.runAt !== undefined)
     throw new ConfigError(`${where}.delay`, 'give delay or runAt, not both');
   let dueAt: number | undefined;

@@ -38,6 +38,8 @@ export const retryPolicies = {
    * writes the previous transaction's markers, or a coordinator moving): ask again, briefly.
    */
   transaction: { baseMs: 50, maxMs: 2_000, jitter: 0.2 },
+  /** The outbox relay lost PostgreSQL, Kafka or the registry: it starts its session over. */
+  outbox: { baseMs: 500, maxMs: 10_000, jitter: 0.2 },
 } as const satisfies Record<string, BackoffPolicy>;
 
 export type RetryPolicyName = keyof typeof retryPolicies;

@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { longJobScenario, releaseUnderLoadScenario } from '../../chaos/core-defects.js';
+import { outboxScenario } from '../../chaos/outbox.js';
 import { parkingTakeoverScenario } from '../../chaos/parking-takeover.js';
 import { badInputScenario, crashScenario, strictOrderScenario } from '../../chaos/scenarios.js';
 import { chaosSizes } from '../../chaos/sizes.js';
 import { stack } from '../support/helpers.js';
+import { skipWhenMissing } from '../support/optional.js';
+import { findPostgresBin } from '../support/postgres-server.js';
 import { needRedis } from '../support/redis.js';
 
 // The quick sizes of `npm run test:chaos -- --quick`; the verdict's failures say what broke. Broker failover
@@ -67,4 +70,21 @@ describe('chaos (reduced size)', () => {
     expect(v.figures.takeoverMs).not.toBeNull();
     expect(v.passed).toBe(true);
   }, 300_000);
+  it('transactional outbox: writers commit and roll back, relays SIGKILLed, PostgreSQL restarted; Kafka holds exactly the committed jobs in commit order, side effects once', async ({
+    skip,
+  }) => {
+    needRedis({ skip }); // the idempotency store and the side-effect list
+    // A PostgreSQL of its own, restarted mid-run: started with initdb/pg_ctl.
+    skipWhenMissing(
+      { skip },
+      findPostgresBin() ? undefined : 'no initdb/pg_ctl to start a PostgreSQL to restart',
+    );
+    const v = await outboxScenario(stack(), chaosSizes.quick.outbox);
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    expect(v.figures.relayKills).toBeGreaterThanOrEqual(1);
+    expect(v.figures.postgresRestarts).toBe(1);
+    expect(v.figures.rolledBackTransactions).toBeGreaterThan(0);
+    expect(v.passed).toBe(true);
+  }, 120_000);
 });

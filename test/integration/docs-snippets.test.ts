@@ -68,6 +68,14 @@ function setUpProject(): void {
     join(project, 'node_modules', '@opentelemetry'),
     'dir',
   );
+  // pg and its types: the README's outbox example runs on the application's own pg (an optional peer).
+  symlinkSync(join(repo, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'), 'dir');
+  mkdirSync(join(project, 'node_modules', '@types'));
+  symlinkSync(
+    join(repo, 'node_modules', '@types', 'pg'),
+    join(project, 'node_modules', '@types', 'pg'),
+    'dir',
+  );
   writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', private: true }));
   writeFileSync(join(project, 'tsconfig.json'), userTsconfig());
   for (const s of snippets) writeFileSync(join(project, `${s.name}.ts`), s.code);

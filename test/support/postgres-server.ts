@@ -35,6 +35,11 @@ export interface PostgresInfo {
 /** A PostgreSQL in use by tests; `stop` ends and deletes a throwaway server, and is a no-op otherwise. */
 export interface TestPostgres extends PostgresInfo {
   stop(): Promise<void>;
+  /**
+   * A throwaway server only: stops it (`immediate`: as a crash, every connection cut, recovery at
+   * the start; `fast`: a clean shutdown) and starts it again on the same port and data.
+   */
+  restart?(mode?: 'immediate' | 'fast'): Promise<void>;
 }
 
 /** Why there is no PostgreSQL for the tests (one line, shown as the skip reason). */
@@ -307,6 +312,10 @@ export async function startPostgres(opts: { bin?: string } = {}): Promise<TestPo
         started = false;
         stopNow();
       },
+      restart: async (mode = 'immediate') => {
+        await pgCtl(['stop', '-D', data, '-m', mode, '-w', '-s']);
+        await pgCtl(['start', '-D', data, '-l', log, '-w', '-s', '-t', '60', '-o', settings]);
+      },
     };
   } catch (error) {
     const e = error as { stderr?: string; message: string };
@@ -364,7 +373,7 @@ export async function providePostgres(project: TestProject): Promise<TestPostgre
     process.stderr.write(`[postgres] the tests that need PostgreSQL are skipped: ${found.missing}\n`);
     return undefined;
   }
-  const { stop: _stop, ...info } = found;
+  const { stop: _stop, restart: _restart, ...info } = found;
   project.provide('postgres', info);
   if (found.source === 'started')
     process.stderr.write(

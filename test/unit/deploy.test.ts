@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { QueueMetrics } from '../../src/observability/metrics.js';
+import { OutboxMetrics } from '../../src/outbox/metrics.js';
 
 function files(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -11,7 +12,10 @@ function files(dir: string): string[] {
 }
 
 const exported = new Set<string>();
-for (const m of new QueueMetrics({ defaultMetrics: false }).registry.getMetricsAsArray()) {
+for (const m of [
+  ...new QueueMetrics({ defaultMetrics: false }).registry.getMetricsAsArray(),
+  ...new OutboxMetrics({ defaultMetrics: false }).registry.getMetricsAsArray(),
+]) {
   exported.add(m.name);
   if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
 }

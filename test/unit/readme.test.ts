@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QueueMetrics } from '../../src/observability/metrics.js';
+import { OutboxMetrics } from '../../src/outbox/metrics.js';
 import { workerOptionNames } from '../../src/worker/options.js';
 
 const readme = readFileSync('README.md', 'utf8');
@@ -24,7 +25,10 @@ describe('README and docs stay in sync', () => {
 
   it('documents every metric', () => {
     const metrics = readFileSync('docs/metrics.md', 'utf8');
-    for (const m of new QueueMetrics({ defaultMetrics: false }).registry.getMetricsAsArray())
+    for (const m of [
+      ...new QueueMetrics({ defaultMetrics: false }).registry.getMetricsAsArray(),
+      ...new OutboxMetrics({ defaultMetrics: false }).registry.getMetricsAsArray(),
+    ])
       expect(metrics).toContain(`\`${m.name}\``);
   });
 
