@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from '../bench/env.js';
 import { benchStack } from '../bench/lib.js';
+import { longJobScenario, releaseUnderLoadScenario } from './core-defects.js';
 import { outboxScenario } from './outbox.js';
 import { parkingTakeoverScenario } from './parking-takeover.js';
 import {
@@ -45,6 +46,8 @@ const scenarios: [string, () => Promise<Verdict>][] = [
   ['strict-order', () => strictOrderScenario(s, size.strictOrder)],
   ['parking-takeover', () => parkingTakeoverScenario(s, size.parkingTakeover)],
   ['outbox', () => outboxScenario(s, size.outbox)],
+  ['long-job', () => longJobScenario(s, size.longJob)],
+  ['release-under-load', () => releaseUnderLoadScenario(s, size.releaseUnderLoad)],
 ];
 for (const [name, run] of scenarios) {
   if (only && !only.has(name)) continue;

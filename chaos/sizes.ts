@@ -30,6 +30,16 @@ export const chaosSizes = {
       workers: 2,
       waitMs: 60_000,
     },
+    // Scaled down: a 15 s job against the shortest session Kafka allows by default (6 s).
+    longJob: { longMs: 15_000, longJobs: 2, sessionTimeoutMs: 6000, heartbeatIntervalMs: 1000, keys: 20 },
+    releaseUnderLoad: {
+      parked: 1000,
+      others: 5000,
+      rate: 250,
+      tierMs: 3000,
+      maxGapMs: 5000,
+      waitMs: 120_000,
+    },
   },
   full: {
     crash: {
@@ -56,5 +66,8 @@ export const chaosSizes = {
       restartAt: 0.4,
       workers: 3,
     },
+    // A 40 s job with the default session (30 s) and heartbeat (3 s).
+    longJob: { longMs: 40_000, longJobs: 4, sessionTimeoutMs: 30_000, heartbeatIntervalMs: 3000, keys: 40 },
+    releaseUnderLoad: { parked: 10_000, others: 50_000, rate: 400, tierMs: 10_000, maxGapMs: 5000 },
   },
 };

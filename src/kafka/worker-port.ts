@@ -54,6 +54,15 @@ export class KafkaConsumerPort implements ConsumerPort {
   private starting: Promise<void> | undefined;
   /** The heartbeat of the latest fetched batch (kafkajs' runner): it keeps the session while a rejoin is held. */
   private lastHeartbeat: (() => Promise<void>) | undefined;
+  /**
+   * Topics paused whole (`pause(topics)`). In kafkajs a batch's own pause of one partition turns a
+   * whole-topic pause off (its subscription state keeps one or the other), and resuming one
+   * partition of a paused topic fetches it: the whole-topic pause is put back after the one and
+   * the other is not done (the topic's resume resumes every partition).
+   */
+  private readonly pausedTopics = new Set<string>();
+  /** The partition indexes of the latest assignment: the co-partitioned assigner keeps them if it can. */
+  private ownedIndexes: number[] = [];
 
   /**
    * The coordinator waits `rebalanceTimeout` for our JoinGroup; a rebalance is noticed within a
@@ -89,7 +98,7 @@ export class KafkaConsumerPort implements ConsumerPort {
         if (gate) await this.holdRejoin(gate);
         return lookup(args);
       };
-      return coPartitionedAssigner(config);
+      return coPartitionedAssigner(() => this.ownedIndexes)(config);
     };
     return [gated, PartitionAssigners.roundRobin];
   }
@@ -148,7 +157,10 @@ export class KafkaConsumerPort implements ConsumerPort {
     consumer.on(ev.REBALANCING, () => {
       this.rejoinGate ??= hooks.beforeRejoin();
     });
-    consumer.on(ev.GROUP_JOIN, (e) => hooks.assigned(e.payload.memberAssignment));
+    consumer.on(ev.GROUP_JOIN, (e) => {
+      this.ownedIndexes = [...new Set(Object.values(e.payload.memberAssignment).flat())];
+      hooks.assigned(e.payload.memberAssignment);
+    });
     consumer.on(ev.CRASH, (e) => hooks.crashed(e.payload.error, e.payload.restart));
     consumer.on(ev.RECEIVED_UNSUBSCRIBED_TOPICS, (e) =>
       hooks.unsubscribedTopics?.((e.payload as { topicsNotSubscribed: string[] }).topicsNotSubscribed),
@@ -181,7 +193,7 @@ export class KafkaConsumerPort implements ConsumerPort {
       partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently,
       eachBatch: (payload) => {
         this.lastHeartbeat = payload.heartbeat;
-        return this.onBatch!(toFetchedBatch(payload));
+        return this.onBatch!(toFetchedBatch(payload, () => this.repause(payload.batch.topic)));
       },
     });
   }
@@ -230,17 +242,24 @@ export class KafkaConsumerPort implements ConsumerPort {
   }
 
   pause(topics: readonly string[]): void {
+    for (const topic of topics) this.pausedTopics.add(topic);
     this.flow((c) => c.pause(topics.map((topic) => ({ topic }))));
   }
 
   resume(topics: readonly string[]): void {
+    for (const topic of topics) this.pausedTopics.delete(topic);
     this.flow((c) => c.resume(topics.map((topic) => ({ topic }))));
   }
 
   resumePartitions(partitions: readonly { topic: string; partition: number }[]): void {
-    this.flow((c) =>
-      c.resume(partitions.map(({ topic, partition }) => ({ topic, partitions: [partition] }))),
-    );
+    const resumable = partitions.filter(({ topic }) => !this.pausedTopics.has(topic));
+    if (resumable.length === 0) return;
+    this.flow((c) => c.resume(resumable.map(({ topic, partition }) => ({ topic, partitions: [partition] }))));
+  }
+
+  /** After a batch paused its partition: the topic's whole-topic pause again, if it had one. */
+  private repause(topic: string): void {
+    if (this.pausedTopics.has(topic)) this.flow((c) => c.pause([{ topic }]));
   }
 
   /**
@@ -268,7 +287,7 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
-function toFetchedBatch(payload: EachBatchPayload): FetchedBatch {
+function toFetchedBatch(payload: EachBatchPayload, afterPause: () => void): FetchedBatch {
   const { batch } = payload;
   return {
     topic: batch.topic,
@@ -278,7 +297,11 @@ function toFetchedBatch(payload: EachBatchPayload): FetchedBatch {
     resolveOffset: payload.resolveOffset,
     heartbeat: payload.heartbeat,
     isActive: () => payload.isRunning() && !payload.isStale(),
-    pause: payload.pause,
+    pause: () => {
+      const resume = payload.pause();
+      afterPause();
+      return resume;
+    },
   };
 }
 

@@ -176,7 +176,11 @@ export class Dispatcher {
       this.waitForToken();
       return false;
     }
-    if (this.scheduler.takeable < room && maxWaitMs > 0 && (canGrow?.() ?? true)) {
+    // One job per key: only the heads of distinct keys fill it (their queues cannot), and more heads
+    // come as running batches free their keys, even while the buffer is full.
+    const takeable = onePerKey ? this.scheduler.heads : this.scheduler.takeable;
+    const more = (canGrow?.() ?? true) || (onePerKey === true && this.running.size > 0);
+    if (takeable < room && maxWaitMs > 0 && more) {
       const now = clock.now();
       this.formingSince ??= now;
       const left = this.formingSince + maxWaitMs - now;

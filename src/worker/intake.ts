@@ -49,6 +49,9 @@ export class JobBuffer {
       let t: TimerHandle | undefined;
       const done = () => {
         this.clock.clearTimeout(t);
+        // A waiter that timed out leaves the list (a blocked batch waits again and again).
+        const i = this.waiters.indexOf(done);
+        if (i >= 0) this.waiters.splice(i, 1);
         resolve();
       };
       t = this.clock.setTimeout(done, ms, { unref: true });

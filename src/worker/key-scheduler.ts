@@ -106,6 +106,11 @@ export class KeyScheduler<T extends Schedulable> {
     return job.lane;
   }
 
+  /** Runnable heads: what a batch of at most one job per lane could take now. */
+  get heads(): number {
+    return this.ready.size;
+  }
+
   /** True when `nextRunnable()` would return a job (ignoring `skip`). */
   get hasRunnable(): boolean {
     return this.ready.size > 0;

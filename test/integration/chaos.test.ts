@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { longJobScenario, releaseUnderLoadScenario } from '../../chaos/core-defects.js';
 import { outboxScenario } from '../../chaos/outbox.js';
 import { parkingTakeoverScenario } from '../../chaos/parking-takeover.js';
 import { badInputScenario, crashScenario, strictOrderScenario } from '../../chaos/scenarios.js';
@@ -72,4 +73,19 @@ describe('chaos (reduced size)', () => {
     expect(v.figures.rolledBackTransactions).toBeGreaterThan(0);
     expect(v.passed).toBe(true);
   }, 120_000);
+
+  it('long jobs through rebalances: a drain longer than the session, each long job run once, no two runs of a key at once', async () => {
+    const v = await longJobScenario(stack(), chaosSizes.quick.longJob);
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    expect(v.passed).toBe(true);
+  }, 300_000);
+
+  it('a long strict-order release under load: the other keys keep flowing, the commit moves, the release resumes after a SIGKILL', async () => {
+    const v = await releaseUnderLoadScenario(stack(), chaosSizes.quick.releaseUnderLoad);
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    expect(v.figures.takeoverMs).not.toBeNull();
+    expect(v.passed).toBe(true);
+  }, 300_000);
 });

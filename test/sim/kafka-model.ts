@@ -5,6 +5,8 @@
  * committed offset on every join, and a coordinator that refuses commits of an old generation
  * (ILLEGAL_GENERATION) and metadata over 4,096 bytes (OFFSET_METADATA_TOO_LARGE).
  */
+
+import { stickyShares } from '../../src/kafka/assigner.js';
 import type {
   CommittedOffset,
   ConsumerPort,
@@ -188,6 +190,8 @@ export class Group {
   private deadline: ReturnType<ChildClock['setTimeout']> | undefined;
   private completeTimer: ReturnType<ChildClock['setTimeout']> | undefined;
   private readonly allMembers: MemberPort[] = [];
+  /** Each member's partition indexes of the last generation (what it sends with its JoinGroup). */
+  private ownedIndexes = new Map<string, number[]>();
 
   constructor(
     readonly time: VirtualTime,
@@ -275,12 +279,19 @@ export class Group {
     const n = this.members.length;
     const shares: string[][] = this.members.map(() => []);
     if (this.opts.coPartitioned) {
-      const sorted = [...this.members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      // The real assigner: sticky shares of the partition indexes, each member keeping what it owns.
+      const index = (tp: string) => Number(tp.slice(tp.lastIndexOf(':') + 1));
+      const owner = stickyShares(
+        [...new Set(this.tps.map(index))],
+        this.members.map((m) => ({ id: m.id, owned: this.ownedIndexes.get(m.id) ?? [] })),
+      );
       for (const tp of this.tps) {
         if (n === 0) break;
-        const partition = Number(tp.slice(tp.lastIndexOf(':') + 1));
-        shares[this.members.indexOf(sorted[partition % n]!)]!.push(tp);
+        shares[this.members.findIndex((m) => m.id === owner.get(index(tp)))]!.push(tp);
       }
+      this.ownedIndexes = new Map(
+        this.members.map((m, i) => [m.id, [...new Set(shares[i]!.map(index))]] as [string, number[]]),
+      );
     } else
       this.tps.forEach((tp, i) => {
         if (n > 0) shares[i % n]!.push(tp);

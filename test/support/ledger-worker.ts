@@ -32,6 +32,9 @@ interface Settings {
   /** Port of the Redis the idempotency store talks to (a proxy in outage scenarios). */
   redisPort?: number;
   sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  rebalanceTimeoutMs?: number;
+  jobTimeoutMs?: number;
   /** RPUSH the job id to this Redis list as the handler's side effect, after its work. */
   sideEffectList?: string;
   /** Jobs whose memo is "long" sleep this long before their side effect. */
@@ -55,7 +58,9 @@ export default defineWorker<Payment>({
   commitIntervalMs: s.commitIntervalMs ?? 500,
   shutdownTimeoutMs: s.shutdownTimeoutMs ?? 10_000,
   sessionTimeoutMs: s.sessionTimeoutMs ?? 10_000,
-  heartbeatIntervalMs: 1000,
+  heartbeatIntervalMs: s.heartbeatIntervalMs ?? 1000,
+  ...(s.rebalanceTimeoutMs ? { rebalanceTimeoutMs: s.rebalanceTimeoutMs } : {}),
+  ...(s.jobTimeoutMs ? { jobTimeoutMs: s.jobTimeoutMs } : {}),
   retry: {
     tiers: s.tiers ?? [],
     inPlace: s.inPlace ?? 1,

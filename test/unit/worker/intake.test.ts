@@ -84,3 +84,19 @@ describe('the intake', () => {
     });
   });
 });
+
+describe('JobBuffer', () => {
+  it('a wait that timed out leaves no waiter behind (a blocked batch waits again every time)', async () => {
+    const buffer = new JobBuffer(1, 1_000_000, systemClock);
+    for (let i = 0; i < 20; i++) await buffer.waitForRoom(1);
+    expect((buffer as unknown as { waiters: unknown[] }).waiters).toHaveLength(0);
+    // A release still wakes a waiter that is waiting.
+    let woke = false;
+    const waiting = buffer.waitForRoom(60_000).then(() => {
+      woke = true;
+    });
+    buffer.wake();
+    await waiting;
+    expect(woke).toBe(true);
+  });
+});
