@@ -35,7 +35,13 @@ const payment = (account: string, sequence: number, memo: string | null = null):
   memo,
 });
 
-const tableName = (prefix: string) => uniqueName(prefix).replace(/-/g, '_');
+/** Tables this file made, dropped after it (the shared server outlives the run). */
+const madeTables = new Set<string>();
+const tableName = (prefix: string) => {
+  const name = uniqueName(prefix).replace(/-/g, '_');
+  madeTables.add(name);
+  return name;
+};
 
 function relayOf(
   info: PostgresInfo,
@@ -113,6 +119,10 @@ describe('transactional outbox (PostgreSQL → Kafka)', () => {
   });
   afterAll(async () => {
     await Promise.all(relays.map((r) => r.stop()));
+    for (const t of madeTables)
+      await pool
+        ?.query(`DROP TABLE IF EXISTS ${t}; DROP FUNCTION IF EXISTS ${t}_notify()`)
+        .catch(() => undefined);
     await pool?.end();
     await cleanup();
   });
@@ -451,6 +461,7 @@ describe('transactional outbox (PostgreSQL → Kafka)', () => {
   it('strand lag --database-url shows the outbox next to the topic lag', async ({ skip }) => {
     const { info, pool } = db(skip);
     await migrateOutbox(pool); // the default table
+    madeTables.add('strand_outbox');
     const outbox = new Outbox<Payment>({ topic, schema: paymentSchema });
     const holder = await pool.connect();
     try {
