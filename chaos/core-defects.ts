@@ -16,7 +16,7 @@ import {
   watchCommits,
 } from './fleet.js';
 import { type Payment, paymentProducer } from './payments.js';
-import type { ChaosStack, Verdict } from './scenarios.js';
+import { type ChaosStack, chaosTopicName, type Verdict } from './scenarios.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -99,7 +99,7 @@ export async function longJobScenario(
     waitMs?: number;
   },
 ): Promise<Verdict> {
-  const topic = `chaos-longjob-${Date.now().toString(36)}`;
+  const topic = chaosTopicName('longjob');
   await createJobTopics({ brokers: s.brokers }, { topic, partitions: 4, tierDelays: [] });
   const timeout = o.longMs + 10_000;
   const fleet = new ChaosFleet(s, {
@@ -208,7 +208,7 @@ export async function releaseUnderLoadScenario(
   s: ChaosStack,
   o: { parked: number; others: number; rate: number; tierMs: number; maxGapMs: number; waitMs?: number },
 ): Promise<Verdict> {
-  const topic = `chaos-release-${Date.now().toString(36)}`;
+  const topic = chaosTopicName('release');
   const groupId = `${topic}-g`;
   await createJobTopics({ brokers: s.brokers }, { topic, partitions: 1, tierDelays: [o.tierMs] });
   const fleet = new ChaosFleet(s, {

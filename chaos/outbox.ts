@@ -10,7 +10,7 @@ import { usePostgres } from '../test/support/postgres-server.js';
 import { rawConsume } from '../test/support/raw-kafka.js';
 import { ChaosFleet, keyOrderViolations } from './fleet.js';
 import { type Payment, paymentSchema } from './payments.js';
-import type { ChaosStack, Verdict } from './scenarios.js';
+import { type ChaosStack, chaosTopicName, type Verdict } from './scenarios.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const redisPort = () => Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379);
@@ -55,7 +55,7 @@ export async function outboxScenario(s: ChaosStack, o: OutboxChaosSize): Promise
         `no PostgreSQL to restart: ${'missing' in server ? server.missing : 'not a throwaway server'}`,
       ],
     };
-  const topic = `chaos-outbox-${Date.now().toString(36)}`;
+  const topic = chaosTopicName('outbox');
   const table = 'chaos_outbox';
   await createJobTopics({ brokers: s.brokers }, { topic, partitions: 6, tierDelays: [] });
   const admin = new pg.Client({ connectionString: server.url });

@@ -4,7 +4,7 @@ import { keyState, type ParkingRecord, parkedJob } from '../test/support/parking
 import { rawProduceBulk } from '../test/support/raw-kafka.js';
 import { ChaosFleet, keyOrderViolations, type LedgerLine, strictStartViolations } from './fleet.js';
 import { PaymentFeed } from './payments.js';
-import type { ChaosStack, Verdict } from './scenarios.js';
+import { type ChaosStack, chaosTopicName, type Verdict } from './scenarios.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -31,7 +31,7 @@ export async function parkingTakeoverScenario(
   s: ChaosStack,
   o: { history: number; jobsPerRound: number; keys: number; waitMs?: number },
 ): Promise<Verdict> {
-  const topic = `chaos-parktake-${Date.now().toString(36)}`;
+  const topic = chaosTopicName('parktake');
   const groupId = `${topic}-g`;
   await createJobTopics({ brokers: s.brokers }, { topic, partitions: 1, tierDelays: [1000, 3000] });
   const kafka = createKafka({ brokers: s.brokers, clientId: 'strand-chaos' });

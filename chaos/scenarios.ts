@@ -38,6 +38,15 @@ export interface Verdict {
 }
 
 const quiet = createLogger({ level: 'silent' });
+
+/**
+ * A scenario's topic name: `chaos-<kind>-<time>`, with the run's tag when `STRAND_CHAOS_TAG` is set
+ * (the reduced runs inside `npm test` set it, so the test file deletes everything made from it).
+ */
+export function chaosTopicName(kind: string): string {
+  const tag = process.env.STRAND_CHAOS_TAG;
+  return `chaos-${kind}-${tag ? `${tag}-` : ''}${Date.now().toString(36)}`;
+}
 /** The Redis of the idempotency store and the side-effect lists (the test harness may pick its port). */
 const redisPort = () => Number(process.env.STRAND_TEST_REDIS_PORT ?? 6379);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -48,7 +57,7 @@ async function newTopic(
   partitions: number,
   tierDelays: number[] = [],
 ): Promise<string> {
-  const topic = `chaos-${name}-${Date.now().toString(36)}`;
+  const topic = chaosTopicName(name);
   await createJobTopics({ brokers: s.brokers }, { topic, partitions, tierDelays });
   return topic;
 }
@@ -617,7 +626,7 @@ export async function failoverScenario(
     onProgress: (l) => console.error(`[failover stack] ${l}`),
   });
   const s: ChaosStack = { brokers: info.brokers, registryUrl };
-  const topic = `chaos-failover-${Date.now().toString(36)}`;
+  const topic = chaosTopicName('failover');
   await createJobTopics(
     { brokers: s.brokers },
     { topic, partitions: 6, replication: 3, tierDelays: [], configs: { 'min.insync.replicas': '2' } },
