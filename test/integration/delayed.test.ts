@@ -108,7 +108,9 @@ describe('delayed jobs', () => {
         expect(started!, `${d.kind} job ${jobId} started before it was due`).toBeGreaterThanOrEqual(d.dueAt);
         late.push(started! - d.dueAt);
         byKind.set(d.kind, [...(byKind.get(d.kind) ?? []), started! - d.dueAt]);
-        if (d.kind === 'now') expect(started! - d.enqueuedAt).toBeLessThan(2000);
+        // At once: sooner than the shortest delay here (3 s) would have let it (a loaded 2-core
+        // machine once took 3.2 s; quiet, well under 1 s).
+        if (d.kind === 'now') expect(started! - d.enqueuedAt).toBeLessThan(3000);
       }
       late.sort((a, b) => a - b);
       const p = (q: number) => late[Math.min(late.length - 1, Math.floor(q * late.length))]!;
