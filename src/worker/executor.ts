@@ -174,6 +174,7 @@ export class Executor {
       invoke: (item, s, log, call) => runHandler(this.handlerDeps, item, s, log, call),
       confirm: this.deps.confirm,
       holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
+      releaseSlot: (item) => this.deps.dispatcher().releaseSlot(item),
       reacquireSlot: (item) => this.deps.dispatcher().reacquireSlot(item),
       state,
       sizes: this.batchSizes,
@@ -340,15 +341,18 @@ export class Executor {
     batch: BatchCall | undefined,
     log: JobLog,
   ): Promise<unknown> {
-    const { leases, emit, clock } = this.deps;
-    // The partition may have been lost while the job decoded or waited for its lease.
-    const confirmed = this.deps.confirm(item);
-    if (confirmed !== true && !(await confirmed)) throw new Abandoned();
-    emit('job:started', job);
-    const started = clock.now();
+    const { leases, emit, clock, state } = this.deps;
     const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
     let error: unknown;
+    let started = clock.now();
     try {
+      // Paused or draining while it waited for its lease: it waits again, without its slot.
+      if (!batch && !state.canStart) await this.waits.holdSlot(item);
+      // The partition may have been lost while the job decoded or waited for its lease.
+      const confirmed = this.deps.confirm(item);
+      if (confirmed !== true && !(await confirmed)) throw new Abandoned();
+      emit('job:started', job);
+      started = clock.now();
       // A batch's job waits for the batch's call and gets its own result; the call may not
       // happen for it (partition lost, stop): Abandoned (batch.ts).
       error = batch

@@ -902,6 +902,14 @@ export class Simulation implements ModelObserver {
     state.runs++;
     this.count('runs');
     if (!inst.alive) this.violation('dead-run', `${inst.id} is dead but started ${tp}@${offset}`);
+    // Nothing starts while paused or draining for a rebalance; a stopping worker finishes what it
+    // started (in-place retries, a release's next job) within its shutdown budget.
+    const run = inst.core.state;
+    if ((run.paused || run.rebalancing) && run.phase !== 'stopping')
+      this.violation(
+        'start-while-held',
+        `${inst.id} started ${tp}@${offset} (rid ${rid}) while ${run.paused ? 'paused' : 'draining for a rebalance'}`,
+      );
     if (job.attempt > w.maxAttempts)
       this.violation(
         'attempts',
