@@ -36,6 +36,8 @@ export interface LogEntry {
   /** `tp:offset` of the record it was routed from (tier and DLQ records). */
   readonly src: string | undefined;
   readonly writtenAt: number;
+  /** The record's timestamp (CreateTime): its producer's clock, which may be skewed. */
+  readonly timestamp: number;
 }
 
 /** Topics and their partition logs. */
@@ -84,6 +86,8 @@ export class Cluster {
       marker?: boolean;
       rid: number;
       src?: string;
+      /** The producer's clock skew (ms) against the model's time. */
+      skew?: number;
     },
   ): LogEntry {
     const log = this.log(tpOf(topic, partition));
@@ -99,6 +103,7 @@ export class Cluster {
       rid: r.rid,
       src: r.src,
       writtenAt: this.time.now,
+      timestamp: this.time.now + (r.skew ?? 0),
     };
     log.push(entry);
     this.onAppend?.(entry);

@@ -29,6 +29,7 @@ import {
   SIM_AT,
   tpOf,
 } from './kafka-model.js';
+import { desiredOf, mapDone, modelAdmin, workerLag } from './lag-probe.js';
 import { Rng } from './random.js';
 import { type Behavior, type FaultKind, type SeedConfig, type Sticky, seedConfig } from './scenario.js';
 import {
@@ -49,6 +50,8 @@ const QUIET_LIMIT_MS = 600_000;
 const MAX_STEPS = 400_000;
 /** The outcome router batches what it routes within this many ms into one send (router.ts). */
 const ROUTER_LINGER_MS = 2;
+/** Lag is read as the worker reads it every this many steps (`probeLag`). */
+const LAG_PROBE_STEPS = 40;
 
 const silentLogger = createLogger({ level: process.env.SIM_LOG_LEVEL ?? 'silent' });
 
@@ -149,6 +152,8 @@ class Instance {
   readonly running = new Set<Run>();
   /** When `beforeRejoin()` was last called. */
   drainStartedAt = 0;
+  /** Its clock's skew against the model's time: the timestamps of the records it produces. */
+  skew = 0;
   core!: WorkerCore;
 
   constructor(
@@ -251,6 +256,11 @@ export class Simulation implements ModelObserver {
   private phase: 'chaos' | 'quiet' | 'stopping' | 'done' = 'chaos';
   private readonly stats: Record<string, number> = {};
   private readonly runBound: number;
+  /** Producer clock skew: the enqueuer's, the largest of any (drawn from their own stream). */
+  private readonly skewRng: Rng;
+  private readonly enqueueSkew: number;
+  private readonly maxSkew: number;
+  private readonly admin: ReturnType<typeof modelAdmin>;
   /** The largest record (key + value + the intake's 64 bytes of overhead), for the byte-cap slack. */
   private maxRecordBytes = 0;
 
@@ -265,6 +275,9 @@ export class Simulation implements ModelObserver {
     this.handlerRng = Rng.derive(seed, 4);
     this.delayRng = Rng.derive(seed, 8);
     this.stickyRng = Rng.derive(seed, 6);
+    this.skewRng = Rng.derive(seed, 9);
+    this.maxSkew = this.skewRng.chance(0.4) ? this.skewRng.int(1, 5000) : 0;
+    this.enqueueSkew = this.skewRng.int(-this.maxSkew, this.maxSkew);
     this.topics = topicNames(TOPIC, c.worker.tiers.length);
     this.topics.delays = c.delays ? delayBucketsFor(TOPIC, c.delays.buckets) : [];
     const delayTopics = this.topics.delays.map((b) => b.topic);
@@ -283,6 +296,7 @@ export class Simulation implements ModelObserver {
     for (const t of [this.topics.main, ...this.topics.tiers, ...delayTopics])
       for (let p = 0; p < c.partitions; p++) tps.push(tpOf(t, p));
     this.group = new Group(this.time, this.cluster, tps, c.model, this.rng, this, this.modelFaults);
+    this.admin = modelAdmin(this.cluster, this.group);
     this.store = new MemoryIdempotencyStore({ now: () => this.time.now });
     const w = c.worker;
     this.options = resolveWorkerOptions({
@@ -1284,6 +1298,7 @@ export class Simulation implements ModelObserver {
       headers: m.headers,
       rid: src.rid,
       src: `${srcTp}:${srcOffset}`,
+      skew: inst.skew,
     });
     const from = `${srcTp}:${srcOffset}`;
     this.forwarded.set(from, (this.forwarded.get(from) ?? 0) | route);
@@ -1381,6 +1396,7 @@ export class Simulation implements ModelObserver {
       value: null,
       headers: m.headers,
       rid: -1,
+      skew: inst.skew,
     });
     this.releases.set(`${tpOf(topic, m.partition)}:${entry.offset}`, {
       head,
@@ -1652,6 +1668,7 @@ export class Simulation implements ModelObserver {
     const rng = Rng.derive(this.seed, 100 + n);
     const port = new MemberPort(id, this.group, clock, rng);
     const inst = new Instance(id, clock, port);
+    inst.skew = this.skewRng.int(-this.maxSkew, this.maxSkew);
     this.instances.push(inst);
     this.byPort.set(port, inst);
     const s = this.cfg.services;
@@ -1813,6 +1830,7 @@ export class Simulation implements ModelObserver {
       value,
       headers,
       rid,
+      skew: this.enqueueSkew,
     });
     const x = this.stickyRng;
     const head = c.slowHeads && !this.headed.has(partition);
@@ -1935,7 +1953,82 @@ export class Simulation implements ModelObserver {
 
   // ---- checks ---------------------------------------------------------------------------------
 
-  private checkStep(): void {
+  /**
+   * Lag and desired replicas as the worker computes them (src/lag, from a model admin) equal the
+   * truth of the model: per partition, the records at or above the committed offset that its
+   * offset map does not claim (`lag-wrong`), never fewer than the jobs without an outcome there
+   * (`lag-hides-work`); the due part of a tier within what was written at least its delay ago, up
+   * to the producers' clock skew (`lag-due`); desired replicas from the true due count (`desired-wrong`).
+   */
+  private probeLag(): Promise<void> {
+    const now = this.time.now;
+    const truth = new Map<string, { open: number; unfinished: number; dueLo: number; dueHi: number }>();
+    const tierDelay = new Map(this.topics.tiers.map((t, i) => [t, this.cfg.worker.tiers[i]!]));
+    const delayTopics = (this.topics.delays ?? []).map((b) => b.topic);
+    for (const tp of this.group.tps) {
+      const log = this.cluster.log(tp);
+      const c = this.group.committed.get(tp);
+      const from = c ? c.offset : 0;
+      const done = c ? mapDone(c.offset, c.metadata, log.length) : new Set<number>();
+      const topic = tp.slice(0, tp.lastIndexOf(':'));
+      const delay = tierDelay.get(topic);
+      let open = 0;
+      let unfinished = 0;
+      let dueLo = 0;
+      let dueHi = 0;
+      for (let o = from; o < log.length; o++) {
+        if (done.has(o)) continue;
+        open++;
+        const e = log[o]!;
+        if (!e.marker && !this.covered(tp, o)) unfinished++;
+        if (delayTopics.includes(topic)) continue;
+        if (delay === undefined || e.writtenAt <= now - delay - this.maxSkew) dueLo++;
+        if (delay === undefined || e.writtenAt <= now - delay + this.maxSkew) dueHi++;
+      }
+      truth.set(tp, { open, unfinished, dueLo, dueHi });
+    }
+    return workerLag(
+      this.admin,
+      this.options.groupId,
+      { main: this.topics.main, tiers: this.topics.tiers, delays: delayTopics },
+      this.cfg.worker.tiers,
+      now,
+    ).then(
+      ({ rows, desired }) => {
+        let lo = 0;
+        let hi = 0;
+        for (const r of rows) {
+          const tp = tpOf(r.topic, r.partition);
+          const t = truth.get(tp);
+          if (!t) continue;
+          lo += t.dueLo;
+          hi += t.dueHi;
+          if (r.lag !== t.open)
+            this.violation(
+              'lag-wrong',
+              `${tp}: lag ${r.lag}, but ${t.open} records are not done (committed ${r.committed}, end ${r.end}, map ${r.doneAbove}, meta ${JSON.stringify(this.group.committed.get(tp)?.metadata)})`,
+            );
+          if (r.lag < t.unfinished)
+            this.violation('lag-hides-work', `${tp}: lag ${r.lag}, but ${t.unfinished} jobs have no outcome`);
+          if (r.due < t.dueLo || r.due > t.dueHi)
+            this.violation(
+              'lag-due',
+              `${tp}: due ${r.due}, truth ${t.dueLo}..${t.dueHi} (clock skew up to ${this.maxSkew} ms)`,
+            );
+        }
+        if (desired < desiredOf(lo) || desired > desiredOf(hi))
+          this.violation(
+            'desired-wrong',
+            `desired replicas ${desired}, truth ${desiredOf(lo)}..${desiredOf(hi)}`,
+          );
+      },
+      (e: unknown) => this.violation('lag-failed', `computeLag threw ${String(e)}`),
+    );
+  }
+
+  /** Checks after a step; a lag reading (async, on the model admin) is awaited before the next step. */
+  private checkStep(): Promise<void> | undefined {
+    const probe = this.step % LAG_PROBE_STEPS === 0 ? this.probeLag() : undefined;
     const w = this.cfg.worker;
     for (const inst of this.instances) {
       if (!inst.alive) continue;
@@ -1970,6 +2063,7 @@ export class Simulation implements ModelObserver {
           );
       }
     }
+    return probe;
   }
 
   /**
@@ -2043,7 +2137,8 @@ export class Simulation implements ModelObserver {
     for (;;) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.violationFound) break;
-      this.checkStep();
+      const probe = this.checkStep();
+      if (probe) await probe;
       if (this.violationFound) break;
       if (this.phase === 'quiet' && this.unsettled() === undefined) {
         // Everything ended and is committed: stop every instance gracefully.
