@@ -126,9 +126,10 @@ export class Executor {
   private async startOver(item: WorkItem, slot: JobSlot, faults: number): Promise<boolean> {
     const dispatcher = this.deps.dispatcher();
     if (slot.batch && !item.solo) {
-      // Its batch's call goes on without it; it runs alone, in the batch's slot.
+      // Its batch's calls go on without it and the jobs behind it in its lane (held until it
+      // ends); it runs alone, in the batch's slot.
       item.solo = true;
-      slot.batch.leave(item);
+      slot.batch.park(item);
     } else dispatcher.releaseSlot(item);
     try {
       await this.waits.wait(item)(backoffDelay(retryPolicies.fault, faults, this.deps.random));

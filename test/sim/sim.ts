@@ -258,6 +258,8 @@ export class Simulation implements ModelObserver {
   private readonly runBound: number;
   /** Producer clock skew: the enqueuer's, the largest of any (drawn from their own stream). */
   private readonly skewRng: Rng;
+  /** User code faults drawn while running (their own stream). */
+  private readonly userRng: Rng;
   private readonly enqueueSkew: number;
   private readonly maxSkew: number;
   private readonly admin: ReturnType<typeof modelAdmin>;
@@ -275,7 +277,8 @@ export class Simulation implements ModelObserver {
     this.handlerRng = Rng.derive(seed, 4);
     this.delayRng = Rng.derive(seed, 8);
     this.stickyRng = Rng.derive(seed, 6);
-    this.skewRng = Rng.derive(seed, 9);
+    this.skewRng = Rng.derive(seed, 13);
+    this.userRng = Rng.derive(seed, 12);
     this.maxSkew = this.skewRng.chance(0.4) ? this.skewRng.int(1, 5000) : 0;
     this.enqueueSkew = this.skewRng.int(-this.maxSkew, this.maxSkew);
     this.topics = topicNames(TOPIC, c.worker.tiers.length);
@@ -328,13 +331,24 @@ export class Simulation implements ModelObserver {
         ordering: w.ordering,
         onDeadKey: w.onDeadKey,
       },
-      ...(w.idempotency ? { idempotency: { store: this.store, ...w.idempotency } } : {}),
+      ...(w.idempotency
+        ? {
+            idempotency: {
+              store: this.store,
+              ...w.idempotency,
+              ...(c.userFaults?.keyThrows ? { key: (job: Job<unknown>) => this.userKey(job) } : {}),
+            },
+          }
+        : {}),
       ...(w.classify
         ? {
-            classify: (error: unknown) =>
-              error instanceof Error && error.message === 'come back later'
-                ? ('retry-later' as const)
-                : undefined,
+            classify: (error: unknown) => {
+              if (!(error instanceof Error)) return undefined;
+              if (error.message === 'come back later') return 'retry-later' as const;
+              if (error.message === 'classify throws') throw new Error('classify bug');
+              if (error.message === 'classify junk') return 'sometimes' as never;
+              return undefined;
+            },
           }
         : {}),
     } as never);
@@ -670,6 +684,41 @@ export class Simulation implements ModelObserver {
 
   // ---- the handler ----------------------------------------------------------------------------
 
+  /** `idempotency.key` of seeds whose key function throws: for jobs of rid 3 mod 7, a string. */
+  private userKey(job: Job<unknown>): string {
+    const rid = (job.data as { rid: number }).rid;
+    if (rid % 7 === 3) throw 'no key for this job';
+    return job.id;
+  }
+
+  /** In seeds with user faults, a run may throw something odd instead of its planned outcome. */
+  private oddThrow(): unknown {
+    const u = this.cfg.userFaults;
+    if (!u || !this.userRng.chance(u.rate)) return undefined;
+    const kinds = ['string', 'null', 'hostile', 'number', 'plain-object', 'error-subclass'];
+    if (u.classifyThrows) kinds.push('classify-throws', 'classify-junk');
+    const kind = this.userRng.pick(kinds);
+    this.count(`odd-throw:${kind}`);
+    switch (kind) {
+      case 'string':
+        return 'a string';
+      case 'null':
+        return null;
+      case 'hostile':
+        return hostileObject();
+      case 'number':
+        return 42;
+      case 'plain-object':
+        return { message: 'not an Error', delayMs: Number.NaN };
+      case 'classify-throws':
+        return new Error('classify throws');
+      case 'classify-junk':
+        return new Error('classify junk');
+      default:
+        return new (class Odd extends Error {})('odd subclass');
+    }
+  }
+
   /** This run's behaviour: the job's sticky one, or a draw. */
   private behaviorOf(rid: number): Behavior | Sticky {
     const drawn = this.handlerRng.weighted(this.cfg.behaviors);
@@ -679,11 +728,30 @@ export class Simulation implements ModelObserver {
 
   /** How long a run of `behavior` takes and how it ends (an abortable run ends early on abort). */
   private plan(behavior: Behavior | Sticky): { ms: number; error?: unknown; abortable?: true } {
+    const p = this.basePlan(behavior);
+    if (p.abortable) return p;
+    const odd = this.oddThrow();
+    if (odd === undefined) return p;
+    return { ms: p.ms, error: odd };
+  }
+
+  /** A retry-later delay: small, or over the whole range in seeds with wide delays. */
+  private laterDelay(max: number): number {
+    const u = this.cfg.userFaults;
+    if (!u?.wideDelays || !this.userRng.chance(0.5)) return this.handlerRng.int(1, max);
+    // A delay longer than the quiet period would not end in the run: without retry tiers it waits
+    // in place, with delay buckets it waits in them; only a seed with tiers and no buckets (the
+    // router cuts it to the longest tier) gets the far ones.
+    const far = this.cfg.worker.tiers.length > 0 && this.topics.delays?.length === 0;
+    return wideDelay(this.userRng, far ? undefined : 30_000);
+  }
+
+  private basePlan(behavior: Behavior | Sticky): { ms: number; error?: unknown; abortable?: true } {
     const r = this.handlerRng;
     const timeout = this.cfg.worker.jobTimeoutMs;
     switch (behavior) {
       case 'later-always':
-        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: r.int(1, 300) }) };
+        return { ms: r.int(0, 15), error: retryLater(this.laterDelay(300)) };
       case 'later-always-0':
         return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: 0 }) };
       case 'later-always-none':
@@ -704,7 +772,7 @@ export class Simulation implements ModelObserver {
       case 'type-error':
         return { ms: r.int(0, 15), error: new TypeError('a bug') };
       case 'retry-later':
-        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: r.int(1, 600) }) };
+        return { ms: r.int(0, 15), error: retryLater(this.laterDelay(600)) };
       case 'retry-later-0':
         return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: 0 }) };
       case 'classified-later':
@@ -804,7 +872,7 @@ export class Simulation implements ModelObserver {
     const abortable = plans.some((p) => p.plan.abortable);
     this.trace(
       inst.id,
-      `batch call ${call}: ${plans.map((p) => `${p.tp}@${p.offset}(${p.job.key}):${p.plan.error === undefined ? 'ok' : (p.plan.error as Error).name}`).join(' ')}${throws ? ' THROWS' : ''}${abortable ? ' abortable' : ''}, ${ms} ms`,
+      `batch call ${call}: ${plans.map((p) => `${p.tp}@${p.offset}(${p.job.key}):${p.plan.error === undefined ? 'ok' : nameOf(p.plan.error)}`).join(' ')}${throws ? ' THROWS' : ''}${abortable ? ' abortable' : ''}, ${ms} ms`,
     );
     this.count('batch-calls');
     this.count('batch-jobs', jobs.length);
@@ -816,14 +884,29 @@ export class Simulation implements ModelObserver {
         inst.running.delete(run);
         this.releaseCallKeys(started, call, true);
         const thrown = aborted ?? (throws ? new Error('batch boom') : undefined);
+        // A malformed result fails every job of the call (batch.ts); stray entries are ignored.
+        const u = this.cfg.userFaults;
+        const malformed =
+          thrown === undefined && u && this.userRng.chance(u.malformedRate)
+            ? this.userRng.pick(['not-array', 'hostile', 'stray'] as const)
+            : undefined;
+        const all =
+          malformed === 'not-array' || malformed === 'hostile' ? new TypeError(malformed) : undefined;
         const failed: { job: Job<unknown>; error: unknown }[] = [];
         for (const p of plans) {
-          const error = thrown ?? p.plan.error;
+          const error = thrown ?? all ?? p.plan.error;
           this.keyRunEnd(p.keyRun, error);
           this.onEnd(inst, p.epoch, p.tp, p.offset, p.rid, error);
           if (error !== undefined) failed.push({ job: p.job, error });
         }
+        if (malformed) this.count(`malformed:${malformed}`);
         if (thrown !== undefined) reject(thrown);
+        else if (malformed === 'not-array') resolve({ failed: 'everything' } as never);
+        else if (malformed === 'hostile') resolve(hostileObject() as never);
+        else if (malformed === 'stray')
+          resolve({
+            failed: [...failed, null, { job: { id: 'nope', topic: 'x', partition: 0, offset: '0' } }, {}],
+          } as never);
         else resolve({ failed });
       };
       this.runFor(inst, ms, abortable, () => ctx.signal, end, undefined);
@@ -1194,10 +1277,7 @@ export class Simulation implements ModelObserver {
       this.jobs[rid]!.succeeded = true;
       epoch?.outcomes.add(offset);
     }
-    this.trace(
-      inst.id,
-      `end ${tp}@${offset} rid ${rid}: ${error === undefined ? 'ok' : (error as Error).name}`,
-    );
+    this.trace(inst.id, `end ${tp}@${offset} rid ${rid}: ${error === undefined ? 'ok' : nameOf(error)}`);
   }
 
   // ---- produced records -----------------------------------------------------------------------
@@ -1747,6 +1827,22 @@ export class Simulation implements ModelObserver {
       const offset = Number(job.offset);
       this.doneOrDeferred(inst, job, this.pendingTracker(inst, tp, offset), false);
     });
+    if (this.cfg.userFaults?.listenerThrows) {
+      // User listeners that throw: the core logs and ignores them (emitGuarded).
+      const u = this.userRng;
+      core.on('job:completed', () => {
+        if (u.chance(0.3)) throw new Error('listener bug');
+      });
+      core.on('job:failed', () => {
+        if (u.chance(0.3)) throw 'listener string';
+      });
+      core.on('job:started', () => {
+        if (u.chance(0.1)) throw hostileObject();
+      });
+      core.on('commit', () => {
+        if (u.chance(0.2)) throw null;
+      });
+    }
     this.trace(id, 'starts');
     this.count('instances');
     inst.core
@@ -2197,6 +2293,54 @@ export class Simulation implements ModelObserver {
       violation: this.violationFound,
       stats: this.stats,
     };
+  }
+}
+
+/** A thrown value's name for traces, whatever was thrown (getters may throw). */
+function nameOf(error: unknown): string {
+  try {
+    if (error instanceof Error) return error.name;
+    return error === null
+      ? 'null'
+      : typeof error === 'object'
+        ? 'object'
+        : `${typeof error} ${String(error)}`;
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** An object whose every property read throws (a broken proxy thrown by user code). */
+function hostileObject(): unknown {
+  return new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('hostile getter');
+      },
+      getPrototypeOf() {
+        throw new Error('hostile prototype');
+      },
+    },
+  );
+}
+
+/** A `RetryLaterError` delay over the whole number line; `finite`: only finite, non-negative, up to that. */
+function wideDelay(r: Rng, finite: number | undefined): number {
+  const invalid = [-1, -1000, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  const valid =
+    finite === undefined
+      ? [0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 5, 3e9, 1e12, Number.MAX_VALUE, r.int(1, 5000)]
+      : [0, 1, r.int(1, finite)];
+  return r.chance(0.4) ? r.pick(invalid) : r.pick(valid);
+}
+
+/** A RetryLaterError of `delayMs`, or what its constructor throws for a delay it refuses (a RangeError). */
+function retryLater(delayMs: number): unknown {
+  try {
+    return new RetryLaterError({ delayMs });
+  } catch (e) {
+    return e;
   }
 }
 
