@@ -10,6 +10,7 @@ const opts: ModelOptions = {
   fetchDelayMax: 0,
   joinDelayMax: 1,
   noticeDelayMax: 0,
+  heartbeatIntervalMs: 20,
   commitLatencyMax: 0,
   committedLatencyMax: 0,
   commitFailRate: 0,

@@ -149,7 +149,31 @@ function withUserFaults(c: SeedConfig, x: Rng): SeedConfig {
 }
 
 export function seedConfig(seed: number): SeedConfig {
-  return withUserFaults(seedConfigBefore(seed), Rng.derive(seed, 11));
+  return withHeartbeats(withUserFaults(seedConfigBefore(seed), Rng.derive(seed, 11)), Rng.derive(seed, 14));
+}
+
+/**
+ * Draws of a seventh stream: the session (1.5 to 4 s: above the intake's 1 s heartbeat while it
+ * waits for room, as Kafka's 6 s minimum is above it) and a heartbeat interval of a third of it or
+ * less; in a quarter of the seeds long jobs: `jobTimeoutMs` and the drain (`rebalanceTimeoutMs`)
+ * longer than the session, so drains outlast it (issue 25, defect 2).
+ */
+function withHeartbeats(c: SeedConfig, x: Rng): SeedConfig {
+  const sessionTimeoutMs = x.int(1500, 4000);
+  const model = {
+    ...c.model,
+    sessionTimeoutMs,
+    heartbeatIntervalMs: x.int(10, Math.floor(sessionTimeoutMs / 3)),
+  };
+  if (!x.chance(0.25)) return { ...c, model };
+  const jobTimeoutMs = x.int(sessionTimeoutMs, 2 * sessionTimeoutMs);
+  const rebalanceTimeoutMs = x.int(jobTimeoutMs, jobTimeoutMs + sessionTimeoutMs);
+  const floor = Math.max(rebalanceTimeoutMs + 5000, c.batch ? 3 * jobTimeoutMs : 0);
+  return {
+    ...c,
+    worker: { ...c.worker, jobTimeoutMs, rebalanceTimeoutMs },
+    model: { ...model, groupRebalanceTimeoutMs: Math.max(model.groupRebalanceTimeoutMs, floor) },
+  };
 }
 
 function seedConfigBefore(seed: number): SeedConfig {
@@ -321,6 +345,7 @@ function baseConfig(seed: number): SeedConfig {
       fetchDelayMax: r.int(0, 10),
       joinDelayMax: r.int(1, 20),
       noticeDelayMax: r.int(0, 50),
+      heartbeatIntervalMs: 0,
       commitLatencyMax: r.int(0, 20),
       committedLatencyMax: r.int(0, 10),
       commitFailRate: calm ? 0 : r.pick([0, 0, 0.02, 0.1]),

@@ -144,12 +144,23 @@ const PARKS = 2;
 const DLQ = 4;
 const MOVE = 8;
 
+/** A handler run of a job, from its start to its end (`run-overlap`). */
+interface LiveRun {
+  readonly inst: Instance;
+  readonly rid: number;
+  readonly lane: string | undefined;
+  readonly start: number;
+  /** It outlived a drain of its worker, the rebalance timeout, or its consumer crashed: the documented overlap. */
+  outlived: boolean;
+}
+
 class Instance {
   alive = true;
   stopping = false;
   stopped = false;
   readonly epochs = new Map<string, Epoch>();
   readonly running = new Set<Run>();
+  readonly live = new Set<LiveRun>();
   /** When `beforeRejoin()` was last called. */
   drainStartedAt = 0;
   /** Its clock's skew against the model's time: the timestamps of the records it produces. */
@@ -240,6 +251,9 @@ export class Simulation implements ModelObserver {
   /** Per `partition\0key`: handler runs in progress (strict key order). */
   private readonly keyRuns = new Map<string, Set<KeyRun>>();
   private readonly verified = new Map<string, number>();
+  /** Handler runs in progress per job (rid) and per job-topic partition and key. */
+  private readonly liveByRid = new Map<number, Set<LiveRun>>();
+  private readonly liveByLane = new Map<string, Set<LiveRun>>();
   private readonly instances: Instance[] = [];
   private readonly byPort = new Map<MemberPort, Instance>();
   private readonly store: MemoryIdempotencyStore;
@@ -651,7 +665,56 @@ export class Simulation implements ModelObserver {
   }
 
   lostAll(member: MemberPort): void {
-    this.instanceOf(member).epochs.clear();
+    const inst = this.instanceOf(member);
+    inst.epochs.clear();
+    // A consumer crash leaves the group without a drain: what still runs may overlap the next owner.
+    for (const run of inst.live) run.outlived = true;
+  }
+
+  expelled(member: MemberPort, why: 'session' | 'rebalance-timeout'): void {
+    // Past the rebalance timeout a run outlived the drain (documented); a session that expired
+    // while the member was alive and heartbeating is not an excuse (issue 25, defect 2).
+    if (why === 'rebalance-timeout') for (const run of this.instanceOf(member).live) run.outlived = true;
+    this.count(`expelled:${why}`);
+  }
+
+  /**
+   * Two runs of one job, or of two jobs of one key of a job-topic partition, on two workers, never
+   * overlap in time (`run-overlap`) — unless the earlier one outlived its drain (it ran past
+   * `jobTimeoutMs`, ignoring its signal, or past a drain, the rebalance timeout or a consumer
+   * crash of its worker: docs/guarantees.md "when two runs of one job can overlap").
+   */
+  private runStarted(inst: Instance, job: Job<unknown>, rid: number): LiveRun {
+    const lane =
+      job.key !== null && job.topic === this.topics.main ? `${job.partition}\0${job.key}` : undefined;
+    const run: LiveRun = { inst, rid, lane, start: this.time.now, outlived: false };
+    const check = (others: Set<LiveRun> | undefined, what: string) => {
+      for (const o of others ?? []) {
+        if (o.inst === inst || o.outlived || !o.inst.alive) continue;
+        if (this.time.now - o.start > this.cfg.worker.jobTimeoutMs) continue;
+        this.violation(
+          'run-overlap',
+          `${inst.id} started ${what} while ${o.inst.id} still runs ${o.rid === rid ? 'it' : `rid ${o.rid}`} (started ${this.time.now - o.start} ms ago)`,
+        );
+      }
+    };
+    check(this.liveByRid.get(rid), `rid ${rid}`);
+    if (lane) check(this.liveByLane.get(lane), `rid ${rid} (key ${job.key} of jobs:${job.partition})`);
+    const add = (map: Map<string | number, Set<LiveRun>>, k: string | number) => {
+      const set = map.get(k) ?? new Set();
+      set.add(run);
+      map.set(k, set);
+    };
+    add(this.liveByRid as Map<string | number, Set<LiveRun>>, rid);
+    if (lane) add(this.liveByLane as Map<string | number, Set<LiveRun>>, lane);
+    inst.live.add(run);
+    return run;
+  }
+
+  private runEnded(run: LiveRun): void {
+    run.inst.live.delete(run);
+    this.liveByRid.get(run.rid)?.delete(run);
+    if (run.lane) this.liveByLane.get(run.lane)?.delete(run);
   }
 
   drainStarted(member: MemberPort): void {
@@ -668,6 +731,7 @@ export class Simulation implements ModelObserver {
   drainSettled(member: MemberPort): void {
     const inst = this.instanceOf(member);
     const w = this.cfg.worker;
+    for (const run of inst.live) run.outlived = true;
     // Past the port's rejoin deadline the core dropped every partition (core.ts drainForRebalance):
     // what it gets at the next join is a new ownership.
     if (this.time.now - inst.drainStartedAt >= member.rejoinDeadlineMs) inst.epochs.clear();
@@ -818,6 +882,7 @@ export class Simulation implements ModelObserver {
     const offset = Number(job.offset);
     const epoch = this.onStart(inst, job, tp, offset, rid);
     const keyRun = this.keyRunStart(inst, job, tp, rid, epoch);
+    const live = this.runStarted(inst, job, rid);
     const run: Run = { tp, offset, start: this.time.now };
     inst.running.add(run);
     const behavior = this.behaviorOf(rid);
@@ -832,6 +897,7 @@ export class Simulation implements ModelObserver {
         if (settled) return;
         settled = true;
         inst.running.delete(run);
+        this.runEnded(live);
         this.keyRunEnd(keyRun, error);
         this.onEnd(inst, epoch, tp, offset, rid, error);
         if (error === undefined) resolve();
@@ -860,7 +926,8 @@ export class Simulation implements ModelObserver {
       const offset = Number(job.offset);
       const epoch = this.onStart(inst, job, tp, offset, rid, batch);
       const keyRun = this.keyRunStart(inst, job, tp, rid, epoch);
-      return { job, rid, tp, offset, epoch, keyRun };
+      const live = this.runStarted(inst, job, rid);
+      return { job, rid, tp, offset, epoch, keyRun, live };
     });
     this.releaseCallKeys(started, call, false);
     const first = started[0]!;
@@ -895,6 +962,7 @@ export class Simulation implements ModelObserver {
         const failed: { job: Job<unknown>; error: unknown }[] = [];
         for (const p of plans) {
           const error = thrown ?? all ?? p.plan.error;
+          this.runEnded(p.live);
           this.keyRunEnd(p.keyRun, error);
           this.onEnd(inst, p.epoch, p.tp, p.offset, p.rid, error);
           if (error !== undefined) failed.push({ job: p.job, error });
