@@ -542,6 +542,26 @@ export class MemberPort implements ConsumerPort {
       if (tp.slice(0, tp.lastIndexOf(':')) === topic) this.pausedTps.delete(tp);
   }
 
+  /** Subscribes failing this many more times (a `resubscribe` fault of the scenario). */
+  resubscribeFailures = 0;
+
+  /**
+   * As the kafkajs port: stop (leaves the group, waits for batches in flight), subscribe, run
+   * (joins again). A failed subscribe leaves the consumer stopped, out of the group.
+   */
+  async resubscribe(_topics: readonly string[]): Promise<void> {
+    if (!this.alive) throw new Error('dead process');
+    this.observer.trace(this.id, 'resubscribe: stop, subscribe, run');
+    await this.stop();
+    if (this.resubscribeFailures > 0) {
+      this.resubscribeFailures--;
+      this.observer.trace(this.id, 'resubscribe: subscribe failed');
+      throw new KafkaError('UNKNOWN_TOPIC_OR_PARTITION', 'simulated subscribe failure');
+    }
+    this.session++;
+    this.group.join(this);
+  }
+
   stop(): Promise<void> {
     if (!this.alive) return Promise.reject(new Error('dead process'));
     if (this.phase === 'stopped' || this.phase === 'idle') {

@@ -163,6 +163,13 @@ class Instance {
   readonly live = new Set<LiveRun>();
   /** When `beforeRejoin()` was last called. */
   drainStartedAt = 0;
+  /** Since when readiness has said ready while the member is out of the group, or while it drains. */
+  readyOutSince: number | undefined;
+  readyHeldSince: number | undefined;
+  /** A `consumeDelayBuckets` under way (the Worker runs one at a time: findNewDelayBuckets). */
+  resubscribing = false;
+  /** Expelled at the rebalance timeout and not told yet: runs it starts may overlap the next owner's. */
+  zombie = false;
   /** Its clock's skew against the model's time: the timestamps of the records it produces. */
   skew = 0;
   core!: WorkerCore;
@@ -639,6 +646,7 @@ export class Simulation implements ModelObserver {
 
   assigned(member: MemberPort, generation: number, tps: readonly string[], continuous: boolean): void {
     const inst = this.instanceOf(member);
+    inst.zombie = false;
     // A member that missed a generation (expelled) may own a partition it kept anew.
     if (!continuous) inst.epochs.clear();
     const next = new Set(tps);
@@ -674,7 +682,11 @@ export class Simulation implements ModelObserver {
   expelled(member: MemberPort, why: 'session' | 'rebalance-timeout'): void {
     // Past the rebalance timeout a run outlived the drain (documented); a session that expired
     // while the member was alive and heartbeating is not an excuse (issue 25, defect 2).
-    if (why === 'rebalance-timeout') for (const run of this.instanceOf(member).live) run.outlived = true;
+    if (why === 'rebalance-timeout') {
+      const inst = this.instanceOf(member);
+      inst.zombie = true;
+      for (const run of inst.live) run.outlived = true;
+    }
     this.count(`expelled:${why}`);
   }
 
@@ -687,8 +699,11 @@ export class Simulation implements ModelObserver {
   private runStarted(inst: Instance, job: Job<unknown>, rid: number): LiveRun {
     const lane =
       job.key !== null && job.topic === this.topics.main ? `${job.partition}\0${job.key}` : undefined;
-    const run: LiveRun = { inst, rid, lane, start: this.time.now, outlived: false };
+    // A member expelled at the rebalance timeout starts jobs until its next heartbeat tells it.
+    const zombie = inst.zombie && !this.group.members.includes(inst.port);
+    const run: LiveRun = { inst, rid, lane, start: this.time.now, outlived: zombie };
     const check = (others: Set<LiveRun> | undefined, what: string) => {
+      if (zombie) return;
       for (const o of others ?? []) {
         if (o.inst === inst || o.outlived || !o.inst.alive) continue;
         if (this.time.now - o.start > this.cfg.worker.jobTimeoutMs) continue;
@@ -1410,6 +1425,14 @@ export class Simulation implements ModelObserver {
       if (!Number.isFinite(dueAt) || !Number.isInteger(attempt) || attempt < 1)
         this.violation('tier-headers', `${srcTp}@${srcOffset} routed to ${topic} without due-at/attempt`);
       this.checkRetryLater(src, topic, m, dueAt, sentAt);
+      // A tier partition waits at its head until it is due: nothing waits there longer than the
+      // longest tier (a longer retry-later goes through the delay buckets, or is cut to it).
+      const longest = Math.max(...this.cfg.worker.tiers);
+      if (dueAt - sentAt > longest)
+        this.violation(
+          'tier-overdue',
+          `${srcTp}@${srcOffset} routed to ${topic} due ${dueAt - sentAt} ms after it was sent (longest tier ${longest} ms): it holds the tier partition`,
+        );
       this.checkParksKey(src, topic, m, parks);
       route = parks ? PARKS : TIER;
     } else {
@@ -2103,6 +2126,53 @@ export class Simulation implements ModelObserver {
     }
   }
 
+  private resubscribe(failures: number): void {
+    if (this.phase !== 'chaos') return;
+    const live = this.live();
+    if (live.length === 0) return;
+    const inst = live[this.faultRng.int(0, live.length - 1)]!;
+    if (inst.resubscribing) return;
+    inst.resubscribing = true;
+    this.trace(inst.id, `consumeDelayBuckets (subscribe fails ${failures} times)`);
+    this.count('resubscribes');
+    inst.port.resubscribeFailures = failures;
+    inst.core
+      .consumeDelayBuckets(this.topics.delays ?? [])
+      .catch((e: unknown) => this.violation('resubscribe-failed', `${inst.id}: ${String(e)}`))
+      .finally(() => {
+        inst.resubscribing = false;
+      });
+  }
+
+  /**
+   * Readiness (`Worker.ready`: joined, no partition stalled on its parked keys) is false while the
+   * worker cannot make progress: not for longer than a rebalance may take while its member is out
+   * of the group (`ready-while-out`), or while it holds every job back for a rebalance
+   * (`ready-while-held`).
+   */
+  private checkReadiness(inst: Instance): void {
+    const core = inst.core;
+    const ready = core.state.running && core.joined && core.stalledParking.length === 0;
+    const m = this.cfg.model;
+    const bound =
+      2 * (this.cfg.worker.rebalanceTimeoutMs + m.sessionTimeoutMs + m.groupRebalanceTimeoutMs) + 6000;
+    const now = this.time.now;
+    const out = ready && !this.group.members.includes(inst.port);
+    inst.readyOutSince = out ? (inst.readyOutSince ?? now) : undefined;
+    if (inst.readyOutSince !== undefined && now - inst.readyOutSince > bound)
+      this.violation(
+        'ready-while-out',
+        `${inst.id} says ready, out of the group for ${now - inst.readyOutSince} ms`,
+      );
+    const held = ready && core.state.rebalancing;
+    inst.readyHeldSince = held ? (inst.readyHeldSince ?? now) : undefined;
+    if (inst.readyHeldSince !== undefined && now - inst.readyHeldSince > bound)
+      this.violation(
+        'ready-while-held',
+        `${inst.id} says ready, starting no job for a rebalance for ${now - inst.readyHeldSince} ms`,
+      );
+  }
+
   private endChaos(): void {
     this.phase = 'quiet';
     this.outageDepth.registry =
@@ -2196,6 +2266,7 @@ export class Simulation implements ModelObserver {
     const w = this.cfg.worker;
     for (const inst of this.instances) {
       if (!inst.alive) continue;
+      if (!inst.stopping) this.checkReadiness(inst);
       const b = inst.core.buffered;
       if (b.jobs > w.maxBufferedJobs)
         this.violation(
@@ -2294,6 +2365,14 @@ export class Simulation implements ModelObserver {
     for (let i = 0; i < c.faults; i++)
       this.time.schedule(() => this.fault(), this.faultRng.int(0, c.chaosMs));
     this.time.schedule(() => this.endChaos(), c.chaosMs);
+    // Delay buckets found while running (a seventh stream): the core resubscribes, and the
+    // subscribe may fail a few times first (issue 25, defect 8).
+    const rs = Rng.derive(this.seed, 15);
+    if (c.delays && rs.chance(0.5))
+      for (let i = rs.int(1, 2); i > 0; i--) {
+        const failures = rs.pick([0, 1, 1, 2, 3]);
+        this.time.schedule(() => this.resubscribe(failures), rs.int(0, c.chaosMs));
+      }
     let steps = 0;
     const limit = EPOCH + c.chaosMs + QUIET_LIMIT_MS;
     let stopping: Promise<unknown> | undefined;
