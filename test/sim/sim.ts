@@ -52,6 +52,8 @@ const MAX_STEPS = 400_000;
 const ROUTER_LINGER_MS = 2;
 /** Lag is read as the worker reads it every this many steps (`probeLag`). */
 const LAG_PROBE_STEPS = 40;
+/** A release record counts as done within this long after its key's releasing state was acknowledged. */
+const RELEASE_DONE_SLACK_MS = 500;
 
 const silentLogger = createLogger({ level: process.env.SIM_LOG_LEVEL ?? 'silent' });
 
@@ -232,7 +234,15 @@ export class Simulation implements ModelObserver {
    */
   private readonly releases = new Map<
     string,
-    { head: string; key: string; partition: number; version: number }
+    {
+      head: string;
+      key: string;
+      partition: number;
+      version: number;
+      /** When an acknowledged state record said the key is being released, and who wrote it. */
+      releasingAt?: number;
+      releasingBy?: Instance;
+    }
   >();
   /**
    * `completion-dropped` with strict key order: a job-topic job sent to a tier counts as done once
@@ -258,6 +268,8 @@ export class Simulation implements ModelObserver {
   /** Per `partition\0key`: handler runs in progress (strict key order). */
   private readonly keyRuns = new Map<string, Set<KeyRun>>();
   private readonly verified = new Map<string, number>();
+  /** Per worker and release record: the first commit that stopped at it (`release-pins-partition`). */
+  private readonly pinnedSince = new Map<string, number>();
   /** Handler runs in progress per job (rid) and per job-topic partition and key. */
   private readonly liveByRid = new Map<number, Set<LiveRun>>();
   private readonly liveByLane = new Map<string, Set<LiveRun>>();
@@ -487,6 +499,7 @@ export class Simulation implements ModelObserver {
           'commit-beyond-end',
           `${member.id} commits ${tp}@${o.offset}, log end ${this.cluster.log(tp).length}`,
         );
+      this.checkReleaseNotPinning(inst, tp, o);
     }
     this.count('commits');
   }
@@ -499,6 +512,29 @@ export class Simulation implements ModelObserver {
    * that tracker; the offset is marked done in a microtask after the event, so events of this very
    * step are left out.
    */
+  /**
+   * A release does not pin its partition (issue 25, defect 4): once the worker releasing a key has
+   * written that the key is being released, its release record counts as done, so the commit point
+   * of that worker does not stay on it while the parked jobs run (`release-pins-partition`).
+   */
+  private checkReleaseNotPinning(inst: Instance, tp: string, o: OffsetCommit): void {
+    const at = `${tp}:${o.offset}`;
+    const rel = this.releases.get(at);
+    if (!rel || rel.releasingBy !== inst || rel.releasingAt === undefined) return;
+    const epoch = inst.epochs.get(tp);
+    if (!epoch || epoch.since > rel.releasingAt) return;
+    // From the first commit that stopped there (the offsets before it may have ended only now).
+    const key = `${inst.id}|${at}`;
+    const first = this.pinnedSince.get(key) ?? this.time.now;
+    this.pinnedSince.set(key, first);
+    const held = this.time.now - first;
+    if (held > RELEASE_DONE_SLACK_MS + 3 * this.cfg.worker.commitIntervalMs)
+      this.violation(
+        'release-pins-partition',
+        `${inst.id} commits ${tp}@${o.offset}, the release record of ${rel.head} (key ${rel.key}), for ${held} ms after it wrote that the key is being released`,
+      );
+  }
+
   private checkCompletionsKept(inst: Instance, tp: string, o: OffsetCommit): void {
     const tracker = this.trackerOf(inst, tp);
     const done = tracker && this.doneBy.get(tracker);
@@ -1669,6 +1705,17 @@ export class Simulation implements ModelObserver {
         if (!was || was.head !== head || was.headOffset !== headOffset)
           this.keyState.set(lane, { head, headOffset, version: (was?.version ?? 0) + 1, releasing });
         else was.releasing = releasing;
+        if (releasing && acked)
+          for (const rel of this.releases.values())
+            if (
+              rel.partition === partition &&
+              rel.key === key &&
+              rel.head === head &&
+              rel.releasingAt === undefined
+            ) {
+              rel.releasingAt = this.time.now;
+              rel.releasingBy = inst;
+            }
         text =
           head === null
             ? `unparks key ${key}`
