@@ -30,7 +30,13 @@ const patches = readdirSync(here)
   .filter((f) => !only || only.some((o) => f.startsWith(o)))
   .sort();
 
-const rows: { plant: string; caught: boolean; seed?: string; kind?: string; text?: string }[] = [];
+const rows: {
+  plant: string;
+  caught: boolean;
+  seed?: string | undefined;
+  kind?: string | undefined;
+  text?: string | undefined;
+}[] = [];
 for (const patch of patches) {
   const dir = mkdtempSync(join(tmpdir(), 'strand-plant-'));
   try {
