@@ -150,6 +150,8 @@ const MOVE = 8;
 interface LiveRun {
   readonly inst: Instance;
   readonly rid: number;
+  /** The record it runs (`tp@offset`): a routed copy of a job is another record (at least once). */
+  readonly record: string;
   readonly lane: string | undefined;
   readonly start: number;
   /** It outlived a drain of its worker, the rebalance timeout, or its consumer crashed: the documented overlap. */
@@ -271,7 +273,7 @@ export class Simulation implements ModelObserver {
   /** Per worker and release record: the first commit that stopped at it (`release-pins-partition`). */
   private readonly pinnedSince = new Map<string, number>();
   /** Handler runs in progress per job (rid) and per job-topic partition and key. */
-  private readonly liveByRid = new Map<number, Set<LiveRun>>();
+  private readonly liveByRecord = new Map<string, Set<LiveRun>>();
   private readonly liveByLane = new Map<string, Set<LiveRun>>();
   private readonly instances: Instance[] = [];
   private readonly byPort = new Map<MemberPort, Instance>();
@@ -521,6 +523,10 @@ export class Simulation implements ModelObserver {
     const at = `${tp}:${o.offset}`;
     const rel = this.releases.get(at);
     if (!rel || rel.releasingBy !== inst || rel.releasingAt === undefined) return;
+    // Only while the key's state is this release's (a stale release record waits in its key's lane:
+    // seed 3280 before this line, a commit point held 1.3 s by a stale release — not checked).
+    const state = this.keyState.get(`${rel.partition}\0${rel.key}`);
+    if (state?.head !== rel.head || state.releasing !== true) return;
     const epoch = inst.epochs.get(tp);
     if (!epoch || epoch.since > rel.releasingAt) return;
     // From the first commit that stopped there (the offsets before it may have ended only now).
@@ -727,7 +733,7 @@ export class Simulation implements ModelObserver {
   }
 
   /**
-   * Two runs of one job, or of two jobs of one key of a job-topic partition, on two workers, never
+   * Two runs of one record, or of two jobs of one key of a job-topic partition, on two workers, never
    * overlap in time (`run-overlap`) — unless the earlier one outlived its drain (it ran past
    * `jobTimeoutMs`, ignoring its signal, or past a drain, the rebalance timeout or a consumer
    * crash of its worker: docs/guarantees.md "when two runs of one job can overlap").
@@ -737,7 +743,8 @@ export class Simulation implements ModelObserver {
       job.key !== null && job.topic === this.topics.main ? `${job.partition}\0${job.key}` : undefined;
     // A member expelled at the rebalance timeout starts jobs until its next heartbeat tells it.
     const zombie = inst.zombie && !this.group.members.includes(inst.port);
-    const run: LiveRun = { inst, rid, lane, start: this.time.now, outlived: zombie };
+    const record = `${tpOf(job.topic, job.partition)}@${job.offset}`;
+    const run: LiveRun = { inst, rid, record, lane, start: this.time.now, outlived: zombie };
     const check = (others: Set<LiveRun> | undefined, what: string) => {
       if (zombie) return;
       for (const o of others ?? []) {
@@ -749,14 +756,14 @@ export class Simulation implements ModelObserver {
         );
       }
     };
-    check(this.liveByRid.get(rid), `rid ${rid}`);
+    check(this.liveByRecord.get(record), `${record} (rid ${rid})`);
     if (lane) check(this.liveByLane.get(lane), `rid ${rid} (key ${job.key} of jobs:${job.partition})`);
     const add = (map: Map<string | number, Set<LiveRun>>, k: string | number) => {
       const set = map.get(k) ?? new Set();
       set.add(run);
       map.set(k, set);
     };
-    add(this.liveByRid as Map<string | number, Set<LiveRun>>, rid);
+    add(this.liveByRecord as Map<string | number, Set<LiveRun>>, record);
     if (lane) add(this.liveByLane as Map<string | number, Set<LiveRun>>, lane);
     inst.live.add(run);
     return run;
@@ -764,7 +771,7 @@ export class Simulation implements ModelObserver {
 
   private runEnded(run: LiveRun): void {
     run.inst.live.delete(run);
-    this.liveByRid.get(run.rid)?.delete(run);
+    this.liveByRecord.get(run.record)?.delete(run);
     if (run.lane) this.liveByLane.get(run.lane)?.delete(run);
   }
 
