@@ -75,10 +75,18 @@ export function defaultClassify(error: unknown): FailureKind {
  * are (Strand's own errors keep their routing meaning).
  */
 export function normalizeThrown(value: unknown, thrower = 'the handler'): unknown {
-  if (value instanceof Error) {
+  let isError: boolean;
+  try {
+    isError = value instanceof Error;
+  } catch {
+    // A proxy whose prototype cannot be read.
+    return nonError(thrower, 'an object that cannot be inspected');
+  }
+  if (isError) {
+    const error = value as Error;
     try {
-      void `${value.name}${value.message}${value.stack ?? ''}`;
-      return value;
+      void `${error.name}${error.message}${error.stack ?? ''}`;
+      return error;
     } catch {
       return nonError(thrower, 'an Error whose name, message or stack cannot be read');
     }

@@ -17,6 +17,7 @@ import type {
   ProducePort,
 } from '../ports.js';
 import { coPartitionedAssigner } from './assigner.js';
+import { holdRejoin } from './rejoin-hold.js';
 import { type PartitionCounts, sendAcknowledged } from './send.js';
 
 export interface KafkaConsumerPortOptions {
@@ -103,28 +104,9 @@ export class KafkaConsumerPort implements ConsumerPort {
     return [gated, PartitionAssigners.roundRobin];
   }
 
-  /**
-   * Holds the JoinGroup until the drain settled, heartbeating meanwhile. kafkajs heartbeats only
-   * from its fetch loop, which is waiting for this join; without heartbeats the coordinator expels
-   * the member after `sessionTimeout` — a drain longer than that would have its partitions given to
-   * another member while its jobs still run there. A heartbeat of the old generation during a
-   * rebalance is answered REBALANCE_IN_PROGRESS, and the coordinator still renews the session with
-   * it (Kafka's classic group protocol), so the member keeps its place until the rebalance timeout.
-   */
-  private async holdRejoin(gate: Promise<void>): Promise<void> {
-    let settled = false;
-    const drained = gate.then(
-      () => (settled = true),
-      () => (settled = true),
-    );
-    const every = this.opts.heartbeatIntervalMs;
-    while (!settled) {
-      await Promise.race([drained, delay(every)]);
-      if (settled) return;
-      const beat = this.lastHeartbeat?.().catch(() => undefined);
-      // A heartbeat stuck on a moving coordinator must not hold the join past the drain.
-      if (beat) await Promise.race([beat, drained, delay(every)]);
-    }
+  /** Holds the JoinGroup until the drain settled, heartbeating meanwhile (rejoin-hold.ts). */
+  private holdRejoin(gate: Promise<void>): Promise<void> {
+    return holdRejoin(gate, this.opts.heartbeatIntervalMs, () => this.lastHeartbeat?.(), delay);
   }
 
   start(hooks: GroupHooks, onBatch: (batch: FetchedBatch) => Promise<void>): Promise<void> {

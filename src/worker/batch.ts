@@ -41,6 +41,7 @@ export interface BatchCallDeps {
   readonly confirm: (item: WorkItem) => boolean | Promise<boolean>;
   /** The dispatcher's: does the batch hold its slot, and take it back (false: the worker stops). */
   readonly holdsSlot: (item: WorkItem) => boolean;
+  readonly releaseSlot: (item: WorkItem) => void;
   readonly reacquireSlot: (item: WorkItem) => Promise<boolean>;
   readonly state: RunState;
   readonly sizes: HistogramSeries;
@@ -199,6 +200,12 @@ export class BatchCall {
           for (const s of jobs) s.reject(new Abandoned());
           return;
         }
+        continue;
+      }
+      // A call of in-place retries (or a first call whose jobs waited) starts only while jobs may
+      // start: paused or draining, the batch gives its slot back and waits (as a single job does).
+      if (first && !state.canStart && state.phase !== 'stopping') {
+        this.deps.releaseSlot(first.item);
         continue;
       }
       const waits: Promise<boolean>[] = [];

@@ -126,9 +126,10 @@ export class Executor {
   private async startOver(item: WorkItem, slot: JobSlot, faults: number): Promise<boolean> {
     const dispatcher = this.deps.dispatcher();
     if (slot.batch && !item.solo) {
-      // Its batch's call goes on without it; it runs alone, in the batch's slot.
+      // Its batch's calls go on without it and the jobs behind it in its lane (held until it
+      // ends); it runs alone, in the batch's slot.
       item.solo = true;
-      slot.batch.leave(item);
+      slot.batch.park(item);
     } else dispatcher.releaseSlot(item);
     try {
       await this.waits.wait(item)(backoffDelay(retryPolicies.fault, faults, this.deps.random));
@@ -174,6 +175,7 @@ export class Executor {
       invoke: (item, s, log, call) => runHandler(this.handlerDeps, item, s, log, call),
       confirm: this.deps.confirm,
       holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
+      releaseSlot: (item) => this.deps.dispatcher().releaseSlot(item),
       reacquireSlot: (item) => this.deps.dispatcher().reacquireSlot(item),
       state,
       sizes: this.batchSizes,
@@ -340,15 +342,18 @@ export class Executor {
     batch: BatchCall | undefined,
     log: JobLog,
   ): Promise<unknown> {
-    const { leases, emit, clock } = this.deps;
-    // The partition may have been lost while the job decoded or waited for its lease.
-    const confirmed = this.deps.confirm(item);
-    if (confirmed !== true && !(await confirmed)) throw new Abandoned();
-    emit('job:started', job);
-    const started = clock.now();
+    const { leases, emit, clock, state } = this.deps;
     const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
     let error: unknown;
+    let started = clock.now();
     try {
+      // Paused or draining while it waited for its lease: it waits again, without its slot.
+      if (!batch && !state.canStart) await this.waits.holdSlot(item);
+      // The partition may have been lost while the job decoded or waited for its lease.
+      const confirmed = this.deps.confirm(item);
+      if (confirmed !== true && !(await confirmed)) throw new Abandoned();
+      emit('job:started', job);
+      started = clock.now();
       // A batch's job waits for the batch's call and gets its own result; the call may not
       // happen for it (partition lost, stop): Abandoned (batch.ts).
       error = batch

@@ -106,7 +106,9 @@ export class JobWaits {
     if (dispatcher.holdsSlot(item)) {
       // Stopping: a started job (an in-place retry, a release's next job) goes on within the
       // shutdown budget, as before the stop; paused or draining, it waits.
-      if (state.canStart || state.phase === 'stopping' || (item.slot?.batch && !item.solo)) return;
+      // A batch's job follows its batch's call (batch.ts checks); a released job runs alone.
+      const inBatch = item.slot?.batch && !item.solo && !item.released;
+      if (state.canStart || state.phase === 'stopping' || inBatch) return;
       dispatcher.releaseSlot(item);
     }
     const admitted = await dispatcher.reacquireSlot(item);

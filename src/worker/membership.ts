@@ -103,7 +103,12 @@ export class Membership {
     if (!consumer.resubscribe) return;
     await this.drain();
     if (!state.running) return;
+    // The port leaves the group: every partition goes, even one a rebalance during the drain
+    // assigned again (jobs started for it now would run while its next owner runs them too).
     this.isJoined = false;
+    this.joinRound++;
+    this.deps.assignment.revokeAll();
+    state.rebalancing = true;
     const resubscribe = consumer.resubscribe.bind(consumer);
     await retryWithBackoff('consumerRestart', () => resubscribe(topics), {
       onError: (error, n) =>

@@ -7,6 +7,7 @@
  */
 
 import { stickyShares } from '../../src/kafka/assigner.js';
+import { holdRejoin } from '../../src/kafka/rejoin-hold.js';
 import type {
   CommittedOffset,
   ConsumerPort,
@@ -38,6 +39,8 @@ export interface LogEntry {
   /** `tp:offset` of the record it was routed from (tier and DLQ records). */
   readonly src: string | undefined;
   readonly writtenAt: number;
+  /** The record's timestamp (CreateTime): its producer's clock, which may be skewed. */
+  readonly timestamp: number;
 }
 
 /** Topics and their partition logs. */
@@ -86,6 +89,8 @@ export class Cluster {
       marker?: boolean;
       rid: number;
       src?: string;
+      /** The producer's clock skew (ms) against the model's time. */
+      skew?: number;
     },
   ): LogEntry {
     const log = this.log(tpOf(topic, partition));
@@ -101,6 +106,7 @@ export class Cluster {
       rid: r.rid,
       src: r.src,
       writtenAt: this.time.now,
+      timestamp: this.time.now + (r.skew ?? 0),
     };
     log.push(entry);
     this.onAppend?.(entry);
@@ -114,8 +120,15 @@ export interface ModelOptions {
   maxBatch: number;
   fetchDelayMax: number;
   joinDelayMax: number;
-  /** How long a member takes to notice a rebalance (its next heartbeat). */
+  /** Slack of the port's rejoin deadline for noticing a rebalance (the real port's fetch wait + 1 s). */
   noticeDelayMax: number;
+  /**
+   * How often a member heartbeats: from its fetch loop when no batch is in flight, after a batch
+   * (once the interval passed), when the intake calls `batch.heartbeat()`, and while its port holds
+   * the rejoin (src/kafka/rejoin-hold.ts). A rebalance is noticed only through a heartbeat, and
+   * acted on (REBALANCING, `beforeRejoin`) once every batch in flight returned, as kafkajs does.
+   */
+  heartbeatIntervalMs: number;
   commitLatencyMax: number;
   committedLatencyMax: number;
   commitFailRate: number;
@@ -123,7 +136,10 @@ export interface ModelOptions {
   ambiguousCommitRate: number;
   /** How long the coordinator waits for members to rejoin before expelling them. */
   groupRebalanceTimeoutMs: number;
-  /** How long a dead process stays a member. */
+  /**
+   * The coordinator expels a member it heard nothing from (heartbeat, JoinGroup, SyncGroup) for
+   * this long, whatever the member is doing; a member whose JoinGroup is pending is kept.
+   */
   sessionTimeoutMs: number;
   /** Batches of a member turn inactive as soon as the rebalance starts (else at the join). */
   staleOnRevoke: boolean;
@@ -159,6 +175,8 @@ export interface ModelObserver {
   assigned(member: MemberPort, generation: number, tps: readonly string[], continuous: boolean): void;
   /** The member lost every partition (consumer crash, told to the core). */
   lostAll(member: MemberPort): void;
+  /** The coordinator expelled the member: its session expired, or it missed the rebalance timeout. */
+  expelled?(member: MemberPort, why: 'session' | 'rebalance-timeout'): void;
   /** `beforeRejoin()` was called on the member's core, and when it settled. */
   drainStarted(member: MemberPort): void;
   drainSettled(member: MemberPort): void;
@@ -216,6 +234,7 @@ export class Group {
   join(member: MemberPort): void {
     if (!this.members.includes(member)) this.members.push(member);
     member.phase = 'joining';
+    member.renewSession();
     this.observer.trace(member.id, `joins the group (gen ${this.generation})`);
     this.trigger(`${member.id} joins`);
   }
@@ -240,7 +259,7 @@ export class Group {
         undefined,
         'group',
       );
-      for (const m of this.members) if (m.phase === 'stable') m.beginRevoke();
+      // Members notice it at their next heartbeat (MemberPort.heartbeatNow).
     }
     // The JoinGroup round trip: completion is never synchronous with the trigger.
     if (!this.completeTimer)
@@ -266,9 +285,24 @@ export class Group {
     for (const m of [...this.members]) {
       if (m.readyToJoin()) continue;
       this.members.splice(this.members.indexOf(m), 1);
+      this.observer.expelled?.(m, 'rebalance-timeout');
       m.expel();
     }
     this.complete();
+  }
+
+  /** The member's session ran out: it is out of the group (it learns so at its next heartbeat). */
+  expire(member: MemberPort): void {
+    const i = this.members.indexOf(member);
+    if (i < 0) return;
+    this.members.splice(i, 1);
+    this.observer.trace(
+      member.id,
+      `expelled: no heartbeat for ${this.opts.sessionTimeoutMs} ms (session timeout)`,
+    );
+    this.observer.expelled?.(member, 'session');
+    if (this.members.length > 0) this.trigger(`${member.id} session expired`);
+    else if (this.preparing) this.tryComplete();
   }
 
   private complete(): void {
@@ -330,9 +364,9 @@ interface BatchState {
  * answers any more).
  */
 export class MemberPort implements ConsumerPort {
-  /** The coordinator's rebalance timeout less the longest a member takes to notice a rebalance. */
+  /** As the kafkajs port: the coordinator's rebalance timeout less a heartbeat and the notice slack. */
   get rejoinDeadlineMs(): number {
-    return this.opts.groupRebalanceTimeoutMs - this.opts.noticeDelayMax;
+    return this.opts.groupRebalanceTimeoutMs - this.opts.heartbeatIntervalMs - this.opts.noticeDelayMax;
   }
 
   phase: Phase = 'idle';
@@ -357,6 +391,16 @@ export class MemberPort implements ConsumerPort {
   private fetchTimer: ReturnType<ChildClock['setTimeout']> | undefined;
   private stopWaiter: (() => void) | undefined;
   private rotate = 0;
+  /** The coordinator last heard from this member (its session runs from here). */
+  private lastBeat = 0;
+  /** The member last sent a heartbeat (kafkajs sends one only once the interval passed). */
+  private lastSent = Number.NEGATIVE_INFINITY;
+  /** A heartbeat was answered REBALANCE_IN_PROGRESS or UNKNOWN_MEMBER_ID: rejoin once no batch is in flight. */
+  private noticed = false;
+  /** A batch was handed over (the kafkajs port heartbeats a held rejoin through the last one's heartbeat). */
+  private hadBatch = false;
+  private heartbeatTimer: ReturnType<ChildClock['setTimeout']> | undefined;
+  private sessionTimer: ReturnType<VirtualTime['schedule']> | undefined;
   /** Calls of the port by the core, for unit tests and traces. */
   readonly stats = { batches: 0, commits: 0, commitsRejected: 0, restarts: 0 };
 
@@ -508,6 +552,26 @@ export class MemberPort implements ConsumerPort {
       if (tp.slice(0, tp.lastIndexOf(':')) === topic) this.pausedTps.delete(tp);
   }
 
+  /** Subscribes failing this many more times (a `resubscribe` fault of the scenario). */
+  resubscribeFailures = 0;
+
+  /**
+   * As the kafkajs port: stop (leaves the group, waits for batches in flight), subscribe, run
+   * (joins again). A failed subscribe leaves the consumer stopped, out of the group.
+   */
+  async resubscribe(_topics: readonly string[]): Promise<void> {
+    if (!this.alive) throw new Error('dead process');
+    this.observer.trace(this.id, 'resubscribe: stop, subscribe, run');
+    await this.stop();
+    if (this.resubscribeFailures > 0) {
+      this.resubscribeFailures--;
+      this.observer.trace(this.id, 'resubscribe: subscribe failed');
+      throw new KafkaError('UNKNOWN_TOPIC_OR_PARTITION', 'simulated subscribe failure');
+    }
+    this.session++;
+    this.group.join(this);
+  }
+
   stop(): Promise<void> {
     if (!this.alive) return Promise.reject(new Error('dead process'));
     if (this.phase === 'stopped' || this.phase === 'idle') {
@@ -537,38 +601,113 @@ export class MemberPort implements ConsumerPort {
 
   // ---- group protocol ------------------------------------------------------------------------
 
+  /** The coordinator heard from the member now (heartbeat, JoinGroup, SyncGroup). */
+  renewSession(): void {
+    this.lastBeat = this.group.time.now;
+    if (this.sessionTimer) return;
+    const check = () => {
+      this.sessionTimer = undefined;
+      if (!this.group.members.includes(this)) return;
+      // A member whose JoinGroup the coordinator holds is kept.
+      if (this.phase === 'joining' || this.readyToJoin()) this.lastBeat = this.group.time.now;
+      const left = this.lastBeat + this.opts.sessionTimeoutMs - this.group.time.now;
+      if (left <= 0) return this.group.expire(this);
+      this.sessionTimer = this.group.time.schedule(check, left, undefined, 'group');
+    };
+    this.sessionTimer = this.group.time.schedule(check, this.opts.sessionTimeoutMs, undefined, 'group');
+  }
+
+  /** A heartbeat request: renews the session of a member; the answer says whether a rebalance is on. */
+  private beat(): 'ok' | 'rebalancing' | 'unknown' {
+    this.lastSent = this.clock.now();
+    if (!this.group.members.includes(this)) return 'unknown';
+    this.renewSession();
+    return this.group.preparing || this.gen !== this.group.generation ? 'rebalancing' : 'ok';
+  }
+
+  private heartbeatNow(): void {
+    const answer = this.beat();
+    if (answer !== 'ok') {
+      if (!this.noticed)
+        this.observer.trace(
+          this.id,
+          `heartbeat: ${answer === 'unknown' ? 'UNKNOWN_MEMBER_ID' : 'REBALANCE_IN_PROGRESS'}`,
+        );
+      this.noticed = true;
+    }
+  }
+
+  /** kafkajs' fetch loop heartbeats when no batch of its round is in flight. */
+  private armHeartbeat(): void {
+    if (this.heartbeatTimer || !this.alive) return;
+    this.heartbeatTimer = this.clock.setTimeout(() => {
+      this.heartbeatTimer = undefined;
+      if (!this.alive || this.phase !== 'stable') return;
+      if (this.inflight.size === 0) this.heartbeatNow();
+      this.maybeRevoke();
+      this.armHeartbeat();
+    }, this.opts.heartbeatIntervalMs);
+  }
+
+  /** A noticed rebalance (or expulsion) is acted on once every batch in flight returned: REBALANCING. */
+  private maybeRevoke(): void {
+    if (!this.noticed || !this.alive || this.phase !== 'stable' || this.inflight.size > 0) return;
+    this.noticed = false;
+    this.beginRevoke();
+  }
+
   readyToJoin(): boolean {
     if (!this.alive) return false;
     if (this.phase === 'joining') return true;
     return this.phase === 'revoking' && this.revokeSettled && this.inflight.size === 0;
   }
 
-  /** The rebalance reached us: we hold the old generation until beforeRejoin settles. */
+  /**
+   * The rebalance reached us (REBALANCING): the port holds the JoinGroup until beforeRejoin settles,
+   * heartbeating meanwhile with the real port's code (src/kafka/rejoin-hold.ts).
+   */
   beginRevoke(): void {
     this.phase = 'revoking';
     this.revokeSettled = false;
     const token = ++this.revokeToken;
-    this.clock.setTimeout(
-      () => {
-        if (token !== this.revokeToken) return;
-        this.observer.trace(this.id, 'beforeRejoin()');
-        this.observer.drainStarted(this);
-        const settle = (how: string) => () => {
-          if (!this.alive || token !== this.revokeToken) return;
-          this.revokeSettled = true;
-          this.observer.trace(this.id, `beforeRejoin ${how}`);
-          this.observer.drainSettled(this);
-          this.afterProgress();
-        };
-        this.hooks!.beforeRejoin().then(settle('resolved'), settle('rejected'));
-      },
-      this.rng.int(0, this.opts.noticeDelayMax),
-    );
+    this.observer.trace(this.id, 'beforeRejoin()');
+    this.observer.drainStarted(this);
+    let how = 'resolved';
+    const gate = this.hooks!.beforeRejoin().catch(() => {
+      how = 'rejected';
+    });
+    const sleep = (ms: number) => new Promise<void>((resolve) => this.clock.setTimeout(resolve, ms));
+    void holdRejoin(gate, this.opts.heartbeatIntervalMs, () => this.holdBeat(), sleep).then(() => {
+      if (!this.alive || token !== this.revokeToken) return;
+      this.revokeSettled = true;
+      this.observer.trace(this.id, `beforeRejoin ${how}`);
+      this.observer.drainSettled(this);
+      // Expelled meanwhile (session, or a plant that stops the heartbeats): it joins anew.
+      if (this.phase === 'revoking' && !this.group.members.includes(this)) {
+        this.phase = 'out';
+        this.expelled = true;
+      }
+      this.afterProgress();
+    });
+  }
+
+  /** The port's heartbeat while it holds the rejoin: the last batch's (none before the first batch). */
+  private holdBeat(): Promise<void> | undefined {
+    if (!this.alive || !this.hadBatch) return undefined;
+    if (this.clock.now() - this.lastSent < this.opts.heartbeatIntervalMs) return Promise.resolve();
+    return this.beat() === 'unknown'
+      ? Promise.reject(new KafkaError('UNKNOWN_MEMBER_ID', 'unknown member'))
+      : Promise.reject(rebalanceError());
   }
 
   /** Missed the rebalance deadline: out of the group; rejoins once its drain and batches end. */
   expel(): void {
     if (this.phase === 'leaving') return;
+    // It had not noticed the rebalance: it learns it is out at its next heartbeat (UNKNOWN_MEMBER_ID).
+    if (this.phase === 'stable') {
+      this.observer.trace(this.id, 'expelled before it noticed the rebalance');
+      return;
+    }
     this.phase = 'out';
     this.expelled = true;
     this.observer.trace(this.id, 'expelled: did not rejoin within the rebalance timeout');
@@ -582,6 +721,9 @@ export class MemberPort implements ConsumerPort {
     this.expelled = false;
     this.revokeToken++;
     this.revokeSettled = true;
+    this.noticed = false;
+    this.renewSession();
+    this.armHeartbeat();
     this.told = tps;
     this.toldSet = new Set(tps);
     // A join starts fetching from the committed offsets, also for partitions this member kept.
@@ -736,9 +878,11 @@ export class MemberPort implements ConsumerPort {
       },
       heartbeat: () => {
         if (!this.alive) return new Promise<void>(() => undefined);
-        if (state.session === this.session && (this.phase === 'stable' || this.phase === 'joining'))
-          return Promise.resolve();
-        return Promise.reject(rebalanceError());
+        if (state.session !== this.session || (this.phase !== 'stable' && this.phase !== 'joining'))
+          return Promise.reject(rebalanceError());
+        if (this.phase === 'stable' && this.clock.now() - this.lastSent >= this.opts.heartbeatIntervalMs)
+          this.heartbeatNow();
+        return this.noticed ? Promise.reject(rebalanceError()) : Promise.resolve();
       },
       isActive: active,
       pause: () => {
@@ -757,9 +901,15 @@ export class MemberPort implements ConsumerPort {
       },
     };
     this.inflight.set(tp, state);
+    this.hadBatch = true;
     const settle = (error?: unknown) => {
       if (!this.alive) return;
       if (this.inflight.get(tp) === state) this.inflight.delete(tp);
+      // kafkajs heartbeats after a batch once the interval passed; a noticed rebalance waits for
+      // every batch in flight.
+      if (this.phase === 'stable' && this.clock.now() - this.lastSent >= this.opts.heartbeatIntervalMs)
+        this.heartbeatNow();
+      this.maybeRevoke();
       if (error !== undefined && (error as { type?: string }).type !== 'REBALANCE_IN_PROGRESS') {
         this.observer.violation('intake-error', `the intake rejected a batch of ${tp} with ${String(error)}`);
       }

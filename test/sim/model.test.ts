@@ -10,6 +10,7 @@ const opts: ModelOptions = {
   fetchDelayMax: 0,
   joinDelayMax: 1,
   noticeDelayMax: 0,
+  heartbeatIntervalMs: 1,
   commitLatencyMax: 0,
   committedLatencyMax: 0,
   commitFailRate: 0,
@@ -29,6 +30,7 @@ function setup(partitions = 2, overrides: Partial<ModelOptions> = {}) {
   cluster.addTopic('jobs', partitions);
   const tps = Array.from({ length: partitions }, (_, p) => `jobs:${p}`);
   const applied: { member: string; commit: OffsetCommit }[] = [];
+  const expelled: string[] = [];
   const observer: ModelObserver = {
     trace: () => undefined,
     violation: (kind, text) => {
@@ -40,6 +42,7 @@ function setup(partitions = 2, overrides: Partial<ModelOptions> = {}) {
     lostAll: () => undefined,
     drainStarted: () => undefined,
     drainSettled: () => undefined,
+    expelled: (m, why) => expelled.push(`${m.id} ${why}`),
   };
   const group = new Group(time, cluster, tps, { ...opts, ...overrides }, new Rng(1), observer, {
     commitOutage: false,
@@ -92,7 +95,7 @@ function setup(partitions = 2, overrides: Partial<ModelOptions> = {}) {
       });
     return { port, seen, start };
   };
-  return { time, cluster, group, append, advance, settle, member, applied };
+  return { time, cluster, group, append, advance, settle, member, applied, expelled };
 }
 
 const offsetsOf = (batches: FetchedBatch[], partition: number) =>
@@ -259,12 +262,40 @@ describe('consumer group model', () => {
     await batch.heartbeat();
     expect(batch.isActive()).toBe(true);
     s.group.trigger('test');
+    // A heartbeat goes out once the interval passed (kafkajs), and is answered REBALANCE_IN_PROGRESS.
+    await s.advance(1);
     await expect(batch.heartbeat()).rejects.toMatchObject({ type: 'REBALANCE_IN_PROGRESS' });
     await s.advance(1);
     expect(batch.isActive()).toBe(true);
     hold!();
     await s.advance(5);
     expect(batch.isActive()).toBe(false);
+  });
+
+  it('a drain three sessions long holds the rejoin and heartbeats meanwhile: the member is not expelled', async () => {
+    const s = setup(1, { sessionTimeoutMs: 100, heartbeatIntervalMs: 10 });
+    const m1 = s.member('m1', { drain: () => new Promise<void>((r) => s.time.schedule(r, 300)) });
+    await m1.start();
+    s.append(0, 1);
+    await s.advance(50);
+    await s.member('m2').start();
+    await s.advance(400);
+    expect(m1.seen.rejoins).toBe(1);
+    expect(s.expelled).toEqual([]);
+  });
+
+  it('a live member the coordinator hears nothing from for a session is expelled', async () => {
+    const s = setup(1, { sessionTimeoutMs: 100, heartbeatIntervalMs: 10 });
+    // Its batch never returns and never heartbeats: kafkajs' fetch loop waits for it.
+    const m1 = s.member('m1');
+    const port = m1.port;
+    await port.start(
+      { beforeRejoin: async () => undefined, assigned: () => undefined, crashed: () => undefined },
+      () => new Promise<void>(() => undefined),
+    );
+    s.append(0, 1);
+    await s.advance(150);
+    expect(s.expelled).toEqual(['m1 session']);
   });
 
   it('a dead member keeps its partitions until its session times out', async () => {

@@ -82,6 +82,12 @@ export interface SeedConfig {
   readonly batch:
     | { readonly maxSize: number; readonly maxWaitMs: number; readonly throwRate: number }
     | undefined;
+  /**
+   * User code that misbehaves (a sixth stream): handlers throwing non-Errors, a `classify` that
+   * throws or answers nonsense, an `idempotency.key` that throws for some jobs, event listeners that
+   * throw, batch handlers returning malformed results, retry-later delays over the whole number line.
+   */
+  readonly userFaults?: UserFaults | undefined;
   readonly model: ModelOptions;
   readonly services: {
     readonly produceLatencyMax: number;
@@ -111,7 +117,66 @@ export interface SeedConfig {
  */
 export const scenarioSettings = { expel: true, pauseSurvivesRejoin: true };
 
+export interface UserFaults {
+  /** Share of handler runs that throw something odd instead of their planned outcome. */
+  readonly rate: number;
+  readonly classifyThrows: boolean;
+  /** `idempotency.key` throws for jobs whose rid is 3 mod 7. */
+  readonly keyThrows: boolean;
+  readonly listenerThrows: boolean;
+  /** Share of batch calls that return a malformed result. */
+  readonly malformedRate: number;
+  /** RetryLaterError delays drawn over the whole range (0, negative, NaN, ±Infinity, > 2^31). */
+  readonly wideDelays: boolean;
+}
+
+/**
+ * Draws of a sixth stream: user code faults in two seeds of five (the other seeds run as before).
+ * A seed with a throwing `classify` has one.
+ */
+function withUserFaults(c: SeedConfig, x: Rng): SeedConfig {
+  if (!x.chance(0.4)) return c;
+  const classifyThrows = x.chance(0.5);
+  const userFaults: UserFaults = {
+    rate: x.pick([0.02, 0.05, 0.15]),
+    classifyThrows,
+    keyThrows: c.worker.idempotency !== undefined && x.chance(0.5),
+    listenerThrows: x.chance(0.5),
+    malformedRate: c.batch ? x.pick([0, 0.05, 0.2]) : 0,
+    wideDelays: x.chance(0.6),
+  };
+  return { ...c, userFaults, worker: { ...c.worker, classify: c.worker.classify || classifyThrows } };
+}
+
 export function seedConfig(seed: number): SeedConfig {
+  return withHeartbeats(withUserFaults(seedConfigBefore(seed), Rng.derive(seed, 11)), Rng.derive(seed, 14));
+}
+
+/**
+ * Draws of a seventh stream: the session (1.5 to 4 s: above the intake's 1 s heartbeat while it
+ * waits for room, as Kafka's 6 s minimum is above it) and a heartbeat interval of a third of it or
+ * less; in a quarter of the seeds long jobs: `jobTimeoutMs` and the drain (`rebalanceTimeoutMs`)
+ * longer than the session, so drains outlast it (issue 25, defect 2).
+ */
+function withHeartbeats(c: SeedConfig, x: Rng): SeedConfig {
+  const sessionTimeoutMs = x.int(1500, 4000);
+  const model = {
+    ...c.model,
+    sessionTimeoutMs,
+    heartbeatIntervalMs: x.int(10, Math.floor(sessionTimeoutMs / 3)),
+  };
+  if (!x.chance(0.25)) return { ...c, model };
+  const jobTimeoutMs = x.int(sessionTimeoutMs, 2 * sessionTimeoutMs);
+  const rebalanceTimeoutMs = x.int(jobTimeoutMs, jobTimeoutMs + sessionTimeoutMs);
+  const floor = Math.max(rebalanceTimeoutMs + 5000, c.batch ? 3 * jobTimeoutMs : 0);
+  return {
+    ...c,
+    worker: { ...c.worker, jobTimeoutMs, rebalanceTimeoutMs },
+    model: { ...model, groupRebalanceTimeoutMs: Math.max(model.groupRebalanceTimeoutMs, floor) },
+  };
+}
+
+function seedConfigBefore(seed: number): SeedConfig {
   return withOrdering(
     withBatches(
       withDelays(withPressure(baseConfig(seed), Rng.derive(seed, 5)), Rng.derive(seed, 7)),
@@ -280,6 +345,7 @@ function baseConfig(seed: number): SeedConfig {
       fetchDelayMax: r.int(0, 10),
       joinDelayMax: r.int(1, 20),
       noticeDelayMax: r.int(0, 50),
+      heartbeatIntervalMs: 0,
       commitLatencyMax: r.int(0, 20),
       committedLatencyMax: r.int(0, 10),
       commitFailRate: calm ? 0 : r.pick([0, 0, 0.02, 0.1]),

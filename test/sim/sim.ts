@@ -29,6 +29,7 @@ import {
   SIM_AT,
   tpOf,
 } from './kafka-model.js';
+import { desiredOf, mapDone, modelAdmin, workerLag } from './lag-probe.js';
 import { Rng } from './random.js';
 import { type Behavior, type FaultKind, type SeedConfig, type Sticky, seedConfig } from './scenario.js';
 import {
@@ -49,6 +50,10 @@ const QUIET_LIMIT_MS = 600_000;
 const MAX_STEPS = 400_000;
 /** The outcome router batches what it routes within this many ms into one send (router.ts). */
 const ROUTER_LINGER_MS = 2;
+/** Lag is read as the worker reads it every this many steps (`probeLag`). */
+const LAG_PROBE_STEPS = 40;
+/** A release record counts as done within this long after its key's releasing state was acknowledged. */
+const RELEASE_DONE_SLACK_MS = 500;
 
 const silentLogger = createLogger({ level: process.env.SIM_LOG_LEVEL ?? 'silent' });
 
@@ -141,14 +146,36 @@ const PARKS = 2;
 const DLQ = 4;
 const MOVE = 8;
 
+/** A handler run of a job, from its start to its end (`run-overlap`). */
+interface LiveRun {
+  readonly inst: Instance;
+  readonly rid: number;
+  /** The record it runs (`tp@offset`): a routed copy of a job is another record (at least once). */
+  readonly record: string;
+  readonly lane: string | undefined;
+  readonly start: number;
+  /** It outlived a drain of its worker, the rebalance timeout, or its consumer crashed: the documented overlap. */
+  outlived: boolean;
+}
+
 class Instance {
   alive = true;
   stopping = false;
   stopped = false;
   readonly epochs = new Map<string, Epoch>();
   readonly running = new Set<Run>();
+  readonly live = new Set<LiveRun>();
   /** When `beforeRejoin()` was last called. */
   drainStartedAt = 0;
+  /** Since when readiness has said ready while the member is out of the group, or while it drains. */
+  readyOutSince: number | undefined;
+  readyHeldSince: number | undefined;
+  /** A `consumeDelayBuckets` under way (the Worker runs one at a time: findNewDelayBuckets). */
+  resubscribing = false;
+  /** Expelled at the rebalance timeout and not told yet: runs it starts may overlap the next owner's. */
+  zombie = false;
+  /** Its clock's skew against the model's time: the timestamps of the records it produces. */
+  skew = 0;
   core!: WorkerCore;
 
   constructor(
@@ -209,7 +236,15 @@ export class Simulation implements ModelObserver {
    */
   private readonly releases = new Map<
     string,
-    { head: string; key: string; partition: number; version: number }
+    {
+      head: string;
+      key: string;
+      partition: number;
+      version: number;
+      /** When an acknowledged state record said the key is being released, and who wrote it. */
+      releasingAt?: number;
+      releasingBy?: Instance;
+    }
   >();
   /**
    * `completion-dropped` with strict key order: a job-topic job sent to a tier counts as done once
@@ -235,6 +270,11 @@ export class Simulation implements ModelObserver {
   /** Per `partition\0key`: handler runs in progress (strict key order). */
   private readonly keyRuns = new Map<string, Set<KeyRun>>();
   private readonly verified = new Map<string, number>();
+  /** Per worker and release record: the first commit that stopped at it (`release-pins-partition`). */
+  private readonly pinnedSince = new Map<string, number>();
+  /** Handler runs in progress per job (rid) and per job-topic partition and key. */
+  private readonly liveByRecord = new Map<string, Set<LiveRun>>();
+  private readonly liveByLane = new Map<string, Set<LiveRun>>();
   private readonly instances: Instance[] = [];
   private readonly byPort = new Map<MemberPort, Instance>();
   private readonly store: MemoryIdempotencyStore;
@@ -251,6 +291,13 @@ export class Simulation implements ModelObserver {
   private phase: 'chaos' | 'quiet' | 'stopping' | 'done' = 'chaos';
   private readonly stats: Record<string, number> = {};
   private readonly runBound: number;
+  /** Producer clock skew: the enqueuer's, the largest of any (drawn from their own stream). */
+  private readonly skewRng: Rng;
+  /** User code faults drawn while running (their own stream). */
+  private readonly userRng: Rng;
+  private readonly enqueueSkew: number;
+  private readonly maxSkew: number;
+  private readonly admin: ReturnType<typeof modelAdmin>;
   /** The largest record (key + value + the intake's 64 bytes of overhead), for the byte-cap slack. */
   private maxRecordBytes = 0;
 
@@ -265,6 +312,10 @@ export class Simulation implements ModelObserver {
     this.handlerRng = Rng.derive(seed, 4);
     this.delayRng = Rng.derive(seed, 8);
     this.stickyRng = Rng.derive(seed, 6);
+    this.skewRng = Rng.derive(seed, 13);
+    this.userRng = Rng.derive(seed, 12);
+    this.maxSkew = this.skewRng.chance(0.4) ? this.skewRng.int(1, 5000) : 0;
+    this.enqueueSkew = this.skewRng.int(-this.maxSkew, this.maxSkew);
     this.topics = topicNames(TOPIC, c.worker.tiers.length);
     this.topics.delays = c.delays ? delayBucketsFor(TOPIC, c.delays.buckets) : [];
     const delayTopics = this.topics.delays.map((b) => b.topic);
@@ -283,6 +334,7 @@ export class Simulation implements ModelObserver {
     for (const t of [this.topics.main, ...this.topics.tiers, ...delayTopics])
       for (let p = 0; p < c.partitions; p++) tps.push(tpOf(t, p));
     this.group = new Group(this.time, this.cluster, tps, c.model, this.rng, this, this.modelFaults);
+    this.admin = modelAdmin(this.cluster, this.group);
     this.store = new MemoryIdempotencyStore({ now: () => this.time.now });
     const w = c.worker;
     this.options = resolveWorkerOptions({
@@ -314,13 +366,24 @@ export class Simulation implements ModelObserver {
         ordering: w.ordering,
         onDeadKey: w.onDeadKey,
       },
-      ...(w.idempotency ? { idempotency: { store: this.store, ...w.idempotency } } : {}),
+      ...(w.idempotency
+        ? {
+            idempotency: {
+              store: this.store,
+              ...w.idempotency,
+              ...(c.userFaults?.keyThrows ? { key: (job: Job<unknown>) => this.userKey(job) } : {}),
+            },
+          }
+        : {}),
       ...(w.classify
         ? {
-            classify: (error: unknown) =>
-              error instanceof Error && error.message === 'come back later'
-                ? ('retry-later' as const)
-                : undefined,
+            classify: (error: unknown) => {
+              if (!(error instanceof Error)) return undefined;
+              if (error.message === 'come back later') return 'retry-later' as const;
+              if (error.message === 'classify throws') throw new Error('classify bug');
+              if (error.message === 'classify junk') return 'sometimes' as never;
+              return undefined;
+            },
           }
         : {}),
     } as never);
@@ -438,6 +501,7 @@ export class Simulation implements ModelObserver {
           'commit-beyond-end',
           `${member.id} commits ${tp}@${o.offset}, log end ${this.cluster.log(tp).length}`,
         );
+      this.checkReleaseNotPinning(inst, tp, o);
     }
     this.count('commits');
   }
@@ -450,6 +514,33 @@ export class Simulation implements ModelObserver {
    * that tracker; the offset is marked done in a microtask after the event, so events of this very
    * step are left out.
    */
+  /**
+   * A release does not pin its partition (issue 25, defect 4): once the worker releasing a key has
+   * written that the key is being released, its release record counts as done, so the commit point
+   * of that worker does not stay on it while the parked jobs run (`release-pins-partition`).
+   */
+  private checkReleaseNotPinning(inst: Instance, tp: string, o: OffsetCommit): void {
+    const at = `${tp}:${o.offset}`;
+    const rel = this.releases.get(at);
+    if (!rel || rel.releasingBy !== inst || rel.releasingAt === undefined) return;
+    // Only while the key's state is this release's (a stale release record waits in its key's lane:
+    // seed 3280 before this line, a commit point held 1.3 s by a stale release — not checked).
+    const state = this.keyState.get(`${rel.partition}\0${rel.key}`);
+    if (state?.head !== rel.head || state.releasing !== true) return;
+    const epoch = inst.epochs.get(tp);
+    if (!epoch || epoch.since > rel.releasingAt) return;
+    // From the first commit that stopped there (the offsets before it may have ended only now).
+    const key = `${inst.id}|${at}`;
+    const first = this.pinnedSince.get(key) ?? this.time.now;
+    this.pinnedSince.set(key, first);
+    const held = this.time.now - first;
+    if (held > RELEASE_DONE_SLACK_MS + 3 * this.cfg.worker.commitIntervalMs)
+      this.violation(
+        'release-pins-partition',
+        `${inst.id} commits ${tp}@${o.offset}, the release record of ${rel.head} (key ${rel.key}), for ${held} ms after it wrote that the key is being released`,
+      );
+  }
+
   private checkCompletionsKept(inst: Instance, tp: string, o: OffsetCommit): void {
     const tracker = this.trackerOf(inst, tp);
     const done = tracker && this.doneBy.get(tracker);
@@ -597,6 +688,7 @@ export class Simulation implements ModelObserver {
 
   assigned(member: MemberPort, generation: number, tps: readonly string[], continuous: boolean): void {
     const inst = this.instanceOf(member);
+    inst.zombie = false;
     // A member that missed a generation (expelled) may own a partition it kept anew.
     if (!continuous) inst.epochs.clear();
     const next = new Set(tps);
@@ -623,7 +715,64 @@ export class Simulation implements ModelObserver {
   }
 
   lostAll(member: MemberPort): void {
-    this.instanceOf(member).epochs.clear();
+    const inst = this.instanceOf(member);
+    inst.epochs.clear();
+    // A consumer crash leaves the group without a drain: what still runs may overlap the next owner.
+    for (const run of inst.live) run.outlived = true;
+  }
+
+  expelled(member: MemberPort, why: 'session' | 'rebalance-timeout'): void {
+    // Past the rebalance timeout a run outlived the drain (documented); a session that expired
+    // while the member was alive and heartbeating is not an excuse (issue 25, defect 2).
+    if (why === 'rebalance-timeout') {
+      const inst = this.instanceOf(member);
+      inst.zombie = true;
+      for (const run of inst.live) run.outlived = true;
+    }
+    this.count(`expelled:${why}`);
+  }
+
+  /**
+   * Two runs of one record, or of two jobs of one key of a job-topic partition, on two workers, never
+   * overlap in time (`run-overlap`) — unless the earlier one outlived its drain (it ran past
+   * `jobTimeoutMs`, ignoring its signal, or past a drain, the rebalance timeout or a consumer
+   * crash of its worker: docs/guarantees.md "when two runs of one job can overlap").
+   */
+  private runStarted(inst: Instance, job: Job<unknown>, rid: number): LiveRun {
+    const lane =
+      job.key !== null && job.topic === this.topics.main ? `${job.partition}\0${job.key}` : undefined;
+    // A member expelled at the rebalance timeout starts jobs until its next heartbeat tells it.
+    const zombie = inst.zombie && !this.group.members.includes(inst.port);
+    const record = `${tpOf(job.topic, job.partition)}@${job.offset}`;
+    const run: LiveRun = { inst, rid, record, lane, start: this.time.now, outlived: zombie };
+    const check = (others: Set<LiveRun> | undefined, what: string) => {
+      if (zombie) return;
+      for (const o of others ?? []) {
+        if (o.inst === inst || o.outlived || !o.inst.alive) continue;
+        if (this.time.now - o.start > this.cfg.worker.jobTimeoutMs) continue;
+        this.violation(
+          'run-overlap',
+          `${inst.id} started ${what} while ${o.inst.id} still runs ${o.rid === rid ? 'it' : `rid ${o.rid}`} (started ${this.time.now - o.start} ms ago)`,
+        );
+      }
+    };
+    check(this.liveByRecord.get(record), `${record} (rid ${rid})`);
+    if (lane) check(this.liveByLane.get(lane), `rid ${rid} (key ${job.key} of jobs:${job.partition})`);
+    const add = (map: Map<string | number, Set<LiveRun>>, k: string | number) => {
+      const set = map.get(k) ?? new Set();
+      set.add(run);
+      map.set(k, set);
+    };
+    add(this.liveByRecord as Map<string | number, Set<LiveRun>>, record);
+    if (lane) add(this.liveByLane as Map<string | number, Set<LiveRun>>, lane);
+    inst.live.add(run);
+    return run;
+  }
+
+  private runEnded(run: LiveRun): void {
+    run.inst.live.delete(run);
+    this.liveByRecord.get(run.record)?.delete(run);
+    if (run.lane) this.liveByLane.get(run.lane)?.delete(run);
   }
 
   drainStarted(member: MemberPort): void {
@@ -640,6 +789,7 @@ export class Simulation implements ModelObserver {
   drainSettled(member: MemberPort): void {
     const inst = this.instanceOf(member);
     const w = this.cfg.worker;
+    for (const run of inst.live) run.outlived = true;
     // Past the port's rejoin deadline the core dropped every partition (core.ts drainForRebalance):
     // what it gets at the next join is a new ownership.
     if (this.time.now - inst.drainStartedAt >= member.rejoinDeadlineMs) inst.epochs.clear();
@@ -656,6 +806,41 @@ export class Simulation implements ModelObserver {
 
   // ---- the handler ----------------------------------------------------------------------------
 
+  /** `idempotency.key` of seeds whose key function throws: for jobs of rid 3 mod 7, a string. */
+  private userKey(job: Job<unknown>): string {
+    const rid = (job.data as { rid: number }).rid;
+    if (rid % 7 === 3) throw 'no key for this job';
+    return job.id;
+  }
+
+  /** In seeds with user faults, a run may throw something odd instead of its planned outcome. */
+  private oddThrow(): unknown {
+    const u = this.cfg.userFaults;
+    if (!u || !this.userRng.chance(u.rate)) return undefined;
+    const kinds = ['string', 'null', 'hostile', 'number', 'plain-object', 'error-subclass'];
+    if (u.classifyThrows) kinds.push('classify-throws', 'classify-junk');
+    const kind = this.userRng.pick(kinds);
+    this.count(`odd-throw:${kind}`);
+    switch (kind) {
+      case 'string':
+        return 'a string';
+      case 'null':
+        return null;
+      case 'hostile':
+        return hostileObject();
+      case 'number':
+        return 42;
+      case 'plain-object':
+        return { message: 'not an Error', delayMs: Number.NaN };
+      case 'classify-throws':
+        return new Error('classify throws');
+      case 'classify-junk':
+        return new Error('classify junk');
+      default:
+        return new (class Odd extends Error {})('odd subclass');
+    }
+  }
+
   /** This run's behaviour: the job's sticky one, or a draw. */
   private behaviorOf(rid: number): Behavior | Sticky {
     const drawn = this.handlerRng.weighted(this.cfg.behaviors);
@@ -665,11 +850,30 @@ export class Simulation implements ModelObserver {
 
   /** How long a run of `behavior` takes and how it ends (an abortable run ends early on abort). */
   private plan(behavior: Behavior | Sticky): { ms: number; error?: unknown; abortable?: true } {
+    const p = this.basePlan(behavior);
+    if (p.abortable) return p;
+    const odd = this.oddThrow();
+    if (odd === undefined) return p;
+    return { ms: p.ms, error: odd };
+  }
+
+  /** A retry-later delay: small, or over the whole range in seeds with wide delays. */
+  private laterDelay(max: number): number {
+    const u = this.cfg.userFaults;
+    if (!u?.wideDelays || !this.userRng.chance(0.5)) return this.handlerRng.int(1, max);
+    // A delay longer than the quiet period would not end in the run: without retry tiers it waits
+    // in place, with delay buckets it waits in them; only a seed with tiers and no buckets (the
+    // router cuts it to the longest tier) gets the far ones.
+    const far = this.cfg.worker.tiers.length > 0 && this.topics.delays?.length === 0;
+    return wideDelay(this.userRng, far ? undefined : 30_000);
+  }
+
+  private basePlan(behavior: Behavior | Sticky): { ms: number; error?: unknown; abortable?: true } {
     const r = this.handlerRng;
     const timeout = this.cfg.worker.jobTimeoutMs;
     switch (behavior) {
       case 'later-always':
-        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: r.int(1, 300) }) };
+        return { ms: r.int(0, 15), error: retryLater(this.laterDelay(300)) };
       case 'later-always-0':
         return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: 0 }) };
       case 'later-always-none':
@@ -690,7 +894,7 @@ export class Simulation implements ModelObserver {
       case 'type-error':
         return { ms: r.int(0, 15), error: new TypeError('a bug') };
       case 'retry-later':
-        return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: r.int(1, 600) }) };
+        return { ms: r.int(0, 15), error: retryLater(this.laterDelay(600)) };
       case 'retry-later-0':
         return { ms: r.int(0, 15), error: new RetryLaterError({ delayMs: 0 }) };
       case 'classified-later':
@@ -736,6 +940,7 @@ export class Simulation implements ModelObserver {
     const offset = Number(job.offset);
     const epoch = this.onStart(inst, job, tp, offset, rid);
     const keyRun = this.keyRunStart(inst, job, tp, rid, epoch);
+    const live = this.runStarted(inst, job, rid);
     const run: Run = { tp, offset, start: this.time.now };
     inst.running.add(run);
     const behavior = this.behaviorOf(rid);
@@ -750,6 +955,7 @@ export class Simulation implements ModelObserver {
         if (settled) return;
         settled = true;
         inst.running.delete(run);
+        this.runEnded(live);
         this.keyRunEnd(keyRun, error);
         this.onEnd(inst, epoch, tp, offset, rid, error);
         if (error === undefined) resolve();
@@ -778,7 +984,8 @@ export class Simulation implements ModelObserver {
       const offset = Number(job.offset);
       const epoch = this.onStart(inst, job, tp, offset, rid, batch);
       const keyRun = this.keyRunStart(inst, job, tp, rid, epoch);
-      return { job, rid, tp, offset, epoch, keyRun };
+      const live = this.runStarted(inst, job, rid);
+      return { job, rid, tp, offset, epoch, keyRun, live };
     });
     this.releaseCallKeys(started, call, false);
     const first = started[0]!;
@@ -790,7 +997,7 @@ export class Simulation implements ModelObserver {
     const abortable = plans.some((p) => p.plan.abortable);
     this.trace(
       inst.id,
-      `batch call ${call}: ${plans.map((p) => `${p.tp}@${p.offset}(${p.job.key}):${p.plan.error === undefined ? 'ok' : (p.plan.error as Error).name}`).join(' ')}${throws ? ' THROWS' : ''}${abortable ? ' abortable' : ''}, ${ms} ms`,
+      `batch call ${call}: ${plans.map((p) => `${p.tp}@${p.offset}(${p.job.key}):${p.plan.error === undefined ? 'ok' : nameOf(p.plan.error)}`).join(' ')}${throws ? ' THROWS' : ''}${abortable ? ' abortable' : ''}, ${ms} ms`,
     );
     this.count('batch-calls');
     this.count('batch-jobs', jobs.length);
@@ -802,14 +1009,30 @@ export class Simulation implements ModelObserver {
         inst.running.delete(run);
         this.releaseCallKeys(started, call, true);
         const thrown = aborted ?? (throws ? new Error('batch boom') : undefined);
+        // A malformed result fails every job of the call (batch.ts); stray entries are ignored.
+        const u = this.cfg.userFaults;
+        const malformed =
+          thrown === undefined && u && this.userRng.chance(u.malformedRate)
+            ? this.userRng.pick(['not-array', 'hostile', 'stray'] as const)
+            : undefined;
+        const all =
+          malformed === 'not-array' || malformed === 'hostile' ? new TypeError(malformed) : undefined;
         const failed: { job: Job<unknown>; error: unknown }[] = [];
         for (const p of plans) {
-          const error = thrown ?? p.plan.error;
+          const error = thrown ?? all ?? p.plan.error;
+          this.runEnded(p.live);
           this.keyRunEnd(p.keyRun, error);
           this.onEnd(inst, p.epoch, p.tp, p.offset, p.rid, error);
           if (error !== undefined) failed.push({ job: p.job, error });
         }
+        if (malformed) this.count(`malformed:${malformed}`);
         if (thrown !== undefined) reject(thrown);
+        else if (malformed === 'not-array') resolve({ failed: 'everything' } as never);
+        else if (malformed === 'hostile') resolve(hostileObject() as never);
+        else if (malformed === 'stray')
+          resolve({
+            failed: [...failed, null, { job: { id: 'nope', topic: 'x', partition: 0, offset: '0' } }, {}],
+          } as never);
         else resolve({ failed });
       };
       this.runFor(inst, ms, abortable, () => ctx.signal, end, undefined);
@@ -902,6 +1125,14 @@ export class Simulation implements ModelObserver {
     state.runs++;
     this.count('runs');
     if (!inst.alive) this.violation('dead-run', `${inst.id} is dead but started ${tp}@${offset}`);
+    // Nothing starts while paused or draining for a rebalance; a stopping worker finishes what it
+    // started (in-place retries, a release's next job) within its shutdown budget.
+    const run = inst.core.state;
+    if ((run.paused || run.rebalancing) && run.phase !== 'stopping')
+      this.violation(
+        'start-while-held',
+        `${inst.id} started ${tp}@${offset} (rid ${rid}) while ${run.paused ? 'paused' : 'draining for a rebalance'}`,
+      );
     if (job.attempt > w.maxAttempts)
       this.violation(
         'attempts',
@@ -1172,10 +1403,7 @@ export class Simulation implements ModelObserver {
       this.jobs[rid]!.succeeded = true;
       epoch?.outcomes.add(offset);
     }
-    this.trace(
-      inst.id,
-      `end ${tp}@${offset} rid ${rid}: ${error === undefined ? 'ok' : (error as Error).name}`,
-    );
+    this.trace(inst.id, `end ${tp}@${offset} rid ${rid}: ${error === undefined ? 'ok' : nameOf(error)}`);
   }
 
   // ---- produced records -----------------------------------------------------------------------
@@ -1240,6 +1468,14 @@ export class Simulation implements ModelObserver {
       if (!Number.isFinite(dueAt) || !Number.isInteger(attempt) || attempt < 1)
         this.violation('tier-headers', `${srcTp}@${srcOffset} routed to ${topic} without due-at/attempt`);
       this.checkRetryLater(src, topic, m, dueAt, sentAt);
+      // A tier partition waits at its head until it is due: nothing waits there longer than the
+      // longest tier (a longer retry-later goes through the delay buckets, or is cut to it).
+      const longest = Math.max(...this.cfg.worker.tiers);
+      if (dueAt - sentAt > longest)
+        this.violation(
+          'tier-overdue',
+          `${srcTp}@${srcOffset} routed to ${topic} due ${dueAt - sentAt} ms after it was sent (longest tier ${longest} ms): it holds the tier partition`,
+        );
       this.checkParksKey(src, topic, m, parks);
       route = parks ? PARKS : TIER;
     } else {
@@ -1276,6 +1512,7 @@ export class Simulation implements ModelObserver {
       headers: m.headers,
       rid: src.rid,
       src: `${srcTp}:${srcOffset}`,
+      skew: inst.skew,
     });
     const from = `${srcTp}:${srcOffset}`;
     this.forwarded.set(from, (this.forwarded.get(from) ?? 0) | route);
@@ -1373,6 +1610,7 @@ export class Simulation implements ModelObserver {
       value: null,
       headers: m.headers,
       rid: -1,
+      skew: inst.skew,
     });
     this.releases.set(`${tpOf(topic, m.partition)}:${entry.offset}`, {
       head,
@@ -1474,6 +1712,17 @@ export class Simulation implements ModelObserver {
         if (!was || was.head !== head || was.headOffset !== headOffset)
           this.keyState.set(lane, { head, headOffset, version: (was?.version ?? 0) + 1, releasing });
         else was.releasing = releasing;
+        if (releasing && acked)
+          for (const rel of this.releases.values())
+            if (
+              rel.partition === partition &&
+              rel.key === key &&
+              rel.head === head &&
+              rel.releasingAt === undefined
+            ) {
+              rel.releasingAt = this.time.now;
+              rel.releasingBy = inst;
+            }
         text =
           head === null
             ? `unparks key ${key}`
@@ -1644,6 +1893,7 @@ export class Simulation implements ModelObserver {
     const rng = Rng.derive(this.seed, 100 + n);
     const port = new MemberPort(id, this.group, clock, rng);
     const inst = new Instance(id, clock, port);
+    inst.skew = this.skewRng.int(-this.maxSkew, this.maxSkew);
     this.instances.push(inst);
     this.byPort.set(port, inst);
     const s = this.cfg.services;
@@ -1722,6 +1972,22 @@ export class Simulation implements ModelObserver {
       const offset = Number(job.offset);
       this.doneOrDeferred(inst, job, this.pendingTracker(inst, tp, offset), false);
     });
+    if (this.cfg.userFaults?.listenerThrows) {
+      // User listeners that throw: the core logs and ignores them (emitGuarded).
+      const u = this.userRng;
+      core.on('job:completed', () => {
+        if (u.chance(0.3)) throw new Error('listener bug');
+      });
+      core.on('job:failed', () => {
+        if (u.chance(0.3)) throw 'listener string';
+      });
+      core.on('job:started', () => {
+        if (u.chance(0.1)) throw hostileObject();
+      });
+      core.on('commit', () => {
+        if (u.chance(0.2)) throw null;
+      });
+    }
     this.trace(id, 'starts');
     this.count('instances');
     inst.core
@@ -1805,6 +2071,7 @@ export class Simulation implements ModelObserver {
       value,
       headers,
       rid,
+      skew: this.enqueueSkew,
     });
     const x = this.stickyRng;
     const head = c.slowHeads && !this.headed.has(partition);
@@ -1913,6 +2180,53 @@ export class Simulation implements ModelObserver {
     }
   }
 
+  private resubscribe(failures: number): void {
+    if (this.phase !== 'chaos') return;
+    const live = this.live();
+    if (live.length === 0) return;
+    const inst = live[this.faultRng.int(0, live.length - 1)]!;
+    if (inst.resubscribing) return;
+    inst.resubscribing = true;
+    this.trace(inst.id, `consumeDelayBuckets (subscribe fails ${failures} times)`);
+    this.count('resubscribes');
+    inst.port.resubscribeFailures = failures;
+    inst.core
+      .consumeDelayBuckets(this.topics.delays ?? [])
+      .catch((e: unknown) => this.violation('resubscribe-failed', `${inst.id}: ${String(e)}`))
+      .finally(() => {
+        inst.resubscribing = false;
+      });
+  }
+
+  /**
+   * Readiness (`Worker.ready`: joined, no partition stalled on its parked keys) is false while the
+   * worker cannot make progress: not for longer than a rebalance may take while its member is out
+   * of the group (`ready-while-out`), or while it holds every job back for a rebalance
+   * (`ready-while-held`).
+   */
+  private checkReadiness(inst: Instance): void {
+    const core = inst.core;
+    const ready = core.state.running && core.joined && core.stalledParking.length === 0;
+    const m = this.cfg.model;
+    const bound =
+      2 * (this.cfg.worker.rebalanceTimeoutMs + m.sessionTimeoutMs + m.groupRebalanceTimeoutMs) + 6000;
+    const now = this.time.now;
+    const out = ready && !this.group.members.includes(inst.port);
+    inst.readyOutSince = out ? (inst.readyOutSince ?? now) : undefined;
+    if (inst.readyOutSince !== undefined && now - inst.readyOutSince > bound)
+      this.violation(
+        'ready-while-out',
+        `${inst.id} says ready, out of the group for ${now - inst.readyOutSince} ms`,
+      );
+    const held = ready && core.state.rebalancing;
+    inst.readyHeldSince = held ? (inst.readyHeldSince ?? now) : undefined;
+    if (inst.readyHeldSince !== undefined && now - inst.readyHeldSince > bound)
+      this.violation(
+        'ready-while-held',
+        `${inst.id} says ready, starting no job for a rebalance for ${now - inst.readyHeldSince} ms`,
+      );
+  }
+
   private endChaos(): void {
     this.phase = 'quiet';
     this.outageDepth.registry =
@@ -1927,10 +2241,86 @@ export class Simulation implements ModelObserver {
 
   // ---- checks ---------------------------------------------------------------------------------
 
-  private checkStep(): void {
+  /**
+   * Lag and desired replicas as the worker computes them (src/lag, from a model admin) equal the
+   * truth of the model: per partition, the records at or above the committed offset that its
+   * offset map does not claim (`lag-wrong`), never fewer than the jobs without an outcome there
+   * (`lag-hides-work`); the due part of a tier within what was written at least its delay ago, up
+   * to the producers' clock skew (`lag-due`); desired replicas from the true due count (`desired-wrong`).
+   */
+  private probeLag(): Promise<void> {
+    const now = this.time.now;
+    const truth = new Map<string, { open: number; unfinished: number; dueLo: number; dueHi: number }>();
+    const tierDelay = new Map(this.topics.tiers.map((t, i) => [t, this.cfg.worker.tiers[i]!]));
+    const delayTopics = (this.topics.delays ?? []).map((b) => b.topic);
+    for (const tp of this.group.tps) {
+      const log = this.cluster.log(tp);
+      const c = this.group.committed.get(tp);
+      const from = c ? c.offset : 0;
+      const done = c ? mapDone(c.offset, c.metadata, log.length) : new Set<number>();
+      const topic = tp.slice(0, tp.lastIndexOf(':'));
+      const delay = tierDelay.get(topic);
+      let open = 0;
+      let unfinished = 0;
+      let dueLo = 0;
+      let dueHi = 0;
+      for (let o = from; o < log.length; o++) {
+        if (done.has(o)) continue;
+        open++;
+        const e = log[o]!;
+        if (!e.marker && !this.covered(tp, o)) unfinished++;
+        if (delayTopics.includes(topic)) continue;
+        if (delay === undefined || e.writtenAt <= now - delay - this.maxSkew) dueLo++;
+        if (delay === undefined || e.writtenAt <= now - delay + this.maxSkew) dueHi++;
+      }
+      truth.set(tp, { open, unfinished, dueLo, dueHi });
+    }
+    return workerLag(
+      this.admin,
+      this.options.groupId,
+      { main: this.topics.main, tiers: this.topics.tiers, delays: delayTopics },
+      this.cfg.worker.tiers,
+      now,
+    ).then(
+      ({ rows, desired }) => {
+        let lo = 0;
+        let hi = 0;
+        for (const r of rows) {
+          const tp = tpOf(r.topic, r.partition);
+          const t = truth.get(tp);
+          if (!t) continue;
+          lo += t.dueLo;
+          hi += t.dueHi;
+          if (r.lag !== t.open)
+            this.violation(
+              'lag-wrong',
+              `${tp}: lag ${r.lag}, but ${t.open} records are not done (committed ${r.committed}, end ${r.end}, map ${r.doneAbove}, meta ${JSON.stringify(this.group.committed.get(tp)?.metadata)})`,
+            );
+          if (r.lag < t.unfinished)
+            this.violation('lag-hides-work', `${tp}: lag ${r.lag}, but ${t.unfinished} jobs have no outcome`);
+          if (r.due < t.dueLo || r.due > t.dueHi)
+            this.violation(
+              'lag-due',
+              `${tp}: due ${r.due}, truth ${t.dueLo}..${t.dueHi} (clock skew up to ${this.maxSkew} ms)`,
+            );
+        }
+        if (desired < desiredOf(lo) || desired > desiredOf(hi))
+          this.violation(
+            'desired-wrong',
+            `desired replicas ${desired}, truth ${desiredOf(lo)}..${desiredOf(hi)}`,
+          );
+      },
+      (e: unknown) => this.violation('lag-failed', `computeLag threw ${String(e)}`),
+    );
+  }
+
+  /** Checks after a step; a lag reading (async, on the model admin) is awaited before the next step. */
+  private checkStep(): Promise<void> | undefined {
+    const probe = this.step % LAG_PROBE_STEPS === 0 ? this.probeLag() : undefined;
     const w = this.cfg.worker;
     for (const inst of this.instances) {
       if (!inst.alive) continue;
+      if (!inst.stopping) this.checkReadiness(inst);
       const b = inst.core.buffered;
       if (b.jobs > w.maxBufferedJobs)
         this.violation(
@@ -1962,6 +2352,7 @@ export class Simulation implements ModelObserver {
           );
       }
     }
+    return probe;
   }
 
   /**
@@ -2028,6 +2419,14 @@ export class Simulation implements ModelObserver {
     for (let i = 0; i < c.faults; i++)
       this.time.schedule(() => this.fault(), this.faultRng.int(0, c.chaosMs));
     this.time.schedule(() => this.endChaos(), c.chaosMs);
+    // Delay buckets found while running (a seventh stream): the core resubscribes, and the
+    // subscribe may fail a few times first (issue 25, defect 8).
+    const rs = Rng.derive(this.seed, 15);
+    if (c.delays && rs.chance(0.5))
+      for (let i = rs.int(1, 2); i > 0; i--) {
+        const failures = rs.pick([0, 1, 1, 2, 3]);
+        this.time.schedule(() => this.resubscribe(failures), rs.int(0, c.chaosMs));
+      }
     let steps = 0;
     const limit = EPOCH + c.chaosMs + QUIET_LIMIT_MS;
     let stopping: Promise<unknown> | undefined;
@@ -2035,7 +2434,8 @@ export class Simulation implements ModelObserver {
     for (;;) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.violationFound) break;
-      this.checkStep();
+      const probe = this.checkStep();
+      if (probe) await probe;
       if (this.violationFound) break;
       if (this.phase === 'quiet' && this.unsettled() === undefined) {
         // Everything ended and is committed: stop every instance gracefully.
@@ -2094,6 +2494,54 @@ export class Simulation implements ModelObserver {
       violation: this.violationFound,
       stats: this.stats,
     };
+  }
+}
+
+/** A thrown value's name for traces, whatever was thrown (getters may throw). */
+function nameOf(error: unknown): string {
+  try {
+    if (error instanceof Error) return error.name;
+    return error === null
+      ? 'null'
+      : typeof error === 'object'
+        ? 'object'
+        : `${typeof error} ${String(error)}`;
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** An object whose every property read throws (a broken proxy thrown by user code). */
+function hostileObject(): unknown {
+  return new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('hostile getter');
+      },
+      getPrototypeOf() {
+        throw new Error('hostile prototype');
+      },
+    },
+  );
+}
+
+/** A `RetryLaterError` delay over the whole number line; `finite`: only finite, non-negative, up to that. */
+function wideDelay(r: Rng, finite: number | undefined): number {
+  const invalid = [-1, -1000, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  const valid =
+    finite === undefined
+      ? [0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 5, 3e9, 1e12, Number.MAX_VALUE, r.int(1, 5000)]
+      : [0, 1, r.int(1, finite)];
+  return r.chance(0.4) ? r.pick(invalid) : r.pick(valid);
+}
+
+/** A RetryLaterError of `delayMs`, or what its constructor throws for a delay it refuses (a RangeError). */
+function retryLater(delayMs: number): unknown {
+  try {
+    return new RetryLaterError({ delayMs });
+  } catch (e) {
+    return e;
   }
 }
 

@@ -20,6 +20,19 @@ describe('what a handler throws', () => {
     ['a number', 42, /threw the number 42/],
     ['a plain object', { code: 1 }, /threw an object \[object Object\]/],
     ['an Error whose message getter throws', bomb(), /cannot be read/],
+    // Found by the simulation: `instanceof` on it throws (a listener threw one; its job started over).
+    [
+      'a proxy whose prototype cannot be read',
+      new Proxy(
+        {},
+        {
+          getPrototypeOf() {
+            throw new Error('hostile');
+          },
+        },
+      ),
+      /threw an object that cannot be inspected/,
+    ],
   ])('%s becomes a readable Error', (_what, value, message) => {
     const e = normalizeThrown(value) as Error;
     expect(e).toBeInstanceOf(Error);
