@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import {
+  DEFAULT_KAFKA_VERSION,
   type ProcessState,
   type StackInfo,
   type StackPart,
@@ -84,30 +85,43 @@ export function registerDev(program: Command): void {
     .option('--brokers <n>', 'number of KRaft nodes', parseIntOption('--brokers', 1), 1)
     .option('--kafka-port <port>', 'first broker port', parseIntOption('--kafka-port', 1), 9092)
     .option('--registry-port <port>', 'registry port', parseIntOption('--registry-port', 1), 8081)
+    .option(
+      '--kafka-version <version>',
+      `Kafka release from Maven Central (default $STRAND_KAFKA_VERSION or ${DEFAULT_KAFKA_VERSION}; tested: docs/compatibility.md)`,
+    )
     .option('--home <dir>', 'state folder (default $STRAND_HOME or ./.strand)')
     .addHelpText(
       'after',
-      '\nExamples:\n  strand dev up\n  strand dev up --brokers 3\n  strand dev up --kafka-port 19092 --registry-port 18081 --home /tmp/stack2',
+      '\nExamples:\n  strand dev up\n  strand dev up --brokers 3\n  strand dev up --kafka-version 3.9.1\n  strand dev up --kafka-port 19092 --registry-port 18081 --home /tmp/stack2',
     )
     .action(
-      action(async (opts: { brokers: number; kafkaPort: number; registryPort: number; home?: string }) => {
-        const t0 = Date.now();
-        const { info, alreadyRunning, started } = await stackUp({
-          brokers: opts.brokers,
-          kafkaPort: opts.kafkaPort,
-          registryPort: opts.registryPort,
-          ...(opts.home ? { home: opts.home } : {}),
-          onProgress: (line) => process.stderr.write(colour.dim(`… ${line}\n`)),
-        });
-        const took = ((Date.now() - t0) / 1000).toFixed(1);
-        const kept = info.processes.filter((p) => !started.includes(p.name));
-        const headline = alreadyRunning
-          ? 'already running'
-          : kept.length
-            ? `started ${started.join(', ')} in ${took}s; ${kept.map((p) => `${p.name} (pid ${p.pid})`).join(', ')} kept running`
-            : `started in ${took}s`;
-        process.stdout.write(`${colour.green(headline)}\n${describe(info)}\n`);
-      }),
+      action(
+        async (opts: {
+          brokers: number;
+          kafkaPort: number;
+          registryPort: number;
+          kafkaVersion?: string;
+          home?: string;
+        }) => {
+          const t0 = Date.now();
+          const { info, alreadyRunning, started } = await stackUp({
+            brokers: opts.brokers,
+            ...(opts.kafkaVersion ? { kafkaVersion: opts.kafkaVersion } : {}),
+            kafkaPort: opts.kafkaPort,
+            registryPort: opts.registryPort,
+            ...(opts.home ? { home: opts.home } : {}),
+            onProgress: (line) => process.stderr.write(colour.dim(`… ${line}\n`)),
+          });
+          const took = ((Date.now() - t0) / 1000).toFixed(1);
+          const kept = info.processes.filter((p) => !started.includes(p.name));
+          const headline = alreadyRunning
+            ? 'already running'
+            : kept.length
+              ? `started ${started.join(', ')} in ${took}s; ${kept.map((p) => `${p.name} (pid ${p.pid})`).join(', ')} kept running`
+              : `started in ${took}s`;
+          process.stdout.write(`${colour.green(headline)}\n${describe(info)}\n`);
+        },
+      ),
     );
 
   dev

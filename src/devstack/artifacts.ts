@@ -7,7 +7,33 @@ import { ensureMaven } from './java.js';
 
 const run = promisify(execFile);
 
-export const KAFKA_VERSION = process.env.STRAND_KAFKA_VERSION ?? '4.1.1';
+/**
+ * The Kafka release `strand dev up` runs unless `--kafka-version` or `STRAND_KAFKA_VERSION` names
+ * another: the newest that passes the whole test suite here (docs/compatibility.md).
+ */
+export const DEFAULT_KAFKA_VERSION = '4.4.0';
+/** The version a stack starts with when none is asked for: `STRAND_KAFKA_VERSION`, else the default. */
+export const KAFKA_VERSION = process.env.STRAND_KAFKA_VERSION || DEFAULT_KAFKA_VERSION;
+
+/**
+ * The Kafka version to run: the one asked for, else `STRAND_KAFKA_VERSION`, else the default.
+ * Checked for the form of a release (`4.1.2`), since it becomes a Maven version and a folder name.
+ */
+export function kafkaVersion(requested?: string): string {
+  const version = requested || KAFKA_VERSION;
+  if (!/^\d+\.\d+\.\d+$/.test(version)) {
+    throw new DevStackError(
+      `Kafka version "${version}": expected a release such as ${DEFAULT_KAFKA_VERSION}`,
+    );
+  }
+  const major = Number(version.split('.')[0]);
+  const minor = Number(version.split('.')[1]);
+  // KRaft without ZooKeeper, SCRAM users at format time and the classic group protocol: 3.5 and later.
+  if (major < 3 || (major === 3 && minor < 5)) {
+    throw new DevStackError(`Kafka ${version}: the local stack runs Kafka 3.5 or later (KRaft with SCRAM)`);
+  }
+  return version;
+}
 /** 3.1.x is not served by Maven Central here; 3.3.3 is, and needs Java 21+. */
 export const APICURIO_VERSION = process.env.STRAND_APICURIO_VERSION ?? '3.3.3';
 const DEPENDENCY_PLUGIN = 'org.apache.maven.plugins:maven-dependency-plugin:3.8.1';
@@ -47,20 +73,24 @@ async function mvn(args: string[], cwd: string, what: string): Promise<void> {
  * Resolves the Kafka broker's classpath from Maven Central (cached in ~/.m2 and in
  * `<cacheDir>/kafka-<version>/cp.txt`) and returns it.
  */
-export async function kafkaClasspath(cacheDir: string, opts: { tools?: boolean } = {}): Promise<string> {
+export async function kafkaClasspath(
+  cacheDir: string,
+  opts: { tools?: boolean; version?: string } = {},
+): Promise<string> {
   const withTools = opts.tools === true;
-  const dir = join(cacheDir, `kafka-${withTools ? 'tools-' : ''}${KAFKA_VERSION}`);
+  const version = kafkaVersion(opts.version);
+  const dir = join(cacheDir, `kafka-${withTools ? 'tools-' : ''}${version}`);
   const cpFile = join(dir, 'cp.txt');
   if (existsSync(cpFile)) {
     const cp = readFileSync(cpFile, 'utf8').trim();
     if (cp.split(':').every((jar) => existsSync(jar))) return cp;
   }
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'pom.xml'), kafkaPom(KAFKA_VERSION, withTools));
+  writeFileSync(join(dir, 'pom.xml'), kafkaPom(version, withTools));
   await mvn(
     [`${DEPENDENCY_PLUGIN}:build-classpath`, '-Dmdep.outputFile=cp.txt', '-Dmdep.includeScope=runtime'],
     dir,
-    `org.apache.kafka:kafka_2.13:${KAFKA_VERSION}`,
+    `org.apache.kafka:kafka_2.13:${version}`,
   );
   return readFileSync(cpFile, 'utf8').trim();
 }

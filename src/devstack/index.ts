@@ -1,4 +1,10 @@
-export { APICURIO_VERSION, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
+export {
+  APICURIO_VERSION,
+  DEFAULT_KAFKA_VERSION,
+  KAFKA_VERSION,
+  kafkaClasspath,
+  kafkaVersion,
+} from './artifacts.js';
 export { DevStackError } from './errors.js';
 export {
   type ProcessState,

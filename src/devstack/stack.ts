@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createKafka } from '../kafka/client.js';
-import { APICURIO_VERSION, apicurioHome, KAFKA_VERSION, kafkaClasspath } from './artifacts.js';
+import { APICURIO_VERSION, apicurioHome, kafkaClasspath, kafkaVersion } from './artifacts.js';
 import { selfSignedCertificate } from './certificate.js';
 import { DevStackError } from './errors.js';
 import { findJava } from './java.js';
@@ -28,6 +28,8 @@ export interface StackOptions {
   kafkaPort?: number;
   /** Registry HTTP port. @defaultValue 8081 */
   registryPort?: number;
+  /** Kafka release from Maven Central. @defaultValue `$STRAND_KAFKA_VERSION`, else `DEFAULT_KAFKA_VERSION` */
+  kafkaVersion?: string;
   /** Progress lines for a human. */
   onProgress?: (line: string) => void;
 }
@@ -391,12 +393,21 @@ export async function stackUp(
   const registryPort = opts.registryPort ?? 8081;
   const say = opts.onProgress ?? (() => undefined);
   if (!Number.isInteger(n) || n < 1 || n > 5) throw new DevStackError(`--brokers: expected 1 to 5, got ${n}`);
+  const version = kafkaVersion(opts.kafkaVersion);
+  // Only a version asked for (option or environment) must match a running stack; `dev up` alone
+  // takes the stack that runs, whichever version it has.
+  const versionAsked = Boolean(opts.kafkaVersion || process.env.STRAND_KAFKA_VERSION);
 
   const current = stackStatus({ home });
   if (current?.alive.some(Boolean)) {
     if (current.brokers.length !== n) {
       throw new DevStackError(
         `the stack already runs with ${current.brokers.length} broker(s); run "strand dev down" before asking for ${n}`,
+      );
+    }
+    if (versionAsked && current.kafkaVersion !== version) {
+      throw new DevStackError(
+        `the stack already runs Kafka ${current.kafkaVersion}; run "strand dev down" before asking for ${version}`,
       );
     }
     if (current.alive.every(Boolean)) return { info: current, alreadyRunning: true, started: [] };
@@ -429,16 +440,18 @@ export async function stackUp(
   mkdirSync(join(home, 'logs'), { recursive: true });
   mkdirSync(join(home, 'run'), { recursive: true });
   const [kafkaJava] = await Promise.all([
-    findJava(17, `Kafka ${KAFKA_VERSION}`),
+    findJava(17, `Kafka ${version}`),
     findJava(21, `Apicurio Registry ${APICURIO_VERSION}`),
   ]);
   say(
-    `resolving Kafka ${KAFKA_VERSION} and Apicurio Registry ${APICURIO_VERSION} (Maven Central, cached after the first run)`,
+    `resolving Kafka ${version} and Apicurio Registry ${APICURIO_VERSION} (Maven Central, cached after the first run)`,
   );
-  const [classpath] = await Promise.all([kafkaClasspath(cache), apicurioHome(cache)]);
+  const [classpath] = await Promise.all([kafkaClasspath(cache, { version }), apicurioHome(cache)]);
 
-  // Separate data for each cluster size: a 1-node and a 3-node cluster cannot share a quorum.
-  const clusterDir = join(home, `kafka-${n}node`);
+  // Separate data for each cluster size (a 1-node and a 3-node cluster cannot share a quorum) and
+  // each Kafka version (storage formatted by a newer release has a metadata version an older one
+  // refuses to read).
+  const clusterDir = join(home, `kafka-${version}-${n}node`);
   mkdirSync(clusterDir, { recursive: true });
   const clusterIdFile = join(clusterDir, 'cluster-id');
   if (!existsSync(clusterIdFile)) {
@@ -520,7 +533,7 @@ export async function stackUp(
   const info: StackInfo = {
     brokers: kafkaPorts.map((p) => `127.0.0.1:${p}`),
     registryUrl: `http://127.0.0.1:${registryPort}/apis/ccompat/v7`,
-    kafkaVersion: KAFKA_VERSION,
+    kafkaVersion: version,
     registryVersion: APICURIO_VERSION,
     processes,
     startedAt: started,

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,26 +98,43 @@ async function freePortBlock(): Promise<{ kafkaPort: number; registryPort: numbe
 }
 
 describe.runIf(inject('stackSource') === 'devstack')('a half-up stack', () => {
-  it('with the registry killed: status per part (exit 3), "dev up" starts only the registry, Kafka keeps its pid and its clients', async () => {
+  it('with the registry killed: status per part (exit 3), "dev up" starts only the registry, Kafka keeps its pid and its clients; the stack runs the Kafka version asked for', async () => {
     // A stack of its own, so the one the other tests use keeps its registry; the jars are shared.
     const home = mkdtempSync(join(tmpdir(), 'strand-half-up-'));
     const cache = join(stackHome(), 'cache');
     if (existsSync(cache)) symlinkSync(cache, join(home, 'cache'));
     const { kafkaPort, registryPort } = await freePortBlock();
+    // Not the default release (docs/compatibility.md), so the option is what chose it.
+    const version = '4.1.2';
     const dev = (args: string[]) =>
-      runCli(['dev', ...args, '--home', home], { timeoutMs: 240_000, env: { STRAND_HOME: home } });
+      runCli(['dev', ...args, '--home', home], {
+        timeoutMs: 240_000,
+        env: { STRAND_HOME: home, STRAND_KAFKA_VERSION: '' },
+      });
     try {
       const up = await dev([
         'up',
+        '--kafka-version',
+        version,
         '--kafka-port',
         String(kafkaPort),
         '--registry-port',
         String(registryPort),
       ]);
       expect(up.code, up.stderr).toBe(0);
+      expect(up.stdout).toContain(`(Kafka ${version}, KRaft)`);
       const first = stackStatus({ home })!;
       const kafka = first.processes.find((p) => p.name === 'kafka-1')!;
       const registry = first.processes.find((p) => p.name === 'registry')!;
+      // The broker's own word, and a running stack of another version is refused when one is asked for.
+      expect(readFileSync(kafka.log, 'utf8')).toMatch(
+        new RegExp(`Kafka version: ${version.replaceAll('.', '\\.')}\\b`),
+      );
+      const other = await dev(['up', '--kafka-version', '4.4.0']);
+      expect(other.code).toBe(1);
+      expect(other.stderr).toContain(
+        `the stack already runs Kafka ${version}; run "strand dev down" before asking for 4.4.0`,
+      );
 
       // A client of Kafka, connected before the registry goes: it must not lose its broker.
       const admin = createKafka({ brokers: first.brokers, clientId: 'half-up' }).admin();
@@ -131,7 +148,7 @@ describe.runIf(inject('stackSource') === 'devstack')('a half-up stack', () => {
       });
       const half = await dev(['status']);
       expect(half.code).toBe(3);
-      expect(half.stdout).toMatch(/^kafka\s+up\s/m);
+      expect(half.stdout).toMatch(new RegExp(`^kafka\\s+up\\s.*\\(Kafka ${version}, KRaft\\)`, 'm'));
       expect(half.stdout).toMatch(/^registry\s+down\s/m);
       expect(half.stdout).toContain('"strand dev up" starts only what is down');
       const json = await dev(['status', '--json']);
