@@ -1,6 +1,7 @@
 export { ConfigError } from './errors.js';
 export {
   avroSchemaObject,
+  compatibilitySchema,
   connectionSchema,
   duration,
   parseDuration,

@@ -84,6 +84,19 @@ export const registrySchema = z
   })
   .strict();
 
+/** The registry compatibility level a producer sets on a subject it registers (default BACKWARD). */
+export const compatibilitySchema = z
+  .enum([
+    'BACKWARD',
+    'BACKWARD_TRANSITIVE',
+    'FORWARD',
+    'FORWARD_TRANSITIVE',
+    'FULL',
+    'FULL_TRANSITIVE',
+    'NONE',
+  ])
+  .default('BACKWARD');
+
 export const avroSchemaObject = z.custom<object>(
   (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
   'expected an Avro schema object (parsed .avsc JSON)',

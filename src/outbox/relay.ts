@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import type { RegistryOptions } from '../codec/index.js';
 import { type Compatibility, SchemaRegistryGateway } from '../codec/index.js';
-import { connectionSchema, parseOptions, registrySchema } from '../config/index.js';
+import { compatibilitySchema, connectionSchema, parseOptions, registrySchema } from '../config/index.js';
 import {
   type Admin,
   createKafka,
@@ -64,17 +64,7 @@ const optionsSchema = z
     pollIntervalMs: z.number().int().min(10).default(1000),
     takeoverIntervalMs: z.number().int().min(10).default(1000),
     autoRegister: z.boolean().default(true),
-    compatibility: z
-      .enum([
-        'BACKWARD',
-        'BACKWARD_TRANSITIVE',
-        'FORWARD',
-        'FORWARD_TRANSITIVE',
-        'FULL',
-        'FULL_TRANSITIVE',
-        'NONE',
-      ])
-      .default('BACKWARD'),
+    compatibility: compatibilitySchema,
     statsIntervalMs: z.number().int().min(100).default(5000),
     metrics: z
       .object({ port: z.number().int().min(0).max(65535), host: z.string().default('0.0.0.0') })

@@ -13,6 +13,7 @@ import {
 import {
   avroSchemaObject,
   ConfigError,
+  compatibilitySchema,
   connectionSchema,
   parseDuration,
   parseOptions,
@@ -122,17 +123,7 @@ const optionsSchema = z
     schema: avroSchemaObject,
     subject: z.string().min(1).optional(),
     autoRegister: z.boolean().default(true),
-    compatibility: z
-      .enum([
-        'BACKWARD',
-        'BACKWARD_TRANSITIVE',
-        'FORWARD',
-        'FORWARD_TRANSITIVE',
-        'FULL',
-        'FULL_TRANSITIVE',
-        'NONE',
-      ])
-      .default('BACKWARD'),
+    compatibility: compatibilitySchema,
     logger: z.custom<Logger>().optional(),
     tracing: z.boolean().default(true),
   })
