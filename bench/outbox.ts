@@ -128,37 +128,33 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /**
- * One cell: `rate` transactions a second (one job each, 300 keys) for `seconds`, written by up to
- * 64 transactions at once, while `side` publishes. Commit → the record read by a consumer (so the
- * Kafka acknowledgement plus one fetch, ≤ 5 ms of fetch wait): p50, p99, max; the achieved rate.
+ * `rate` business transactions a second (one job each, 300 keys, at most 64 open at once) for
+ * `seconds`, each job id from `idOf`: when each committed, and how many a full pipeline skipped.
  */
-async function sustained(s: BenchStack, url: string, side: 'strand' | 'poll', rate: number, seconds: number) {
-  const table = `bench_outbox_${side}_${rate}_${Date.now().toString(36)}`;
-  const topic = await benchTopic(s, `outbox-${side}`, 6);
-  const pool = new pg.Pool({ connectionString: url, max: 16 });
-  await migrateOutbox(pool, table);
-  const outbox = new Outbox<Payment>({ topic, schema: paymentSchema, table });
-  const seen = await watch(s, topic);
-  const publisher = side === 'strand' ? await strandRelay(s, url, table) : await pollLoop(s, url, table);
+export async function paceTransactions(
+  pool: pg.Pool,
+  outbox: Outbox<Payment>,
+  rate: number,
+  seconds: number,
+  idOf: (i: number) => string,
+) {
   const committedAt = new Map<string, number>();
   let outstanding = 0;
   let skipped = 0;
   let n = 0;
-  const tick = 20;
-  const perTick = (rate * tick) / 1000;
   let owed = 0;
   const t0 = Date.now();
   const inflight = new Set<Promise<void>>();
   while (Date.now() - t0 < seconds * 1000) {
     const started = Date.now();
-    owed += perTick;
+    owed += (rate * 20) / 1000;
     for (; owed >= 1; owed--) {
       if (outstanding >= 64) {
         skipped++;
         continue;
       }
       const i = n++;
-      const id = `j-${i}`;
+      const id = idOf(i);
       outstanding++;
       const p = (async () => {
         const c = await pool.connect();
@@ -175,10 +171,32 @@ async function sustained(s: BenchStack, url: string, side: 'strand' | 'poll', ra
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
     }
-    await sleep(Math.max(0, tick - (Date.now() - started)));
+    await sleep(Math.max(0, 20 - (Date.now() - started)));
   }
   await Promise.all(inflight);
-  const writeSeconds = (Date.now() - t0) / 1000;
+  return { committedAt, skipped, t0, writeSeconds: (Date.now() - t0) / 1000 };
+}
+
+/**
+ * One cell: `rate` transactions a second (one job each, 300 keys) for `seconds`, written by up to
+ * 64 transactions at once, while `side` publishes. Commit → the record read by a consumer (so the
+ * Kafka acknowledgement plus one fetch, ≤ 5 ms of fetch wait): p50, p99, max; the achieved rate.
+ */
+async function sustained(s: BenchStack, url: string, side: 'strand' | 'poll', rate: number, seconds: number) {
+  const table = `bench_outbox_${side}_${rate}_${Date.now().toString(36)}`;
+  const topic = await benchTopic(s, `outbox-${side}`, 6);
+  const pool = new pg.Pool({ connectionString: url, max: 16 });
+  await migrateOutbox(pool, table);
+  const outbox = new Outbox<Payment>({ topic, schema: paymentSchema, table });
+  const seen = await watch(s, topic);
+  const publisher = side === 'strand' ? await strandRelay(s, url, table) : await pollLoop(s, url, table);
+  const { committedAt, skipped, t0, writeSeconds } = await paceTransactions(
+    pool,
+    outbox,
+    rate,
+    seconds,
+    (i) => `j-${i}`,
+  );
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline && [...committedAt.keys()].some((id) => !seen.seenAt.has(id)))
     await sleep(100);
@@ -254,7 +272,7 @@ export async function outboxBench(s: BenchStack, size: Size) {
       postgres: 'a throwaway PostgreSQL 15 (initdb, fsync off) on the same 2 cores',
       sustained: cells,
       drain: drains,
-      debezium: 'not measured (see docs/benchmarks.md)',
+      debezium: 'measured separately: npm run bench:debezium (bench/outbox-debezium.ts, docs/benchmarks.md)',
       rounds: 1,
     };
   } finally {

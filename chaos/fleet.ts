@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createKafka } from '../src/kafka/client.js';
 
 export interface LedgerLine {
@@ -14,11 +14,22 @@ export interface LedgerLine {
   at: number;
 }
 
-/** Worker processes (`strand worker test/support/ledger-worker.ts`) for chaos scenarios. */
+/**
+ * Worker processes (`strand worker test/support/ledger-worker.ts`) for chaos scenarios. Each
+ * records its events to a trace (`STRAND_TRACE_FILE`: `<traceDir>/w<n>.jsonl`), and the fleet
+ * writes when each process ended to `<traceDir>/exits.jsonl`; chaos/traces.ts checks them.
+ */
 export class ChaosFleet {
+  /** Every fleet made in this process, in order (chaos/traces.ts finds a scenario's fleets). */
+  static readonly all: ChaosFleet[] = [];
   readonly dir = mkdtempSync(join(tmpdir(), 'strand-chaos-'));
   readonly ledger = join(this.dir, 'ledger.txt');
+  /** Under STRAND_CHAOS_TRACE_DIR when set (one folder per fleet), else in the fleet's folder. */
+  readonly traceDir = process.env.STRAND_CHAOS_TRACE_DIR
+    ? join(process.env.STRAND_CHAOS_TRACE_DIR, basename(this.dir))
+    : join(this.dir, 'traces');
   private readonly children = new Set<ChildProcess>();
+  private started = 0;
 
   constructor(
     private readonly conn: { brokers: string[]; registryUrl: string },
@@ -27,10 +38,14 @@ export class ChaosFleet {
     private readonly logLevel = process.env.CHAOS_LOG_LEVEL,
     /** The worker module the processes run. */
     private readonly module = 'test/support/ledger-worker.ts',
-  ) {}
+  ) {
+    mkdirSync(this.traceDir, { recursive: true });
+    ChaosFleet.all.push(this);
+  }
 
   start(): ChildProcess {
     if (this.logLevel) console.error(`worker logs in ${this.dir}`);
+    const file = `w${++this.started}.jsonl`;
     const child = spawn(process.execPath, ['dist/cli/main.js', 'worker', this.module], {
       env: {
         ...process.env,
@@ -38,12 +53,18 @@ export class ChaosFleet {
         STRAND_REGISTRY_URL: this.conn.registryUrl,
         STRAND_LOG_LEVEL: this.logLevel ?? 'error',
         STRAND_TEST_WORKER: JSON.stringify({ ...this.settings, ledger: this.ledger }),
+        STRAND_TRACE_FILE: join(this.traceDir, file),
       },
       stdio: ['ignore', 'ignore', this.logLevel ? 'pipe' : 'ignore'],
     });
     child.stderr?.on('data', (d: Buffer) => appendFileSync(join(this.dir, `worker-${child.pid}.log`), d));
     this.children.add(child);
-    child.on('exit', () => this.children.delete(child));
+    child.on('exit', (code, signal) => {
+      this.children.delete(child);
+      const t = performance.timeOrigin + performance.now();
+      const line = { t, ev: 'exit', file, pid: child.pid, signal, code };
+      appendFileSync(join(this.traceDir, 'exits.jsonl'), `${JSON.stringify(line)}\n`);
+    });
     return child;
   }
 

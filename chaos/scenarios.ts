@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { restartStackProcess, stackDown, stackUp, stopStackProcess } from '../src/devstack/index.js';
-import { createKafka } from '../src/kafka/client.js';
+import { type Admin, createKafka } from '../src/kafka/client.js';
 import { createJobTopics } from '../src/kafka/topics.js';
 import { dlqDepth } from '../src/lag/lag.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -66,7 +66,7 @@ async function newTopic(
  * Enqueues at a steady `rate` (a batch every 50 ms) until `jobs` are acknowledged; `pick` chooses
  * the producer of each batch. Only acknowledged jobs are promises the ledger must keep.
  */
-function steadyProducer(
+export function steadyProducer(
   pick: () => JobProducer<Payment> | { producer: JobProducer<Payment>; keyPrefix: string },
   o: { rate: number; jobs: number; keys: number },
 ) {
@@ -607,6 +607,46 @@ export async function rebalanceScenario(s: ChaosStack, o: { jobs: number; keys: 
 }
 
 /**
+ * The failover scenarios' cluster: a 3-node KRaft devstack in a home of its own (`home`), on ports
+ * 19092+ (registry 18081), so it runs beside the main stack. Returns its brokers; `stackDown({ home })`
+ * stops it.
+ */
+export async function threeNodeCluster(home: string): Promise<string[]> {
+  const { info } = await stackUp({
+    home,
+    brokers: 3,
+    kafkaPort: 19092,
+    registryPort: 18081,
+    onProgress: (l) => console.error(`[${home} stack] ${l}`),
+  });
+  return info.brokers;
+}
+
+/**
+ * SIGKILLs the broker of `home`'s cluster that leads the most partitions of `topic`, and restarts
+ * it after `downMs`. Returns which broker, when (ms after `t0`) and how many leaderships it held.
+ */
+export async function killBusiestLeader(
+  admin: Admin,
+  topic: string,
+  home: string,
+  downMs: number,
+  t0: number,
+): Promise<{ broker: string; at: number; leaderships: number }> {
+  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+  const leaders = new Map<number, number>();
+  for (const part of meta.topics[0]?.partitions ?? [])
+    leaders.set(part.leader, (leaders.get(part.leader) ?? 0) + 1);
+  const [leader, count] = [...leaders].sort((a, b) => b[1] - a[1])[0] ?? [1, 0];
+  const broker = `kafka-${leader}`;
+  const at = Date.now() - t0;
+  await stopStackProcess(broker, { home, signal: 'SIGKILL' });
+  await sleep(downMs);
+  await restartStackProcess(broker, { home });
+  return { broker, at, leaderships: count };
+}
+
+/**
  * Broker failover: a 3-node KRaft cluster (its own devstack home and ports), a topic with
  * replication 3 and min.insync.replicas 2, a producer enqueueing at a steady rate (acks=all,
  * idempotent) and 2 workers with the Redis idempotency store. The leader of the most partitions is
@@ -618,14 +658,7 @@ export async function failoverScenario(
   o: { jobs: number; rate: number; kills: number; downMs: number },
 ): Promise<Verdict> {
   const home = '.strand/failover';
-  const { info } = await stackUp({
-    home,
-    brokers: 3,
-    kafkaPort: 19092,
-    registryPort: 18081,
-    onProgress: (l) => console.error(`[failover stack] ${l}`),
-  });
-  const s: ChaosStack = { brokers: info.brokers, registryUrl };
+  const s: ChaosStack = { brokers: await threeNodeCluster(home), registryUrl };
   const topic = chaosTopicName('failover');
   await createJobTopics(
     { brokers: s.brokers },
@@ -660,16 +693,7 @@ export async function failoverScenario(
   const killed: { broker: string; at: number; leaderships: number }[] = [];
   for (let k = 0; k < o.kills; k++) {
     await sleep(5000);
-    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-    const leaders = new Map<number, number>();
-    for (const part of meta.topics[0]?.partitions ?? [])
-      leaders.set(part.leader, (leaders.get(part.leader) ?? 0) + 1);
-    const [leader, count] = [...leaders].sort((a, b) => b[1] - a[1])[0] ?? [1, 0];
-    const name = `kafka-${leader}`;
-    killed.push({ broker: name, at: Date.now() - t0, leaderships: count });
-    await stopStackProcess(name, { home, signal: 'SIGKILL' });
-    await sleep(o.downMs);
-    await restartStackProcess(name, { home });
+    killed.push(await killBusiestLeader(admin, topic, home, o.downMs, t0));
   }
   await steady.finish(5 * 60_000);
   await p.disconnect().catch(() => undefined);

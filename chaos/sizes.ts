@@ -40,6 +40,20 @@ export const chaosSizes = {
       workers: 2,
       waitMs: 60_000,
     },
+    // The one-node stack, no leader kill: both runs (exactlyOnce on, then off) in about 80 s. The
+    // input lasts 30 s and the kills are 4–6 s apart, so they land while the stages run steadily
+    // (in CI the workers take seconds to start; a shorter input was mostly a backlog worked off in
+    // one burst, and kills of idle members left the control run without duplicates).
+    exactlyOnce: {
+      jobs: 3000,
+      keys: 100,
+      rate: 100,
+      workersPerStage: 3,
+      kills: 4,
+      killEveryMs: [4000, 6000] as [number, number],
+      threeNodes: false,
+      waitMs: 120_000,
+    },
   },
   full: {
     crash: {
@@ -68,6 +82,17 @@ export const chaosSizes = {
       killEveryMs: [3000, 5000] as [number, number],
       restartAt: 0.4,
       workers: 3,
+    },
+    exactlyOnce: {
+      jobs: 30_000,
+      keys: 300,
+      rate: 500,
+      workersPerStage: 3,
+      kills: 20,
+      killEveryMs: [3000, 5000] as [number, number],
+      threeNodes: true,
+      leaderKillAtMs: 20_000,
+      leaderDownMs: 10_000,
     },
   },
 };

@@ -51,12 +51,18 @@ export {
   JobProducer,
   type JobProducerOptions,
 } from './producer/job-producer.js';
+export type { LimitStore } from './worker/fairness/limit-store.js';
+export type { LimitsOptions, Rate, RateString } from './worker/fairness/options.js';
+export { RedisLimitStore, type RedisLimitStoreOptions } from './worker/fairness/redis-limit-store.js';
 export type { OrderingMode } from './worker/key-scheduler.js';
 export {
   type BatchFailure,
   type BatchHandler,
   type BatchResult,
   defineWorker,
+  type FollowUp,
+  type FollowUpTarget,
+  type FollowUpTopic,
   type Job,
   type JobContext,
   type JobHandler,

@@ -123,7 +123,38 @@ export interface ConsumerPort {
  * only then may the source offset count as done.
  */
 export interface ProducePort {
-  send(batch: readonly { topic: string; messages: readonly OutgoingRecord[] }[]): Promise<void>;
+  send(batch: readonly TopicRecords[]): Promise<void>;
+}
+
+/** Records for one topic, as a round or a produce request carries them. */
+export interface TopicRecords {
+  readonly topic: string;
+  readonly messages: readonly OutgoingRecord[];
+}
+
+/**
+ * Exactly-once rounds (`exactlyOnce`, docs/architecture.md "Exactly-once rounds"): one Kafka
+ * transaction per input partition and round, under a transactional id of its own
+ * (`<group>`, topic, partition), so the next owner of a partition fences the previous one.
+ */
+export interface TransactionPort {
+  /**
+   * Takes the partition's transactional id for this worker: an earlier holder's open transaction
+   * is aborted and its next step refused. Resolves only once that is done, so the group's committed
+   * offset read afterwards can no longer change under this owner.
+   */
+  fence(topic: string, partition: number): Promise<void>;
+  /**
+   * One transaction: the records, then the input offset (with its offset map) for the group, then
+   * commit. Rejects when the transaction did not commit (aborted, fenced, unknown): nothing of it
+   * is visible to read_committed readers unless the broker had already committed it, in which
+   * case its offset is committed too.
+   */
+  commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void>;
+  /** Gives the partition's transactional id up (revoked), after any round of it in flight. */
+  release(topic: string, partition: number): Promise<void>;
+  /** Gives every transactional id up (the worker stopped). */
+  stop(): Promise<void>;
 }
 
 /**
@@ -150,6 +181,26 @@ export interface ParkingPort {
   write(partition: number, records: readonly OutgoingRecord[]): Promise<number[]>;
   /** The partition's log end offset. */
   endOffset(partition: number): Promise<number>;
+  /**
+   * Takes the partition's writer fence (a transactional id per parking partition): an earlier
+   * holder's write still open is aborted and its later writes are refused. The owner of job-topic
+   * partition p takes it before it reads parking partition p, so no write of an earlier owner (a
+   * member out of the group that has not noticed) lands after that read. Without it: unfenced.
+   */
+  fence?(partition: number): Promise<void>;
+  /** False once a write of the partition was refused (fenced by a later `fence`) or it was never taken. */
+  holds?(partition: number): boolean;
+  /** Lets the partition's fence go (the job-topic partition left). */
+  release?(partition: number): Promise<void>;
+}
+
+/**
+ * Reads records of the job topic again by exact offsets, without a consumer group (records the
+ * intake deferred for an over-share tenant: fairness/deferral.ts).
+ */
+export interface RecordReadPort {
+  /** The records at these offsets of `partition`, in offset order (offsets compacted away are left out). */
+  read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]>;
 }
 
 /** Turns a record value into job data. */

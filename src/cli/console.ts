@@ -2,9 +2,11 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SchemaRegistryGateway } from '../codec/index.js';
 import { ConsoleModel } from '../console/model.js';
+import { OutboxWatch } from '../console/outbox.js';
 import { isLoopback } from '../console/security.js';
 import { ConsoleServer } from '../console/server.js';
 import { createLogger } from '../observability/logger.js';
+import { DEFAULT_OUTBOX_TABLE, outboxTable } from '../outbox/table.js';
 import { action, CliError, EXIT, parseIntOption } from './common.js';
 import { type ConnectionFlags, resolveConnection, withConnectionFlags } from './connection.js';
 
@@ -14,6 +16,8 @@ interface ConsoleFlags extends ConnectionFlags {
   readOnly?: boolean;
   authTokenFile?: string;
   group: string[];
+  databaseUrl?: string;
+  outboxTable: string;
 }
 
 function readToken(file: string): string {
@@ -45,7 +49,7 @@ export function registerConsole(program: Command): void {
   const cmd = program
     .command('console')
     .description(
-      'web UI: groups and lag, workers, jobs, dead letters with replay, retry tiers, schemas, pause/resume',
+      'web UI: groups and lag, workers, jobs, dead letters with replay, retry tiers, schemas, pause/resume, the outbox',
     )
     .option('--port <port>', 'HTTP port (0 picks a free one)', parseIntOption('--port', 0), 9400)
     .option(
@@ -63,24 +67,36 @@ export function registerConsole(program: Command): void {
       'also show this consumer group when none of its workers reports (repeatable)',
       (v: string, acc: string[]) => [...acc, v],
       [] as string[],
-    );
+    )
+    .option(
+      '--database-url <url>',
+      'also the transactional outbox in this PostgreSQL (env STRAND_DATABASE_URL): pending rows, relays, publish rate',
+    )
+    .option('--outbox-table <name>', 'the outbox table', DEFAULT_OUTBOX_TABLE);
   withConnectionFlags(cmd).addHelpText(
     'after',
     `
 Workers publish a status snapshot every 5 s to the compacted topic __strand_status and obey
 pause/resume from __strand_control; the console reads both, and lag, DLQ depth and records from
-the brokers. It keeps no database: charts cover what it saw while running (up to 15 min).
+the brokers. It keeps no database: charts cover what it saw while running (up to 15 min). With
+--database-url it also reads the transactional outbox table every 5 s (page "Outbox", a column on
+the overview): rows pending, oldest age, publish rate, rejected rows, relays and key shards.
 
 Examples:
   strand console                                   # http://127.0.0.1:9400
   strand console --read-only --port 8080
-  strand console --host 0.0.0.0 --auth-token-file /run/secrets/console-token`,
+  strand console --host 0.0.0.0 --auth-token-file /run/secrets/console-token
+  strand console --database-url postgres://app@db/shop --outbox-table strand_outbox`,
   );
   cmd.action(
     action(async (flags: ConsoleFlags) => {
       const problem = exposureProblem(flags);
       if (problem) throw new CliError(problem, EXIT.usage);
       const token = flags.authTokenFile ? readToken(flags.authTokenFile) : undefined;
+      const databaseUrl = flags.databaseUrl ?? process.env.STRAND_DATABASE_URL;
+      if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/./.test(databaseUrl))
+        throw new CliError('--database-url: expected postgres://user@host:port/database', EXIT.usage);
+      outboxTable(flags.outboxTable, '--outbox-table');
       const { kafka, registry } = resolveConnection(flags);
       kafka.clientId = 'strand-console';
       const logger = createLogger({ name: 'strand-console', level: process.env.STRAND_LOG_LEVEL ?? 'warn' });
@@ -90,6 +106,14 @@ Examples:
         logger,
       });
       await model.start();
+      if (databaseUrl) {
+        model.outbox = new OutboxWatch(databaseUrl, flags.outboxTable, {
+          rejected: (topic) => model.outboxRejected(topic),
+          jobTopics: () => model.jobTopics(),
+          logger,
+        });
+        model.outbox.start();
+      }
       const gateway = new SchemaRegistryGateway(registry);
       const server = new ConsoleServer({
         model,
@@ -122,6 +146,13 @@ Examples:
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+      // kafkajs can reject a request that timed out on a loaded broker where nobody awaits it any
+      // more (a metadata refresh of an admin client): the console reads again at its next sample,
+      // so a retriable client error is logged, not fatal. Anything else still ends the process.
+      process.on('unhandledRejection', (reason) => {
+        if ((reason as { retriable?: unknown } | null)?.retriable !== true) throw reason;
+        logger.warn({ err: reason }, 'a Kafka request failed outside a sample; the console goes on');
+      });
       await new Promise(() => undefined);
     }),
   );

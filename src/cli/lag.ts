@@ -12,8 +12,8 @@ import {
 } from '../lag/lag.js';
 import { startMetricsServer } from '../observability/http.js';
 import { QueueMetrics } from '../observability/metrics.js';
-import { loadPg } from '../outbox/driver.js';
-import { describeFault, type OutboxBacklog, outboxBacklog } from '../outbox/pg.js';
+import type { OutboxBacklog } from '../outbox/pg.js';
+import { OutboxReader } from '../outbox/reader.js';
 import { DEFAULT_OUTBOX_TABLE } from '../outbox/table.js';
 import { every, setAnyTimeout, systemClock } from '../timing/clock.js';
 import { findDelayBuckets } from '../topology/delays.js';
@@ -89,20 +89,9 @@ async function readLag(
 
 /** What waits in the outbox table for `topics` (jobs committed in PostgreSQL, not yet in Kafka). */
 async function readOutbox(url: string, table: string, topics: string[]): Promise<OutboxBacklog[]> {
-  const { Client } = await loadPg();
-  const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    const backlog = await outboxBacklog(client, table);
-    return topics.map(
-      (topic) => backlog.find((b) => b.topic === topic) ?? { topic, pending: 0, oldestAgeSeconds: 0 },
-    );
-  } catch (error) {
-    throw new CliError(`outbox: ${describeFault(error, url)}`);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  return new OutboxReader(url, table).backlog(topics).catch((error: unknown) => {
+    throw new CliError((error as Error).message);
+  });
 }
 
 function renderOutbox(table: string, backlog: OutboxBacklog[]): string {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createKafka, explainConnectError, type KafkaConnection } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
+import { recordEventTrace } from '../worker/event-trace.js';
 import type { WorkerOptions } from '../worker/options.js';
 import { Worker } from '../worker/worker.js';
 import { action, EXIT } from './common.js';
@@ -20,6 +21,8 @@ export function registerWorker(program: Command): void {
     `
 The connection comes from the module, else from the flags or STRAND_BROKERS / STRAND_REGISTRY_URL.
 Logs are JSON lines on stderr (STRAND_LOG_LEVEL=debug shows every job).
+STRAND_TRACE_FILE=path appends the worker's events (starts, ends, outcomes, assignments, commits,
+pause, drains) to path as JSON lines, for checking a run (docs/chaos.md).
 
 Examples:
   strand worker examples/payment-worker.ts
@@ -40,6 +43,9 @@ Examples:
         ...(flags.concurrency !== undefined ? { concurrency: flags.concurrency } : {}),
       };
       const worker = new Worker(options);
+      // An event trace for checking a real run (chaos scenarios, docs/chaos.md); off unless set.
+      const traceFile = process.env.STRAND_TRACE_FILE;
+      if (traceFile) recordEventTrace(worker, traceFile, worker.options);
       await probeBrokers({
         ...(options.kafka ?? { brokers: [] }),
         ...(def.brokers ? { brokers: def.brokers } : {}),
@@ -68,6 +74,7 @@ Examples:
         // The worker closed what it opened; a store the module made (Redis) would keep us running.
         const store = def.idempotency?.store;
         if (store && store !== 'memory') await store.close?.().catch(() => undefined);
+        await def.limits?.store?.close?.().catch(() => undefined);
         throw error;
       }
       // Keep running until a signal arrives.

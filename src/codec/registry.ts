@@ -186,11 +186,20 @@ export class SchemaRegistryGateway {
         }
         // The client refuses to register unless told the subject's current rule, so pass it.
         const level = await this.ensureCompatibility(subject, opts.compatibility ?? 'BACKWARD');
-        const { id } = await this.client.register(
-          { type: 'AVRO' as never, schema: JSON.stringify(schema) },
-          { subject, compatibility: level as never },
-        );
-        return id;
+        try {
+          const { id } = await this.client.register(
+            { type: 'AVRO' as never, schema: JSON.stringify(schema) },
+            { subject, compatibility: level as never },
+          );
+          return id;
+        } catch (error) {
+          // Another process registering the same schema at the same moment can get a conflict the
+          // schema itself did not cause: when the schema is under the subject now, that is its id.
+          if (classify(error) !== 'rejected') throw error;
+          const id = await this.client.getRegistryIdBySchema(subject, schema as never).catch(() => undefined);
+          if (id === undefined) throw error;
+          return id;
+        }
       } catch (error) {
         const kind = classify(error);
         if (kind === 'not-found' && !opts.autoRegister) {
@@ -210,22 +219,42 @@ export class SchemaRegistryGateway {
     });
   }
 
-  /** The subject's compatibility rule, set to `compatibility` when the subject has none yet. */
+  /**
+   * The subject's compatibility rule, set to `compatibility` when the subject has none yet. Several
+   * processes starting at once all see none and all set it: the registry (Apicurio) answers the
+   * losers 409, and the rule the winner set is read back.
+   */
   private async ensureCompatibility(subject: string, compatibility: Compatibility): Promise<string> {
-    const res = await this.http('GET', `/config/${encodeURIComponent(subject)}`);
-    if (res.status === 200) {
-      const { compatibilityLevel } = (await res.json()) as { compatibilityLevel?: string };
-      if (compatibilityLevel) return compatibilityLevel.toUpperCase();
-    } else if (res.status !== 404) {
-      throw Object.assign(new Error(`GET /config/${subject}: HTTP ${res.status}`), { status: res.status });
+    const current = await this.compatibilityOf(subject);
+    if (current) return current;
+    const res = await this.putCompatibility(subject, compatibility);
+    if (res.status === 200) return compatibility;
+    if (res.status === 409) {
+      const set = await this.compatibilityOf(subject);
+      if (set) return set;
     }
-    await this.setCompatibility(subject, compatibility);
-    return compatibility;
+    throw Object.assign(new Error(`could not set ${compatibility} on ${subject}: HTTP ${res.status}`), {
+      status: res.status === 409 ? 503 : res.status, // a conflict with no rule to read back: try again
+    });
+  }
+
+  /** The subject's own compatibility rule (`GET /config/{subject}`); undefined when it has none. */
+  private async compatibilityOf(subject: string): Promise<string | undefined> {
+    const res = await this.http('GET', `/config/${encodeURIComponent(subject)}`);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200)
+      throw Object.assign(new Error(`GET /config/${subject}: HTTP ${res.status}`), { status: res.status });
+    const { compatibilityLevel } = (await res.json()) as { compatibilityLevel?: string };
+    return compatibilityLevel ? compatibilityLevel.toUpperCase() : undefined;
+  }
+
+  private putCompatibility(subject: string, compatibility: Compatibility) {
+    return this.http('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility });
   }
 
   /** Sets the compatibility rule of a subject (`PUT /config/{subject}`). */
   async setCompatibility(subject: string, compatibility: Compatibility): Promise<void> {
-    const res = await this.http('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility });
+    const res = await this.putCompatibility(subject, compatibility);
     if (res.status !== 200)
       throw new SchemaRejectedError(`could not set ${compatibility} on ${subject}: HTTP ${res.status}`);
   }

@@ -105,6 +105,7 @@ export const NAV = [
   ['/dlq', 'Dead letters'],
   ['/tiers', 'Tiers and delays'],
   ['/schemas', 'Schemas'],
+  ['/outbox', 'Outbox'],
   ['/controls', 'Controls'],
 ] as const;
 

@@ -39,6 +39,7 @@ import {
 import { ensureStatusTopics, statusTopicsExist } from '../status/topics.js';
 import { findDelayBuckets } from '../topology/delays.js';
 import { topicNames } from '../topology/topics.js';
+import type { OutboxWatch } from './outbox.js';
 
 /** How often lag, DLQ depth and rates are sampled (the charts' resolution). */
 export const SAMPLE_INTERVAL_MS = 5000;
@@ -177,6 +178,8 @@ export class ConsoleModel {
   private sampling = false;
   private stopped = false;
   private taskCount = 0;
+  /** The transactional outbox (`--database-url`), when the console watches one. */
+  outbox: OutboxWatch | undefined;
   /** Set once the status topics are followed. */
   feedReady = false;
   feedError: string | undefined;
@@ -580,8 +583,16 @@ export class ConsoleModel {
     return task;
   }
 
+  /** Dead letters of `jobTopic` the outbox relay sent there (its schema rejected), among the newest 5,000. */
+  async outboxRejected(jobTopic: string): Promise<number> {
+    const dlq = topicNames(jobTopic, 0).dlq;
+    if (!(await this.admin!.listTopics()).includes(dlq)) return 0;
+    return (await this.deadLetters(jobTopic, dlq)).filter((d) => d.job.reason === 'outbox-rejected').length;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    this.outbox?.stop();
     for (const t of this.timers) clearTimeout(t);
     await this.tail?.stop();
     await this.producer?.disconnect().catch(() => undefined);

@@ -19,6 +19,7 @@ import {
 } from './pages/dlq.js';
 import { groupPage } from './pages/group.js';
 import { jobsPage } from './pages/jobs.js';
+import { outboxPage } from './pages/outbox.js';
 import { overviewPage } from './pages/overview.js';
 import { schemasPage, subjectPage } from './pages/schemas.js';
 import { tiersPage } from './pages/tiers.js';
@@ -63,6 +64,7 @@ const GET: Record<string, GetHandler> = {
   '/schemas': schemasPage,
   '/schemas/subject': subjectPage,
   '/controls': controlsPage,
+  '/outbox': outboxPage,
 };
 
 const POST: Record<string, PostHandler> = {

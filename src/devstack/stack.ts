@@ -135,9 +135,19 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The last lines of a log, led by its first ERROR or FATAL lines when they fall before that tail: a
+ * broker that fails to bind a port logs why long before the shutdown lines that end its log.
+ */
 function tail(file: string, lines = 20): string {
   try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    const all = readFileSync(file, 'utf8').trimEnd().split('\n');
+    const last = all.slice(-lines);
+    const cause = all
+      .slice(0, Math.max(0, all.length - lines))
+      .filter((line) => /\b(ERROR|FATAL)\b/.test(line))
+      .slice(0, 3);
+    return cause.length > 0 ? [...cause, '...', ...last].join('\n') : last.join('\n');
   } catch {
     return '(no log)';
   }

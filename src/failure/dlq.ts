@@ -529,7 +529,10 @@ export async function replayDeadJobs(
           const tx = await producer.transaction();
           try {
             if (toSend.length > 0)
-              await sendAcknowledged(tx, [{ topic, messages: replay.records }], counts ? { counts } : {});
+              await sendAcknowledged(tx, [{ topic, messages: replay.records }], {
+                counts,
+                inTransaction: true,
+              });
             const set = pruneReplayed(
               addReplayed(
                 replayed.get(partition) ?? { runs: [] },

@@ -75,6 +75,7 @@ export async function replayDeadJob(
     try {
       const [placed] = await sendAcknowledged(tx, [{ topic, messages: replay.records }], {
         counts: partitionCounts(admin),
+        inTransaction: true,
       });
       // The metadata rides along as in `replayDeadJobs` (kafkajs' type omits it, the protocol has it).
       const partitions = [

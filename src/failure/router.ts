@@ -141,12 +141,25 @@ export class OutcomeRouter {
     private readonly clock: Clock,
     private readonly tierDelays: readonly number[] = [],
     private readonly logger?: { warn(obj: object, msg: string): void },
+    /**
+     * Exactly once: records are not sent but staged with their job, for its partition's round
+     * (one Kafka transaction with the commit of the job's offset).
+     */
+    private readonly stage?: (item: RoutedRecord, topic: string, message: OutgoingRecord) => void,
   ) {
     this.sender = new BatchedSender(producer, clock);
   }
 
-  private send(topic: string, message: OutgoingRecord, span: TracedSpan | undefined): Promise<void> {
-    return this.sender.send(topic, message, span);
+  private send(
+    item: RoutedRecord,
+    topic: string,
+    message: OutgoingRecord,
+    span: TracedSpan | undefined,
+  ): Promise<void> {
+    if (!this.stage) return this.sender.send(topic, message, span);
+    span?.inject(message.headers);
+    this.stage(item, topic, message);
+    return Promise.resolve();
   }
 
   /**
@@ -190,6 +203,7 @@ export class OutcomeRouter {
       ours[HEADERS.retryTier] = String(opts.tier);
     }
     await this.send(
+      item,
       bucket?.topic ?? topic,
       { key: item.key, value: item.value, headers: mergeHeaders(item.rawHeaders, ours) },
       span,
@@ -228,7 +242,7 @@ export class OutcomeRouter {
       [HEADERS.parksKey]: undefined,
       ...extra,
     });
-    await this.send(this.topics.dlq, { key: item.key, value: item.value, headers }, span);
+    await this.send(item, this.topics.dlq, { key: item.key, value: item.value, headers }, span);
     return { kind: 'dlq', topic: this.topics.dlq };
   }
 
@@ -239,6 +253,7 @@ export class OutcomeRouter {
   async toRelease(item: RoutedRecord, jobId: string, outcome: 'completed' | 'dead'): Promise<void> {
     const partition = Number(item.headers[HEADERS.originPartition] ?? item.partition);
     await this.send(
+      item,
       item.headers[HEADERS.originTopic] ?? this.topics.main,
       {
         key: item.key,

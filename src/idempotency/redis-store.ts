@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { parseOptions, tlsSchema } from '../config/validate.js';
 import { type BeginResult, type IdempotencyStore, StoreUnavailableError } from './store.js';
 
-/** Connection settings of a {@link RedisIdempotencyStore}, as Redis users configure them. */
-export interface RedisStoreOptions {
+/** Where a Redis is and how to reach it (the idempotency store's and the limit store's). */
+export interface RedisConnectionOptions {
   /** @defaultValue `'127.0.0.1'` */
   host?: string;
   /** @defaultValue 6379 */
@@ -16,29 +16,38 @@ export interface RedisStoreOptions {
   password?: string;
   /** TLS: `true` for the system CAs, or explicit PEMs. */
   tls?: boolean | { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
+  /** @defaultValue 2000 */
+  connectTimeoutMs?: number;
+}
+
+/** Connection settings of a {@link RedisIdempotencyStore}, as Redis users configure them. */
+export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Connections used round-robin (each multiplexes commands). @defaultValue 2 */
   poolSize?: number;
   /** A command that takes longer fails (the store is then treated as unavailable). @defaultValue 2000 */
   socketTimeoutMs?: number;
-  /** @defaultValue 2000 */
-  connectTimeoutMs?: number;
   /** Retry a command once on a timeout before failing it. @defaultValue true */
   retryOnTimeout?: boolean;
   /** Key prefix. @defaultValue `'strand:idem:'` */
   keyPrefix?: string;
 }
 
+/** The connection fields of a Redis-backed store's options (this one's and `RedisLimitStore`'s). */
+export const redisConnectionFields = {
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(1).max(65535).default(6379),
+  db: z.number().int().min(0).default(0),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  tls: tlsSchema.optional(),
+  connectTimeoutMs: z.number().int().positive().default(2000),
+};
+
 const schema = z
   .object({
-    host: z.string().min(1).default('127.0.0.1'),
-    port: z.number().int().min(1).max(65535).default(6379),
-    db: z.number().int().min(0).default(0),
-    username: z.string().optional(),
-    password: z.string().optional(),
-    tls: tlsSchema.optional(),
+    ...redisConnectionFields,
     poolSize: z.number().int().min(1).max(64).default(2),
     socketTimeoutMs: z.number().int().positive().default(2000),
-    connectTimeoutMs: z.number().int().positive().default(2000),
     retryOnTimeout: z.boolean().default(true),
     keyPrefix: z.string().default('strand:idem:'),
   })
@@ -63,6 +72,36 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == 'L:' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/**
+ * ioredis options for a store: commands fail fast while disconnected (no offline queue, no retries
+ * per command) so the caller decides what a missing answer means; reconnects back off to 2 s.
+ */
+export function redisClientOptions(o: {
+  host: string;
+  port: number;
+  db: number;
+  username?: string | undefined;
+  password?: string | undefined;
+  tls?: z.output<typeof tlsSchema> | undefined;
+  socketTimeoutMs: number;
+  connectTimeoutMs: number;
+}): RedisOptions {
+  return {
+    host: o.host,
+    port: o.port,
+    db: o.db,
+    ...(o.username ? { username: o.username } : {}),
+    ...(o.password ? { password: o.password } : {}),
+    ...(o.tls ? { tls: o.tls === true ? {} : o.tls } : {}),
+    commandTimeout: o.socketTimeoutMs,
+    connectTimeout: o.connectTimeoutMs,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    lazyConnect: false,
+    retryStrategy: (times) => Math.min(100 * 2 ** times, 2000),
+  };
+}
+
 type ScriptClient = Redis & {
   strandBegin(key: string, owner: string, ms: number): Promise<string>;
   strandRenew(key: string, owner: string, ms: number): Promise<number>;
@@ -85,21 +124,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const o = parseOptions(schema, options, 'redis store');
     this.prefix = o.keyPrefix;
     this.retryOnTimeout = o.retryOnTimeout;
-    const redisOptions: RedisOptions = {
-      host: o.host,
-      port: o.port,
-      db: o.db,
-      ...(o.username ? { username: o.username } : {}),
-      ...(o.password ? { password: o.password } : {}),
-      ...(o.tls ? { tls: o.tls === true ? {} : o.tls } : {}),
-      commandTimeout: o.socketTimeoutMs,
-      connectTimeout: o.connectTimeoutMs,
-      // Fail fast while disconnected instead of queueing: the worker retries the job later.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      lazyConnect: false,
-      retryStrategy: (times) => Math.min(100 * 2 ** times, 2000),
-    };
+    const redisOptions = redisClientOptions(o);
     this.clients = Array.from({ length: o.poolSize }, () => {
       const c = new Redis(redisOptions) as ScriptClient;
       c.on('error', () => undefined); // surfaced per command as StoreUnavailableError

@@ -13,6 +13,8 @@ export interface FetchedRange {
   next: number;
   /** What read-committed readers may see up to (the end of the readable log). */
   lastStable: number;
+  /** The high watermark: past it nothing is written yet (below it and past `lastStable`: not decided yet). */
+  end: number;
 }
 
 /** What the reader uses of kafkajs' cluster object (handed to partition assigners). */
@@ -134,7 +136,12 @@ function decodeBatchPicking(
     const peek = new Decoder(bytes);
     peek.readInt8(); // attributes
     peek.readVarLong(); // timestamp delta
-    if (wanted(base + peek.readVarInt())) records.push(RecordDecoder(new Decoder(bytes), context));
+    // A control record (a transaction's commit or abort marker) is always kept: kafkajs' filter
+    // (Batch, filterAbortedMessages) ends an aborted transaction at its ABORT marker; without it every
+    // later record of that producer in the fetch passes for aborted (a fenced holder's aborted write
+    // shares the producer id of the writes after it).
+    const offset = base + peek.readVarInt();
+    if (context.isControlBatch || wanted(offset)) records.push(RecordDecoder(new Decoder(bytes), context));
   }
   return { firstOffset, lastOffsetDelta, records };
 }
@@ -302,9 +309,12 @@ export class PartitionReader {
           throw error;
         });
       const data = res.responses.flatMap((r) => r.partitions).find((p) => p.partition === partition);
-      if (!data) return { records: [], next: offset, lastStable: offset };
+      if (!data) return { records: [], next: offset, lastStable: offset, end: offset };
       const records = new KafkajsBatch(topic, String(offset), data).messages;
-      return { records, next: Math.max(offset, data.batchesEnd), lastStable: Number(data.lastStableOffset) };
+      return {
+        ...{ records, next: Math.max(offset, data.batchesEnd) },
+        ...{ lastStable: Number(data.lastStableOffset), end: Number(data.highWatermark) },
+      };
     } catch (error) {
       await c.refreshMetadata().catch(() => undefined);
       throw error;

@@ -1,4 +1,4 @@
-import type { Producer, Transaction } from 'kafkajs';
+import { type Kafka, Partitioners, type Producer, type RetryOptions, type Transaction } from 'kafkajs';
 import { retryWithBackoff } from '../timing/backoff.js';
 
 /**
@@ -52,4 +52,33 @@ export async function sendOffsetsInTransaction(
 export async function fenceEarlierTransactions(producer: Pick<Producer, 'transaction'>): Promise<void> {
   const tx = await producer.transaction();
   await tx.abort();
+}
+
+/**
+ * A transactional producer under `transactionalId` that holds the id: connected, and its
+ * InitProducerId made (the coordinator aborts and waits out the previous holder's open transaction,
+ * and refuses that holder's next step). Disconnected again when either fails.
+ */
+export async function takeTransactionalId(
+  kafka: Kafka,
+  o: { transactionalId: string; transactionTimeoutMs?: number | undefined; retry: RetryOptions },
+): Promise<Producer> {
+  const producer = kafka.producer({
+    transactionalId: o.transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: o.transactionTimeoutMs ?? 60_000,
+    allowAutoTopicCreation: false,
+    // Every record gets an explicit partition (sendAcknowledged); this only silences kafkajs' v2 notice.
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: o.retry,
+  });
+  try {
+    await producer.connect();
+    await fenceEarlierTransactions(producer);
+  } catch (error) {
+    await producer.disconnect().catch(() => undefined);
+    throw error;
+  }
+  return producer;
 }

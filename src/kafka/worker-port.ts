@@ -125,6 +125,9 @@ export class KafkaConsumerPort implements ConsumerPort {
       heartbeatInterval: o.heartbeatIntervalMs,
       rebalanceTimeout: this.groupRebalanceTimeoutMs(),
       allowAutoTopicCreation: false,
+      // read_committed (kafkajs' default, said here): records of aborted or open transactions —
+      // exactly-once rounds, transactional replays — are never handed over.
+      readUncommitted: false,
       partitionAssigners: this.gatedAssigners(),
       // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.
       maxBytesPerPartition: 512 * 1024,
@@ -199,16 +202,39 @@ export class KafkaConsumerPort implements ConsumerPort {
     return this.starting;
   }
 
+  /**
+   * Commits, and throws unless the coordinator took it: kafkajs' `commitOffsets` resolves without
+   * sending anything when its runner is not running (after a crash, during a restart), and when a
+   * failed attempt finds it stopped. A commit the worker took for applied then let the traces of
+   * the `exactly-once` chaos scenario show commits by members that owned nothing, and the next
+   * owner's commit as a move backwards. kafkajs announces each commit it made (COMMIT_OFFSETS,
+   * synchronously, before `commitOffsets` resolves), so one that was not announced did not happen.
+   */
   async commit(offsets: readonly OffsetCommit[]): Promise<void> {
-    if (!this.consumer) throw new Error('consumer not started');
-    await this.consumer.commitOffsets(
-      offsets.map((o) => ({
-        topic: o.topic,
-        partition: o.partition,
-        offset: String(o.offset),
-        metadata: o.metadata,
-      })),
-    );
+    const consumer = this.consumer;
+    if (!consumer) throw new Error('consumer not started');
+    const wanted = offsets.map((o) => `${o.topic}:${o.partition}@${o.offset}`);
+    let applied = false;
+    const off = consumer.on(consumer.events.COMMIT_OFFSETS, (e) => {
+      const sent = new Set(
+        e.payload.topics.flatMap((t) => t.partitions.map((p) => `${t.topic}:${p.partition}@${p.offset}`)),
+      );
+      if (wanted.every((w) => sent.has(w))) applied = true;
+    });
+    try {
+      await consumer.commitOffsets(
+        offsets.map((o) => ({
+          topic: o.topic,
+          partition: o.partition,
+          offset: String(o.offset),
+          metadata: o.metadata,
+        })),
+      );
+    } finally {
+      off();
+    }
+    if (!applied)
+      throw new Error('offset commit not sent: the consumer is not running (it crashed or is restarting)');
   }
 
   async committed(topics: readonly string[]): Promise<CommittedOffset[]> {

@@ -50,6 +50,21 @@ const TRANSIENT: [RegExp, string][] = [
  */
 const REPORTED_BY_STRAND = /^Restarting the consumer in \d+ms/;
 
+/**
+ * Routine answers kafkajs retries at once and logs at error level: a transaction begun right after
+ * the previous one of its producer committed (exactly-once rounds, transactional DLQ replays) is
+ * answered CONCURRENT_TRANSACTIONS while the coordinator writes that one's markers. At debug,
+ * without counting as trouble.
+ */
+const ROUTINE = /another concurrent operation on the same transaction|CONCURRENT_TRANSACTIONS/i;
+
+/**
+ * kafkajs' notice for every transactional producer Strand makes (exactly-once rounds, DLQ
+ * replays): their retries are bounded on purpose — a transaction that does not go
+ * through is aborted whole and its work done again — so the notice says nothing to act on.
+ */
+const BOUNDED_RETRIES = /^Limiting retries for the idempotent producer may invalidate EoS guarantees/;
+
 /** How long kafkajs may keep reporting transient trouble before it is worth a warning. */
 const TRANSIENT_WARN_AFTER_MS = 30_000;
 
@@ -63,11 +78,15 @@ export function kafkaLogSink(logger: Logger, now: () => number = Date.now) {
   let lastTrouble = 0;
   let lastWarned = 0;
   return (level: 'error' | 'warn' | 'info' | 'debug', message: string, extra: object) => {
-    if (REPORTED_BY_STRAND.test(message)) {
+    if (REPORTED_BY_STRAND.test(message) || BOUNDED_RETRIES.test(message)) {
       logger.debug({ kafka: extra }, message);
       return;
     }
     const error = String((extra as { error?: unknown }).error ?? '');
+    if (ROUTINE.test(`${error} ${message}`)) {
+      logger.debug({ kafka: extra }, message);
+      return;
+    }
     const transient = TRANSIENT.find(([pattern]) => pattern.test(`${error} ${message}`));
     if (!transient || level === 'info' || level === 'debug') {
       logger[level]({ kafka: extra }, message);

@@ -32,6 +32,9 @@ export class QueueMetrics {
   readonly delayedJobs: client.Gauge<'topic' | 'group'>;
   readonly parkedKeys: client.Gauge<'topic' | 'group'>;
   readonly parkedJobs: client.Gauge<'topic' | 'group'>;
+  readonly tenantWaiting: client.Gauge<'topic' | 'group' | 'tenant'>;
+  readonly limited: client.Counter<'topic' | 'group' | 'limit'>;
+  readonly deferredRecords: client.Gauge<'topic' | 'group'>;
 
   /**
    * Job outcomes counted on the per-job path as plain numbers, added to `queue_jobs_total` when it
@@ -174,6 +177,24 @@ export class QueueMetrics {
     this.parkedJobs = new client.Gauge({
       name: 'queue_parked_jobs',
       help: "Jobs parked behind their key's failed job (retry.ordering strict), on the partitions this worker owns",
+      labelNames: ['topic', 'group'],
+      registers,
+    });
+    this.tenantWaiting = new client.Gauge({
+      name: 'queue_tenant_waiting',
+      help: 'Runnable jobs waiting per tenant (the limits.metricsTopTenants most waiting, the rest as "other")',
+      labelNames: ['topic', 'group', 'tenant'],
+      registers,
+    });
+    this.limited = new client.Counter({
+      name: 'queue_limited_total',
+      help: 'Times a runnable job was passed over for a limit (key_rate, key_concurrency, tenant_rate, tenant_concurrency), or the limit store failed (store_error)',
+      labelNames: ['topic', 'group', 'limit'],
+      registers,
+    });
+    this.deferredRecords = new client.Gauge({
+      name: 'queue_deferred_records',
+      help: 'Job-topic records the intake deferred (an over-share tenant) and will read again, on the partitions this worker owns',
       labelNames: ['topic', 'group'],
       registers,
     });

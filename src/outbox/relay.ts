@@ -97,6 +97,8 @@ export class OutboxRelay {
   private readonly registry: SchemaRegistryGateway;
   private readonly publisher: OutboxPublisher;
   private readonly owned = new Set<number>();
+  /** Job topics this relay saw rows of: their gauges read 0 once nothing waits (not "no data"). */
+  private readonly topicsSeen = new Set<string>();
   private readonly abort = new AbortController();
   private wakeUp: (() => void) | undefined;
   private woken = false;
@@ -310,10 +312,12 @@ export class OutboxRelay {
     const ackedAt = Date.now();
     const table = this.table.name;
     for (const [topic, n] of outcome.published) {
+      this.topicsSeen.add(topic);
       this.metrics.published.inc({ table, topic }, n);
       this.counts.published += n;
     }
     for (const [topic, n] of outcome.deadLettered) {
+      this.topicsSeen.add(topic);
       this.metrics.deadLettered.inc({ table, topic }, n);
       this.counts.deadLettered += n;
     }
@@ -325,7 +329,9 @@ export class OutboxRelay {
     const backlog = await outboxBacklog(client, this.table.name);
     this.metrics.pending.reset();
     this.metrics.oldestAge.reset();
-    for (const b of backlog) {
+    for (const b of backlog) this.topicsSeen.add(b.topic);
+    for (const topic of this.topicsSeen) {
+      const b = backlog.find((x) => x.topic === topic) ?? { topic, pending: 0, oldestAgeSeconds: 0 };
       const labels = { table: this.table.name, topic: b.topic };
       this.metrics.pending.set(labels, b.pending);
       this.metrics.oldestAge.set(labels, b.oldestAgeSeconds);

@@ -43,6 +43,7 @@ import {
   type Tracer,
   withContext,
 } from '../observability/tracing.js';
+import type { OutgoingRecord, TopicRecords } from '../ports.js';
 import { chooseBucket, type DelayBucket, delayLabel, findDelayBuckets } from '../topology/delays.js';
 
 /** Options of a {@link JobProducer}. */
@@ -243,60 +244,8 @@ export class JobProducer<T = Record<string, unknown>> {
    * call and nothing is sent. Jobs of one key keep their order.
    */
   async enqueueMany(jobs: readonly JobInput<T>[]): Promise<EnqueueResult[]> {
-    if (!this.connected) throw new StrandError('KAFKA', 'producer is not connected (call connect() first)');
-    jobs.forEach((job, i) => {
-      if (job.key !== null && typeof job.key !== 'string') {
-        throw new ConfigError(`jobs[${i}].key`, 'expected a string or null');
-      }
-      assertValid(this.type, job.data, jobs.length > 1 ? `jobs[${i}].data` : 'job data');
-    });
-    if (jobs.length === 0) return [];
-    const nowMs = Date.now();
-    const dueAts = jobs.map((job, i) => dueAtOf(job, nowMs, jobs.length > 1 ? `jobs[${i}]` : 'job'));
-    const plan = dueAts.some((d) => d !== undefined) ? await this.delays() : undefined;
-    const schemaId = await this.schemaId();
-    const now = String(nowMs);
-    const tracer = this.opts.tracing ? activeTracer() : undefined;
-    const planned = jobs.map((job, i) => {
-      const jobId = job.jobId ?? uuidv7();
-      const headers: Record<string, string> = {
-        ...job.headers,
-        [HEADERS.jobId]: jobId,
-        [HEADERS.enqueuedAt]: now,
-      };
-      let topic = this.topic;
-      let partitions = this.partitions;
-      const dueAt = dueAts[i];
-      if (dueAt !== undefined && plan) {
-        const where = jobs.length > 1 ? `jobs[${i}]` : 'job';
-        if (plan.retentionMs !== undefined && dueAt - nowMs > plan.retentionMs)
-          throw new ConfigError(
-            `${where}.${job.runAt !== undefined ? 'runAt' : 'delay'}`,
-            `due in ${delayLabel(dueAt - nowMs)}, beyond the retention of topic ${this.topic} (${delayLabel(plan.retentionMs)})`,
-          );
-        const next = chooseBucket(plan.buckets, dueAt - nowMs);
-        const bucket = next.kind === 'bucket' ? next.bucket : plan.buckets[0]!;
-        topic = bucket.topic;
-        partitions = plan.partitions.get(topic) ?? this.partitions;
-        headers[HEADERS.dueAt] = String(dueAt);
-        headers[HEADERS.holdUntil] = String(nowMs + bucket.ms);
-      }
-      const partition = this.partitionFor(topic, job.key, partitions);
-      const span = tracer ? this.sendSpan(tracer, job, jobId, topic, partition, headers) : undefined;
-      if (!tracer && job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
-      return {
-        jobId,
-        topic,
-        dueAt,
-        span,
-        message: {
-          key: job.key,
-          value: this.codec.encode(schemaId, this.type, job.data),
-          headers,
-          partition,
-        },
-      };
-    });
+    const planned = await this.plan(jobs);
+    if (planned.length === 0) return [];
     // One produce request; records of one key and topic keep their order.
     const byTopic = new Map<string, typeof planned>();
     for (const p of planned) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
@@ -337,6 +286,80 @@ export class JobProducer<T = Record<string, unknown>> {
       };
       if (p.dueAt !== undefined) result.dueAt = p.dueAt;
       return result;
+    });
+  }
+
+  /**
+   * Validates and encodes jobs into records without sending them: an exactly-once worker's
+   * `ctx.enqueue` hands them to its round (one Kafka transaction with the input offset's commit).
+   */
+  async prepare(jobs: readonly JobInput<T>[]): Promise<{ jobIds: string[]; records: TopicRecords[] }> {
+    const planned = await this.plan(jobs);
+    const byTopic = new Map<string, TopicRecords & { messages: OutgoingRecord[] }>();
+    for (const p of planned) {
+      p.span?.end();
+      const list = byTopic.get(p.topic);
+      if (list) list.messages.push(p.message);
+      else byTopic.set(p.topic, { topic: p.topic, messages: [p.message] });
+    }
+    return { jobIds: planned.map((p) => p.jobId), records: [...byTopic.values()] };
+  }
+
+  /** Every job validated, its record encoded, its topic (delay bucket) and partition chosen. */
+  private async plan(jobs: readonly JobInput<T>[]) {
+    if (!this.connected) throw new StrandError('KAFKA', 'producer is not connected (call connect() first)');
+    jobs.forEach((job, i) => {
+      if (job.key !== null && typeof job.key !== 'string') {
+        throw new ConfigError(`jobs[${i}].key`, 'expected a string or null');
+      }
+      assertValid(this.type, job.data, jobs.length > 1 ? `jobs[${i}].data` : 'job data');
+    });
+    if (jobs.length === 0) return [];
+    const nowMs = Date.now();
+    const dueAts = jobs.map((job, i) => dueAtOf(job, nowMs, jobs.length > 1 ? `jobs[${i}]` : 'job'));
+    const plan = dueAts.some((d) => d !== undefined) ? await this.delays() : undefined;
+    const schemaId = await this.schemaId();
+    const now = String(nowMs);
+    const tracer = this.opts.tracing ? activeTracer() : undefined;
+    return jobs.map((job, i) => {
+      const jobId = job.jobId ?? uuidv7();
+      const headers: Record<string, string> = {
+        ...job.headers,
+        [HEADERS.jobId]: jobId,
+        [HEADERS.enqueuedAt]: now,
+      };
+      let topic = this.topic;
+      let partitions = this.partitions;
+      const dueAt = dueAts[i];
+      if (dueAt !== undefined && plan) {
+        const where = jobs.length > 1 ? `jobs[${i}]` : 'job';
+        if (plan.retentionMs !== undefined && dueAt - nowMs > plan.retentionMs)
+          throw new ConfigError(
+            `${where}.${job.runAt !== undefined ? 'runAt' : 'delay'}`,
+            `due in ${delayLabel(dueAt - nowMs)}, beyond the retention of topic ${this.topic} (${delayLabel(plan.retentionMs)})`,
+          );
+        const next = chooseBucket(plan.buckets, dueAt - nowMs);
+        const bucket = next.kind === 'bucket' ? next.bucket : plan.buckets[0]!;
+        topic = bucket.topic;
+        partitions = plan.partitions.get(topic) ?? this.partitions;
+        headers[HEADERS.dueAt] = String(dueAt);
+        headers[HEADERS.holdUntil] = String(nowMs + bucket.ms);
+      }
+      const partition = this.partitionFor(topic, job.key, partitions);
+      const span = tracer ? this.sendSpan(tracer, job, jobId, topic, partition, headers) : undefined;
+      if (!tracer && job.traceparent) headers[HEADERS.traceparent] = job.traceparent;
+      return {
+        jobId,
+        topic,
+        dueAt,
+        span,
+        message: {
+          key: job.key,
+          value: this.codec.encode(schemaId, this.type, job.data),
+          headers,
+          partition,
+        },
+      };
     });
   }
 

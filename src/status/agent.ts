@@ -29,6 +29,9 @@ export interface StatusSource {
     /** The full connection (its optional fields may be explicitly undefined). */
     readonly kafka?: { readonly brokers: readonly string[] } | undefined;
     readonly retry: { readonly tiers: readonly number[] };
+    /** Tenants and limits (the snapshot then carries the waiting tenants). */
+    readonly tenant?: unknown;
+    readonly limits?: unknown;
     readonly autoscale: {
       readonly targetLagPerReplica: number;
       readonly minReplicas: number;
@@ -68,6 +71,15 @@ async function counterSum(
   return values
     .filter((v) => !label || String(v.labels[label[0]]) === label[1])
     .reduce((sum, v) => sum + v.value, 0);
+}
+
+/** This worker's series of a metric (a registry may be shared by several workers). */
+async function ownSeries(
+  metric: { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> },
+  own: { topic: string; groupId: string },
+): Promise<{ value: number; labels: Record<string, unknown> }[]> {
+  const { values } = await metric.get();
+  return values.filter((v) => v.labels.topic === own.topic && v.labels.group === own.groupId);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
@@ -214,8 +226,21 @@ export class StatusAgent {
       },
       oldestPendingAgeSeconds: await counterSum(oldestPendingAge),
       rssBytes: process.memoryUsage.rss(),
+      ...(o.tenant !== undefined || o.limits !== undefined ? { tenants: await this.tenants() } : {}),
       autoscale: { ...o.autoscale },
     };
+  }
+
+  /** From the tenant metrics: reading `queue_tenant_waiting` samples the tenants and flushes the limit counts. */
+  private async tenants(): Promise<NonNullable<WorkerSnapshot['tenants']>> {
+    const { metrics, options: o } = this.source;
+    const waiting = (await ownSeries(metrics.tenantWaiting, o))
+      .map((v) => ({ tenant: String(v.labels.tenant), jobs: v.value }))
+      .sort((a, b) => b.jobs - a.jobs);
+    const limited: Record<string, number> = {};
+    for (const v of await ownSeries(metrics.limited, o)) limited[String(v.labels.limit)] = v.value;
+    const deferred = (await ownSeries(metrics.deferredRecords, o)).reduce((sum, v) => sum + v.value, 0);
+    return { waiting, limited, deferred };
   }
 
   private publish(): Promise<void> {

@@ -40,6 +40,16 @@ const snapshotSchema = z.object({
   }),
   oldestPendingAgeSeconds: z.number(),
   rssBytes: z.number(),
+  /** With `tenant` or `limits`: the tenants with the most runnable jobs (top N + `other`), the limits' counts. */
+  tenants: z
+    .object({
+      waiting: z.array(z.object({ tenant: z.string(), jobs: z.number() })),
+      /** `queue_limited_total` by limit: times a runnable job was passed over for it, since the worker started. */
+      limited: z.record(z.string(), z.number()),
+      /** Records the intake deferred for over-share tenants, now. */
+      deferred: z.number(),
+    })
+    .optional(),
   autoscale: z
     .object({
       targetLagPerReplica: z.number(),

@@ -39,6 +39,11 @@ export class Assignment {
        * earlier ownership stays paused in the client across a rejoin, so it must be resumed.
        */
       onNewOwnership: (partitions: { topic: string; partition: number }[]) => void;
+      /**
+       * Runs before the committed offsets of new partitions are read (exactly once: their
+       * transactional ids are taken, aborting an earlier owner's open round).
+       */
+      beforeReconcile?: ((fresh: readonly PartitionTracker[]) => Promise<void>) | undefined;
       /** A kept partition's other state is as this ownership left it (strict order: its parking partition). */
       unchanged?: (topic: string, partition: number) => Promise<boolean>;
     },
@@ -107,6 +112,7 @@ export class Assignment {
 
   /** Reads the group's committed offsets: offset maps for new partitions, continuity for kept ones. */
   private async reconcile(fresh: PartitionTracker[], kept: PartitionTracker[]): Promise<void> {
+    if (fresh.length > 0) await this.deps.beforeReconcile?.(fresh);
     const topics = [...new Set([...fresh, ...kept].map((t) => t.topic))];
     let committed: CommittedOffset[] | undefined;
     try {

@@ -4,6 +4,7 @@ import type { ConsumerPort, OffsetCommit } from '../ports.js';
 import type { Assignment } from './assignment.js';
 import { encodeOffsetMap } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
+import type { TransactionRounds } from './rounds.js';
 import type { RunState } from './run-state.js';
 
 /**
@@ -34,6 +35,8 @@ export class Committer {
       onFenced: (error: unknown, round: number) => void;
       /** The current assignment round (core.ts `joinRound`). */
       round: () => number;
+      /** Exactly once: each partition's commit is a transaction with its staged writes (rounds.ts). */
+      rounds?: TransactionRounds | undefined;
     },
   ) {}
 
@@ -72,12 +75,16 @@ export class Committer {
     if (state.rebalancing && !duringRebalance) return;
     const offsets: OffsetCommit[] = [];
     const trackers: PartitionTracker[] = [];
+    const rounds = this.deps.rounds;
     for (const { tracker, verified } of assignment.partitions()) {
-      if (!verified) continue;
+      if (!verified || rounds?.isBroken(tracker)) continue;
       const point = tracker.commitPoint();
       if (point === undefined) continue;
       const last = tracker.lastCommit;
-      if (last && point < last.point) continue;
+      // Never behind this ownership's last commit, nor behind the group's commit it began from:
+      // with exactly once the intake skips the records below that one (read after the fence), and
+      // a fetch that began before the fence may have started lower (seed 38906).
+      if (point < tracker.baseOffset || (last && point < last.point)) continue;
       const metadata = encodeOffsetMap(point, tracker.doneAbove(), metadataMaxChars);
       if (metadata === undefined) {
         // The intake keeps every partition's map within the limit; if one still does not fit, keep
@@ -92,12 +99,13 @@ export class Committer {
         { topic: tracker.topic, partition: String(tracker.partition), group },
         Buffer.byteLength(metadata),
       );
-      if (last && point === last.point && metadata === last.metadata) continue;
+      if (last && point === last.point && metadata === last.metadata && !rounds?.hasStaged(tracker)) continue;
       offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: point, metadata });
       trackers.push(tracker);
       tracker.noteSent(point, metadata);
     }
     if (offsets.length === 0) return;
+    if (rounds) return this.commitRounds(rounds, offsets, trackers);
     const round = this.deps.round();
     try {
       await consumer.commit(offsets);
@@ -119,6 +127,24 @@ export class Committer {
         'offset commit failed; it is retried at the next interval',
       );
     }
+  }
+
+  /**
+   * Exactly once: one transaction per partition (its staged writes and its offset), all partitions
+   * at once. Each round was taken in the tick its commit point was read. A round that fails breaks
+   * its partition (rounds.ts); the others count as committed.
+   */
+  private async commitRounds(
+    rounds: TransactionRounds,
+    offsets: OffsetCommit[],
+    trackers: PartitionTracker[],
+  ): Promise<void> {
+    const results = await Promise.all(offsets.map((o, i) => rounds.commit(trackers[i]!, o)));
+    const committed = offsets.filter((o, i) => {
+      if (results[i]) trackers[i]!.lastCommit = { point: o.offset, metadata: o.metadata };
+      return results[i];
+    });
+    if (committed.length > 0) this.deps.onCommitted(committed);
   }
 }
 

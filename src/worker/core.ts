@@ -4,7 +4,14 @@ import { BatchedSender, OutcomeRouter } from '../failure/router.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
-import type { ConsumerPort, JobDecoder, ParkingPort, ProducePort } from '../ports.js';
+import type {
+  ConsumerPort,
+  JobDecoder,
+  ParkingPort,
+  ProducePort,
+  RecordReadPort,
+  TransactionPort,
+} from '../ports.js';
 import { type Clock, every, sleep } from '../timing/clock.js';
 import type { DelayBucket } from '../topology/delays.js';
 import type { TopicNames } from '../topology/topics.js';
@@ -15,12 +22,16 @@ import { Dispatcher } from './dispatcher.js';
 import { DueQueue } from './due-queue.js';
 import { WorkerEmitter, type WorkerEvents } from './events.js';
 import { Executor } from './executor.js';
-import { Intake, JobBuffer } from './intake.js';
+import { Fairness } from './fairness/fairness.js';
+import type { HandlerDeps } from './handler-call.js';
+import { Intake } from './intake.js';
+import { JobBuffer } from './job-buffer.js';
 import { LeaseKeeper } from './lease.js';
 import { Membership } from './membership.js';
 import { DEFAULT_METADATA_MAX_CHARS } from './offset-map.js';
 import { defaultBatchOptions, type ResolvedWorkerOptions } from './options.js';
 import { KeyParking } from './parked-keys.js';
+import { exactlyOnceRounds, TransactionRounds } from './rounds.js';
 import { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 
@@ -32,9 +43,12 @@ export interface CoreDeps {
   readonly topics: TopicNames;
   readonly consumer: ConsumerPort;
   readonly producer: ProducePort;
+  /** Exactly-once rounds (`exactlyOnce`): one transaction per input partition and round. */
+  readonly transactions?: TransactionPort | undefined;
   /** The parking topic (strict key order); without it, keys are not parked. */
   readonly parking?: ParkingPort | undefined;
   readonly decoder: JobDecoder;
+  readonly reader?: RecordReadPort | undefined;
   readonly store?: IdempotencyStore | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -45,6 +59,8 @@ export interface CoreDeps {
   readonly random?: () => number;
   /** A batch of a topic this worker does not consume arrived (another member subscribes to it). */
   readonly unknownTopic?: (topic: string) => void;
+  /** The producer for a `ctx.enqueue({ topic, schema })` target; without it that form throws. */
+  readonly followUps?: HandlerDeps['followUps'];
 }
 
 /**
@@ -54,7 +70,7 @@ export interface CoreDeps {
  * the deterministic simulation (test/sim).
  */
 export class WorkerCore extends WorkerEmitter {
-  readonly state = new RunState();
+  readonly state = new RunState((state) => this.emit('state', state));
   private readonly assignment: Assignment;
   private readonly buffer: JobBuffer;
   private readonly dispatcher: Dispatcher;
@@ -70,6 +86,7 @@ export class WorkerCore extends WorkerEmitter {
   private stopCommitTimer: (() => void) | undefined;
   private readonly membership: Membership;
   private readonly parking: KeyParking | undefined;
+  private readonly rounds: TransactionRounds | undefined;
   private stopping: Promise<void> | undefined;
 
   protected get logger(): Logger {
@@ -78,18 +95,23 @@ export class WorkerCore extends WorkerEmitter {
 
   constructor(private readonly deps: CoreDeps) {
     super();
-    const { options: o, clock, logger, metrics } = deps;
+    const { options: o, clock, logger, metrics, producer } = deps;
     const random = deps.random ?? Math.random;
+    const giveUp = (tp: string) => this.membership.giveUp(tp, this.topicList(), () => this.jobTopics());
     // Every waiting job (backoff, registry, store) listens for stop: many at once is by design.
     setMaxListeners(0, this.state.stopSignal);
     const metadataMaxChars = deps.metadataMaxChars ?? DEFAULT_METADATA_MAX_CHARS;
     const labels = { topic: o.topic, group: o.groupId };
     this.buffer = new JobBuffer(o.maxBufferedJobs, o.maxBufferedBytes, clock);
+    this.rounds = exactlyOnceRounds(deps, random, {
+      ...{ full: () => void this.commit(), giveUp },
+      current: (tp, t) => this.state.running && this.assignment.get(tp)?.tracker === t,
+    });
     this.assignment = new Assignment({
-      consumer: deps.consumer,
-      clock,
-      logger,
+      ...{ consumer: deps.consumer, clock, logger },
+      beforeReconcile: this.rounds && ((fresh) => this.rounds!.fenceAll(fresh)),
       onRevoke: (tp) => {
+        this.rounds?.released(tp);
         if (tp.startsWith(`${deps.topics.main}:`))
           this.parking?.state.drop(Number(tp.slice(deps.topics.main.length + 1)));
         const dropped = [
@@ -125,8 +147,13 @@ export class WorkerCore extends WorkerEmitter {
           })
         : undefined;
     // A job ended (its outcome acknowledged): done, if its partition is still this ownership's.
-    const done = (item: WorkItem) => this.assignment.owns(item) && item.tracker.complete(Number(item.offset));
-    const router = new OutcomeRouter(deps.producer, deps.topics, o.groupId, clock, o.retry.tiers, logger);
+    const done = (item: WorkItem) => {
+      const ok = this.assignment.owns(item) && item.tracker.complete(Number(item.offset));
+      this.rounds?.settled(item, ok);
+      return ok;
+    };
+    const stage = this.rounds?.stageRouted;
+    const router = new OutcomeRouter(producer, deps.topics, o.groupId, clock, o.retry.tiers, logger, stage);
     const executor = new Executor({
       options: o,
       state: this.state,
@@ -137,6 +164,7 @@ export class WorkerCore extends WorkerEmitter {
       router,
       leases,
       dispatcher: () => this.dispatcher,
+      followUps: deps.followUps,
       parking: () => this.parking,
       owns: (item) => this.assignment.owns(item),
       confirm: (item) => this.assignment.confirm(item),
@@ -150,12 +178,11 @@ export class WorkerCore extends WorkerEmitter {
       ...{ counts: executor.counts, emit: (event, ...args) => this.emit(event, ...(args as never)) },
       ...{ assignment: this.assignment, dispatcher: () => this.dispatcher, durably: executor.durably },
       ...{ running: () => this.state.running, runReleased: (item, slot) => executor.runReleased(item, slot) },
-      done,
+      ...{ done, lost: (p: number) => giveUp(`${deps.topics.main}:${p}`) },
     });
+    const fairness = Fairness.create(o, deps);
     this.dispatcher = new Dispatcher({
-      concurrency: o.concurrency,
-      ordering: o.ordering,
-      limiter: o.limiter,
+      ...{ tenants: fairness?.tenants, concurrency: o.concurrency, ordering: o.ordering, limiter: o.limiter },
       batch: o.batchHandler
         ? { ...(o.batch ?? defaultBatchOptions), onePerKey: this.parking !== undefined }
         : undefined,
@@ -164,16 +191,15 @@ export class WorkerCore extends WorkerEmitter {
       run: (item, slot) => executor.execute(item, slot),
       runBatch: (items, slot) => executor.executeBatch(items, slot),
       canGrow: () => this.buffer.hasRoom(0),
-      finished: (item) => {
-        this.drop(item);
-        if (this.dispatcher.inflight === 0) for (const w of [...this.idleWaiters]) w();
-      },
+      finished: (item) => this.drop(item),
+      idle: () => [...this.idleWaiters].forEach((w) => void w()),
     });
     this.delays = new DelayForwarder({
       topics: deps.topics,
       group: o.groupId,
       buckets: deps.topics.delays ?? [],
       sender: new BatchedSender(deps.producer, clock),
+      stage: this.rounds && TransactionRounds.add,
       state: this.state,
       clock,
       logger,
@@ -188,15 +214,9 @@ export class WorkerCore extends WorkerEmitter {
     });
     this.delayTopics = new Set((deps.topics.delays ?? []).map((b) => b.topic));
     this.intake = new Intake({
-      topics: deps.topics,
-      group: o.groupId,
-      assignment: this.assignment,
-      buffer: this.buffer,
-      dispatcher: this.dispatcher,
-      state: this.state,
-      clock,
-      metadataMaxChars,
-      pending: this.pending,
+      ...{ topics: deps.topics, group: o.groupId, assignment: this.assignment, buffer: this.buffer },
+      ...{ dispatcher: this.dispatcher, state: this.state, clock, metadataMaxChars, pending: this.pending },
+      exactlyOnce: this.rounds !== undefined,
       drop: (item) => this.drop(item),
       resumePartition: (topic, partition) => {
         if (!this.state.paused || this.delayTopics.has(topic))
@@ -206,16 +226,11 @@ export class WorkerCore extends WorkerEmitter {
       parking: this.parking,
       delays: { topics: this.delayTopics, add: (item) => this.delays.add(item) },
       unknownTopic: (topic) => deps.unknownTopic?.(topic),
+      fairness,
     });
     this.committer = new Committer({
-      consumer: deps.consumer,
-      assignment: this.assignment,
-      state: this.state,
-      logger,
-      metrics,
-      group: o.groupId,
-      metadataMaxChars,
-      round: () => this.membership.round,
+      ...{ consumer: deps.consumer, assignment: this.assignment, state: this.state, logger, metrics },
+      ...{ group: o.groupId, metadataMaxChars, round: () => this.membership.round, rounds: this.rounds },
       onFenced: (error, round) => this.membership.fenced(error, round),
       onCommitted: (offsets) =>
         this.emit(
@@ -224,20 +239,11 @@ export class WorkerCore extends WorkerEmitter {
         ),
     });
     this.membership = new Membership({
-      options: o,
-      state: this.state,
-      assignment: this.assignment,
-      dispatcher: this.dispatcher,
-      committer: this.committer,
-      consumer: deps.consumer,
-      clock,
-      logger,
-      metrics,
-      random,
+      ...{ options: o, state: this.state, assignment: this.assignment, dispatcher: this.dispatcher },
+      ...{ committer: this.committer, consumer: deps.consumer, clock, logger, metrics, random },
       idle: (deadline) => this.idle(deadline),
-      rebalanced: (list) => this.emit('rebalance', list),
+      emit: (event, ...args) => this.emit(event, ...(args as never)),
       verified: () => this.parking?.resumeAll(),
-
       unknownTopic: (topic) => deps.unknownTopic?.(topic),
     });
     // Sampled when scraped, not per job.
@@ -322,10 +328,7 @@ export class WorkerCore extends WorkerEmitter {
     return [main, ...tiers, ...(delays ?? []).map((b) => b.topic)];
   }
 
-  /**
-   * Consumes delay buckets created after the start too: the subscription changes, so the group
-   * rebalances (running jobs finish and are committed first, as for any rebalance).
-   */
+  /** Consumes delay buckets created after the start too (a new subscription: the group rebalances, drained first). */
   async consumeDelayBuckets(buckets: readonly DelayBucket[]): Promise<void> {
     const { consumer, topics } = this.deps;
     if (!consumer.resubscribe || !this.state.running) return;
@@ -341,10 +344,7 @@ export class WorkerCore extends WorkerEmitter {
     return [main, ...tiers];
   }
 
-  /**
-   * Stops starting jobs and pauses fetching the job topic and its tiers; running jobs finish.
-   * Delay buckets keep flowing: delayed jobs still reach the (paused) job topic at their due time.
-   */
+  /** Stops starting jobs and fetching the job topic and its tiers (running jobs finish; delay buckets flow). */
   pause(): void {
     this.state.paused = true;
     this.deps.consumer.pause(this.jobTopics());
@@ -356,10 +356,7 @@ export class WorkerCore extends WorkerEmitter {
     this.dispatcher.pump();
   }
 
-  /**
-   * Graceful stop: no new jobs; running jobs get `timeoutMs` (default `shutdownTimeoutMs`) before
-   * their signals abort; then the final commit, and the consumer leaves the group.
-   */
+  /** Graceful stop: no new jobs; running ones get `timeoutMs` before their signals abort; final commit; leave. */
   stop(opts: { timeoutMs?: number } = {}): Promise<void> {
     this.stopping ??= this.shutdown(opts.timeoutMs ?? this.deps.options.shutdownTimeoutMs);
     return this.stopping;
@@ -393,6 +390,7 @@ export class WorkerCore extends WorkerEmitter {
     this.state.rebalancing = false;
     await this.committer.commit();
     await consumer.stop().catch((e: unknown) => logger.warn({ err: e }, 'consumer disconnect failed'));
+    await this.deps.transactions?.stop();
     this.state.phase = 'stopped';
     this.membership.left();
   }

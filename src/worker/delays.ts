@@ -1,6 +1,7 @@
 import { type BatchedSender, mergeHeaders } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
 import type { Logger } from '../observability/logger.js';
+import type { OutgoingRecord } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
 import { chooseBucket, type DelayBucket } from '../topology/delays.js';
@@ -33,6 +34,8 @@ export class DelayForwarder {
       group: string;
       buckets: readonly DelayBucket[];
       sender: BatchedSender;
+      /** Exactly once: the moved record is staged for the item's round instead of sent. */
+      stage?: ((item: WorkItem, topic: string, message: OutgoingRecord) => void) | undefined;
       state: RunState;
       clock: Clock;
       logger: Logger;
@@ -135,7 +138,7 @@ export class DelayForwarder {
       }
       const topic = next.kind === 'bucket' ? next.bucket.topic : this.destination(item);
       const holdUntil = next.kind === 'bucket' ? String(clock.now() + next.bucket.ms) : undefined;
-      await sender.send(topic, {
+      const record: OutgoingRecord = {
         key: item.key,
         value: item.value,
         // Every group on the job topic moves its own copy; the group header keeps the others off it.
@@ -144,7 +147,9 @@ export class DelayForwarder {
           [HEADERS.group]: this.deps.group,
           ...(next.kind === 'due' ? { [HEADERS.retryTier]: undefined } : {}),
         }),
-      });
+      };
+      if (this.deps.stage) this.deps.stage(item, topic, record);
+      else await sender.send(topic, record);
     };
     try {
       await goOn();

@@ -2,6 +2,7 @@ import { HEADERS } from '../headers.js';
 import type { Clock, TimerHandle } from '../timing/clock.js';
 import { RateLimiter } from '../timing/limiter.js';
 import type { BatchCall } from './batch.js';
+import type { TenantQueue } from './fairness/tenant-queue.js';
 import { KeyScheduler, type OrderingMode } from './key-scheduler.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
@@ -85,6 +86,8 @@ export class Dispatcher {
   /** Slotless starts that want a slot again, oldest request first; they go before new jobs. */
   private readonly reentry: { slot: JobSlot; admit: (admitted: boolean) => void }[] = [];
   private readonly stuck = new Set<JobSlot>();
+  /** The acceptance order of the worker's jobs (`WorkItem.seq`). */
+  private accepted = 0;
 
   constructor(
     private readonly opts: {
@@ -101,11 +104,22 @@ export class Dispatcher {
       /** Could more jobs be accepted now (room in the buffer)? A batch does not wait for jobs that cannot come. */
       canGrow?: () => boolean;
       finished: (item: WorkItem) => void;
+      /** No start holds a slot now (one finished, or gave its slot back): a drain or a stop waits for this. */
+      idle?: () => void;
+      /** Tenants in weighted turn, per-key and per-tenant limits (fairness/): the scheduler's runnable jobs. */
+      tenants?: TenantQueue<WorkItem> | undefined;
     },
   ) {
-    this.scheduler = new KeyScheduler(opts.ordering, opts.batch !== undefined);
+    this.scheduler = new KeyScheduler(opts.ordering, opts.batch !== undefined, opts.tenants);
+    // A shared rate bucket answered: its tenant's jobs may start.
+    if (opts.tenants) opts.tenants.wake = () => this.pump();
     const l = opts.limiter;
     this.limiter = l ? new RateLimiter(l.max, l.durationMs, () => opts.clock.now()) : undefined;
+  }
+
+  /** Batches of at most one job per key (strict key order): they fill only with heads of many keys. */
+  get onePerKey(): boolean {
+    return this.opts.batch?.onePerKey === true;
   }
 
   /** Starts (jobs, or batches) holding a concurrency slot. */
@@ -130,6 +144,14 @@ export class Dispatcher {
     return this.running.size + this.slotless.size;
   }
 
+  /**
+   * The next acceptance number (the intake's jobs, and a release a worker makes itself): one made
+   * now goes behind the jobs accepted before it and ahead of later ones, never behind them all.
+   */
+  nextSeq(): number {
+    return this.accepted++;
+  }
+
   add(item: WorkItem): void {
     this.scheduler.add(item);
   }
@@ -149,7 +171,12 @@ export class Dispatcher {
         return;
       }
       const item = this.scheduler.nextRunnable();
-      if (!item) return;
+      if (!item) {
+        // Runnable jobs over a rate limit wait here, holding no slot, until a token is due.
+        const ms = this.opts.tenants?.wakeInMs();
+        if (ms !== undefined) this.waitForToken(Math.max(1, ms));
+        return;
+      }
       const slot: JobSlot = { open: 1 };
       item.slot = slot;
       this.running.add(slot);
@@ -157,13 +184,13 @@ export class Dispatcher {
     }
   }
 
-  private waitForToken(): void {
+  private waitForToken(ms = this.limiter!.msUntilNext()): void {
     this.limiterTimer ??= this.opts.clock.setTimeout(
       () => {
         this.limiterTimer = undefined;
         this.pump();
       },
-      this.limiter!.msUntilNext(),
+      ms,
       { unref: true },
     );
   }
@@ -219,7 +246,9 @@ export class Dispatcher {
       this.stuck.delete(slot);
     }
     if (!item.laneFreed) this.scheduler.finish(item);
+    this.opts.tenants?.finished(item);
     this.opts.finished(item);
+    if (this.running.size === 0) this.opts.idle?.();
     this.pump();
   }
 
@@ -231,6 +260,10 @@ export class Dispatcher {
     if (item.laneFreed) return;
     item.laneFreed = true;
     this.scheduler.finish(item);
+    // A release whose record is done runs other tenants' parked jobs in its slot: it is no start of
+    // NO_TENANT any more, whose other release records (its own key's too) would wait for its end
+    // under `limits.perTenant.concurrency` and hold their partition's commit point (sim seed 16467).
+    if (isRelease(item)) this.opts.tenants?.finished(item);
     this.pump();
   }
 
@@ -240,6 +273,8 @@ export class Dispatcher {
     if (!slot || !this.running.has(slot)) return;
     this.running.delete(slot);
     this.slotless.add(slot);
+    // A drain waiting for the slots to empty ends now, not at its budget (sim seed 80407).
+    if (this.running.size === 0) this.opts.idle?.();
     // Not from here: the dispatcher may be what started this job; it sees the free slot next tick.
     queueMicrotask(() => this.pump());
   }

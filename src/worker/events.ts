@@ -4,6 +4,9 @@ import type { Route } from '../failure/router.js';
 import type { Logger } from '../observability/logger.js';
 import type { Job } from './options.js';
 
+/** How the core's parts emit a worker event. */
+export type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
+
 /** Events a worker emits (all synchronous; a listener that throws is logged and ignored: `emitGuarded`). */
 export interface WorkerEvents {
   'job:started': [job: Job<unknown>];
@@ -26,6 +29,12 @@ export interface WorkerEvents {
   ];
   rebalance: [assignment: { topic: string; partitions: number[] }[]];
   commit: [offsets: { topic: string; partition: number; offset: string }[]];
+  /** Whether jobs may start changed: `phase`, `Worker.pause()`, or draining for a rebalance. */
+  state: [state: { phase: string; paused: boolean; rebalancing: boolean }];
+  /** The drain before a rejoin began, or ended (running jobs finished, or its budget ran out). */
+  drain: [info: { phase: 'start' } | { phase: 'end'; committed: boolean; stillRunning: number }];
+  /** Every partition was dropped without a new assignment (consumer crash, commit fenced, drain past the rejoin deadline, resubscribe). */
+  revoked: [info: { reason: 'crash' | 'fenced' | 'rejoin-deadline' | 'resubscribe' }];
 }
 
 /** Every event a `Worker` forwards from its core. */
@@ -39,6 +48,9 @@ export const EVENTS: (keyof WorkerEvents)[] = [
   'job:parked',
   'rebalance',
   'commit',
+  'state',
+  'drain',
+  'revoked',
 ];
 
 /**

@@ -11,8 +11,9 @@ import { backoffDelay, retryPolicies } from '../timing/backoff.js';
 import type { Clock } from '../timing/clock.js';
 import { AttemptTracer } from './attempt-trace.js';
 import { BatchCall } from './batch.js';
-import type { WorkerEvents } from './core.js';
 import type { Dispatcher, JobSlot } from './dispatcher.js';
+import type { Emit } from './events.js';
+import { BadTenantError } from './fairness/options.js';
 import { callOne, type HandlerDeps, runHandler } from './handler-call.js';
 import { JobLog } from './job-log.js';
 import { JobWaits } from './job-waits.js';
@@ -22,8 +23,6 @@ import type { KeyParking } from './parked-keys.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
-
-type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
 
 /**
  * Runs one started job to an outcome: decode, idempotency lease, handler (with its timeout), and
@@ -53,6 +52,7 @@ export class Executor {
       router: OutcomeRouter;
       leases: LeaseKeeper | undefined;
       dispatcher: () => Dispatcher;
+      followUps?: HandlerDeps['followUps'];
       /** Strict key order (parked-keys.ts); undefined when keys are not parked. */
       parking: () => KeyParking | undefined;
       owns: (item: WorkItem) => boolean;
@@ -73,7 +73,8 @@ export class Executor {
     this.processing = metrics.processingLatency.labels(this.labels);
     this.endToEnd = metrics.endToEndLatency.labels(this.labels);
     this.tracer = new AttemptTracer(options.tracing, options.groupId);
-    this.handlerDeps = { jobTimeoutMs: options.jobTimeoutMs, clock: deps.clock, dispatcher: deps.dispatcher };
+    const { jobTimeoutMs, exactlyOnce } = options;
+    this.handlerDeps = { ...deps, jobTimeoutMs, exactlyOnce };
     this.waits = new JobWaits(deps);
     this.durably = this.waits.durably;
   }
@@ -111,6 +112,7 @@ export class Executor {
             'job failed outside its handler and has no outcome; it starts over (its key waits, its offset stays uncommitted)',
           );
           item.outcome = undefined;
+          item.writes = undefined;
           if (!(await this.startOver(item, slot, faults))) return;
         } finally {
           log.end('abandoned');
@@ -237,8 +239,9 @@ export class Executor {
       const batch = item.released || item.solo ? undefined : slot.batch;
       let lease: 'acquired' | 'completed' | 'none' = 'none';
       // A job whose idempotency key cannot be computed is not run: it goes to the DLQ with why.
-      let keyError: IdempotencyKeyError | undefined;
-      if (leases) {
+      let keyError: IdempotencyKeyError | BadTenantError | undefined =
+        item.tenantError === undefined ? undefined : new BadTenantError(item.tenantError);
+      if (leases && !keyError) {
         if (batch) await batch.leaseTurn(item);
         try {
           lease = await leases.acquire(
@@ -306,10 +309,9 @@ export class Executor {
           'job failed; sending it to the dead-letter topic',
         );
         emit('job:failed', job, error, { next: 'dlq', attempt });
-        await this.route(item, error, log, (span) =>
-          router.toDlq(item, error, attempt, decision.reason, span),
-        );
-        log.end('dead_lettered', { [ATTR.deadReason]: decision.reason });
+        const reason = error instanceof BadTenantError ? 'bad-tenant' : decision.reason;
+        await this.route(item, error, log, (span) => router.toDlq(item, error, attempt, reason, span));
+        log.end('dead_lettered', { [ATTR.deadReason]: reason });
         this.counts.dead_lettered++;
         emit('job:dead', item, error);
         item.outcome = 'dlq';
@@ -367,7 +369,8 @@ export class Executor {
     if (error !== undefined) return error;
     // The side effect happened: the done marker is written even if the partition moved on
     // meanwhile (it lets the new owner skip the job); only a stop past its budget gives up.
-    if (lease === 'acquired') await leases!.finish(item, job, log, this.waits.waitWhileRunning);
+    const wait = this.waits.waitWhileRunning;
+    if (lease === 'acquired') await leases!.done(item, job, log, wait, this.deps.options.exactlyOnce);
     this.counts.completed++;
     log.end('completed');
     if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);

@@ -1,9 +1,18 @@
+import { StrandError } from '../errors.js';
 import { JobTimeoutError, normalizeThrown } from '../failure/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { NOOP_SPAN, type TracedSpan } from '../observability/tracing.js';
+import type { TopicRecords } from '../ports.js';
 import type { Clock } from '../timing/clock.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
-import type { Job, JobContext, ResolvedWorkerOptions } from './options.js';
+import type {
+  FollowUp,
+  FollowUpTarget,
+  FollowUpTopic,
+  Job,
+  JobContext,
+  ResolvedWorkerOptions,
+} from './options.js';
 import type { WorkItem } from './work-item.js';
 
 /** What a handler call needs of the worker. */
@@ -11,6 +20,25 @@ export interface HandlerDeps {
   readonly jobTimeoutMs: number;
   readonly clock: Clock;
   readonly dispatcher: () => Dispatcher;
+  /** `ctx.enqueue` stages follow-ups for the job's round instead of sending them. */
+  readonly exactlyOnce: boolean;
+  /** The producers `ctx.enqueue` uses for a `{ topic, schema }` target (Worker: follow-up-producers.ts). */
+  readonly followUps?: { get(target: FollowUpTopic): Promise<FollowUpTarget<unknown>> } | undefined;
+}
+
+/** The producer behind a `ctx.enqueue` target. */
+function followUpTarget<J>(
+  deps: HandlerDeps,
+  target: FollowUpTarget<J> | FollowUpTopic,
+): Promise<FollowUpTarget<J>> {
+  if (typeof (target as FollowUpTarget<J>).prepare === 'function')
+    return Promise.resolve(target as FollowUpTarget<J>);
+  if (!deps.followUps)
+    throw new StrandError(
+      'CONFIG',
+      'ctx.enqueue with { topic, schema } needs a Worker (pass a JobProducer here)',
+    );
+  return deps.followUps.get(target as FollowUpTopic) as Promise<FollowUpTarget<J>>;
 }
 
 /**
@@ -55,7 +83,25 @@ export async function runHandler(
           { unref: true },
         )
       : undefined;
+  // Exactly once: the attempt's follow-ups, kept only if it completes (then they join the job's writes).
+  const followUps: TopicRecords[] | undefined = deps.exactlyOnce ? [] : undefined;
+  let open = true;
   const ctx = {
+    async enqueue<J>(to: FollowUpTarget<J> | FollowUpTopic, job: J): Promise<FollowUp> {
+      const target = await followUpTarget(deps, to);
+      if (!followUps) {
+        const [result] = await target.enqueueMany([job]);
+        return { jobId: result!.jobId };
+      }
+      const { jobIds, records } = await target.prepare([job]);
+      if (!open)
+        throw new StrandError(
+          'CONFIG',
+          'ctx.enqueue settled after its handler returned: await it in the handler',
+        );
+      followUps.push(...records);
+      return { jobId: jobIds[0]! };
+    },
     get signal() {
       return attempt.signal;
     },
@@ -69,12 +115,14 @@ export async function runHandler(
   const { span } = log;
   try {
     await (span ? span.run(() => call(ctx)) : call(ctx));
+    if (followUps && followUps.length > 0) item.writes = [...(item.writes ?? []), ...followUps];
     return undefined;
   } catch (error) {
     const thrown = normalizeThrown(error);
     if (timeout && (thrown === timeout || (thrown as Error).name === 'AbortError')) return timeout;
     return thrown;
   } finally {
+    open = false;
     clock.clearTimeout(timer);
     clock.clearTimeout(stuckTimer);
     slot.attempt = undefined;

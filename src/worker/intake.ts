@@ -1,9 +1,12 @@
 import { HEADERS } from '../headers.js';
 import type { FetchedBatch } from '../ports.js';
-import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
+import { type Clock, sleep } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { DueQueue } from './due-queue.js';
+import type { Deferral } from './fairness/deferral.js';
+import type { Fairness } from './fairness/fairness.js';
+import type { JobBuffer } from './job-buffer.js';
 import { offsetMapCapacity } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
 import type { RunState } from './run-state.js';
@@ -13,70 +16,19 @@ import { tpKey, WorkItem } from './work-item.js';
 const DUE_LEAD_MS = 300;
 
 /**
- * Accepted, unfinished jobs and their bytes, against `maxBufferedJobs` / `maxBufferedBytes`. The
- * intake waits for room (heartbeating) instead of buffering beyond them.
- */
-export class JobBuffer {
-  jobs = 0;
-  bytes = 0;
-  private waiters: (() => void)[] = [];
-
-  constructor(
-    private readonly maxJobs: number,
-    private readonly maxBytes: number,
-    private readonly clock: Clock,
-  ) {}
-
-  /** Room for one more job of `size` bytes (a job larger than the cap alone is let in when the buffer is empty). */
-  hasRoom(size: number): boolean {
-    return this.jobs < this.maxJobs && (this.bytes + size <= this.maxBytes || this.jobs === 0);
-  }
-
-  add(item: WorkItem): void {
-    this.jobs++;
-    this.bytes += item.size;
-  }
-
-  release(item: WorkItem): void {
-    this.jobs--;
-    this.bytes -= item.size;
-    this.wake();
-  }
-
-  /** Resolves when something was released, or after `ms`. */
-  waitForRoom(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      let t: TimerHandle | undefined;
-      const done = () => {
-        this.clock.clearTimeout(t);
-        // A waiter that timed out leaves the list (a blocked batch waits again and again).
-        const i = this.waiters.indexOf(done);
-        if (i >= 0) this.waiters.splice(i, 1);
-        resolve();
-      };
-      t = this.clock.setTimeout(done, ms, { unref: true });
-      this.waiters.push(done);
-    });
-  }
-
-  wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-}
-
-/**
  * Takes fetched batches into the worker: skips offsets already accepted in this ownership (a
  * re-fetch after a rejoin) or finished by the previous owner (its offset map), pauses a retry-tier
  * partition until its head is due, waits while the buffer is full or a partition's offset map is
  * at its limit, and hands accepted jobs to the dispatcher.
  */
 export class Intake {
-  private seq = 0;
   private readonly mapCapacity: number;
   /** Parking loads known to have ended (a batch then need not wait on them). */
   private readonly loaded = new WeakSet<Promise<void>>();
+  /** Fairness: job-topic records of an over-share tenant are deferred and read back later. */
+  private readonly deferral: Deferral | undefined;
+  /** Batches being taken now (strict batches: the buffer is shared among their partitions). */
+  private readonly taking = new Set<FetchedBatch>();
 
   constructor(
     private readonly deps: {
@@ -89,6 +41,8 @@ export class Intake {
       state: RunState;
       clock: Clock;
       metadataMaxChars: number;
+      /** Skip offsets below the committed offset this ownership began from (rounds.ts). */
+      exactlyOnce?: boolean;
       /** Jobs accepted and not finished, oldest first. */
       pending: Map<WorkItem, true>;
       /** Releases an accepted job that will not run here (its partition left, or stop). */
@@ -109,9 +63,66 @@ export class Intake {
         | undefined;
       /** A batch of a topic this worker does not consume arrived (it was paused, not taken). */
       unknownTopic: (topic: string) => void;
+      /** Tenants and limits: tells each job's tenant (fairness/). */
+      fairness?: Fairness | undefined;
     },
   ) {
     this.mapCapacity = offsetMapCapacity(deps.metadataMaxChars);
+    this.deferral = deps.fairness?.deferral({
+      buffer: deps.buffer,
+      clock: deps.clock,
+      current: (tracker) => deps.assignment.get(tpKey(tracker.topic, tracker.partition))?.tracker === tracker,
+      take: (tracker, record) => this.readmit(tracker, record),
+      passed: (tracker) => {
+        if (tracker.topic === deps.topics.main) deps.parking?.passed(tracker.partition);
+      },
+    });
+  }
+
+  /** The next job's place in the worker's acceptance order (the dispatcher's: it numbers releases too). */
+  private seq(): number {
+    return this.deps.dispatcher.nextSeq();
+  }
+
+  /** A deferred record read back: taken as a job (its offset was accepted when it was deferred). */
+  private async readmit(tracker: PartitionTracker, record: FetchedBatch['records'][number]): Promise<void> {
+    const { assignment, buffer, clock, pending, dispatcher } = this.deps;
+    const item = new WorkItem(tracker.topic, tracker.partition, record, 0, tracker, this.seq(), clock.now());
+    await this.deps.fairness?.resolve(item);
+    const current = () => assignment.get(item.tp)?.tracker === tracker && this.deps.state.running;
+    // The buffer's caps hold for records read back too (the intake may have filled it meanwhile).
+    while (current() && !buffer.hasRoom(item.size)) await buffer.waitForRoom(1000);
+    if (!current()) return;
+    buffer.add(item);
+    pending.set(item, true);
+    dispatcher.add(item);
+    dispatcher.pump();
+  }
+
+  /**
+   * Fairness: a job-topic record whose tenant holds its share of the buffer is deferred (accepted,
+   * not done, not buffered) instead of waiting for room; true when it was. Waits (heartbeating)
+   * while its key has deferred records and no more may be deferred.
+   */
+  private async deferred(
+    item: WorkItem,
+    batch: FetchedBatch,
+    current: () => boolean,
+    resolve: () => void,
+  ): Promise<boolean | undefined> {
+    for (;;) {
+      const decision = this.deferral!.decide(item, !this.beyondMap(item.tracker, Number(item.offset)));
+      if (decision === 'defer') {
+        item.tracker.accept(Number(item.offset));
+        this.deferral!.defer(item);
+        return true;
+      }
+      if (decision === 'take') return false;
+      resolve();
+      await this.deps.buffer.waitForRoom(1000);
+      if (!current()) return undefined;
+      await batch.heartbeat();
+    }
   }
 
   /** 0 for the job topic, n for retry tier n, -1 for a delay bucket, undefined for a topic not consumed here. */
@@ -139,13 +150,19 @@ export class Intake {
   }
 
   /**
-   * Waits until the partition's parked keys are known (strict key order). A big parking partition
-   * takes seconds to read, one that does not answer takes until it does: the batch heartbeats
-   * meanwhile, else the group would expel this member and the next owner would start over.
+   * Waits for `ready` (a kept partition's check after a join, its parked keys under strict key
+   * order, a tenant's decode). The first two may ask the parking topic until it answers, a big
+   * parking partition takes seconds to read, a registry that does not answer holds a decode: the
+   * batch heartbeats every second meanwhile, else the group would expel this member and the next
+   * owner would start over. False once the batch is no longer current.
    */
-  private async parkedKeysKnown(batch: FetchedBatch, current: () => boolean): Promise<boolean> {
-    const ready = this.deps.parking?.ready(batch.partition);
-    if (!ready || this.loaded.has(ready)) return true;
+  private async heartbeating(
+    batch: FetchedBatch,
+    ready: Promise<void>,
+    current: () => boolean,
+  ): Promise<boolean> {
+    if (this.loaded.has(ready)) return true;
+    let shared = false;
     for (;;) {
       const wait = new AbortController();
       const known = await Promise.race([
@@ -155,15 +172,41 @@ export class Intake {
       wait.abort();
       if (known) {
         this.loaded.add(ready);
+        if (shared && current()) this.taking.add(batch);
         return true;
       }
+      // A batch that waits this long (parking topic, registry) gives its part of the buffer back.
+      shared ||= this.taking.delete(batch);
       if (!current()) return false;
       // Rejects when the group rebalances, so the client can rejoin.
       await batch.heartbeat();
     }
   }
 
+  /**
+   * Strict batches (one job per key): a batch can only fill with heads of many keys, and the
+   * intake takes each partition in offset order, so the buffer must hold a stretch of every
+   * partition being fetched rather than a deep stretch of the first one (5,000 jobs over 50 keys on
+   * 6 partitions: the first partition's batch took 833 of 1,000 places, and batches held its 8 keys).
+   * While several batches are being taken, each partition holds at most an equal part of the
+   * buffer; a batch taken alone may fill it.
+   */
   async onBatch(batch: FetchedBatch): Promise<void> {
+    if (!this.deps.dispatcher.onePerKey || batch.records.length === 0) return this.take(batch);
+    this.taking.add(batch);
+    try {
+      await this.take(batch);
+    } finally {
+      this.taking.delete(batch);
+    }
+  }
+
+  /** The partition holds its part of the buffer while other partitions' batches wait for room. */
+  private overShare(tracker: PartitionTracker): boolean {
+    return this.taking.size > 1 && tracker.buffered >= Math.ceil(this.deps.buffer.maxJobs / this.taking.size);
+  }
+
+  private async take(batch: FetchedBatch): Promise<void> {
     const { assignment, buffer, dispatcher, state, clock, pending } = this.deps;
     const tp = tpKey(batch.topic, batch.partition);
     const tier = this.tierOf(batch.topic);
@@ -182,10 +225,11 @@ export class Intake {
     // commit was refused as fenced) is left alone; the client fetches it again when it is ours.
     const owned = assignment.get(tp);
     if (!owned) return;
-    await owned.ready;
     const tracker = owned.tracker;
     const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
-    if (tier === 0 && !(await this.parkedKeysKnown(batch, current))) return;
+    if (!(await this.heartbeating(batch, owned.ready, current))) return;
+    const keys = tier === 0 ? this.deps.parking?.ready(batch.partition) : undefined;
+    if (keys && !(await this.heartbeating(batch, keys, current))) return;
     // The fetch position moves once per stretch of accepted records, not per record (kafkajs
     // converts every resolved offset to a Long): before any wait, any return, and at the end.
     let resolved: string | undefined;
@@ -196,7 +240,9 @@ export class Intake {
     for (const record of batch.records) {
       if (!current()) return resolve();
       const offset = Number(record.offset);
-      if (tracker.seen(offset)) {
+      // Exactly once: below the offset committed when this ownership began (read after fencing the
+      // previous owner) is the previous owner's, even if the client's fetch began earlier.
+      if (tracker.seen(offset) || (this.deps.exactlyOnce && tracker.passed(offset))) {
         resolved = record.offset;
         continue;
       }
@@ -239,16 +285,35 @@ export class Intake {
         holdUntil = wait > 0 ? clock.now() + wait : 0;
       }
       const size = WorkItem.sizeOf(record);
+      // Tenants: the job's tenant is told before it waits for room (it may be deferred instead).
+      let told: WorkItem | undefined;
+      if (this.deps.fairness && !delayed) {
+        told = new WorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq(), clock.now());
+        const telling = this.deps.fairness.resolve(told);
+        if (telling) {
+          // Its writer schema is fetched first (once per schema): the tenant is in the data.
+          resolve();
+          if (!(await this.heartbeating(batch, telling, current))) return;
+        }
+        const deferred =
+          tier === 0 && this.deferral ? await this.deferred(told, batch, current, resolve) : false;
+        if (deferred === undefined) return;
+        if (deferred) {
+          resolved = record.offset;
+          continue;
+        }
+      }
       // Room in the buffer, and room in the partition's offset map: a job accepted beyond what the
       // map can describe could not be recorded as done out of order (offset-map.ts).
-      while (!buffer.hasRoom(size) || this.beyondMap(tracker, offset)) {
+      while (!buffer.hasRoom(size) || this.beyondMap(tracker, offset) || this.overShare(tracker)) {
         resolve();
         await buffer.waitForRoom(1000);
         if (!current()) return;
         // Rejects when the group rebalances, so the client can rejoin.
         await batch.heartbeat();
       }
-      const item = new WorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq++, clock.now());
+      const item =
+        told ?? new WorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq(), clock.now());
       tracker.accept(offset);
       buffer.add(item);
       pending.set(item, true);

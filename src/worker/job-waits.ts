@@ -49,8 +49,8 @@ export class JobWaits {
    */
   async decode(item: WorkItem, log: JobLog): Promise<unknown> {
     const { decoder, dispatcher } = this.deps;
-    // Most records: a cached writer schema, decoded without a promise.
-    const cached = decoder.decodeCached?.(item.value);
+    // Most records: a cached writer schema, decoded without a promise (or by the intake, to tell its tenant).
+    const cached = item.decoded ?? decoder.decodeCached?.(item.value);
     if (cached) return cached.data;
     // A schema not in memory means a registry call, which may take the registry's whole retry
     // budget when it is down: the job gives its slot up for that time.

@@ -1,5 +1,33 @@
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from '../observability/logger.js';
+import type { TopicRecords } from '../ports.js';
+
+/**
+ * Where `ctx.enqueue` sends a follow-up job: a `JobProducer` (its topic and schema). `prepare`
+ * validates and encodes without sending (the exactly-once round sends it); `enqueueMany` sends.
+ */
+export interface FollowUpTarget<J> {
+  prepare(jobs: readonly J[]): Promise<{ jobIds: string[]; records: TopicRecords[] }>;
+  enqueueMany(jobs: readonly J[]): Promise<readonly { jobId: string }[]>;
+}
+
+/**
+ * The other form of a `ctx.enqueue` target: a topic and its Avro schema. The worker keeps one
+ * producer per topic and schema on its own connection and registry (made on first use, closed when
+ * the worker stops); the job is a `JobInput` as `JobProducer.enqueue` takes it.
+ */
+export interface FollowUpTopic {
+  readonly topic: string;
+  /** The follow-up's Avro schema (parsed `.avsc` JSON). */
+  readonly schema: object;
+  /** Registry subject. @defaultValue `<topic>-value` */
+  readonly subject?: string;
+}
+
+/** A follow-up job `ctx.enqueue` accepted. */
+export interface FollowUp {
+  readonly jobId: string;
+}
 
 /** A job as the handler sees it. */
 export interface Job<T = Record<string, unknown>> {
@@ -32,6 +60,15 @@ export interface JobContext {
    * non-recording span when tracing is off or no OpenTelemetry SDK is registered.
    */
   readonly span: Span;
+  /**
+   * Enqueues a follow-up job through `target`: a `JobProducer`, or a topic and its schema
+   * (`{ topic, schema }`, sent by a producer the worker keeps for it). With `exactlyOnce` it is written
+   * in the same Kafka transaction as the commit of this job's offset, and only if this attempt
+   * completes (a failed attempt's follow-ups are dropped): readers with `read_committed` see it
+   * once per job. Without `exactlyOnce` it is a plain acknowledged send (at least once: a job run
+   * again sends it again).
+   */
+  enqueue<J>(target: FollowUpTarget<J> | FollowUpTopic, job: J): Promise<FollowUp>;
 }
 
 export type JobHandler<T = Record<string, unknown>> = (job: Job<T>, ctx: JobContext) => Promise<void> | void;

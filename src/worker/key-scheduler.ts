@@ -12,10 +12,22 @@ export interface Schedulable {
   readonly jobId?: string;
   /** The lane's name, filled in by the scheduler on first use (one string per job, not per call). */
   lane?: string | undefined;
+  /** Its tenant (fairness and per-tenant limits, fairness/tenant-queue.ts). */
+  tenant?: string | undefined;
+}
+
+/** Where the scheduler keeps runnable jobs: oldest first, or (fairness/) by tenant in turn. */
+export interface ReadyQueue<T extends Schedulable> {
+  readonly size: number;
+  push(item: T): void;
+  /** The next job to start; undefined when none may start now (limits), even with `size` > 0. */
+  pop(): T | undefined;
+  readonly all: readonly T[];
+  removeWhere(pred: (item: T) => boolean): T[];
 }
 
 /** A binary min-heap on `seq`. */
-class SeqHeap<T extends Schedulable> {
+export class SeqHeap<T extends Schedulable> implements ReadyQueue<T> {
   private items: T[] = [];
   get size(): number {
     return this.items.length;
@@ -73,7 +85,7 @@ class SeqHeap<T extends Schedulable> {
  * oldest-first across partitions so commit points keep advancing.
  */
 export class KeyScheduler<T extends Schedulable> {
-  private readonly ready = new SeqHeap<T>();
+  private readonly ready: ReadyQueue<T>;
   /** Lanes with a running job; the array holds jobs of that lane waiting behind it. */
   private readonly lanes = new Map<string, T[]>();
   private waitingCount = 0;
@@ -88,7 +100,10 @@ export class KeyScheduler<T extends Schedulable> {
   constructor(
     readonly mode: OrderingMode,
     private readonly batching = false,
-  ) {}
+    ready?: ReadyQueue<T>,
+  ) {
+    this.ready = ready ?? new SeqHeap<T>();
+  }
 
   /** Jobs `takeBatch` would hand out now, without a limit (batching schedulers only). */
   get takeable(): number {

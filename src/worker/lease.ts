@@ -149,6 +149,22 @@ export class LeaseKeeper {
     });
   }
 
+  /**
+   * The side effect happened: the done marker now, or with `afterRound` (exactly once) once the
+   * job's round committed; an aborted round drops the lease instead (the job runs again).
+   */
+  async done(
+    item: WorkItem,
+    job: Job<unknown>,
+    log: JobLog,
+    wait: (ms: number) => Promise<void>,
+    afterRound: boolean,
+  ): Promise<void> {
+    if (!afterRound) return this.finish(item, job, log, wait);
+    item.onRound = (committed) =>
+      void (committed ? this.finish(item, job, log, wait) : this.release(item, job)).catch(() => undefined);
+  }
+
   /** Drops the lease after a failure so a retry can take it (best effort: it expires anyway). */
   async release(item: WorkItem, job: Job<unknown>): Promise<void> {
     await this.store.release(this.idOf(job), this.ownerOf(item)).catch(() => undefined);

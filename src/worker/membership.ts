@@ -6,6 +6,7 @@ import { type Clock, sleep, type TimerHandle } from '../timing/clock.js';
 import type { Assignment } from './assignment.js';
 import type { Committer } from './committer.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { Emit } from './events.js';
 import type { ResolvedWorkerOptions } from './options.js';
 import type { RunState } from './run-state.js';
 
@@ -18,6 +19,7 @@ import type { RunState } from './run-state.js';
 export class Membership {
   private joinRound = 0;
   private isJoined = false;
+  private rejoining: Promise<void> | undefined;
   /** Joined at least once since start. */
   private everJoined = false;
   /** Consumer restarts since the last join (the backoff exponent). */
@@ -38,7 +40,8 @@ export class Membership {
       random: () => number;
       /** Resolves when no job holds a slot, or at `deadline`. */
       idle: (deadline: number) => Promise<void>;
-      rebalanced: (assignment: { topic: string; partitions: number[] }[]) => void;
+      /** `rebalance` at an assignment, `drain` at its start and end, `revoked` when every partition is dropped. */
+      emit: Emit;
       /** The assignment's kept partitions are verified: jobs may start. */
       verified?: () => void;
       /** The assignment named a topic this member does not subscribe to (see GroupHooks). */
@@ -84,7 +87,7 @@ export class Membership {
         partitions: [...partitions],
       }));
       this.deps.logger.info({ assignment: list }, 'assignment received');
-      this.deps.rebalanced(list);
+      this.deps.emit('rebalance', list);
     },
     crashed: (error, restarting) => this.onCrash(error, restarting),
     unsubscribedTopics: (topics) => {
@@ -108,6 +111,7 @@ export class Membership {
     this.isJoined = false;
     this.joinRound++;
     this.deps.assignment.revokeAll();
+    this.deps.emit('revoked', { reason: 'resubscribe' });
     state.rebalancing = true;
     const resubscribe = consumer.resubscribe.bind(consumer);
     await retryWithBackoff('consumerRestart', () => resubscribe(topics), {
@@ -122,6 +126,20 @@ export class Membership {
     if (state.paused) consumer.pause(paused());
   }
 
+  /**
+   * Exactly once: a round of partition `tp` did not commit, so its jobs since the last round must
+   * run again from the committed offset: the worker leaves the group and joins again (partitions
+   * are fenced and read afresh). A port that cannot rejoin drops the partition until the next rebalance.
+   */
+  giveUp(tp: string, topics: readonly string[], paused: () => string[]): void {
+    if (!this.deps.state.running || this.rejoining) return;
+    if (!this.deps.consumer.resubscribe) this.deps.assignment.revoke(tp);
+    else
+      this.rejoining = this.resubscribe(topics, paused).finally(() => {
+        this.rejoining = undefined;
+      });
+  }
+
   /** A commit sent under assignment `round` was refused: this member is out of the generation. */
   fenced(error: unknown, round: number): void {
     // Refused for an assignment already replaced by a newer one: nothing to drop.
@@ -132,6 +150,7 @@ export class Membership {
     );
     this.joinRound++;
     this.deps.assignment.revokeAll();
+    this.deps.emit('revoked', { reason: 'fenced' });
   }
 
   /**
@@ -146,6 +165,7 @@ export class Membership {
     // A check of the previous assignment still under way must not end this rebalance.
     this.joinRound++;
     if (!this.deps.state.running) return;
+    this.deps.emit('drain', { phase: 'start' });
     // The coordinator expels a member that does not rejoin in time. Past that point the
     // partitions are someone else's: drop them, so a job still running here cannot route or
     // commit for them (a zombie's work).
@@ -162,6 +182,7 @@ export class Membership {
             );
             this.joinRound++;
             this.deps.assignment.revokeAll();
+            this.deps.emit('revoked', { reason: 'rejoin-deadline' });
           },
           deadlineMs,
           { unref: true },
@@ -181,6 +202,7 @@ export class Membership {
     budget.abort();
     clock.clearTimeout(fence);
     const stillRunning = this.deps.dispatcher.inflight;
+    this.deps.emit('drain', { phase: 'end', committed, stillRunning });
     if (committed)
       logger.info(
         { stillRunning },
@@ -205,6 +227,7 @@ export class Membership {
     this.isJoined = false;
     this.joinRound++;
     this.deps.assignment.revokeAll();
+    this.deps.emit('revoked', { reason: 'crash' });
     this.deps.state.rebalancing = false;
     if (!this.deps.state.running) return;
     if (restarting) {

@@ -11,14 +11,31 @@ import type { FailureKind } from '../failure/errors.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 import type { KafkaConnection } from '../kafka/client.js';
 import type { Logger } from '../observability/logger.js';
+import {
+  limitsSchema,
+  limitsWithoutBatches,
+  type TenantOptions,
+  tenantFunction,
+} from './fairness/options.js';
 import type { OrderingMode } from './key-scheduler.js';
+import { exactlyOnceFits } from './rounds.js';
 
-export type { BatchFailure, BatchHandler, BatchResult, Job, JobContext, JobHandler } from './job.js';
+export type {
+  BatchFailure,
+  BatchHandler,
+  BatchResult,
+  FollowUp,
+  FollowUpTarget,
+  FollowUpTopic,
+  Job,
+  JobContext,
+  JobHandler,
+} from './job.js';
 
 import type { BatchHandler, Job, JobHandler } from './job.js';
 
 /** Options of a {@link Worker}. Durations accept milliseconds or strings like `"10s"`. */
-export interface WorkerOptions<T = Record<string, unknown>> {
+export interface WorkerOptions<T = Record<string, unknown>> extends TenantOptions<T> {
   /** Bootstrap brokers; shorthand for `kafka.brokers`. */
   brokers?: string[];
   /** Full connection settings (TLS, SASL). */
@@ -57,8 +74,16 @@ export interface WorkerOptions<T = Record<string, unknown>> {
   limiter?: { max: number; durationMs: number | string };
   /** Handler time budget; the signal aborts and the attempt fails (retriable). 0 = none. @defaultValue 30000 */
   jobTimeoutMs?: number | string;
-  /** Commit period. @defaultValue 1000 */
+  /** Commit period (with `exactlyOnce`: the round period). @defaultValue 1000 */
   commitIntervalMs?: number | string;
+  /**
+   * Exactly-once pipelines: a job's `ctx.enqueue` follow-ups, its retry-tier or DLQ record and the
+   * commit of its offset go out in one Kafka transaction per input partition and round (every
+   * `commitIntervalMs`), visible to `read_committed` readers only once the round commits
+   * (docs/guarantees.md). Needs `retry.ordering: 'relaxed'` (or no tiers) and a `handler`.
+   * @defaultValue false
+   */
+  exactlyOnce?: boolean;
   /** Time in-flight jobs get on stop before their signals abort. @defaultValue 30000 */
   shutdownTimeoutMs?: number | string;
   /** Time in-flight jobs of revoked partitions get to finish after a rebalance. @defaultValue 30000 */
@@ -134,7 +159,7 @@ export interface WorkerOptions<T = Record<string, unknown>> {
    * it off. @defaultValue true
    */
   status?: boolean;
-  /** Kafka consumer fetch tuning: partitions fetched concurrently. @defaultValue 3 */
+  /** kafkajs: fetched partitions taken at once. @defaultValue 3 (64: `batchHandler` with strict key order) */
   partitionsConsumedConcurrently?: number;
   /**
    * OpenTelemetry spans for every attempt (through the global tracer provider and propagator; a
@@ -191,6 +216,7 @@ const workerOptionsObject = z
       .optional(),
     jobTimeoutMs: duration.default(30_000),
     commitIntervalMs: duration.pipe(z.number().min(10)).default(1000),
+    exactlyOnce: z.boolean().default(false),
     shutdownTimeoutMs: duration.default(30_000),
     rebalanceTimeoutMs: duration.default(30_000),
     sessionTimeoutMs: duration.pipe(z.number().min(6000)).default(30_000),
@@ -270,9 +296,11 @@ const workerOptionsObject = z
       })
       .default({ targetLagPerReplica: 500, minReplicas: 1, maxReplicas: 50, scaleDownWindowMs: 300_000 }),
     status: z.boolean().default(true),
-    partitionsConsumedConcurrently: positiveInt.max(64).default(3),
+    partitionsConsumedConcurrently: positiveInt.max(64).optional(),
     tracing: z.boolean().default(true),
     logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
+    tenant: tenantFunction,
+    limits: limitsSchema,
   })
   .strict();
 
@@ -311,14 +339,18 @@ export const workerOptionsSchema = workerOptionsObject
   })
   .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
   .superRefine(oneHandler)
-  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params);
+  .superRefine(exactlyOnceFits)
+  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params)
+  .refine(limitsWithoutBatches.check, limitsWithoutBatches.params);
 
 /** A definition may leave the connection to `strand worker` (flags and STRAND_* environment). */
 const definitionSchema = workerOptionsObject
   .partial({ brokers: true, kafka: true, registry: true })
   .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
   .superRefine(oneHandler)
-  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params);
+  .superRefine(exactlyOnceFits)
+  .refine(batchWithBatchHandler.check, batchWithBatchHandler.params)
+  .refine(limitsWithoutBatches.check, limitsWithoutBatches.params);
 
 export type ResolvedWorkerOptions = z.output<typeof workerOptionsSchema>;
 

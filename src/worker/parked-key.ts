@@ -31,12 +31,71 @@ export interface ParkedKey {
   releasing?: { outcome: 'completed' | 'dead'; cause?: string | undefined } | undefined;
   /** A new head being written (a job of the key that went to a tier while the key was parked). */
   heading?: { jobId: string; written: Promise<void> } | undefined;
+  /**
+   * The state a new head's park writes, from its first try until one is acknowledged (a try that
+   * failed may have landed): a restate meanwhile writes this one.
+   */
+  parking?: KeyStateRecord | undefined;
   /** The key's state record may say unparked (an unpark whose answer was lost): the next hand-off writes it again. */
   restate?: boolean | undefined;
+  /**
+   * The key's state being written again, or as being released (parked-keys.ts `restate`,
+   * key-release.ts `markReleasing`): its unpark and a new head's park wait for it, so neither lands
+   * before it (a write retried after the new head landed would name the old head last).
+   */
+  restating?: Promise<unknown> | undefined;
   /** A release of this key runs in this worker now (or is queued to). */
   releaser?: boolean | undefined;
   /** The release ran every parked job and is unparking the key: its next job waits for that. */
   closing?: Promise<void> | undefined;
+}
+
+/**
+ * The writes of one owned partition's key state records (parking.ts), in turn per key: each goes
+ * once the key's previous one settled, and builds its record when it goes. Two sends under way at
+ * once may land in either order (one failed and sent again), and the state record that lands last
+ * is what the next owner reads: a release record's restate of a key must not land after the park
+ * of the key's next head it was made before (sim seed 37246). Numbered as they go, so a restate
+ * is over once any write of the key made after it was asked for is acknowledged (sim seed 39756).
+ */
+export class StateWrites {
+  private readonly turns = new Map<string, Promise<void>>();
+  private readonly acked = new Map<string, number>();
+  private made = 0;
+
+  /** The number the next write (of any key) gets. */
+  next(): number {
+    return this.made + 1;
+  }
+
+  /** Whether a write of `key` numbered `since` or later was acknowledged. */
+  landedSince(key: string, since: number): boolean {
+    return (this.acked.get(key) ?? 0) >= since;
+  }
+
+  /** Runs `write` in the key's turn. */
+  run<T>(key: string, write: () => Promise<T>): Promise<T> {
+    const turn = (this.turns.get(key) ?? Promise.resolve()).then(async () => {
+      const n = ++this.made;
+      const result = await write();
+      this.acked.set(key, n);
+      return result;
+    });
+    const settled = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.turns.set(key, settled);
+    void settled.then(() => {
+      if (this.turns.get(key) === settled) this.turns.delete(key);
+    });
+    return turn;
+  }
+
+  /** The key was unparked. */
+  forget(key: string): void {
+    this.acked.delete(key);
+  }
 }
 
 /** What a key's state record holds. */
@@ -57,6 +116,30 @@ export interface ParkingPartition {
   ours: Set<number>;
   /** This ownership's writer token (`strand-parking-writer` on what it writes). */
   token: string;
+  /** This ownership's writes of key state records, in turn per key. */
+  writes: StateWrites;
   /** The whole partition was read: until then its keys are partly known (nobody may act on them). */
   loaded: boolean;
+  /** A write was refused (another worker took the fence): taken afresh if kept. */
+  lost: boolean;
 }
+
+/** Why a parked job was dead-lettered with reason `key-dead`: the job its key waited behind died. */
+export class KeyDeadError extends Error {
+  constructor(
+    readonly key: string,
+    readonly headJobId: string,
+  ) {
+    super(
+      `job ${headJobId} of key ${key} was dead-lettered; this job waited behind it (retry.onDeadKey: 'dead-letter')`,
+    );
+    this.name = 'KeyDeadError';
+  }
+}
+
+/**
+ * What a job-topic job does at its turn in its key's lane: run, be parked behind its key's head,
+ * be skipped (handed off before: a parked job or the head, read again after a restart), or — a
+ * release record — release its key.
+ */
+export type Gate = 'run' | 'follow' | 'handed-off' | 'release' | 'closing';

@@ -1,39 +1,14 @@
-import type { OutcomeRouter } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
-import type { Logger } from '../observability/logger.js';
-import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
 import type { ParkingPort } from '../ports.js';
-import type { Clock } from '../timing/clock.js';
-import type { Assignment } from './assignment.js';
-import type { WorkerEvents } from './core.js';
-import type { Dispatcher, JobSlot } from './dispatcher.js';
-import { Abandoned } from './lease.js';
+import type { JobSlot } from './dispatcher.js';
+import { type KeyParkingDeps, markReleasing, runRelease, stating } from './key-release.js';
 import type { ResolvedWorkerOptions } from './options.js';
+import type { Gate } from './parked-key.js';
 import { type ParkedKey, ParkingState } from './parking.js';
-import type { RunState } from './run-state.js';
+import type { PartitionTracker } from './partition-tracker.js';
 import { tpKey, WorkItem } from './work-item.js';
 
-/** Why a parked job was dead-lettered with reason `key-dead`: the job its key waited behind died. */
-export class KeyDeadError extends Error {
-  constructor(
-    readonly key: string,
-    readonly headJobId: string,
-  ) {
-    super(
-      `job ${headJobId} of key ${key} was dead-lettered; this job waited behind it (retry.onDeadKey: 'dead-letter')`,
-    );
-    this.name = 'KeyDeadError';
-  }
-}
-
-/**
- * What a job-topic job does at its turn in its key's lane: run, be parked behind its key's head,
- * be skipped (handed off before: a parked job or the head, read again after a restart), or — a
- * release record — release its key.
- */
-export type Gate = 'run' | 'follow' | 'handed-off' | 'release' | 'closing';
-
-type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
+const noop = () => undefined;
 
 /**
  * Strict key order through retry tiers (`retry.ordering: 'strict'`). When a job of key K goes to a
@@ -49,10 +24,32 @@ type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) =
  */
 export class KeyParking {
   readonly state: ParkingState;
+  /**
+   * Per ownership (tracker): job-topic offsets of jobs an earlier ownership parked that a release
+   * of this one ran before the intake's job of that offset passed the gate (a key parked again
+   * while releasing collects jobs above its release record). Skipped there, even once the key is free.
+   */
+  private readonly ranAhead = new WeakMap<PartitionTracker, Set<number>>();
+  /**
+   * Per `partition\0key`: the release of the key running in this worker, of whichever ownership. A
+   * partition taken afresh (a kept one another writer touched) resumes its releases while the old
+   * ownership's may still run a parked job: the new one waits for it, or one job runs twice at once.
+   */
+  private readonly releases = new Map<string, Promise<unknown>>();
 
   /** Keys are parked with `retry.ordering: 'strict'`, ordered jobs and retry tiers to park behind. */
   static wanted(o: ResolvedWorkerOptions): boolean {
     return o.retry.ordering === 'strict' && o.ordering !== 'unordered' && o.retry.tiers.length > 0;
+  }
+
+  /**
+   * kafkajs' `partitionsConsumedConcurrently`: as set, else 3, or 64 for a batch handler that parks
+   * keys (one job per key in a batch: the intake takes every fetched partition at once, intake.ts).
+   */
+  static partitionsTakenAtOnce(o: ResolvedWorkerOptions): number {
+    return (
+      o.partitionsConsumedConcurrently ?? (o.batchHandler !== undefined && KeyParking.wanted(o) ? 64 : 3)
+    );
   }
 
   static create(
@@ -61,6 +58,8 @@ export class KeyParking {
     deps: Omit<ConstructorParameters<typeof KeyParking>[0], 'state'> & {
       running: () => boolean;
       random: () => number;
+      /** A parking write was refused (fenced by a later owner): give the partition up. */
+      lost: (partition: number) => void;
     },
   ): KeyParking | undefined {
     if (!port || !KeyParking.wanted(o)) return undefined;
@@ -71,31 +70,12 @@ export class KeyParking {
       logger: deps.logger,
       running: deps.running,
       random: deps.random,
+      lost: deps.lost,
     });
     return new KeyParking({ ...deps, state });
   }
 
-  constructor(
-    private readonly deps: {
-      state: ParkingState;
-      options: ResolvedWorkerOptions;
-      router: OutcomeRouter;
-      runState: RunState;
-      clock: Clock;
-      logger: Logger;
-      metrics: QueueMetrics;
-      counts: OutcomeCounts;
-      emit: Emit;
-      assignment: Assignment;
-      dispatcher: () => Dispatcher;
-      /** Until acknowledged; throws `Abandoned` when the partition left or the worker stops. */
-      durably: <T>(item: WorkItem, send: () => Promise<T>) => Promise<T>;
-      /** Runs a released job through the executor (decode, lease, handler, policy): sets its `outcome`. */
-      runReleased: (item: WorkItem, slot: JobSlot) => Promise<void>;
-      /** The item reached an outcome: its offset counts as done. */
-      done: (item: WorkItem) => void;
-    },
-  ) {
+  constructor(private readonly deps: KeyParkingDeps) {
     this.state = deps.state;
     const { metrics, options } = deps;
     const labels = { topic: options.topic, group: options.groupId };
@@ -111,10 +91,14 @@ export class KeyParking {
   gate(item: WorkItem): Gate {
     if (item.tier !== 0 || item.key === null || item.released) return 'run';
     if (item.rawHeaders?.[HEADERS.release] !== undefined) return 'release';
+    const offset = Number(item.offset);
+    if (this.ranAhead.get(item.tracker)?.delete(offset)) return 'handed-off';
+    // Parked by an earlier ownership: it ran, or runs, from the parking topic — also once its key
+    // was released meanwhile (sim seed 77842: read again behind the release that ran it).
+    if (this.state.handedOff(item.partition, offset)) return 'handed-off';
     const parked = this.state.get(item.partition, item.key);
     if (!parked) return 'run';
-    const offset = Number(item.offset);
-    if (offset <= parked.last || this.state.handedOff(item.partition, offset)) return 'handed-off';
+    if (offset <= parked.last) return 'handed-off';
     return parked.closing ? 'closing' : 'follow';
   }
 
@@ -126,7 +110,11 @@ export class KeyParking {
   /** `item` went to a retry tier: its key waits behind it (acknowledged before its offset is done). */
   park(item: WorkItem): Promise<void> {
     const parked = this.state.get(item.partition, item.key!);
-    const written = this.deps.durably(item, () => this.state.park(item));
+    // After the key's state writes under way: one landing after this head's would name the old head last.
+    const before = parked?.restating;
+    const written = before
+      ? before.then(() => this.deps.durably(item, () => this.state.park(item)))
+      : this.deps.durably(item, () => this.state.park(item));
     if (parked) {
       parked.heading = { jobId: item.jobId, written };
       const clear = () => {
@@ -160,9 +148,9 @@ export class KeyParking {
    * Releases whose record is already behind the commit point (a release this worker or an earlier
    * owner began, then lost): resumed from the key's state as soon as the intake passed every job
    * of the key parked before. Called when a partition's parked keys are known and after each
-   * fetched batch of the job topic.
+   * fetched batch of the job topic (the intake passed more of `partition`).
    */
-  resume(partition: number): void {
+  passed(partition: number): void {
     for (const [key, parked] of this.state.keysOf(partition))
       if (parked.releasing && !parked.releaser) this.startRelease(partition, key, parked.releasing.outcome);
   }
@@ -171,17 +159,12 @@ export class KeyParking {
   resumeAll(): void {
     for (const { tracker } of this.deps.assignment.partitions())
       if (tracker.topic === this.deps.options.topic)
-        void this.state.ready(tracker.partition)?.then(() => this.resume(tracker.partition));
+        void this.state.ready(tracker.partition)?.then(() => this.passed(tracker.partition));
   }
 
   /** The intake waits for a partition's parked keys before its first batch. */
   ready(partition: number): Promise<void> | undefined {
     return this.state.ready(partition);
-  }
-
-  /** The intake took a batch of the job topic's `partition`. */
-  passed(partition: number): void {
-    this.resume(partition);
   }
 
   /** Starts the release the key's state asks for, unless one runs. */
@@ -207,17 +190,19 @@ export class KeyParking {
       value: null,
       headers: { [HEADERS.release]: parked.head, [HEADERS.releaseOutcome]: outcome },
     };
-    // Behind the jobs of its key already in the lane (they are parked first, then released).
+    // Behind the jobs of its key already in the lane (they are parked first, then released); numbered
+    // as accepted now: behind every job the worker holds it would start only once none is runnable,
+    // and a release record of the key queued behind it would hold its partition (sim seed 43447).
+    const dispatcher = this.deps.dispatcher();
     const release = new WorkItem(
       options.topic,
       p,
       record,
       0,
       owned.tracker,
-      Number.MAX_SAFE_INTEGER,
+      dispatcher.nextSeq(),
       clock.now(),
     );
-    const dispatcher = this.deps.dispatcher();
     dispatcher.add(release);
     dispatcher.pump();
   }
@@ -244,10 +229,9 @@ export class KeyParking {
       return true;
     }
     const head = headerString(item.rawHeaders, HEADERS.release);
-    // A release of a head this key no longer waits behind (sent twice, or read again): nothing to do.
+    // Not parked here (released; the record sent twice or read again): a state another writer left
+    // in the parking topic (a member that wrote after it lost the partition) must not park the key.
     if (!parked) {
-      // Not parked here: a state another writer left in the parking topic (a member that wrote
-      // after it lost the partition) must not park the key for the next owner either.
       await this.deps.durably(item, () => this.state.unpark(item.partition, item.key!));
       return true;
     }
@@ -256,18 +240,47 @@ export class KeyParking {
     // (A job id enqueued twice may be the head again: wait whenever a head of this id is being written.)
     const heading = parked.heading;
     if (heading && heading.jobId === head) await heading.written.catch(() => undefined);
-    if (parked.head !== head) return true;
+    if (parked.head === head) return this.releaseKey(item, slot, parked, parked.head);
+    // Not this key's head here. An internal release (offset -1) is simply over; a record is done
+    // once the parking topic agrees (`stale`), unless the head it names became the key's head.
+    const now = item.offset === '-1' ? undefined : await this.stale(item, head);
+    return now ? this.releaseKey(item, slot, now, now.head) : true;
+  }
+
+  /** A release record (or an internal release) of the key's current head. */
+  private async releaseKey(item: WorkItem, slot: JobSlot, parked: ParkedKey, head: string): Promise<boolean> {
     // Another release of the key runs or is queued (a resumed one, or the one this worker started
     // at once): this record counts as done once the key's state says it is being released.
     if (parked.releaser && item.offset !== '-1') {
-      await this.markReleasing(item, parked, head);
+      // Written even if this ownership wrote it before: the last state may be a zombie's park.
+      if (parked.releasing) await this.restate(item, parked);
+      else await markReleasing(this.deps, item, parked, head);
       // Unless the release it found under way ended meanwhile (it was the previous head's): then
-      // this record runs the release itself.
-      if (parked.releaser || this.state.get(item.partition, item.key!) !== parked) return true;
+      // this record runs the release itself — if its head is still the key's (not a new one).
+      if (parked.releaser || this.state.get(item.partition, item.key!) !== parked || parked.head !== head)
+        return true;
     }
+    // Jobs of the key an earlier owner parked above this record (read at a takeover): one between
+    // them whose hand-off that owner lost is parked again only once its turn comes, behind this
+    // record. The release goes behind it in the key's lane instead (sim seed 66687).
+    if (item.offset !== '-1' && parked.followers.some((f) => f.src > Number(item.offset))) {
+      await markReleasing(this.deps, item, parked, head);
+      if (parked.releasing) this.startRelease(item.partition, item.key!, parked.releasing.outcome);
+      return true;
+    }
+    const lane = `${item.partition}\0${item.key!}`;
+    const earlier = this.releases.get(lane);
+    parked.releaser = true;
+    const run = (async () => {
+      await earlier;
+      await runRelease(this.deps, item, slot, parked, head, (src) => this.took(item.tracker, src));
+    })();
+    const settled = run.catch(noop);
+    this.releases.set(lane, settled);
     try {
-      await this.release(item, slot, parked, head);
+      await run;
     } finally {
+      if (this.releases.get(lane) === settled) this.releases.delete(lane);
       parked.releaser = undefined;
       // The key's next head ended while this release still ran (its release record found this
       // one under way): that release starts now.
@@ -277,110 +290,58 @@ export class KeyParking {
   }
 
   /**
-   * Writes that the key is being released (unless its state says so already); returns the dead job
-   * the rest is dead-lettered behind (`onDeadKey: 'dead-letter'`), if any.
+   * A release took the parked job at `src` of the job topic: skipped if the intake's job of that
+   * offset has not passed the gate yet (not fetched, or fetched and waiting in its lane: seed
+   * 30670). Offsets below the commit point passed it: forgotten.
    */
-  private async markReleasing(item: WorkItem, parked: ParkedKey, head: string): Promise<string | undefined> {
-    if (parked.releasing) return parked.releasing.cause;
-    const outcome = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead' ? 'dead' : 'completed';
-    const cause =
-      outcome === 'dead' && this.deps.options.retry.onDeadKey === 'dead-letter' ? head : undefined;
-    await this.deps.durably(item, () =>
-      this.state.releasing(item.partition, item.key!, parked, { outcome, cause }),
-    );
-    return cause;
+  private took(tracker: PartitionTracker, src: number): void {
+    const point = tracker.commitPoint() ?? -1;
+    if (src < point) return;
+    const ahead = this.ranAhead.get(tracker) ?? new Set<number>();
+    for (const o of ahead) if (o < point) ahead.delete(o);
+    this.ranAhead.set(tracker, ahead.add(src));
   }
 
-  /** Every hand-off of the key's jobs under way has landed (or failed). */
-  private async landed(parked: ParkedKey): Promise<void> {
-    while (parked.writes && parked.writes.size > 0) await Promise.allSettled([...parked.writes]);
-  }
-
-  private async release(item: WorkItem, slot: JobSlot, parked: ParkedKey, head: string): Promise<void> {
-    const { options, durably, clock, emit, logger, dispatcher } = this.deps;
-    const key = item.key!;
+  /**
+   * A release of a head this key does not wait behind here, though the parking topic may name it
+   * last (a member that lost the partition parked the key after this ownership read it): the
+   * owner's state is written again first, or a later owner would park the key's jobs for good
+   * behind a head whose release is behind the commit point. After a head or unpark being written.
+   */
+  private async stale(item: WorkItem, head: string | undefined): Promise<ParkedKey | undefined> {
     const p = item.partition;
-    parked.releaser = true;
-    const resumed = parked.releasing !== undefined;
-    // First the key's state says it is being released (a new owner resumes from it); then the
-    // release record counts as done and the key's lane is free — its new jobs are parked behind
-    // the release, in order — so the partition's commit point and its other keys move on while the
-    // parked jobs run, however many there are.
-    let cause = await this.markReleasing(item, parked, head);
-    this.deps.done(item);
-    dispatcher().releaseLane(item);
-    logger.info(
-      { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
-      resumed
-        ? 'key release resumed: its parked jobs run in order'
-        : 'key released: its parked jobs run in order',
-    );
-    const tombstones: Promise<void>[] = [];
+    const key = item.key!;
     for (;;) {
-      await this.landed(parked);
-      if (parked.followers.length === 0) {
-        if (parked.writes?.size) continue;
-        break;
+      const parked = this.state.get(p, key);
+      if (!parked) {
+        await this.deps.durably(item, () => this.state.unpark(p, key));
+        return undefined;
       }
-      const wanted = parked.followers.length;
-      const records = await durably(item, () => this.state.read(p, parked));
-      if (records.length === 0) {
-        logger.warn({ partition: p, key, missing: wanted }, 'parked jobs missing from the parking topic');
-        parked.followers.splice(0, Math.min(500, wanted));
-        continue;
-      }
-      for (const record of records) {
-        if (!this.deps.assignment.owns(item) || !this.deps.runState.running) throw new Abandoned();
-        const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
-        job.released = true;
-        job.slot = slot;
-        const src = Number(record.offset);
-        if (cause !== undefined) {
-          const error = new KeyDeadError(key, cause);
-          const dead = cause;
-          await durably(job, () =>
-            this.deps.router.toDlq(job, error, job.attempt, 'key-dead', undefined, {
-              [HEADERS.deadCause]: dead,
-            }),
-          );
-          this.deps.counts.dead_lettered++;
-          emit('job:dead', job, error);
-        } else {
-          await this.deps.runReleased(job, slot);
-          if (job.outcome === undefined) throw new Abandoned();
-          // It went to a tier: the key is parked behind it now, with the jobs after it.
-          if (job.outcome === 'tier') {
-            await Promise.all(tombstones);
-            return;
-          }
-          if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') {
-            const dead = job.jobId;
-            cause = dead;
-            // A resumed release dead-letters the rest too.
-            await durably(item, () => this.state.releasing(p, key, parked, { outcome: 'dead', cause: dead }));
-          }
-        }
-        // Off the list now (the next read starts after it); its tombstone goes out meanwhile.
-        const tombstone = durably(item, this.state.ran(p, parked, src));
-        // Awaited below; a release cut short (Abandoned) leaves it unawaited, not unhandled.
-        tombstone.catch(() => undefined);
-        tombstones.push(tombstone);
+      if (parked.heading) await parked.heading.written.catch(() => undefined);
+      else if (parked.closing) await parked.closing;
+      // Its next head, written meanwhile, is this one: the record releases it after all.
+      else if (parked.head === head) return parked;
+      else {
+        await this.restate(item, parked);
+        return undefined;
       }
     }
-    // Every parked job ran: the key's next job waits (gate 'closing') until the key is unparked.
-    let closed!: () => void;
-    parked.closing = new Promise<void>((resolve) => (closed = resolve));
-    try {
-      await Promise.all(tombstones);
-      await durably(item, () => this.state.unpark(p, key));
-    } catch (error) {
-      // The unpark may have landed: a job of the key parked from now on writes the key's state
-      // (releasing) again with it, so nothing is parked behind a key the parking topic calls free.
-      parked.restate = true;
-      throw error;
-    } finally {
-      parked.closing = undefined;
-      closed();
-    }
+  }
+
+  /**
+   * Writes the key's state again as this ownership knows it; not once its release is unparking it
+   * (the unpark waits for a restate under way, key-release.ts). Not after a new head being written
+   * either: the key's state writes land in turn (parking.ts), and a head whose write keeps failing
+   * must not hold the release record, and so its partition's commit point (sim seed 39285).
+   */
+  private async restate(item: WorkItem, parked: ParkedKey): Promise<void> {
+    if (parked.closing || this.state.get(item.partition, item.key!) !== parked) return;
+    // Over once a write of the key's state made from now on landed (this one, or another).
+    const since = this.state.nextStateWrite(item.partition);
+    const written = this.deps.durably(item, () =>
+      this.state.restate(item.partition, item.key!, parked, since),
+    );
+    stating(parked, written);
+    await written;
   }
 }

@@ -5,6 +5,8 @@ import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import type { KeyStateRecord, ParkedJob, ParkedKey, ParkingPartition } from './parked-key.js';
+import { StateWrites } from './parked-key.js';
+import { type LoadedJobs, ParkingRecords } from './parking-records.js';
 import type { WorkItem } from './work-item.js';
 
 export type { ParkedJob, ParkedKey };
@@ -35,15 +37,14 @@ export class ParkingState {
       /** False once the worker stops: a load that keeps failing gives up. */
       running: () => boolean;
       random: () => number;
+      /** A write was refused: another worker took the partition's fence (the worker rejoins). */
+      lost?: (partition: number) => void;
     },
   ) {
-    // Record keys in the parking topic: a key's state, a parked job (by its job-topic offset).
-    this.statePrefix = `${deps.group}\u0000k:`;
-    this.jobPrefix = `${deps.group}\u0000f:`;
+    this.records = new ParkingRecords(deps.group, deps.logger);
   }
 
-  private readonly statePrefix: string;
-  private readonly jobPrefix: string;
+  private readonly records: ParkingRecords;
   /** Owned partitions whose parking partition did not answer the last time it was asked. */
   private readonly unreadable = new Set<number>();
 
@@ -65,8 +66,8 @@ export class ParkingState {
     const token = Math.floor(this.deps.random() * 2 ** 48).toString(36);
     const part = {
       ...{ keys, ready: Promise.resolve(), handed: new Set<number>(), top: -1, end: -1, token },
-      ours: new Set<number>(),
-      loaded: false,
+      ...{ ours: new Set<number>(), writes: new StateWrites() },
+      ...{ loaded: false, lost: false },
     };
     this.parts.set(partition, part);
     part.ready = this.load(partition, keys, part);
@@ -76,6 +77,16 @@ export class ParkingState {
   drop(partition: number): void {
     this.parts.delete(partition);
     this.unreadable.delete(partition);
+    void this.deps.port.release?.(partition).catch(() => undefined);
+  }
+
+  /** Takes the partition's writer fence (ParkingPort `fence`) until it answers; false: gone. */
+  private async fence(partition: number, keys: Map<string, ParkedKey>): Promise<boolean> {
+    const { port } = this.deps;
+    if (!port.fence) return true;
+    return (
+      (await this.untilAnswered(partition, keys, () => port.fence!(partition).then(() => true))) ?? false
+    );
   }
 
   /** Owned partitions whose parking partition cannot be read now (their jobs wait meanwhile). */
@@ -92,6 +103,8 @@ export class ParkingState {
     const part = this.parts.get(partition);
     if (!part) return false;
     await part.ready;
+    // Fenced again: a member that took it in a generation this worker missed writes no more.
+    if (part.lost || !(await this.fence(partition, part.keys)) || part.lost) return false;
     const end = await this.untilAnswered(partition, part.keys, () => this.deps.port.endOffset(partition));
     if (end === undefined || end < part.end) return false;
     if (end === part.end) return true;
@@ -152,9 +165,10 @@ export class ParkingState {
 
   /**
    * Whether `offset` of the job topic was parked by an earlier ownership (its `f:` record, live or
-   * a tombstone, was in the parking partition when it was read). Only these, and offsets at or
-   * below a key's head, are skipped as handed off when read again: with hand-offs under way at
-   * once, a crash may lose the write of an earlier job while a later one landed.
+   * a tombstone, was in the parking partition when it was read; not a live one whose key was not
+   * parked: nothing releases it), parked now or not. Only these, and offsets at or below a key's
+   * head, are skipped as handed off when read again: with hand-offs under way at once, a crash may
+   * lose the write of an earlier job while a later one landed.
    */
   handedOff(partition: number, offset: number): boolean {
     return this.parts.get(partition)?.handed.has(offset) ?? false;
@@ -170,24 +184,16 @@ export class ParkingState {
    * arrives: memory holds one page and the state (parked keys, offsets of parked jobs), however
    * many records the partition has. A read that fails resumes after the last page folded.
    */
-  private async load(
-    partition: number,
-    keys: Map<string, ParkedKey>,
-    part: {
-      handed: Set<number>;
-      top: number;
-      end: number;
-      token: string;
-      ours: Set<number>;
-      loaded: boolean;
-    },
-  ): Promise<void> {
+  private async load(partition: number, keys: Map<string, ParkedKey>, part: ParkingPartition): Promise<void> {
     const { logger } = this.deps;
-    const jobs = new Map<number, { at: number; key: string }>();
+    const jobs: LoadedJobs = new Map();
     let at = 0;
+    // Fenced before it is read: no write of an earlier holder (a member out of the group that has
+    // not noticed) lands after the read.
+    if (!(await this.fence(partition, keys))) return;
     const fold = (records: readonly FetchedRecord[], next: number) => {
       if (this.parts.get(partition)?.keys !== keys) throw new Error('gone');
-      for (const r of records) this.fold(partition, r, keys, jobs, part);
+      for (const r of records) this.records.fold(partition, r, keys, jobs, part);
       at = next;
     };
     part.end =
@@ -196,59 +202,40 @@ export class ParkingState {
     for (const [src, job] of [...jobs].sort((a, b) => a[0] - b[0])) {
       const k = keys.get(job.key);
       if (!k) {
+        // Nothing releases it: its job runs when read again (not skipped as handed off).
+        part.handed.delete(src);
         orphans++;
         continue;
       }
       k.followers.push({ at: job.at, src });
     }
-    if (orphans > 0) logger.warn({ partition, orphans }, 'parked jobs without a parked key were left alone');
+    if (orphans > 0)
+      logger.warn(
+        { partition, orphans },
+        'parked jobs without a parked key were left alone (each runs if read again)',
+      );
     part.loaded = true;
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
-  }
-
-  /** One record of the parking partition, read in offset order, into the state being loaded. */
-  private fold(
-    partition: number,
-    r: FetchedRecord,
-    keys: Map<string, ParkedKey>,
-    jobs: Map<number, { at: number; key: string }>,
-    part: { handed: Set<number>; top: number },
-  ): void {
-    const id = r.key?.toString('utf8') ?? '';
-    if (id.startsWith(this.statePrefix)) {
-      const key = id.slice(this.statePrefix.length);
-      if (r.value === null) keys.delete(key);
-      else {
-        let s: KeyStateRecord;
-        try {
-          s = JSON.parse(r.value.toString('utf8')) as typeof s;
-        } catch {
-          // Not written by Strand: the key keeps the state it had; a read that retried forever
-          // would stop the whole partition instead.
-          this.deps.logger.error(
-            { partition, key, offset: r.offset },
-            'unreadable parked-key record skipped',
-          );
-          return;
-        }
-        keys.set(key, { ...s, followers: [], last: s.headOffset });
-      }
-    } else if (id.startsWith(this.jobPrefix)) {
-      const src = Number(id.slice(this.jobPrefix.length));
-      part.handed.add(src);
-      part.top = Math.max(part.top, src);
-      if (r.value === null) jobs.delete(src);
-      else jobs.set(src, { at: Number(r.offset), key: headerString(r.headers, HEADERS.parkedKey) ?? '' });
-    }
   }
 
   private async write(partition: number, records: OutgoingRecord[]): Promise<number[]> {
     const part = this.parts.get(partition);
     const token = part?.token ?? '';
-    const offsets = await this.deps.port.write(
-      partition,
-      records.map((r) => ({ ...r, headers: { ...r.headers, [HEADERS.parkingWriter]: token } })),
-    );
+    const { port } = this.deps;
+    const offsets = await port
+      .write(
+        partition,
+        records.map((r) => ({ ...r, headers: { ...r.headers, [HEADERS.parkingWriter]: token } })),
+      )
+      .catch((error: unknown) => {
+        // Refused: a later owner took the fence. This ownership's writes stay refused; it rejoins.
+        const current = part?.loaded && !part.lost && this.parts.get(partition) === part;
+        if (current && port.holds?.(partition) === false) {
+          part.lost = true;
+          this.deps.lost?.(partition);
+        }
+        throw error;
+      });
     if (part && part.token === token) {
       for (const o of offsets) if (o >= part.end) part.ours.add(o);
       while (part.ours.delete(part.end)) part.end++;
@@ -260,24 +247,23 @@ export class ParkingState {
    * `item` (a job-topic job, or a parked job that ran again) went to a retry tier: its key waits
    * behind it. A parked job that becomes the head leaves the parked jobs behind it parked.
    */
-  async park(item: WorkItem): Promise<void> {
+  park(item: WorkItem): Promise<void> {
+    const part = this.parts.get(item.partition);
+    if (!part) return Promise.reject(new Error(`partition ${item.partition} is not owned`));
+    return part.writes.run(item.key!, () => this.parkNow(item, part));
+  }
+
+  private async parkNow(item: WorkItem, part: ParkingPartition): Promise<void> {
     const key = item.key!;
     const offset = Number(item.offset);
-    const part = this.parts.get(item.partition);
-    if (!part) throw new Error(`partition ${item.partition} is not owned`);
     const known = part.keys.get(key);
     const since = known?.since ?? this.deps.clock.now();
     const state: KeyStateRecord = { head: item.jobId, headOffset: offset, since };
+    if (known) known.parking = state;
     const records: OutgoingRecord[] = [];
     const wasParked = known?.followers[0]?.src === offset;
-    if (wasParked)
-      records.push({
-        key: `${this.jobPrefix}${offset}`,
-        value: null,
-        headers: {},
-        partition: item.partition,
-      });
-    records.push(this.stateRecord(item.partition, key, state));
+    if (wasParked) records.push(this.records.job(item.partition, offset, null));
+    records.push(this.records.state(item.partition, key, state));
     await this.write(item.partition, records);
     if (!known) {
       part.keys.set(key, { ...state, followers: [], last: offset });
@@ -286,33 +272,54 @@ export class ParkingState {
     // In place: jobs of the key being parked meanwhile (a release frees the key's lane) go into
     // the same list.
     if (wasParked) known.followers.shift();
+    known.parking = undefined;
     Object.assign(known, state, { releasing: undefined, last: Math.max(known.last, offset) });
-  }
-
-  private stateRecord(partition: number, key: string, state: KeyStateRecord): OutgoingRecord {
-    return {
-      key: `${this.statePrefix}${key}`,
-      value: Buffer.from(JSON.stringify(state)),
-      headers: {},
-      partition,
-    };
   }
 
   /**
    * The key's head ended: its release begins (or its dead-letter cause changed). Kept in the key's
    * state record, so whoever owns the partition next resumes the release.
    */
-  async releasing(
+  releasing(partition: number, key: string, parked: ParkedKey, info: ParkedKey['releasing']): Promise<void> {
+    return this.stateWrite(partition, key, async () => {
+      await this.writeState(partition, key, { ...parked, releasing: info });
+      parked.releasing = info;
+    });
+  }
+
+  /**
+   * Writes the key's state as this ownership knows it when the write goes (the last one may be a
+   * zombie's, parked-keys.ts `stale`); nothing once the key is no longer parked as `parked`.
+   */
+  restate(
     partition: number,
     key: string,
     parked: ParkedKey,
-    info: ParkedKey['releasing'],
+    since = this.nextStateWrite(partition),
   ): Promise<void> {
-    const { head, headOffset, since } = parked;
-    await this.write(partition, [
-      this.stateRecord(partition, key, { head, headOffset, since, releasing: info }),
-    ]);
-    parked.releasing = info;
+    return this.stateWrite(partition, key, async () => {
+      const part = this.parts.get(partition);
+      // Not again once a write of the key made since it was asked for landed (its own, or another).
+      if (part?.keys.get(key) !== parked || part.writes.landedSince(key, since)) return;
+      // A new head whose park failed and goes again is the key's state now: written after it, the
+      // old head would be named last (sim seed 28813: the old head's `releasing`, then a takeover).
+      await this.writeState(partition, key, parked.parking ?? parked);
+    });
+  }
+
+  /** The number the partition's next key state write gets (a restate asked for now is over once one from it on landed). */
+  nextStateWrite(partition: number): number {
+    return this.parts.get(partition)?.writes.next() ?? 0;
+  }
+
+  private async writeState(partition: number, key: string, parked: KeyStateRecord): Promise<void> {
+    await this.write(partition, [this.records.state(partition, key, stateOf(parked))]);
+  }
+
+  /** A write of the key's state record, in its turn (`StateWrites`) while the partition is owned. */
+  private stateWrite(partition: number, key: string, write: () => Promise<void>): Promise<void> {
+    const part = this.parts.get(partition);
+    return part ? part.writes.run(key, write) : write();
   }
 
   /** The parked keys of a partition. */
@@ -326,20 +333,23 @@ export class ParkingState {
    * may be under way at once: parked jobs are kept in job-topic offset order, whatever order their
    * writes land in.
    */
-  async follow(item: WorkItem, parked: ParkedKey): Promise<void> {
+  follow(item: WorkItem, parked: ParkedKey): Promise<void> {
+    parked.last = Math.max(parked.last, Number(item.offset));
+    // With the key's state again (`restate`): in its turn, as every write of it.
+    if (!parked.restate) return this.followNow(item, parked, false);
+    return this.stateWrite(item.partition, item.key!, () => this.followNow(item, parked, true));
+  }
+
+  private async followNow(item: WorkItem, parked: ParkedKey, inTurn: boolean): Promise<void> {
     const src = Number(item.offset);
-    parked.last = Math.max(parked.last, src);
     const headers = mergeHeaders(item.rawHeaders, {
       [HEADERS.parkedKey]: item.key!,
       [HEADERS.parkedBehind]: parked.head,
     });
-    const restate = parked.restate === true;
-    const { head, headOffset, since, releasing } = parked;
+    const restate = inTurn && parked.restate === true;
     const written = await this.write(item.partition, [
-      ...(restate
-        ? [this.stateRecord(item.partition, item.key!, { head, headOffset, since, releasing })]
-        : []),
-      { key: `${this.jobPrefix}${item.offset}`, value: item.value, headers, partition: item.partition },
+      ...(restate ? [this.records.state(item.partition, item.key!, stateOf(parked))] : []),
+      this.records.job(item.partition, item.offset, item.value, headers),
     ]);
     if (restate) parked.restate = false;
     const at = written.at(-1);
@@ -350,30 +360,13 @@ export class ParkingState {
     else list.splice(i, 0, { at: at!, src });
   }
 
-  /** Reads parked jobs back (up to `max`, from the first), in order, as the job-topic records they were. */
-  async read(partition: number, parked: ParkedKey, max = 500): Promise<FetchedRecord[]> {
-    const wanted = parked.followers.slice(0, max);
+  /** Reads parked jobs back, in order, as the job-topic records they were. */
+  async read(partition: number, wanted: readonly ParkedJob[]): Promise<FetchedRecord[]> {
     const found = await this.deps.port.read(
       partition,
       wanted.map((f) => f.at),
     );
-    const byAt = new Map(found.map((r) => [Number(r.offset), r]));
-    return wanted.flatMap((f) => {
-      const r = byAt.get(f.at);
-      if (!r) return [];
-      const headers = { ...r.headers };
-      delete headers[HEADERS.parkedKey];
-      delete headers[HEADERS.parkedBehind];
-      delete headers[HEADERS.parkingWriter];
-      return [
-        {
-          offset: String(f.src),
-          key: Buffer.from(headerString(r.headers, HEADERS.parkedKey) ?? ''),
-          value: r.value,
-          headers,
-        },
-      ];
-    });
+    return ParkingRecords.asJobs(found, wanted);
   }
 
   /**
@@ -384,13 +377,22 @@ export class ParkingState {
     const i = parked.followers.findIndex((f) => f.src === src);
     if (i >= 0) parked.followers.splice(i, 1);
     return async () => {
-      await this.write(partition, [{ key: `${this.jobPrefix}${src}`, value: null, headers: {}, partition }]);
+      await this.write(partition, [this.records.job(partition, src, null)]);
     };
   }
 
   /** Every parked job of the key ran: the key is free again. */
-  async unpark(partition: number, key: string): Promise<void> {
-    await this.write(partition, [{ key: `${this.statePrefix}${key}`, value: null, headers: {}, partition }]);
-    this.parts.get(partition)?.keys.delete(key);
+  unpark(partition: number, key: string): Promise<void> {
+    return this.stateWrite(partition, key, async () => {
+      await this.write(partition, [this.records.state(partition, key, null)]);
+      const part = this.parts.get(partition);
+      part?.keys.delete(key);
+      part?.writes.forget(key);
+    });
   }
+}
+
+/** What a key's state record holds of its parked state. */
+function stateOf({ head, headOffset, since, releasing }: KeyStateRecord): KeyStateRecord {
+  return { head, headOffset, since, releasing };
 }

@@ -10,6 +10,8 @@ export class PartitionTracker {
   private head = 0;
   private lastAccepted = -1;
   private pending = 0;
+  /** Jobs of this ownership in the worker's buffer (accepted, not finished; `JobBuffer`). */
+  buffered = 0;
 
   /**
    * Offsets the previous owner finished above its commit point (from the commit metadata): they
@@ -32,6 +34,11 @@ export class PartitionTracker {
   baseline = '-1|';
   readonly sent: string[] = [];
 
+  /** The offset the group had committed when this ownership began (-1: none). */
+  get baseOffset(): number {
+    return Number(this.baseline.slice(0, this.baseline.indexOf('|')));
+  }
+
   /** Notes a commit about to be sent. */
   noteSent(point: number, metadata: string): void {
     this.sent.push(`${point}|${metadata}`);
@@ -48,8 +55,15 @@ export class PartitionTracker {
    * group had committed when the ownership began (never fetched again).
    */
   passed(offset: number): boolean {
-    return offset <= this.lastAccepted || offset < Number(this.baseline.slice(0, this.baseline.indexOf('|')));
+    if (offset < this.baseOffset) return true;
+    return offset <= this.lastAccepted && (this.deferredFloor === undefined || offset < this.deferredFloor);
   }
+
+  /**
+   * The lowest offset accepted but deferred (fairness/deferral.ts: not in its key's lane yet), so
+   * the intake has not passed it.
+   */
+  deferredFloor: number | undefined;
 
   /** True when `offset` was already accepted in this ownership (re-fetched after a rejoin). */
   seen(offset: number): boolean {
@@ -62,10 +76,15 @@ export class PartitionTracker {
         `offset ${offset} of ${this.topic}[${this.partition}] accepted twice (last ${this.lastAccepted})`,
       );
     }
+    this.push(offset, false);
+    if (this.preloadedDone.size > 0) this.absorbPreloaded();
+  }
+
+  private push(offset: number, done: boolean): void {
     this.offsets.push(offset);
-    this.done.push(false);
+    this.done.push(done);
     this.lastAccepted = offset;
-    this.pending++;
+    if (!done) this.pending++;
   }
 
   /**
@@ -75,6 +94,7 @@ export class PartitionTracker {
    */
   skipTo(next: number): void {
     if (next - 1 > this.lastAccepted) this.lastAccepted = next - 1;
+    if (this.preloadedDone.size > 0) this.absorbPreloaded();
   }
 
   /** Marks an accepted offset done. Returns false for an offset this tracker does not hold. */
@@ -83,7 +103,7 @@ export class PartitionTracker {
     if (index < 0 || this.done[index]) return false;
     this.done[index] = true;
     this.pending--;
-    while (this.head < this.offsets.length && this.done[this.head]) this.head++;
+    this.advanceHead();
     if (this.head > 1024 && this.head * 2 > this.offsets.length) {
       this.offsets = this.offsets.slice(this.head);
       this.done = this.done.slice(this.head);
@@ -113,11 +133,35 @@ export class PartitionTracker {
     return this.lastAccepted + 1;
   }
 
-  /** Done offsets above the commit point (finished out of order), ascending. */
+  /**
+   * Offsets right after the last accepted one that the previous owner's map said were done are
+   * taken as accepted and done now, as the intake takes them when it fetches them: otherwise the
+   * commit point could stop on one, and a map holds only offsets above its point (sim seed 60302).
+   */
+  private absorbPreloaded(): void {
+    // Pushed as done, not through accept/complete: a long run must not recurse once per offset.
+    for (let next = this.lastAccepted + 1; this.preloadedDone.delete(next); next++) this.push(next, true);
+    this.advanceHead();
+  }
+
+  /** Past the done offsets at the front: the commit point. */
+  private advanceHead(): void {
+    while (this.head < this.offsets.length && this.done[this.head]) this.head++;
+  }
+
+  /**
+   * Done offsets above the commit point (finished out of order), ascending — with those the
+   * previous owner's map said were done and this ownership has not fetched yet: a commit made
+   * before the intake reached them must not drop them from the map (the next owner would run them
+   * again; with exactly once, publish their follow-ups twice).
+   */
   doneAbove(): number[] {
     const out: number[] = [];
     for (let i = this.head; i < this.offsets.length; i++) if (this.done[i]) out.push(this.offsets[i]!);
-    return out;
+    if (this.preloadedDone.size === 0) return out;
+    const point = this.commitPoint() ?? -1;
+    for (const o of this.preloadedDone) if (o > point && o > this.lastAccepted) out.push(o);
+    return out.sort((a, b) => a - b);
   }
 
   /** Accepted jobs not yet done. */

@@ -1,6 +1,6 @@
 import type { RoutedRecord } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
-import type { FetchedRecord, RecordHeaders } from '../ports.js';
+import type { FetchedRecord, RecordHeaders, TopicRecords } from '../ports.js';
 import type { JobSlot } from './dispatcher.js';
 import type { Schedulable } from './key-scheduler.js';
 import type { PartitionTracker } from './partition-tracker.js';
@@ -31,8 +31,21 @@ export class WorkItem implements Schedulable, RoutedRecord {
   released = false;
   /** A batch's job that started over after a fault: it runs alone (its batch's call went on without it). */
   solo = false;
+  /**
+   * Exactly once: what this job writes (its completed attempt's follow-ups, its tier or DLQ
+   * record), published with the commit of its offset in its partition's next round.
+   */
+  writes: TopicRecords[] | undefined;
+  /** Exactly once: told whether its round committed (the idempotency done marker waits for it). */
+  onRound: ((committed: boolean) => void) | undefined;
   /** Its key's next job may start already (dispatcher `releaseLane`). */
   laneFreed = false;
+  /** Its tenant (the `tenant` option, fairness/); undefined without one. */
+  tenant: string | undefined;
+  /** Why its tenant could not be told (the job goes to the DLQ, reason `bad-tenant`). */
+  tenantError: string | undefined;
+  /** Its data, when the intake decoded it to tell its tenant (not decoded twice). */
+  decoded: { data: unknown } | undefined;
   private parsed: Record<string, string> | undefined;
 
   constructor(

@@ -13,7 +13,8 @@ import {
   Partitioners,
   type Producer,
 } from '../kafka/client.js';
-import { KafkaParkingPort } from '../kafka/parking-port.js';
+import { KafkaParkingPort, type ParkingFencing } from '../kafka/parking-port.js';
+import { KafkaTransactionPort } from '../kafka/round-port.js';
 import { partitionCounts } from '../kafka/send.js';
 import { ensureParkingTopic } from '../kafka/topics.js';
 import { KafkaConsumerPort, KafkaProducePort } from '../kafka/worker-port.js';
@@ -34,6 +35,7 @@ import { findDelayBuckets } from '../topology/delays.js';
 import { type TopicNames, topicNames } from '../topology/topics.js';
 import { WorkerCore, type WorkerEvents } from './core.js';
 import { EVENTS, WorkerEmitter } from './events.js';
+import { FollowUpProducers } from './follow-up-producers.js';
 import { type ResolvedWorkerOptions, resolveWorkerOptions, type WorkerOptions } from './options.js';
 import { KeyParking } from './parked-keys.js';
 
@@ -62,7 +64,6 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
   /** The last lag reading (also exported as queue_depth_pending). */
   lastLag: PartitionLag[] = [];
   private lagFailures = 0;
-
   private readonly connection: KafkaConnection;
   private readonly codec: AvroCodec;
   private readonly registry: SchemaRegistryGateway;
@@ -79,8 +80,10 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
   private admin: Admin | undefined;
   private producer: Producer | undefined;
   private parking: KafkaParkingPort | undefined;
+  private reader: KafkaParkingPort | undefined;
   private server: Server | undefined;
   private stopTimers: (() => void)[] = [];
+  private followUps: FollowUpProducers | undefined; // of ctx.enqueue({ topic, schema })
   /** Status snapshots and pause/resume for the console (src/status/agent.ts). */
   private agent: StatusAgent | undefined;
 
@@ -95,9 +98,8 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
     this.registry = new SchemaRegistryGateway(o.registry as never);
     this.codec = new AvroCodec(this.registry, o.readerSchema ? { readerSchema: o.readerSchema } : {});
     this.ownStore = o.idempotency?.store === 'memory';
-    if (o.idempotency) {
+    if (o.idempotency)
       this.store = o.idempotency.store === 'memory' ? new MemoryIdempotencyStore() : o.idempotency.store;
-    }
     this.metrics = new QueueMetrics();
     this.labels = { topic: o.topic, group: o.groupId };
     this.desired = new DesiredReplicas(o.autoscale);
@@ -130,9 +132,8 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
     return this.phase === 'running' && this.core?.joined === true && this.core.stalledParking.length === 0;
   }
 
-  /** Partitions this worker owns now. */
+  /** Partitions this worker owns now (none once stopped, whatever its last assignment was). */
   assignment(): { topic: string; partition: number }[] {
-    // A stopped worker owns nothing, whatever its last assignment was.
     if (this.phase === 'stopped') return [];
     return this.core?.assignedPartitions() ?? [];
   }
@@ -143,10 +144,7 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
     return typeof address === 'object' && address ? address.port : undefined;
   }
 
-  /**
-   * Connects, checks the topics, serves metrics and joins the group. A failure closes whatever it
-   * opened and rejects with a one-line reason; a `stop()` meanwhile ends it without starting.
-   */
+  /** Connects, checks the topics, serves metrics and joins the group (a failure: closed, one-line reason). */
   start(): Promise<void> {
     if (this.phase !== 'new')
       return Promise.reject(new StrandError('CONFIG', `worker already ${this.phase}`));
@@ -166,10 +164,8 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
 
   private async open(): Promise<void> {
     const o = this.options;
-    const kafka = createKafka(
-      { clientId: `strand-${o.groupId}`, ...this.connection },
-      kafkaLogSink(this.logger),
-    );
+    const clientId = `strand-${o.groupId}`;
+    const kafka = createKafka({ clientId, ...this.connection }, kafkaLogSink(this.logger));
     const admin = kafka.admin();
     this.admin = admin;
     try {
@@ -212,10 +208,15 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
       });
       if (!this.proceeding) return;
     }
-    const parkingConn = { ...this.connection, clientId: `strand-${o.groupId}` };
-    this.parking = parks
-      ? new KafkaParkingPort(parkingConn, admin, this.producer, this.topics.parked)
-      : undefined;
+    const parkingConn = { ...this.connection, clientId };
+    const read = (topic: string, fence?: ParkingFencing) =>
+      new KafkaParkingPort(parkingConn, admin, this.producer!, topic, partitionCounts(admin), fence);
+    // Parking writes are fenced: a transactional id per parking partition, taken by its owner.
+    this.parking = parks ? read(this.topics.parked, { kafka, groupId: o.groupId }) : undefined;
+    // Tenants: records deferred for fairness are read back by offset from the job topic.
+    this.reader = o.tenant ? read(o.topic) : undefined;
+    const transactions = KafkaTransactionPort.forWorker(o, kafka, partitionCounts(admin), this.logger);
+    this.followUps = new FollowUpProducers(this.connection, o, this.logger);
     const core = new WorkerCore({
       options: o,
       topics: this.topics,
@@ -226,15 +227,18 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
         sessionTimeoutMs: o.sessionTimeoutMs,
         heartbeatIntervalMs: o.heartbeatIntervalMs,
         rebalanceTimeoutMs: o.rebalanceTimeoutMs,
-        partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
+        partitionsConsumedConcurrently: KeyParking.partitionsTakenAtOnce(o),
         logger: this.logger,
       }),
       producer: new KafkaProducePort(this.producer, partitionCounts(admin), (partitions) =>
         this.logger.warn({ partitions }, 'partitions missing from the produce answer; sending them again'),
       ),
       parking: this.parking,
+      reader: this.reader,
+      transactions,
       decoder: this.codec,
       store: this.store,
+      followUps: this.followUps,
       clock: systemClock,
       logger: this.logger,
       metrics: this.metrics,
@@ -272,9 +276,8 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
   }
 
   /**
-   * Delay buckets created after the start (`strand topics create <topic> --delays` on a topic the
-   * worker already runs): consumed from now on, so delayed jobs written to them move on without a
-   * restart. Looked for at every lag refresh, and when another member's subscription brings one.
+   * Delay buckets created after the start (`strand topics create <topic> --delays`): consumed from
+   * now on. Looked for at every lag refresh, and when another member's subscription brings one.
    */
   private findNewDelayBuckets(): Promise<void> {
     this.lookingForBuckets ??= (async () => {
@@ -384,7 +387,7 @@ export class Worker<T = Record<string, unknown>> extends WorkerEmitter {
     this.agent = undefined;
     for (const stop of this.stopTimers.splice(0)) stop();
     await this.core?.stop({ timeoutMs: 0 });
-    await this.parking?.close();
+    await Promise.all([this.parking?.close(), this.reader?.close(), this.followUps?.close()]);
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
     const server = this.server;

@@ -173,7 +173,7 @@ for (const major of nodeVersions) {
   row({
     target: 'Node',
     version: exact,
-    what: 'unit suite + simulation (5,000 seeds)',
+    what: 'unit suite + simulation (pinned + 2,000 seeds)',
     ...c,
     seconds: Math.round((Date.now() - t0) / 1000),
   });

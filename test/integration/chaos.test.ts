@@ -1,9 +1,13 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { longJobScenario, releaseUnderLoadScenario } from '../../chaos/core-defects.js';
+import { exactlyOnceScenario } from '../../chaos/exactly-once.js';
 import { outboxScenario } from '../../chaos/outbox.js';
 import { parkingTakeoverScenario } from '../../chaos/parking-takeover.js';
-import { badInputScenario, crashScenario, strictOrderScenario } from '../../chaos/scenarios.js';
+import { badInputScenario, crashScenario, strictOrderScenario, type Verdict } from '../../chaos/scenarios.js';
 import { chaosSizes } from '../../chaos/sizes.js';
+import { tracedScenario } from '../../chaos/traces.js';
 import { stack, uniqueName } from '../support/helpers.js';
 import { skipWhenMissing } from '../support/optional.js';
 import { findPostgresBin } from '../support/postgres-server.js';
@@ -17,6 +21,24 @@ import { needRedis } from '../support/redis.js';
 // subjects, the status records of killed workers) is deleted after this file like any test's.
 process.env.STRAND_CHAOS_TAG = uniqueName('t');
 
+// Each scenario's worker traces, checked with the simulation's invariants (chaos/traces.ts): kept
+// under chaos/results/run-<tag>-test/traces/<scenario>/ when the scenario fails, removed when it passes.
+const traceRoot = join(
+  import.meta.dirname,
+  '../../chaos/results',
+  `run-${process.env.STRAND_CHAOS_TAG}-test`,
+);
+async function traced(name: string, scenario: () => Promise<Verdict>): Promise<Verdict> {
+  const dir = join(traceRoot, 'traces', name);
+  const v = await tracedScenario(dir, scenario);
+  const t = v.figures.traces as { events: number; violations: number } | undefined;
+  console.info(`traces of ${name}: ${JSON.stringify(t)}`);
+  // Traces were written and read (a scenario whose workers traced nothing would prove nothing).
+  expect(t?.events ?? 0).toBeGreaterThan(0);
+  if (v.passed) rmSync(dir, { recursive: true, force: true });
+  return v;
+}
+
 describe('chaos (reduced size)', () => {
   // Timeouts: each scenario's own waits (chaosSizes.quick.*.waitMs) end first, so a failure is reported
   // by its verdict, not by vitest's timeout.
@@ -24,7 +46,7 @@ describe('chaos (reduced size)', () => {
     skip,
   }) => {
     needRedis({ skip }); // the idempotency store and the side-effect list
-    const v = await crashScenario(stack(), chaosSizes.quick.crash);
+    const v = await traced('crash', () => crashScenario(stack(), chaosSizes.quick.crash));
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     // Every kill was made, unless every job had completed before the next one was due (a fast machine).
@@ -37,14 +59,14 @@ describe('chaos (reduced size)', () => {
   }, 300_000);
 
   it('bad input at volume: every bad record dead-lettered with its reason, every valid job done, RSS bounded', async () => {
-    const v = await badInputScenario(stack(), chaosSizes.quick.badInput);
+    const v = await traced('badInput', () => badInputScenario(stack(), chaosSizes.quick.badInput));
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     expect(v.passed).toBe(true);
   }, 300_000);
 
   it('strict key order: keys parked behind jobs in retry tiers through SIGKILLs and rebalances, nothing lost, no job of a key started early', async () => {
-    const v = await strictOrderScenario(stack(), chaosSizes.quick.strictOrder);
+    const v = await traced('strictOrder', () => strictOrderScenario(stack(), chaosSizes.quick.strictOrder));
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     expect(v.figures.kills).toBeGreaterThanOrEqual(1);
@@ -53,7 +75,9 @@ describe('chaos (reduced size)', () => {
   }, 300_000);
 
   it('parking takeover: a parking partition past 200,000 records read whole by the new owner, keys parked and released as they were', async () => {
-    const v = await parkingTakeoverScenario(stack(), chaosSizes.quick.parkingTakeover);
+    const v = await traced('parkingTakeover', () =>
+      parkingTakeoverScenario(stack(), chaosSizes.quick.parkingTakeover),
+    );
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     expect(v.figures.parkedAtKill).toBeGreaterThan(0);
@@ -61,14 +85,16 @@ describe('chaos (reduced size)', () => {
   }, 300_000);
 
   it('long jobs through rebalances: a drain longer than the session, each long job run once, no two runs of a key at once', async () => {
-    const v = await longJobScenario(stack(), chaosSizes.quick.longJob);
+    const v = await traced('longJob', () => longJobScenario(stack(), chaosSizes.quick.longJob));
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     expect(v.passed).toBe(true);
   }, 300_000);
 
   it('a long strict-order release under load: the other keys keep flowing, the commit moves, the release resumes after a SIGKILL', async () => {
-    const v = await releaseUnderLoadScenario(stack(), chaosSizes.quick.releaseUnderLoad);
+    const v = await traced('releaseUnderLoad', () =>
+      releaseUnderLoadScenario(stack(), chaosSizes.quick.releaseUnderLoad),
+    );
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     expect(v.figures.takeoverMs).not.toBeNull();
@@ -83,12 +109,25 @@ describe('chaos (reduced size)', () => {
       { skip },
       findPostgresBin() ? undefined : 'no initdb/pg_ctl to start a PostgreSQL to restart',
     );
-    const v = await outboxScenario(stack(), chaosSizes.quick.outbox);
+    const v = await traced('outbox', () => outboxScenario(stack(), chaosSizes.quick.outbox));
     console.info(JSON.stringify(v.figures));
     expect(v.failures).toEqual([]);
     expect(v.figures.relayKills).toBeGreaterThanOrEqual(1);
     expect(v.figures.postgresRestarts).toBe(1);
     expect(v.figures.rolledBackTransactions).toBeGreaterThan(0);
     expect(v.passed).toBe(true);
-  }, 120_000);
+  }, 300_000);
+
+  it('exactly-once pipeline: payments → ledger → notify through SIGKILLs, each follow-up once and in key order; without exactlyOnce, duplicates', async () => {
+    const v = await traced('exactlyOnce', () => exactlyOnceScenario(stack(), chaosSizes.quick.exactlyOnce));
+    console.info(JSON.stringify(v.figures));
+    expect(v.failures).toEqual([]);
+    const on = v.figures.exactlyOnce as { sigkills: number; duplicated: number };
+    const off = v.figures.atLeastOnce as { sigkills: number; duplicated: number };
+    expect(on.sigkills).toBeGreaterThanOrEqual(1);
+    expect(on.duplicated).toBe(0);
+    // The check can fail: the same kills without exactlyOnce duplicate some follow-ups.
+    expect(off.duplicated).toBeGreaterThan(0);
+    expect(v.passed).toBe(true);
+  }, 300_000);
 });

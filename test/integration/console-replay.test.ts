@@ -1,8 +1,13 @@
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { replayGroupName } from '../../src/lag/replayed.js';
 import { runCli } from '../support/cli.js';
-import { CHROMIUM, chromiumMissing, type RunningConsole, startConsole } from '../support/console-process.js';
+import {
+  chromiumMissing,
+  openBrowserPage,
+  type RunningConsole,
+  startConsole,
+} from '../support/console-process.js';
 import {
   deadAfterKeyReplay,
   deadJobs,
@@ -27,8 +32,7 @@ describe('strand console: filter replays', () => {
   beforeAll(async () => {
     if (missing) return;
     console_ = await startConsole();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    ({ browser, page } = await openBrowserPage(1400, 900));
   });
 
   afterAll(async () => {
@@ -60,7 +64,7 @@ describe('strand console: filter replays', () => {
       expect(await page.locator('[data-testid="task"]').getAttribute('data-state'), text ?? '').toBe('done');
       expect(await page.locator('[data-testid="task-sent"]').textContent()).toBe('1');
     }
-    expect(await replayedIds(topic)).toEqual(ids([dead[2]!, dead[7]!]));
+    expect(await replayedIds(topic, ids([dead[2]!, dead[7]!]))).toEqual(ids([dead[2]!, dead[7]!]));
     await deleteReplayGroups(topic);
     await cleanup();
   });
@@ -90,7 +94,7 @@ describe('strand console: filter replays', () => {
     const stopped = await page.locator('[data-testid="task-stopped"]').textContent();
     expect(stopped?.trim()).toMatch(/^Stopped after sending 6 job\(s\): .+\./);
     expect(stopped).toContain('replaying the same filter again sends only the rest, none twice');
-    expect(await replayedIds(topic)).toEqual(ids(dead));
+    expect(await replayedIds(topic, ids(dead))).toEqual(ids(dead));
     // "Preview the rest": the CLI sent it, so nothing is left.
     await page.locator('[data-testid="task-again"]').click();
     await page.waitForURL(/\/dlq\/preview\?/);

@@ -356,9 +356,11 @@ describe('transactional outbox (PostgreSQL → Kafka)', () => {
       await waitUntil(async () => line(await scrape(), 'queue_outbox_published_total')?.endsWith(' 3'), {
         what: 'published 3',
       });
-      await waitUntil(async () => line(await scrape(), 'queue_outbox_pending') === undefined, {
-        what: 'pending gone',
+      // Once nothing waits the topic's gauges read 0 (a dashboard shows 0, not "no data").
+      await waitUntil(async () => line(await scrape(), 'queue_outbox_pending')?.endsWith(' 0'), {
+        what: 'pending 0',
       });
+      expect(line(await scrape(), 'queue_outbox_oldest_age_seconds')).toMatch(/ 0$/);
     } finally {
       holder.release();
     }

@@ -86,7 +86,7 @@ describe('parking partitions past 200,000 records', () => {
       // A release reads its key's jobs back by offset: 400 jobs spread over 400,000 records.
       const spread = state.get(0, 'bulk-999')!;
       const t2 = Date.now();
-      const back = await state.read(0, spread);
+      const back = await state.read(0, spread.followers.slice(0, 500));
       const readBackMs = Date.now() - t2;
       expect(back.map((r) => Number(r.offset))).toEqual(spread.followers.map((f) => f.src));
       expect(back.every((r) => r.value?.toString().startsWith(`payload-${r.offset}-`))).toBe(true);

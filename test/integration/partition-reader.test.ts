@@ -70,3 +70,50 @@ describe('reading a compacted partition', () => {
     }
   }, 300_000);
 });
+
+describe('reading by exact offsets, read_committed', () => {
+  it("finds a transactional producer's committed records after its aborted ones (the abort marker ends the aborted range)", async () => {
+    const { connection } = stack();
+    const topic = uniqueName('picked-txn');
+    const cleanup = await createTopics([{ topic }]);
+    const kafka = createKafka(connection);
+    const admin = kafka.admin();
+    const producer = kafka.producer({
+      transactionalId: `${topic}-tx`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    let port: KafkaParkingPort | undefined;
+    try {
+      await admin.connect();
+      await producer.connect();
+      const write = async (values: string[], commit: boolean) => {
+        const tx = await producer.transaction();
+        const [meta] = await tx.send({
+          topic,
+          acks: -1,
+          messages: values.map((v) => ({ key: v, value: v })),
+        });
+        if (commit) await tx.commit();
+        else await tx.abort();
+        return Number(meta!.baseOffset);
+      };
+      // A fetch from z covers the aborted transaction: the broker lists it as aborted from offset 2,
+      // and its ABORT marker (offset 4) is what ends that range for the producer's later records.
+      const z = await write(['z0'], true); // offset 0, commit marker 1
+      const a = await write(['a1', 'a2'], false); // 2, 3, abort marker 4
+      const b = await write(['b1', 'b2'], true); // 5, 6, commit marker 7
+      const c = await write(['c1'], true); // 8, marker 9
+      port = new KafkaParkingPort(connection, admin, producer, topic);
+      const read = await port.read(0, [z, b, b + 1, c]);
+      expect(read.map((r) => r.value?.toString())).toEqual(['z0', 'b1', 'b2', 'c1']);
+      // The aborted ones are not there.
+      expect(await port.read(0, [a, a + 1])).toEqual([]);
+    } finally {
+      await port?.close();
+      await producer.disconnect();
+      await admin.disconnect();
+      await cleanup();
+    }
+  });
+});

@@ -174,6 +174,25 @@ describe('schema evolution under BACKWARD', () => {
     await cleanup();
   });
 
+  it('processes registering a new subject at the same moment all get its one id (no 409 from the race on its rule)', async () => {
+    // Apicurio answers 409 to all but one of several concurrent PUT /config on a new subject; a
+    // follow-up's first enqueue in three fresh workers at once went to the DLQ for it.
+    const schema = { type: 'record', name: 'Race', fields: [{ name: 'a', type: 'string' }] };
+    for (let round = 0; round < 10; round++) {
+      const subject = `${uniqueName('race')}-value`;
+      const gateways = Array.from(
+        { length: 6 },
+        () => new SchemaRegistryGateway({ url: stack().registryUrl }),
+      );
+      const ids = await Promise.all(gateways.map((g) => g.schemaId(subject, schema, { autoRegister: true })));
+      expect(new Set(ids).size).toBe(1);
+      const config = (await (await fetch(`${stack().registryUrl}/config/${subject}`)).json()) as {
+        compatibilityLevel: string;
+      };
+      expect(config.compatibilityLevel).toBe('BACKWARD');
+    }
+  });
+
   it('with autoRegister off, refuses a schema the subject does not have', async () => {
     const topic = uniqueName('noreg');
     const cleanup = await createTopics([{ topic, numPartitions: 1 }]);

@@ -1,15 +1,20 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import pg from 'pg';
 import client from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createKafka } from '../../src/kafka/client.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { Outbox } from '../../src/outbox/outbox.js';
+import { OutboxRelay } from '../../src/outbox/relay.js';
+import { migrateOutbox } from '../../src/outbox/table.js';
 import { topicNames } from '../../src/topology/topics.js';
 import { Worker } from '../../src/worker/worker.js';
 import { jobTopic, stack, uniqueName, waitUntil } from '../support/helpers.js';
-import { enqueuePayments, type Payment } from '../support/jobs.js';
+import { enqueuePayments, type Payment, paymentSchema } from '../support/jobs.js';
 import { skipWhenMissing } from '../support/optional.js';
+import { needPostgres, testPostgres } from '../support/postgres.js';
 import {
   PROMETHEUS_DIR as DIR,
   PrometheusServer,
@@ -75,6 +80,30 @@ describe('deploy/prometheus with a real Prometheus', () => {
   let workerAddr: string;
   let exporterAddr: string;
   const done = { completed: 0, dead: 0 };
+  // The outbox panels: a relay (its own /metrics) publishing rows of a table to a topic of its own.
+  const outbox: {
+    pool?: pg.Pool;
+    table?: string;
+    relay?: OutboxRelay;
+    writer?: Outbox<Payment>;
+    cleanupTopic?: () => Promise<void>;
+    written: number;
+  } = { written: 0 };
+  const writeOutbox = async (n: number) => {
+    for (let i = 0; i < n; i++, outbox.written++)
+      await outbox.writer!.enqueue(outbox.pool!, {
+        key: `acct-${outbox.written % 5}`,
+        data: {
+          paymentId: `ob-${outbox.written}`,
+          accountId: `acct-${outbox.written % 5}`,
+          amountCents: 100,
+          currency: 'EUR',
+          sequence: outbox.written,
+          createdAt: Date.now(),
+          memo: null,
+        },
+      });
+  };
 
   // Without prometheus/promtool every test is skipped with the one-line reason (fails in CI).
   let missing: string | undefined;
@@ -148,6 +177,28 @@ describe('deploy/prometheus with a real Prometheus', () => {
     exporter.stderr!.on('data', (d) => (out += d));
     await worker.start();
     workerAddr = `127.0.0.1:${worker.metricsPort}`;
+    const db = testPostgres();
+    const targets: string[] = [];
+    if (db) {
+      const made = await jobTopic('prom-outbox', { partitions: 2 });
+      outbox.cleanupTopic = made.cleanup;
+      outbox.pool = new pg.Pool({ connectionString: db.url, max: 2 });
+      outbox.table = uniqueName('prom_outbox').replace(/-/g, '_');
+      await migrateOutbox(outbox.pool, outbox.table);
+      outbox.writer = new Outbox<Payment>({ topic: made.topic, schema: paymentSchema, table: outbox.table });
+      await writeOutbox(20);
+      outbox.relay = new OutboxRelay({
+        databaseUrl: db.url,
+        brokers: stack().brokers,
+        registry: { url: stack().registryUrl },
+        table: outbox.table,
+        statsIntervalMs: 500,
+        metrics: { port: 0, host: '127.0.0.1' },
+        logger: createLogger({ level: 'error' }),
+      });
+      await outbox.relay.start();
+      targets.push(`127.0.0.1:${outbox.relay.metricsPort}`);
+    }
     exporterAddr = await waitUntil(() => /http:\/\/(\S+)\/metrics/.exec(out)?.[1], {
       timeoutMs: 30_000,
       what: `strand exporter's URL (output: ${out})`,
@@ -167,7 +218,7 @@ describe('deploy/prometheus with a real Prometheus', () => {
     });
     expect(repositoryPrometheusConfig().rule_files).toEqual(['alerts.yml', 'recording.yml']);
     const { config, files } = repositoryConfig({
-      targets: [workerAddr, exporterAddr],
+      targets: [workerAddr, exporterAddr, ...targets],
       interval: '1s',
       kubernetesTargets: [
         { targets: ['127.0.0.1:1'], labels: pod('payments-worker-0', 'true') },
@@ -194,6 +245,11 @@ describe('deploy/prometheus with a real Prometheus', () => {
     }
     await worker?.stop({ timeoutMs: 5000 });
     await cleanupTopic?.();
+    await outbox.relay?.stop();
+    if (outbox.table)
+      await outbox.pool?.query(`DROP TABLE IF EXISTS "${outbox.table}"`).catch(() => undefined);
+    await outbox.pool?.end();
+    await outbox.cleanupTopic?.();
   }, 60_000);
 
   it('promtool: rules valid, every alert fires at its threshold and not just below, scrape config (static part) valid', () => {
@@ -391,8 +447,13 @@ describe('deploy/prometheus with a real Prometheus', () => {
     expect(firing.value).toBe(101);
   });
 
-  it('every Grafana dashboard query returns data', async () => {
+  it('every Grafana dashboard query returns data (the outbox panels from a running relay)', async (ctx) => {
     const p = server();
+    // The outbox panels need the relay, which needs PostgreSQL (skipped with the reason without it).
+    needPostgres(ctx);
+    expect(outbox.relay, 'the outbox relay started in beforeAll').toBeDefined();
+    // Rows keep coming while the panels are read: the publish rate and latency have something to show.
+    const feeding = setInterval(() => void writeOutbox(3).catch(() => undefined), 500);
     const dashboard = JSON.parse(read('deploy/grafana/strand-dashboard.json')) as {
       panels: { title: string; targets?: { expr: string }[] }[];
     };
@@ -403,15 +464,32 @@ describe('deploy/prometheus with a real Prometheus', () => {
     for (const q of queries)
       expect(q.expr, `${q.title}: no dashboard variables to fill in`).not.toContain('$');
     let empty: string[] = [];
+    let published = 0;
+    const rate = `sum by (table, topic) (rate(queue_outbox_published_total{table="${outbox.table}"}[1m]))`;
     await waitUntil(
       async () => {
         empty = [];
         for (const q of queries)
           if ((await p.query(q.expr)).length === 0) empty.push(`${q.title}: ${q.expr}`);
-        return empty.length === 0;
+        // The outbox panels show the relay's numbers, not just any series: rows being published.
+        published = (await p.query(rate))[0]?.value ?? 0;
+        return empty.length === 0 && published > 0;
       },
-      { timeoutMs: 20_000, what: 'data for every panel' },
-    ).catch(() => undefined);
+      { timeoutMs: 30_000, what: 'data for every panel, a publish rate above 0' },
+    )
+      .catch(() => undefined)
+      .finally(() => clearInterval(feeding));
     expect(empty).toEqual([]);
+    expect(published, rate).toBeGreaterThan(0);
+    // What waits is what the table holds (the relay reads it every 500 ms; Prometheus every 1 s).
+    await waitUntil(
+      async () => {
+        const pending = `max by (table, topic) (queue_outbox_pending{table="${outbox.table}"})`;
+        return (
+          one(await p.query(pending), pending) === 0 && outbox.relay!.counts.published === outbox.written
+        );
+      },
+      { timeoutMs: 20_000, what: 'queue_outbox_pending back to 0 once every row is published' },
+    );
   });
 });

@@ -106,7 +106,8 @@ export class Cluster {
       rid: r.rid,
       src: r.src,
       writtenAt: this.time.now,
-      timestamp: this.time.now + (r.skew ?? 0),
+      // Whole milliseconds, as a producer's Date.now() stamps it.
+      timestamp: Math.floor(this.time.now) + (r.skew ?? 0),
     };
     log.push(entry);
     this.onAppend?.(entry);

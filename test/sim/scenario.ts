@@ -88,6 +88,11 @@ export interface SeedConfig {
    * throw, batch handlers returning malformed results, retry-later delays over the whole number line.
    */
   readonly userFaults?: UserFaults | undefined;
+  /**
+   * Tenants (an eighth stream): the tenant of a key, weights, per-key/per-tenant limits, and a
+   * small `maxDeferred` so the intake defers and reads records back often.
+   */
+  readonly tenants?: TenantsConfig | undefined;
   readonly model: ModelOptions;
   readonly services: {
     readonly produceLatencyMax: number;
@@ -148,8 +153,73 @@ function withUserFaults(c: SeedConfig, x: Rng): SeedConfig {
   return { ...c, userFaults, worker: { ...c.worker, classify: c.worker.classify || classifyThrows } };
 }
 
+export interface TenantsConfig {
+  /** Tenants t0..t(n-1); key k<i> belongs to t0 when i < bulkKeys (the bulk tenant), else t(i mod n). */
+  readonly count: number;
+  readonly bulkKeys: number;
+  readonly weights: Record<string, number>;
+  readonly maxDeferred: number;
+  readonly tenantConcurrency: number | undefined;
+  readonly tenantRate: string | undefined;
+  readonly keyRate: string | undefined;
+  readonly fair: boolean;
+}
+
+/**
+ * What each later stream draws, in the order they apply, each from its own random stream (the
+ * label), so a stream added later leaves the draws of the others as they were.
+ */
+const STREAMS: readonly [(c: SeedConfig, x: Rng) => SeedConfig, number][] = [
+  [withPressure, 5],
+  [withDelays, 7],
+  [withBatches, 9],
+  [withOrdering, 10],
+  [withUserFaults, 11],
+  [withHeartbeats, 14],
+  [withTenants, 16],
+  [withAllAtOnce, 17],
+];
+
 export function seedConfig(seed: number): SeedConfig {
-  return withHeartbeats(withUserFaults(seedConfigBefore(seed), Rng.derive(seed, 11)), Rng.derive(seed, 14));
+  return STREAMS.reduce((c, [draw, label]) => draw(c, Rng.derive(seed, label)), baseConfig(seed));
+}
+
+/**
+ * Draws of a ninth stream: in half the seeds with a batch handler under strict key order, every
+ * fetched partition is taken at once (such a worker's default: `KeyParking.partitionsTakenAtOnce`),
+ * so the intake shares its buffer among more partitions than the 1–3 other seeds take. Other seeds
+ * keep their runs.
+ */
+function withAllAtOnce(c: SeedConfig, x: Rng): SeedConfig {
+  const strictBatches = c.batch && c.worker.ordering === 'strict' && c.worker.tiers.length > 0;
+  if (!strictBatches || !x.chance(0.5)) return c;
+  return {
+    ...c,
+    worker: { ...c.worker, partitionsConsumedConcurrently: 64 },
+    model: { ...c.model, partitionsConsumedConcurrently: 64 },
+  };
+}
+
+/** Draws of an eighth stream: tenants and limits in about a third of the seeds (not with batches). */
+function withTenants(c: SeedConfig, x: Rng): SeedConfig {
+  if (c.batch || !x.chance(0.35)) return c;
+  const count = x.int(2, 6);
+  const weights: Record<string, number> = {};
+  for (let i = 0; i < count; i++) if (x.chance(0.4)) weights[`t${i}`] = x.pick([0.5, 2, 3, 4]);
+  const limited = x.chance(0.4);
+  return {
+    ...c,
+    tenants: {
+      count,
+      bulkKeys: Math.max(1, Math.floor(c.keys * x.pick([0.3, 0.6, 0.9]))),
+      weights,
+      maxDeferred: x.pick([0, 3, 10, 50, 10_000]),
+      tenantConcurrency: x.chance(0.4) ? x.int(1, 4) : undefined,
+      tenantRate: limited && x.chance(0.6) ? x.pick(['20/s', '100/s', '5/100ms']) : undefined,
+      keyRate: limited && x.chance(0.5) ? x.pick(['10/s', '50/s']) : undefined,
+      fair: !x.chance(0.1),
+    },
+  };
 }
 
 /**
@@ -174,16 +244,6 @@ function withHeartbeats(c: SeedConfig, x: Rng): SeedConfig {
     worker: { ...c.worker, jobTimeoutMs, rebalanceTimeoutMs },
     model: { ...model, groupRebalanceTimeoutMs: Math.max(model.groupRebalanceTimeoutMs, floor) },
   };
-}
-
-function seedConfigBefore(seed: number): SeedConfig {
-  return withOrdering(
-    withBatches(
-      withDelays(withPressure(baseConfig(seed), Rng.derive(seed, 5)), Rng.derive(seed, 7)),
-      Rng.derive(seed, 9),
-    ),
-    Rng.derive(seed, 10),
-  );
 }
 
 /**

@@ -11,7 +11,16 @@ import {
   type IdempotencyStore,
   StoreUnavailableError,
 } from '../../src/idempotency/store.js';
-import type { FetchedRecord, JobDecoder, OutgoingRecord, ParkingPort, ProducePort } from '../../src/ports.js';
+import type {
+  FetchedRecord,
+  JobDecoder,
+  OffsetCommit,
+  OutgoingRecord,
+  ParkingPort,
+  ProducePort,
+  TopicRecords,
+  TransactionPort,
+} from '../../src/ports.js';
 import type { ChildClock } from './clock.js';
 import type { LogEntry } from './kafka-model.js';
 import type { Rng } from './random.js';
@@ -216,7 +225,48 @@ export class SimParkingPort implements ParkingPort {
       acked: boolean,
     ) => LogEntry[],
     private readonly trace: (text: string) => void,
+    /** A write failed (written or not): the caller sends it again after its backoff. */
+    private readonly failed: (partition: number, records: readonly OutgoingRecord[]) => void = () => {},
+    /**
+     * The writer fence of each parking partition (its transactional id's epoch, shared by every
+     * instance); without it writes are not fenced (the model before fencing).
+     */
+    private readonly epochs?: Map<number, number>,
   ) {}
+
+  /** The epoch this instance took per partition (`fence`), until a write of it is refused or it lets go. */
+  private readonly mine = new Map<number, number>();
+
+  /**
+   * Takes the partition's transactional id (InitProducerId): bumps its epoch when it lands, so a
+   * write of an earlier holder still under way (its open transaction) or sent later is refused.
+   */
+  fence(partition: number): Promise<void> {
+    const epochs = this.epochs;
+    if (!epochs) return Promise.resolve();
+    if (!this.alive()) return Promise.reject(new Error('parking fence of a dead process'));
+    const fail = this.failing();
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(() => {
+        if (!this.alive()) return reject(new Error('parking fence of a dead process'));
+        if (fail) return reject(new Error('simulated fence failure: COORDINATOR_NOT_AVAILABLE'));
+        const epoch = (epochs.get(partition) ?? 0) + 1;
+        epochs.set(partition, epoch);
+        this.mine.set(partition, epoch);
+        this.trace(`fenced parking partition ${partition} (epoch ${epoch})`);
+        resolve();
+      }, this.latency());
+    });
+  }
+
+  holds(partition: number): boolean {
+    return !this.epochs || this.mine.has(partition);
+  }
+
+  release(partition: number): Promise<void> {
+    this.mine.delete(partition);
+    return Promise.resolve();
+  }
 
   private static fetched(e: LogEntry): FetchedRecord {
     return { offset: String(e.offset), key: e.key, value: e.value, headers: e.headers };
@@ -295,14 +345,98 @@ export class SimParkingPort implements ParkingPort {
     const ambiguous = fail && this.rng.chance(this.opts.ambiguousRate);
     const copy = [...records];
     const sentAt = this.clock.now();
+    const epoch = this.mine.get(partition);
+    if (this.epochs && epoch === undefined)
+      return Promise.reject(new Error(`parking partition ${partition} not held (fenced or not taken)`));
     return new Promise((resolve, reject) => {
       this.clock.setTimeout(() => {
+        if (this.epochs && this.epochs.get(partition) !== epoch) {
+          // Its transaction aborted by a later fence, or refused: nothing of it lands.
+          if (this.mine.get(partition) === epoch) this.mine.delete(partition);
+          this.trace(`parking write to ${partition} refused: PRODUCER_FENCED (epoch ${epoch})`);
+          this.failed(partition, copy);
+          return reject(Object.assign(new Error('producer fenced'), { type: 'PRODUCER_FENCED' }));
+        }
         const entries = !fail || ambiguous ? this.append(partition, copy, sentAt, !fail) : [];
         if (fail) {
           this.trace(`parking write failed${ambiguous ? ' (but written)' : ''}`);
+          this.failed(partition, copy);
           reject(new Error('simulated parking write failure: NOT_ENOUGH_REPLICAS'));
         } else resolve(entries.map((e) => e.offset));
       }, this.latency());
     });
+  }
+}
+
+/**
+ * One instance's exactly-once rounds (`exactlyOnce`): a transactional id per input partition with
+ * an epoch kept by the model (`epochs`, shared by every instance); `fence` bumps it, a round whose
+ * epoch is no longer the partition's is refused (PRODUCER_FENCED), and a round that is accepted
+ * lands whole — its records and its offset — in one step after a latency (`commit`), so nothing of
+ * a refused round is ever visible. A crash before the answer loses the round.
+ */
+export class SimTransactionPort implements TransactionPort {
+  private readonly mine = new Map<string, number>();
+
+  constructor(
+    private readonly clock: ChildClock,
+    private readonly rng: Rng,
+    private readonly latencyMax: number,
+    private readonly alive: () => boolean,
+    private readonly epochs: Map<string, number>,
+    private readonly commit: (records: readonly TopicRecords[], offset: OffsetCommit) => void,
+    private readonly trace: (text: string) => void,
+    /** The new owner fenced `tp`: it reads the committed offset (and its map) from now. */
+    private readonly fenced: (tp: string) => void = () => undefined,
+  ) {}
+
+  private later(step: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.clock.setTimeout(
+        () => {
+          if (!this.alive()) return reject(new Error('transaction of a dead process'));
+          try {
+            step();
+            resolve();
+          } catch (error) {
+            reject(error);
+          }
+        },
+        this.rng.int(0, this.latencyMax),
+      );
+    });
+  }
+
+  fence(topic: string, partition: number): Promise<void> {
+    const tp = `${topic}:${partition}`;
+    return this.later(() => {
+      const epoch = (this.epochs.get(tp) ?? 0) + 1;
+      this.epochs.set(tp, epoch);
+      this.mine.set(tp, epoch);
+      this.trace(`fenced ${tp} (epoch ${epoch})`);
+      this.fenced(tp);
+    });
+  }
+
+  commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void> {
+    const tp = `${round.offset.topic}:${round.offset.partition}`;
+    const epoch = this.mine.get(tp);
+    return this.later(() => {
+      if (epoch === undefined || this.epochs.get(tp) !== epoch) {
+        this.trace(`round ${tp}@${round.offset.offset} refused: PRODUCER_FENCED`);
+        throw Object.assign(new Error('producer fenced'), { type: 'PRODUCER_FENCED' });
+      }
+      this.commit(round.records, round.offset);
+    });
+  }
+
+  release(topic: string, partition: number): Promise<void> {
+    this.mine.delete(`${topic}:${partition}`);
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    this.mine.clear();
+    return Promise.resolve();
   }
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { stack } from './helpers.js';
 
 /** The browser the console tests drive (Debian's chromium, through playwright-core). */
@@ -10,6 +11,16 @@ export function chromiumMissing(): string | undefined {
   return existsSync(CHROMIUM)
     ? undefined
     : `${CHROMIUM} not found: apt-get install chromium (.ci/run does), or set STRAND_CHROMIUM`;
+}
+
+/** The test browser and one page of the given width and height. */
+export async function openBrowserPage(
+  width: number,
+  height: number,
+): Promise<{ browser: Browser; page: Page }> {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  const page = await (await browser.newContext({ viewport: { width, height } })).newPage();
+  return { browser, page };
 }
 
 /** A `strand console` process on the test stack. */

@@ -7,6 +7,7 @@ import { appendFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { NonRetriableError } from '../../src/failure/errors.js';
 import { RedisIdempotencyStore } from '../../src/idempotency/redis-store.js';
+import { RedisLimitStore } from '../../src/worker/fairness/redis-limit-store.js';
 import { defineWorker } from '../../src/worker/options.js';
 import type { Payment } from './jobs.js';
 
@@ -39,6 +40,8 @@ interface Settings {
   sideEffectList?: string;
   /** Jobs whose memo is "long" sleep this long before their side effect. */
   longMs?: number;
+  /** The job's memo is its tenant, with these limits (the per-tenant rate shared through the Redis on `redisPort`, else per worker). */
+  limits?: { perKeyConcurrency?: number; perTenantRate?: `${number}/${string}`; redisPort?: number };
 }
 
 const s = JSON.parse(process.env.STRAND_TEST_WORKER ?? '{}') as Settings;
@@ -75,6 +78,20 @@ export default defineWorker<Payment>({
             port: s.redisPort ?? redisPort,
           }),
           leaseMs: s.leaseMs ?? 5000,
+        },
+      }
+    : {}),
+  ...(s.limits
+    ? {
+        tenant: (job) => job.data.memo ?? 'none',
+        limits: {
+          ...(s.limits.perKeyConcurrency ? { perKey: { concurrency: s.limits.perKeyConcurrency } } : {}),
+          ...(s.limits.perTenantRate
+            ? {
+                perTenant: { rate: s.limits.perTenantRate },
+                ...(s.limits.redisPort ? { store: new RedisLimitStore({ port: s.limits.redisPort }) } : {}),
+              }
+            : {}),
         },
       }
     : {}),

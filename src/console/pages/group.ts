@@ -3,6 +3,7 @@ import { formatAge, formatNumber, type Html, href, html } from '../html.js';
 import type { GroupView } from '../model.js';
 import { badge, type Page, type PageContext, PageError, rateAndLagCharts, stat } from './context.js';
 import { groupNote, groupState, workerCount } from './overview.js';
+import { waitingTenants } from './tenants.js';
 import { assignedCell, stateBadge } from './workers.js';
 
 function workersOf(ctx: PageContext, g: GroupView, now: number): Html {
@@ -18,6 +19,20 @@ ${assignedCell(s)}
 <td class="num">${s.inflight} / ${s.concurrency}</td><td class="num">${formatNumber(s.counters.completed)}</td><td class="num">${formatNumber(s.counters.failed)}</td>
 <td>${formatAge((now - s.at) / 1000)} ago</td></tr>`;
   })}</tbody></table>`;
+}
+
+/** With `--database-url`: the topic's jobs committed in the outbox table, not yet in Kafka, next to its lag. */
+function outboxStat(ctx: PageContext, topic: string): Html | '' {
+  const w = ctx.model.outbox;
+  if (!w) return '';
+  const b = w.backlogOf(topic);
+  const value = b
+    ? html`<a href="/outbox">${formatNumber(b.pending)}</a>${b.pending ? html` <small>${formatAge(b.oldestAgeSeconds)}</small>` : ''}`
+    : '…';
+  return stat('outbox pending', value, {
+    testId: 'group-outbox-pending',
+    tone: b && b.oldestAgeSeconds > 60 ? 'bad' : '',
+  });
 }
 
 /** One group: its numbers, charts, partitions and workers (the overview links here). */
@@ -45,6 +60,7 @@ ${stat('completed / s', formatNumber(g.completedPerSec, 1), { testId: 'completed
 ${stat('failed / s', formatNumber(g.failedPerSec, 1), { tone: g.failedPerSec > 0 ? 'bad' : '' })}
 ${stat('DLQ depth', g.dlqDepth === undefined ? '…' : html`<a href="${href('/dlq', { topic: g.topic })}">${formatNumber(g.dlqDepth)}</a>`, { testId: 'dlq-depth', tone: g.dlqDepth ? 'bad' : '' })}
 ${stat('desired replicas', g.desiredReplicas ?? '…')}
+${outboxStat(ctx, g.topic)}
 </div>
 ${rateAndLagCharts('chart', g.history)}
 <div class="two">
@@ -63,6 +79,7 @@ ${g.lag.map(
 <div>
 <h3>Workers</h3>
 ${workersOf(ctx, g, now)}
+${waitingTenants(g)}
 </div>
 </div>
 </div>`;

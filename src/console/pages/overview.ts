@@ -1,6 +1,7 @@
 import { totalLag } from '../../lag/lag.js';
 import { formatAge, formatNumber, type Html, href, html } from '../html.js';
 import type { GroupView, Point } from '../model.js';
+import type { OutboxWatch } from '../outbox.js';
 import { badge, notice, type Page, type PageContext, PageError, rateAndLagCharts, stat } from './context.js';
 
 /** Group state for a badge: the control topic's word, else what the workers report. */
@@ -92,7 +93,16 @@ function sortLink(label: string, sort: SortKey, current: SortKey, q: string, num
   return html`<th class="${num ? 'num ' : ''}sortable${on ? ' sorted' : ''}"${on ? html` aria-sort="${sort === 'name' ? 'ascending' : 'descending'}"` : ''}><a href="${link}" data-testid="sort-${sort}">${label}${on ? ' ▾' : ''}</a></th>`;
 }
 
-function groupRow(g: GroupView, since: number, now: number): Html {
+/** The outbox cell of a group's row: jobs of its topic committed in PostgreSQL, not yet in Kafka. */
+function outboxCell(w: OutboxWatch, topic: string): Html {
+  const b = w.backlogOf(topic);
+  if (!b)
+    return html`<td class="num" data-testid="outbox-cell">${w.error ? html`<span title="${w.error}">?</span>` : '…'}</td>`;
+  const title = b.pending ? `oldest ${formatAge(b.oldestAgeSeconds)}` : 'nothing waiting';
+  return html`<td class="num${b.oldestAgeSeconds > 60 ? ' bad' : ''}" data-testid="outbox-cell" title="${title}"><a href="/outbox">${formatNumber(b.pending)}</a>${b.pending ? html` <small>${formatAge(b.oldestAgeSeconds)}</small>` : ''}</td>`;
+}
+
+function groupRow(g: GroupView, since: number, now: number, outbox: OutboxWatch | undefined): Html {
   const state = groupState(g);
   const sampled = g.lagAt !== undefined && !g.topicGone;
   const link = href('/group', { name: g.group });
@@ -107,6 +117,7 @@ function groupRow(g: GroupView, since: number, now: number): Html {
 <td class="num">${formatNumber(g.completedPerSec, 1)}</td>
 <td class="num${g.failedPerSec > 0 ? ' bad' : ''}">${formatNumber(g.failedPerSec, 1)}</td>
 <td class="num${g.dlqDepth ? ' bad' : ''}" data-testid="dlq-depth">${g.dlqDepth === undefined || g.topicGone ? '-' : g.dlqDepth === 0 ? '0' : html`<a href="${href('/dlq', { topic: g.topic })}">${formatNumber(g.dlqDepth)}</a>`}</td>
+${outbox ? outboxCell(outbox, g.topic) : ''}
 <td class="num">${g.desiredReplicas ?? '-'}</td>
 <td class="num">${g.activeAt ? html`${formatAge((now - g.activeAt) / 1000)} ago` : '-'}</td>
 </tr>`;
@@ -124,9 +135,11 @@ export function overviewPage(ctx: PageContext): Page {
   const sum = (f: (g: GroupView) => number) => all.reduce((s, g) => s + f(g), 0);
   const th = (label: string, sort: SortKey, num = true) => sortLink(label, sort, sortParam, q, num);
   const since = Math.min(now, ...all.map((g) => g.history[0]?.at ?? now));
+  const outbox = ctx.model.outbox;
+  const outboxPending = outbox?.state?.topics.reduce((s, t) => s + t.pending, 0);
   const table = html`<table class="grid groups" data-testid="groups-table">
-<thead><tr>${th('group', 'name', false)}<th>topic</th><th>state</th><th class="num">workers</th>${th('lag', 'lag')}<th title="since ${formatAge((now - since) / 1000)} ago">lag trend</th>${th('oldest pending', 'age')}<th class="num">done / s</th><th class="num">failed / s</th>${th('DLQ', 'dlq')}<th class="num">replicas</th><th class="num">last active</th></tr></thead>
-<tbody>${shown.map((g) => groupRow(g, since, now))}</tbody>
+<thead><tr>${th('group', 'name', false)}<th>topic</th><th>state</th><th class="num">workers</th>${th('lag', 'lag')}<th title="since ${formatAge((now - since) / 1000)} ago">lag trend</th>${th('oldest pending', 'age')}<th class="num">done / s</th><th class="num">failed / s</th>${th('DLQ', 'dlq')}${outbox ? html`<th class="num" title="jobs committed in the outbox table, not yet in Kafka">outbox</th>` : ''}<th class="num">replicas</th><th class="num">last active</th></tr></thead>
+<tbody>${shown.map((g) => groupRow(g, since, now, outbox))}</tbody>
 </table>`;
   const body = html`<h1>Overview</h1>
 <form method="get" action="/" class="filters" data-testid="group-search">
@@ -154,6 +167,7 @@ ${stat(
   ),
   { tone: sum((g) => g.failedPerSec) > 0 ? 'bad' : '' },
 )}
+${outbox ? stat('outbox pending', outboxPending === undefined ? '…' : html`<a href="/outbox">${formatNumber(outboxPending)}</a>`, { testId: 'overview-outbox-pending' }) : ''}
 </div>
 ${rateAndLagCharts('chart-all', totals(all))}
 ${matching.length === 0 ? notice(html`No group or topic contains <b>${q}</b>.`) : table}

@@ -71,6 +71,29 @@ describe('kafkaLogSink', () => {
     expect(lines.at(-1)?.level).toBe(DEBUG);
   });
 
+  it('puts CONCURRENT_TRANSACTIONS (a transaction begun while the last one completes) at debug, not counted as trouble', () => {
+    const { lines, sink, advance } = capture();
+    for (let s = 0; s <= 65; s += 5) {
+      sink('error', 'Response AddPartitionsToTxn(key: 24, version: 1)', {
+        error:
+          'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing',
+      });
+      sink(
+        'error',
+        'Failed to send messages: The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing',
+        { retryCount: 0 },
+      );
+      advance(5000);
+    }
+    expect(lines.every((l) => l.level === DEBUG)).toBe(true);
+  });
+
+  it("puts kafkajs' notice on a transactional producer's bounded retries at debug (they are bounded on purpose)", () => {
+    const { lines, sink } = capture();
+    sink('warn', 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {});
+    expect(lines.map((l) => l.level)).toEqual([DEBUG]);
+  });
+
   it('keeps the level of everything else kafkajs says', () => {
     const { lines, sink } = capture();
     sink('error', '[Consumer] Crash: KafkaJSNonRetriableError: something new', { groupId: 'g' });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { FetchedBatch } from '../../../src/ports.js';
 import { systemClock } from '../../../src/timing/clock.js';
-import { Intake, JobBuffer } from '../../../src/worker/intake.js';
+import { Intake } from '../../../src/worker/intake.js';
+import { JobBuffer } from '../../../src/worker/job-buffer.js';
 import { PartitionTracker } from '../../../src/worker/partition-tracker.js';
 import { RunState } from '../../../src/worker/run-state.js';
 import type { WorkItem } from '../../../src/worker/work-item.js';
@@ -10,13 +11,18 @@ function intakeFor(opts: { tracker?: PartitionTracker } = {}) {
   const state = new RunState();
   state.phase = 'running';
   const added: WorkItem[] = [];
+  let seq = 0;
   const reported: string[] = [];
   const intake = new Intake({
     topics: { main: 'jobs', tiers: ['jobs.retry.1'] },
     group: 'g',
     assignment: { get: () => ({ ready: Promise.resolve(), tracker: opts.tracker ?? {} }) } as never,
     buffer: new JobBuffer(100, 1_000_000, systemClock),
-    dispatcher: { add: (item: WorkItem) => added.push(item), pump: () => undefined } as never,
+    dispatcher: {
+      add: (item: WorkItem) => added.push(item),
+      pump: () => undefined,
+      nextSeq: () => seq++,
+    } as never,
     state,
     clock: systemClock,
     metadataMaxChars: 4000,

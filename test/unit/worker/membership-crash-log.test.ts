@@ -33,7 +33,7 @@ function membership() {
     metrics: { rebalances: counter, consumerRestarts: counter } as never,
     random: () => 0.5,
     idle: async () => undefined,
-    rebalanced: () => undefined,
+    emit: () => undefined,
     unknownTopic: () => undefined,
   });
   return { m, lines };

@@ -105,3 +105,28 @@ describe('worker options', () => {
     });
   });
 });
+
+describe('exactlyOnce options', () => {
+  it('is off by default and on with relaxed key order', () => {
+    expect(new Worker(base).options.exactlyOnce).toBe(false);
+    const w = new Worker({ ...base, exactlyOnce: true, retry: { ordering: 'relaxed' } });
+    expect(w.options.exactlyOnce).toBe(true);
+    expect(new Worker({ ...base, exactlyOnce: true, retry: { tiers: [] } }).options.exactlyOnce).toBe(true);
+  });
+
+  it('refuses strict key order and batch handlers in one line naming the field', () => {
+    const strict = errorOf({ ...base, exactlyOnce: true });
+    expect(strict.path).toBe('exactlyOnce');
+    expect(strict.message).toMatch(/^worker options: exactlyOnce: .*retry\.ordering: 'relaxed'$/);
+    expect(strict.message).not.toContain('\n');
+    const { handler: _h, ...noHandler } = base;
+    const batch = errorOf({
+      ...noHandler,
+      batchHandler: async () => undefined,
+      exactlyOnce: true,
+      retry: { ordering: 'relaxed' },
+    });
+    expect(batch.message).toMatch(/exactlyOnce: not supported with batchHandler/);
+    expect(errorOf({ ...base, exactlyOnce: 'yes' }).path).toBe('exactlyOnce');
+  });
+});

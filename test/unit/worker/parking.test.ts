@@ -51,7 +51,48 @@ class MemoryParking implements ParkingPort {
   }
 }
 
-const state = (port: ParkingPort, group = 'g') =>
+/**
+ * One worker's port to a parking topic shared with others (`logs`, `epochs`), fenced as the kafkajs
+ * port is: `fence` takes the partition's epoch; a write of an older epoch is refused and the port
+ * no longer holds the partition. `steps` records fences and scans in order.
+ */
+class FencedParking extends MemoryParking {
+  private readonly mine = new Map<number, number>();
+  constructor(
+    shared: MemoryParking,
+    private readonly epochs: Map<number, number>,
+    readonly steps: string[] = [],
+  ) {
+    super();
+    (this as { logs: Map<number, FetchedRecord[]> }).logs = shared.logs;
+  }
+  async fence(p: number) {
+    const epoch = (this.epochs.get(p) ?? 0) + 1;
+    this.epochs.set(p, epoch);
+    this.mine.set(p, epoch);
+    this.steps.push(`fence ${p}`);
+  }
+  holds(p: number) {
+    return this.mine.has(p);
+  }
+  async release(p: number) {
+    this.mine.delete(p);
+  }
+  override async scan(p: number, from: number, onPage: Parameters<MemoryParking['scan']>[2]) {
+    this.steps.push(`scan ${p}`);
+    return super.scan(p, from, onPage);
+  }
+  override async write(p: number, records: readonly OutgoingRecord[]) {
+    const epoch = this.mine.get(p);
+    if (epoch === undefined || this.epochs.get(p) !== epoch) {
+      this.mine.delete(p);
+      throw Object.assign(new Error('producer fenced'), { type: 'PRODUCER_FENCED' });
+    }
+    return super.write(p, records);
+  }
+}
+
+const state = (port: ParkingPort, group = 'g', lost?: (partition: number) => void) =>
   new ParkingState({
     port,
     group,
@@ -59,6 +100,7 @@ const state = (port: ParkingPort, group = 'g') =>
     logger: createLogger({ level: 'silent' }),
     running: () => true,
     random: Math.random,
+    ...(lost ? { lost } : {}),
   });
 
 const tracker = new PartitionTracker('jobs', 0);
@@ -104,7 +146,7 @@ describe('ParkingState', () => {
     expect([4, 5, 7, 8, 9].map((o) => b.handedOff(0, o))).toEqual([true, false, true, false, true]);
     expect(b.loadedTop(0)).toBe(9);
     // Read back as the job-topic records they were: offset, key, value, headers without parking ones.
-    const records = await b.read(0, taken);
+    const records = await b.read(0, taken.followers);
     expect(records.map((r) => [r.offset, r.key?.toString(), r.value?.toString()])).toEqual([
       ['4', 'hot', 'v4'],
       ['7', 'hot', 'v7'],
@@ -201,6 +243,61 @@ describe('ParkingState', () => {
     expect(a.stalled()).toEqual([3]);
     a.drop(3);
     expect(a.stalled()).toEqual([]);
+  });
+});
+
+describe('ParkingState, fenced writes', () => {
+  it('takes the fence before it reads; a later write of an earlier owner is refused, never lands, and it gives the partition up', async () => {
+    const shared = new MemoryParking();
+    const epochs = new Map<number, number>();
+    const lost: number[] = [];
+    const oldPort = new FencedParking(shared, epochs);
+    const old = state(oldPort, 'g', (p) => lost.push(p));
+    old.take(0);
+    await old.ready(0);
+    await old.park(job('hot', 3));
+    const parked = old.get(0, 'hot')!;
+    await old.follow(job('hot', 4), parked);
+
+    // A new owner (the old one was expelled and has not noticed): fence first, then the read.
+    const newPort = new FencedParking(shared, epochs);
+    const owner = state(newPort);
+    owner.take(0);
+    await owner.ready(0);
+    expect(newPort.steps).toEqual(['fence 0', 'scan 0']);
+    expect(owner.get(0, 'hot')?.head).toBe('hot-3');
+    const end = shared.logs.get(0)!.length;
+
+    // The zombie's next writes (a new head, a follower) are refused: nothing lands after the read.
+    await expect(old.park(job('hot', 5))).rejects.toThrow('producer fenced');
+    await expect(old.follow(job('hot', 6), parked)).rejects.toThrow('producer fenced');
+    expect(shared.logs.get(0)!.length).toBe(end);
+    expect(lost).toEqual([0]);
+    // Kept across a rebalance, it is not this ownership's any more: taken afresh.
+    expect(await old.unchanged(0)).toBe(false);
+
+    // The new owner's writes land.
+    await owner.follow(job('hot', 7), owner.get(0, 'hot')!);
+    expect(shared.logs.get(0)!.length).toBe(end + 1);
+  });
+
+  it('a partition kept across a rebalance is fenced again: a member that took it meanwhile writes no more', async () => {
+    const shared = new MemoryParking();
+    const epochs = new Map<number, number>();
+    const keptPort = new FencedParking(shared, epochs);
+    const kept = state(keptPort);
+    kept.take(0);
+    await kept.ready(0);
+    await kept.park(job('hot', 3));
+    // A member that owned it for a generation the keeper missed: took it, wrote nothing yet.
+    const otherPort = new FencedParking(shared, epochs);
+    const other = state(otherPort);
+    other.take(0);
+    await other.ready(0);
+    expect(await kept.unchanged(0)).toBe(true);
+    expect(keptPort.steps).toEqual(['fence 0', 'scan 0', 'fence 0']);
+    await expect(other.park(job('cold', 8))).rejects.toThrow('producer fenced');
+    await kept.park(job('cold', 9));
   });
 });
 

@@ -59,4 +59,47 @@ describe('PartitionTracker', () => {
     }
     expect(t.commitPoint()).toBe((n - 1) * 2 + 1);
   });
+
+  it("keeps the previous owner's done offsets in its map until it fetched them (sim seed 792)", () => {
+    const t = new PartitionTracker('t', 0);
+    // The previous owner committed 14 with 17 and 19 done above it.
+    t.preloadedDone = new Set([17, 19]);
+    t.accept(14);
+    t.accept(15);
+    t.complete(15);
+    // A commit now (before 17 is fetched) must still say 17 and 19 are done.
+    expect(t.commitPoint()).toBe(14);
+    expect(t.doneAbove()).toEqual([15, 17, 19]);
+    // 16 fetched: 17, done before, is taken as accepted and done with it (fetched again: seen).
+    t.accept(16);
+    expect(t.seen(17)).toBe(true);
+    expect(t.doneAbove()).toEqual([15, 17, 19]);
+  });
+
+  it("moves its commit point past the previous owner's done offsets right after its last (sim seed 60302)", () => {
+    const t = new PartitionTracker('t', 0);
+    // The previous owner committed 11 with 13 and 14 done; 12 was fetched and finished here.
+    t.preloadedDone = new Set([13, 14]);
+    t.accept(11);
+    t.complete(11);
+    // 12 a transaction marker: the fetch went past it.
+    t.skipTo(13);
+    // 13 cannot be in a map whose point is 13: taken as done, the point moves past it (and 14).
+    expect(t.commitPoint()).toBe(15);
+    expect(t.doneAbove()).toEqual([]);
+    expect(t.seen(14)).toBe(true);
+  });
+
+  it("takes a long run of the previous owner's done offsets in one step (no recursion per offset)", () => {
+    const t = new PartitionTracker('t', 0);
+    t.preloadedDone = new Set(Array.from({ length: 100_000 }, (_, i) => i + 1));
+    t.preloadedDone.add(100_005);
+    t.accept(0);
+    expect(t.commitPoint()).toBe(0); // 0 is not done
+    t.complete(0);
+    expect(t.commitPoint()).toBe(100_001);
+    expect(t.doneAbove()).toEqual([100_005]);
+    t.accept(100_001);
+    expect(t.commitPoint()).toBe(100_001);
+  });
 });

@@ -1,0 +1,177 @@
+import type { OutcomeRouter } from '../failure/router.js';
+import { HEADERS, headerString } from '../headers.js';
+import type { Logger } from '../observability/logger.js';
+import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
+import type { Clock } from '../timing/clock.js';
+import type { Assignment } from './assignment.js';
+import type { Dispatcher, JobSlot } from './dispatcher.js';
+import type { Emit } from './events.js';
+import { Abandoned } from './lease.js';
+import type { ResolvedWorkerOptions } from './options.js';
+import { KeyDeadError, type ParkedKey } from './parked-key.js';
+import type { ParkingState } from './parking.js';
+import type { RunState } from './run-state.js';
+import { WorkItem } from './work-item.js';
+
+/** What KeyParking (parked-keys.ts) and the release of a key need of the worker. */
+export interface KeyParkingDeps {
+  state: ParkingState;
+  options: ResolvedWorkerOptions;
+  router: OutcomeRouter;
+  runState: RunState;
+  clock: Clock;
+  logger: Logger;
+  metrics: QueueMetrics;
+  counts: OutcomeCounts;
+  emit: Emit;
+  assignment: Assignment;
+  dispatcher: () => Dispatcher;
+  /** Until acknowledged; throws `Abandoned` when the partition left or the worker stops. */
+  durably: <T>(item: WorkItem, send: () => Promise<T>) => Promise<T>;
+  /** Runs a released job through the executor (decode, lease, handler, policy): sets its `outcome`. */
+  runReleased: (item: WorkItem, slot: JobSlot) => Promise<void>;
+  /** The item reached an outcome: its offset counts as done. */
+  done: (item: WorkItem) => void;
+}
+
+/** Writes that the key is being released (unless it says so); returns the dead job the rest follows into the DLQ. */
+export async function markReleasing(
+  deps: KeyParkingDeps,
+  item: WorkItem,
+  parked: ParkedKey,
+  head: string,
+): Promise<string | undefined> {
+  if (parked.releasing) return parked.releasing.cause;
+  const outcome = headerString(item.rawHeaders, HEADERS.releaseOutcome) === 'dead' ? 'dead' : 'completed';
+  const cause = outcome === 'dead' && deps.options.retry.onDeadKey === 'dead-letter' ? head : undefined;
+  const written = deps.durably(item, () =>
+    deps.state.releasing(item.partition, item.key!, parked, { outcome, cause }),
+  );
+  stating(parked, written);
+  await written;
+  return cause;
+}
+
+/** A write of the key's state under way: the key's unpark and next park wait for it (and every earlier one). */
+export function stating(parked: ParkedKey, written: Promise<unknown>): void {
+  const before = parked.restating;
+  const landed = written.catch(() => undefined);
+  const all = before ? Promise.all([before, landed]) : landed;
+  parked.restating = all;
+  void all.then(() => {
+    if (parked.restating === all) parked.restating = undefined;
+  });
+}
+
+/** Every hand-off of the key's jobs under way has landed (or failed). */
+async function landed(parked: ParkedKey): Promise<void> {
+  while (parked.writes && parked.writes.size > 0) await Promise.allSettled([...parked.writes]);
+}
+
+/**
+ * Runs a key's release (KeyParking's, parked-keys.ts): the key's state says it is being released,
+ * the release record counts as done, then its parked jobs run one by one in the release's slot (or
+ * are dead-lettered behind a dead head), and the key is unparked.
+ */
+export async function runRelease(
+  deps: KeyParkingDeps,
+  item: WorkItem,
+  slot: JobSlot,
+  parked: ParkedKey,
+  head: string,
+  /** The release takes a parked job (its job-topic offset): runs or dead-letters it. */
+  ran: (src: number) => void,
+): Promise<void> {
+  const { options, durably, clock, emit, logger, dispatcher } = deps;
+  const key = item.key!;
+  const p = item.partition;
+  parked.releaser = true;
+  const resumed = parked.releasing !== undefined;
+  // First the key's state says it is being released (a new owner resumes from it); then the
+  // release record counts as done and the key's lane is free — its new jobs are parked behind
+  // the release, in order — so the partition's commit point and its other keys move on while the
+  // parked jobs run, however many there are.
+  let cause = await markReleasing(deps, item, parked, head);
+  deps.done(item);
+  dispatcher().releaseLane(item);
+  logger.info(
+    { partition: p, key, head, parked: parked.followers.length, deadLetter: cause !== undefined },
+    resumed
+      ? 'key release resumed: its parked jobs run in order'
+      : 'key released: its parked jobs run in order',
+  );
+  const tombstones: Promise<void>[] = [];
+  for (;;) {
+    await landed(parked);
+    if (parked.followers.length === 0) {
+      if (parked.writes?.size) continue;
+      break;
+    }
+    // Taken once (a read asked again must not take a job ahead of an earlier one still being written).
+    const wanted = parked.followers.slice(0, 500);
+    const records = await durably(item, () => deps.state.read(p, wanted));
+    if (records.length === 0) {
+      logger.warn(
+        { partition: p, key, missing: wanted.length },
+        'parked jobs missing from the parking topic',
+      );
+      parked.followers.splice(0, wanted.length);
+      continue;
+    }
+    for (const record of records) {
+      if (!deps.assignment.owns(item) || !deps.runState.running) throw new Abandoned();
+      const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
+      job.released = true;
+      job.slot = slot;
+      const src = Number(record.offset);
+      ran(src);
+      if (cause !== undefined) {
+        const error = new KeyDeadError(key, cause);
+        const dead = cause;
+        await durably(job, () =>
+          deps.router.toDlq(job, error, job.attempt, 'key-dead', undefined, {
+            [HEADERS.deadCause]: dead,
+          }),
+        );
+        deps.counts.dead_lettered++;
+        emit('job:dead', job, error);
+      } else {
+        await deps.runReleased(job, slot);
+        if (job.outcome === undefined) throw new Abandoned();
+        // It went to a tier: the key is parked behind it now, with the jobs after it.
+        if (job.outcome === 'tier') {
+          await Promise.all(tombstones);
+          return;
+        }
+        if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') {
+          const dead = job.jobId;
+          cause = dead;
+          // A resumed release dead-letters the rest too.
+          await durably(item, () => deps.state.releasing(p, key, parked, { outcome: 'dead', cause: dead }));
+        }
+      }
+      // Off the list now (the next read starts after it); its tombstone goes out meanwhile.
+      const tombstone = durably(item, deps.state.ran(p, parked, src));
+      // Awaited below; a release cut short (Abandoned) leaves it unawaited, not unhandled.
+      tombstone.catch(() => undefined);
+      tombstones.push(tombstone);
+    }
+  }
+  // Every parked job ran: the key's next job waits (gate 'closing') until the key is unparked.
+  let closed!: () => void;
+  parked.closing = new Promise<void>((resolve) => (closed = resolve));
+  try {
+    await Promise.all(tombstones);
+    // A restate of the key's state under way (a release record read meanwhile) lands first.
+    await parked.restating;
+    await durably(item, () => deps.state.unpark(p, key));
+  } catch (error) {
+    // The unpark may have landed: a job of the key parked from now on writes the key's state
+    // (releasing) again with it, so nothing is parked behind a key the parking topic calls free.
+    parked.restate = true;
+    throw error;
+  } finally {
+    parked.closing = undefined;
+    closed();
+  }
+}
