@@ -60,7 +60,7 @@ function counts(records: readonly RawRecord[]): Map<string, number> {
 
 /**
  * payments → ledger: three worker processes, the oldest killed with SIGKILL (and a new one started)
- * four times as the input is worked through. Every 7th payment of an account fails its first attempt
+ * five times as the input is worked through. Every 7th payment of an account fails its first attempt
  * and goes to the retry tier. Returns the ledger and tier records a read_committed reader sees.
  */
 async function pipeline(exactlyOnce: boolean, jobs: number) {
@@ -87,12 +87,12 @@ async function pipeline(exactlyOnce: boolean, jobs: number) {
   for (let i = 0; i < 3; i++) fleet.start();
   let kills = 0;
   // The oldest worker (the one working longest) is SIGKILLed and a new one started each time the
-  // group's committed offsets pass 15 %, 35 %, 55 % and 75 % of the input: kills follow progress,
+  // group's committed offsets pass 10, 25, 40, 55 and 70 % of the input: kills follow progress,
   // not the clock, so a fast run (the at-least-once control drains 12,000 jobs in seconds) is killed
   // as often as a slow one, and never while the workers still start or wait out the rebalance the
   // last kill began (when nothing finished is uncommitted and the kill would prove nothing).
   const killer = (async () => {
-    for (const share of [0.15, 0.35, 0.55, 0.75]) {
+    for (const share of [0.1, 0.25, 0.4, 0.55, 0.7]) {
       let committed = 0;
       while (fleet && committed < jobs * share) {
         await sleep(200);
