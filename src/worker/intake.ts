@@ -59,6 +59,8 @@ export class Intake {
             ready(partition: number): Promise<void> | undefined;
             /** The intake took a batch of the job topic's partition (strict order resumes releases). */
             passed(partition: number): void;
+            /** A job of the job topic was accepted (a release record takes over its key's release). */
+            arrived(item: WorkItem): void;
           }
         | undefined;
       /** A batch of a topic this worker does not consume arrived (it was paused, not taken). */
@@ -95,6 +97,7 @@ export class Intake {
     if (!current()) return;
     buffer.add(item);
     pending.set(item, true);
+    if (item.tier === 0) this.deps.parking?.arrived(item);
     dispatcher.add(item);
     dispatcher.pump();
   }
@@ -326,6 +329,7 @@ export class Intake {
         this.deps.due.hold(item, holdUntil);
         continue;
       }
+      if (tier === 0) this.deps.parking?.arrived(item);
       dispatcher.add(item);
       dispatcher.pump();
     }

@@ -87,6 +87,10 @@ export async function runRelease(
   const p = item.partition;
   parked.releaser = true;
   const resumed = parked.releasing !== undefined;
+  // A release made by this worker (`releaseNow`) hands over to its record once that was accepted.
+  const internal = item.offset === '-1';
+  if (!internal && parked.handOver === head) parked.handOver = undefined;
+  const handOver = () => internal && parked.handOver === head && parked.followers.length > 0;
   // First the key's state says it is being released (a new owner resumes from it); then the
   // release record counts as done and the key's lane is free — its new jobs are parked behind
   // the release, in order — so the partition's commit point and its other keys move on while the
@@ -103,6 +107,10 @@ export async function runRelease(
   const tombstones: Promise<void>[] = [];
   for (;;) {
     await landed(parked);
+    if (handOver()) {
+      await Promise.all(tombstones);
+      return;
+    }
     if (parked.followers.length === 0) {
       if (parked.writes?.size) continue;
       break;
@@ -120,6 +128,10 @@ export async function runRelease(
     }
     for (const record of records) {
       if (!deps.assignment.owns(item) || !deps.runState.running) throw new Abandoned();
+      if (handOver()) {
+        await Promise.all(tombstones);
+        return;
+      }
       const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
       job.released = true;
       job.slot = slot;

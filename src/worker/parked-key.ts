@@ -46,6 +46,13 @@ export interface ParkedKey {
   restating?: Promise<unknown> | undefined;
   /** A release of this key runs in this worker now (or is queued to). */
   releaser?: boolean | undefined;
+  /**
+   * The head whose release record this ownership accepted while a release this worker made itself
+   * (`releaseNow`) runs: that one stops before its next parked job and the record runs the rest,
+   * or the record would wait for a slot behind it — with concurrency 1, holding its partition's
+   * commit point for the whole release (sim seed 55681).
+   */
+  handOver?: string | undefined;
   /** The release ran every parked job and is unparking the key: its next job waits for that. */
   closing?: Promise<void> | undefined;
 }

@@ -2,6 +2,7 @@ import { HEADERS, headerString } from '../headers.js';
 import type { ParkingPort } from '../ports.js';
 import type { JobSlot } from './dispatcher.js';
 import { type KeyParkingDeps, markReleasing, runRelease, stating } from './key-release.js';
+import { Abandoned } from './lease.js';
 import type { ResolvedWorkerOptions } from './options.js';
 import type { Gate } from './parked-key.js';
 import { type ParkedKey, ParkingState } from './parking.js';
@@ -155,6 +156,14 @@ export class KeyParking {
       if (parked.releasing && !parked.releaser) this.startRelease(partition, key, parked.releasing.outcome);
   }
 
+  /** A job of the job topic accepted by the intake: a release record of a key whose release this worker made itself takes it over. */
+  arrived(item: WorkItem): void {
+    if (item.key === null || item.rawHeaders?.[HEADERS.release] === undefined) return;
+    const parked = this.state.get(item.partition, item.key);
+    const head = headerString(item.rawHeaders, HEADERS.release);
+    if (parked?.releaser && parked.head === head) parked.handOver = head;
+  }
+
   /** After a rebalance: releases to resume in every owned job-topic partition, once its parked keys are known. */
   resumeAll(): void {
     for (const { tracker } of this.deps.assignment.partitions())
@@ -178,7 +187,8 @@ export class KeyParking {
     const { options, assignment, clock } = this.deps;
     const owned = assignment.get(tpKey(options.topic, p));
     const parked = this.state.get(p, key);
-    if (!owned?.verified || !parked || parked.releaser) return;
+    // Not once its release record was accepted: that one runs it (`handOver`).
+    if (!owned?.verified || !parked || parked.releaser || parked.handOver === parked.head) return;
     // Not before this ownership read the job topic past every offset parked (by it or before it):
     // one read again after the release would run as a fresh job. The release record does it then.
     const top = Math.max(parked.last, this.state.loadedTop(p), parked.followers.at(-1)?.src ?? -1);
@@ -252,6 +262,8 @@ export class KeyParking {
     // Another release of the key runs or is queued (a resumed one, or the one this worker started
     // at once): this record counts as done once the key's state says it is being released.
     if (parked.releaser && item.offset !== '-1') {
+      // The release under way goes on (it has not handed over yet: it would have ended).
+      if (parked.handOver === head) parked.handOver = undefined;
       // Written even if this ownership wrote it before: the last state may be a zombie's park.
       if (parked.releasing) await this.restate(item, parked);
       else await markReleasing(this.deps, item, parked, head);
@@ -321,6 +333,10 @@ export class KeyParking {
       else if (parked.closing) await parked.closing;
       // Its next head, written meanwhile, is this one: the record releases it after all.
       else if (parked.head === head) return parked;
+      // The head it names is the key's next one, whose park did not land (the worker stops or the
+      // partition left): not done, whoever reads the record next releases the key (sim seed 83262:
+      // a restate wrote that head, the record counted as done, the key stayed parked for good).
+      else if (parked.parking?.head === head) throw new Abandoned();
       else {
         await this.restate(item, parked);
         return undefined;

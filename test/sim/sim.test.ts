@@ -115,12 +115,22 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   63208 `not-settled`, 87084 `offset-map-claims-unfinished`: a member out of the group (expelled,
  *   not told yet) wrote the parking partition after the new owner read it (fixed: parking writes are
  *   fenced, a transactional id per parking partition taken before the read; all nine fail without).
+ * - 83262 `offset-map-claims-unfinished`, 28450 `commit-passes-unfinished`, 44133 `not-settled`: the
+ *   park of a key's new head (job-18) failed and went again; its release record (job-18 dead) waited
+ *   for that park, which was abandoned at stop(); the record then restated the key (the new head's
+ *   state, still being parked) and counted as done: the next owner found the key parked behind a
+ *   head whose release was committed, for good (fixed: a release record of the head being parked
+ *   whose park did not land is not done, parked-keys.ts `stale`).
+ * - 55681 `release-pins-partition` (concurrency 1): the release a worker made itself when it ended
+ *   a head ran the parked jobs in the only slot while the head's release record, accepted meanwhile,
+ *   waited for that slot, the partition's commit point on it (fixed: the release hands over to its
+ *   record once the intake accepted it, before its next parked job; `handOver`).
  */
 const PINNED = [
   10639, 21543, 5279, 13909, 27, 18559, 1218, 792, 513, 2601, 1039, 34365, 40562, 3951, 31341, 37246, 39285,
   77842, 39756, 66687, 38906, 60302, 41853, 30670, 36503, 38618, 47635, 49041, 67132, 69053, 77405, 16467,
   43447, 80407, 28813, 27402, 55530, 59663, 68131, 14216, 62265, 68447, 71116, 71291, 22429, 63208, 87084,
-  27966,
+  27966, 83262, 28450, 44133, 55681,
 ];
 
 describe('deterministic simulation', () => {
