@@ -97,7 +97,10 @@ async function pipeline(exactlyOnce: boolean, jobs: number) {
       while (fleet && committed < jobs * share) {
         await sleep(200);
         // A fresh group's coordinator may answer "not the coordinator" for a while: ask again.
-        committed = await drained(groupId, [topic]).then((d) => d.committed, () => committed);
+        committed = await drained(groupId, [topic]).then(
+          (d) => d.committed,
+          () => committed,
+        );
       }
       if (committed > jobs * 0.9 || !fleet) break;
       const victim: ChildProcess | undefined = fleet.alive[0];
