@@ -207,7 +207,7 @@ export class Dispatcher {
     // come as running batches free their keys, even while the buffer is full.
     const takeable = onePerKey ? this.scheduler.heads : this.scheduler.takeable;
     const more = (canGrow?.() ?? true) || (onePerKey === true && this.running.size > 0);
-    if (takeable < room && maxWaitMs > 0 && more) {
+    if (takeable < room && maxWaitMs > 0 && more && !this.scheduler.soloLeft) {
       const now = clock.now();
       this.formingSince ??= now;
       const left = this.formingSince + maxWaitMs - now;

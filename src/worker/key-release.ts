@@ -63,6 +63,16 @@ export function stating(parked: ParkedKey, written: Promise<unknown>): void {
   });
 }
 
+/**
+ * A release this worker made itself stops before its next parked job: its record, accepted
+ * meanwhile, goes first (it counts as done once it wrote the key's state), and the release that
+ * `continueRelease` starts next for the rest is numbered behind it in the key's lane.
+ */
+async function handingOver(parked: ParkedKey, tombstones: Promise<void>[]): Promise<void> {
+  parked.handOver = undefined;
+  await Promise.all(tombstones);
+}
+
 /** Every hand-off of the key's jobs under way has landed (or failed). */
 async function landed(parked: ParkedKey): Promise<void> {
   while (parked.writes && parked.writes.size > 0) await Promise.allSettled([...parked.writes]);
@@ -107,10 +117,7 @@ export async function runRelease(
   const tombstones: Promise<void>[] = [];
   for (;;) {
     await landed(parked);
-    if (handOver()) {
-      await Promise.all(tombstones);
-      return;
-    }
+    if (handOver()) return handingOver(parked, tombstones);
     if (parked.followers.length === 0) {
       if (parked.writes?.size) continue;
       break;
@@ -128,10 +135,7 @@ export async function runRelease(
     }
     for (const record of records) {
       if (!deps.assignment.owns(item) || !deps.runState.running) throw new Abandoned();
-      if (handOver()) {
-        await Promise.all(tombstones);
-        return;
-      }
+      if (handOver()) return handingOver(parked, tombstones);
       const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
       job.released = true;
       job.slot = slot;

@@ -105,6 +105,13 @@ export class KeyScheduler<T extends Schedulable> {
     this.ready = ready ?? new SeqHeap<T>();
   }
 
+  /**
+   * The last `takeBatch` left a job that goes alone (a release record) for the next one: that
+   * one should not wait for a batch to fill, or an older job of another lane becomes runnable
+   * meanwhile and goes first again, batch after batch (sim seed 46870).
+   */
+  soloLeft = false;
+
   /** Jobs `takeBatch` would hand out now, without a limit (batching schedulers only). */
   get takeable(): number {
     return this.takeableCount;
@@ -172,6 +179,7 @@ export class KeyScheduler<T extends Schedulable> {
     const lanes: { lane: string; queue: T[]; taken: number; full?: true }[] = [];
     const ids = new Set<string | undefined>();
     const later: T[] = [];
+    let soloLeft = false;
     while (batch.length < max) {
       const head = this.ready.pop();
       if (!head) break;
@@ -181,6 +189,7 @@ export class KeyScheduler<T extends Schedulable> {
       }
       if (solo?.(head) && batch.length > 0) {
         later.push(head);
+        soloLeft = true;
         continue;
       }
       ids.add(head.jobId);
@@ -220,6 +229,7 @@ export class KeyScheduler<T extends Schedulable> {
       }
     }
     for (const head of later) this.ready.push(head);
+    this.soloLeft = soloLeft;
     for (const l of lanes) if (l.taken > 0) this.batched.set(l.lane, l.taken);
     this.waitingCount -= batch.length;
     return batch.sort((a, b) => a.seq - b.seq);

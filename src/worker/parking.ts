@@ -273,11 +273,7 @@ export class ParkingState {
     // the same list.
     if (wasParked) known.followers.shift();
     known.parking = undefined;
-    Object.assign(known, state, {
-      releasing: undefined,
-      handOver: undefined,
-      last: Math.max(known.last, offset),
-    });
+    Object.assign(known, state, { releasing: undefined, last: Math.max(known.last, offset) });
   }
 
   /**
