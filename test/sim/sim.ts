@@ -1536,12 +1536,14 @@ export class Simulation implements ModelObserver {
       this.count('released-runs');
       this.checkDeadKey(inst, job, lane);
     }
-    const what = `${inst.id} starts ${tp}@${job.offset}${this.isReleased(job) ? ' (released)' : ''} rid ${rid} (key ${job.key}, origin ${origin.partition}@${origin.offset})`;
+    // Only a violation reads it.
+    const what = () =>
+      `${inst.id} starts ${tp}@${job.offset}${this.isReleased(job) ? ' (released)' : ''} rid ${rid} (key ${job.key}, origin ${origin.partition}@${origin.offset})`;
     for (const [head, headOffset] of this.heads.get(lane) ?? []) {
       if (head === rid || headOffset >= origin.offset || this.resolved(head)) continue;
       this.violation(
         'parked-start',
-        `${what} while its key is parked behind rid ${head} (origin offset ${headOffset}), not resolved`,
+        `${what()} while its key is parked behind rid ${head} (origin offset ${headOffset}), not resolved`,
       );
     }
     let runs = this.keyRuns.get(lane);
@@ -1559,7 +1561,7 @@ export class Simulation implements ModelObserver {
           continue;
         this.violation(
           'strict-overlap',
-          `${what} while ${other.inst.id} runs rid ${other.rid} (${other.tp}, origin offset ${other.origin}) of its key; neither resolved`,
+          `${what()} while ${other.inst.id} runs rid ${other.rid} (${other.tp}, origin offset ${other.origin}) of its key; neither resolved`,
         );
       }
     runs.add(run);
@@ -1576,9 +1578,10 @@ export class Simulation implements ModelObserver {
     if (this.cfg.worker.onDeadKey !== 'dead-letter') return;
     const state = this.keyState.get(lane);
     const head = this.jobs[this.ridOf(state?.head ?? undefined)];
-    const what = `${inst.id} runs released ${job.topic}:${job.partition}@${job.offset} (key ${job.key})`;
+    const what = () =>
+      `${inst.id} runs released ${job.topic}:${job.partition}@${job.offset} (key ${job.key})`;
     if (head?.dlq && !head.succeeded)
-      this.violation('dead-key-ran', `${what}; the head it waits behind, ${state?.head}, is dead`);
+      this.violation('dead-key-ran', `${what()}; the head it waits behind, ${state?.head}, is dead`);
     const dead = this.deadFollower.get(lane);
     if (
       dead &&
@@ -1586,7 +1589,7 @@ export class Simulation implements ModelObserver {
       dead.inst === inst &&
       inst.epochs.get(tpOf(job.topic, job.partition)) === dead.epoch
     )
-      this.violation('dead-key-ran', `${what}; rid ${dead.rid}, released before it, is dead`);
+      this.violation('dead-key-ran', `${what()}; rid ${dead.rid}, released before it, is dead`);
   }
 
   /**
