@@ -14,6 +14,8 @@ import { tpKey, WorkItem } from './work-item.js';
 
 /** How long before its due time a retry-tier record is fetched and held (covers the fetch latency). */
 const DUE_LEAD_MS = 300;
+/** Ends `heartbeating`'s one-second sleep once the wait is over (nobody reads it). */
+const SLEEP_OVER = 'the wait is over';
 
 /**
  * Takes fetched batches into the worker: skips offsets already accepted in this ownership (a
@@ -172,7 +174,8 @@ export class Intake {
         ready.then(() => true),
         sleep(this.deps.clock, 1000, wait.signal).then(() => false),
       ]);
-      wait.abort();
+      // A reason of our own: the default one is a DOMException with a stack, built per batch.
+      wait.abort(SLEEP_OVER);
       if (known) {
         this.loaded.add(ready);
         if (shared && current()) this.taking.add(batch);

@@ -31,7 +31,9 @@ export class VirtualTime {
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (!before(a[i]!, a[parent]!)) break;
-      [a[parent], a[i]] = [a[i]!, a[parent]!];
+      const t = a[i]!;
+      a[i] = a[parent]!;
+      a[parent] = t;
       i = parent;
     }
     return timer;
@@ -72,7 +74,9 @@ export class VirtualTime {
         if (l < a.length && before(a[l]!, a[m]!)) m = l;
         if (r < a.length && before(a[r]!, a[m]!)) m = r;
         if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
+        const t = a[i]!;
+        a[i] = a[m]!;
+        a[m] = t;
         i = m;
       }
     }

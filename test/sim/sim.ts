@@ -90,6 +90,8 @@ const MAX_STEPS = 400_000;
 const ROUTER_LINGER_MS = 2;
 /** Lag is read as the worker reads it every this many steps (`probeLag`). */
 const LAG_PROBE_STEPS = 40;
+/** What `unsettled(…, brief)` answers for anything not settled. */
+const UNSETTLED = 'unsettled';
 /** A release record counts as done within this long after its key's releasing state was acknowledged. */
 const RELEASE_DONE_SLACK_MS = 500;
 
@@ -350,7 +352,10 @@ export class Simulation implements ModelObserver {
   private readonly byPort = new Map<MemberPort, Instance>();
   private readonly store: MemoryIdempotencyStore;
   private readonly options: ResolvedWorkerOptions;
-  private readonly traceBuf: string[] = [];
+  /** The last TRACE_SIZE trace lines, as (virtual ms, who, text): formatted only for a violation. */
+  private readonly traceAt: number[] = [];
+  private readonly traceWho: string[] = [];
+  private readonly traceText: string[] = [];
   private traceN = 0;
   private violationFound: Violation | undefined;
   private epochSeq = 0;
@@ -514,15 +519,21 @@ export class Simulation implements ModelObserver {
   // ---- trace and violations -------------------------------------------------------------------
 
   trace(who: string, text: string): void {
-    const line = `${String(this.time.now - EPOCH).padStart(6)}ms ${who.padEnd(5)} ${text}`;
-    this.traceBuf[this.traceN++ % TRACE_SIZE] = line;
-    if (this.verbose) console.log(line);
+    const i = this.traceN++ % TRACE_SIZE;
+    this.traceAt[i] = this.time.now - EPOCH;
+    this.traceWho[i] = who;
+    this.traceText[i] = text;
+    if (this.verbose) console.log(this.traceLine(i));
+  }
+
+  private traceLine(i: number): string {
+    return `${String(this.traceAt[i]).padStart(6)}ms ${this.traceWho[i]!.padEnd(5)} ${this.traceText[i]}`;
   }
 
   private lastTrace(): string[] {
     const out: string[] = [];
     const n = Math.min(this.traceN, TRACE_SIZE);
-    for (let i = this.traceN - n; i < this.traceN; i++) out.push(this.traceBuf[i % TRACE_SIZE]!);
+    for (let i = this.traceN - n; i < this.traceN; i++) out.push(this.traceLine(i % TRACE_SIZE));
     return out;
   }
 
@@ -1525,12 +1536,14 @@ export class Simulation implements ModelObserver {
       this.count('released-runs');
       this.checkDeadKey(inst, job, lane);
     }
-    const what = `${inst.id} starts ${tp}@${job.offset}${this.isReleased(job) ? ' (released)' : ''} rid ${rid} (key ${job.key}, origin ${origin.partition}@${origin.offset})`;
+    // Only a violation reads it.
+    const what = () =>
+      `${inst.id} starts ${tp}@${job.offset}${this.isReleased(job) ? ' (released)' : ''} rid ${rid} (key ${job.key}, origin ${origin.partition}@${origin.offset})`;
     for (const [head, headOffset] of this.heads.get(lane) ?? []) {
       if (head === rid || headOffset >= origin.offset || this.resolved(head)) continue;
       this.violation(
         'parked-start',
-        `${what} while its key is parked behind rid ${head} (origin offset ${headOffset}), not resolved`,
+        `${what()} while its key is parked behind rid ${head} (origin offset ${headOffset}), not resolved`,
       );
     }
     let runs = this.keyRuns.get(lane);
@@ -1548,7 +1561,7 @@ export class Simulation implements ModelObserver {
           continue;
         this.violation(
           'strict-overlap',
-          `${what} while ${other.inst.id} runs rid ${other.rid} (${other.tp}, origin offset ${other.origin}) of its key; neither resolved`,
+          `${what()} while ${other.inst.id} runs rid ${other.rid} (${other.tp}, origin offset ${other.origin}) of its key; neither resolved`,
         );
       }
     runs.add(run);
@@ -1565,9 +1578,10 @@ export class Simulation implements ModelObserver {
     if (this.cfg.worker.onDeadKey !== 'dead-letter') return;
     const state = this.keyState.get(lane);
     const head = this.jobs[this.ridOf(state?.head ?? undefined)];
-    const what = `${inst.id} runs released ${job.topic}:${job.partition}@${job.offset} (key ${job.key})`;
+    const what = () =>
+      `${inst.id} runs released ${job.topic}:${job.partition}@${job.offset} (key ${job.key})`;
     if (head?.dlq && !head.succeeded)
-      this.violation('dead-key-ran', `${what}; the head it waits behind, ${state?.head}, is dead`);
+      this.violation('dead-key-ran', `${what()}; the head it waits behind, ${state?.head}, is dead`);
     const dead = this.deadFollower.get(lane);
     if (
       dead &&
@@ -1575,7 +1589,7 @@ export class Simulation implements ModelObserver {
       dead.inst === inst &&
       inst.epochs.get(tpOf(job.topic, job.partition)) === dead.epoch
     )
-      this.violation('dead-key-ran', `${what}; rid ${dead.rid}, released before it, is dead`);
+      this.violation('dead-key-ran', `${what()}; rid ${dead.rid}, released before it, is dead`);
   }
 
   /**
@@ -2550,6 +2564,7 @@ export class Simulation implements ModelObserver {
       const done = c ? mapDone(c.offset, c.metadata, log.length) : new Set<number>();
       const topic = tp.slice(0, tp.lastIndexOf(':'));
       const delay = tierDelay.get(topic);
+      const bucket = delayTopics.includes(topic);
       let open = 0;
       let unfinished = 0;
       let dueLo = 0;
@@ -2559,7 +2574,7 @@ export class Simulation implements ModelObserver {
         open++;
         const e = log[o]!;
         if (!e.marker && !this.covered(tp, o)) unfinished++;
-        if (delayTopics.includes(topic)) continue;
+        if (bucket) continue;
         const written = Math.floor(e.writtenAt);
         if (delay === undefined || written <= now - delay - this.maxSkew) dueLo++;
         if (delay === undefined || written <= now - delay + this.maxSkew) dueHi++;
@@ -2677,11 +2692,15 @@ export class Simulation implements ModelObserver {
    * What is not settled yet. After every instance stopped (`afterStop`), a tail of release records
    * that need nothing (a key's state no longer waits for them: a duplicate release a stopping member
    * wrote after the partition's last owner left) is left for the next start, not lost.
+   * `brief`: whether, not what (the run loop asks after every step of the quiet period): the same
+   * checks, answered `UNSETTLED` without building the description.
    */
-  private unsettled(afterStop = false): string | undefined {
+  private unsettled(afterStop = false, brief = false): string | undefined {
     for (const j of this.jobs) {
       if (!j.succeeded && !j.dlq)
-        return `job rid ${j.rid} (${j.entry.topic}:${j.entry.partition}@${j.entry.offset}, ${j.kind}) neither completed nor dead-lettered`;
+        return brief
+          ? UNSETTLED
+          : `job rid ${j.rid} (${j.entry.topic}:${j.entry.partition}@${j.entry.offset}, ${j.kind}) neither completed nor dead-lettered`;
     }
     for (const tp of this.group.tps) {
       const log = this.cluster.log(tp);
@@ -2691,6 +2710,7 @@ export class Simulation implements ModelObserver {
       let end = log.length;
       while (end > committed && spare(end - 1)) end--;
       if (committed !== end) {
+        if (brief) return UNSETTLED;
         let firstOpen = -1;
         for (let o = committed; o < log.length; o++)
           if (!this.covered(tp, o)) {
@@ -2702,12 +2722,14 @@ export class Simulation implements ModelObserver {
     }
     // A release's record counts as done once it began (strict order): it is over when its key is.
     for (const [lane, { head }] of this.keyState)
-      if (head !== null) return `key ${lane.replace('\0', ' ')} still parked behind ${head}`;
+      if (head !== null)
+        return brief ? UNSETTLED : `key ${lane.replace('\0', ' ')} still parked behind ${head}`;
     // A job still under way may route on yet (a member out of the group whose run of a job the
     // owner finished asked to retry later, seed 49041): what it writes is part of the end state.
     if (!afterStop)
       for (const inst of this.instances)
-        if (inst.alive && this.startedJobs(inst) > 0) return `${inst.id} still has jobs under way`;
+        if (inst.alive && this.startedJobs(inst) > 0)
+          return brief ? UNSETTLED : `${inst.id} still has jobs under way`;
     return undefined;
   }
 
@@ -2756,7 +2778,7 @@ export class Simulation implements ModelObserver {
       const probe = this.checkStep();
       if (probe) await probe;
       if (this.violationFound) break;
-      if (this.phase === 'quiet' && this.unsettled() === undefined) {
+      if (this.phase === 'quiet' && this.unsettled(false, true) === undefined) {
         // Everything ended and is committed: stop every instance gracefully.
         this.phase = 'stopping';
         this.trace('sim', 'settled; stopping every instance');
