@@ -65,11 +65,9 @@ export function stating(parked: ParkedKey, written: Promise<unknown>): void {
 
 /**
  * A release this worker made itself stops before its next parked job: its record, accepted
- * meanwhile, goes first (it counts as done once it wrote the key's state), and the release that
- * `continueRelease` starts next for the rest is numbered behind it in the key's lane.
+ * meanwhile, runs the rest (`startRelease` starts no other copy while `handOver` names the head).
  */
-async function handingOver(parked: ParkedKey, tombstones: Promise<void>[]): Promise<void> {
-  parked.handOver = undefined;
+async function handingOver(tombstones: Promise<void>[]): Promise<void> {
   await Promise.all(tombstones);
 }
 
@@ -117,7 +115,7 @@ export async function runRelease(
   const tombstones: Promise<void>[] = [];
   for (;;) {
     await landed(parked);
-    if (handOver()) return handingOver(parked, tombstones);
+    if (handOver()) return handingOver(tombstones);
     if (parked.followers.length === 0) {
       if (parked.writes?.size) continue;
       break;
@@ -135,7 +133,7 @@ export async function runRelease(
     }
     for (const record of records) {
       if (!deps.assignment.owns(item) || !deps.runState.running) throw new Abandoned();
-      if (handOver()) return handingOver(parked, tombstones);
+      if (handOver()) return handingOver(tombstones);
       const job = new WorkItem(item.topic, p, record, 0, item.tracker, item.seq, clock.now());
       job.released = true;
       job.slot = slot;

@@ -48,9 +48,10 @@ export interface ParkedKey {
   releaser?: boolean | undefined;
   /**
    * The head whose release record this ownership accepted while a release this worker made itself
-   * (`releaseNow`) runs: that one stops before its next parked job and the next one starts behind
-   * the record in the key's lane, or the record would wait for a slot behind it — with concurrency
-   * 1, holding its partition's commit point for the whole release (sim seed 55681).
+   * (`releaseNow`) runs: that one stops before its next parked job and the record runs the rest,
+   * or the record would wait for a slot behind it — with concurrency 1, holding its partition's
+   * commit point for the whole release (sim seed 55681). A copy that handed over and the next
+   * ownership's resumed releases wait for the record (it is above the commit point, read again).
    */
   handOver?: string | undefined;
   /** The release ran every parked job and is unparking the key: its next job waits for that. */

@@ -187,7 +187,8 @@ export class KeyParking {
     const { options, assignment, clock } = this.deps;
     const owned = assignment.get(tpKey(options.topic, p));
     const parked = this.state.get(p, key);
-    if (!owned?.verified || !parked || parked.releaser) return;
+    // Not once its release record was accepted: that one runs it (`handOver`).
+    if (!owned?.verified || !parked || parked.releaser || parked.handOver === parked.head) return;
     // Not before this ownership read the job topic past every offset parked (by it or before it):
     // one read again after the release would run as a fresh job. The release record does it then.
     const top = Math.max(parked.last, this.state.loadedTop(p), parked.followers.at(-1)?.src ?? -1);
