@@ -120,6 +120,26 @@ describe('trace checker', () => {
     expect(v).toMatchObject({ workers: 2, starts: 3, commits: 2, jobs: 3, jobsResolved: 3 });
   });
 
+  it('no-outcome: a job started by a process SIGKILLed before its end, unless its completion is known elsewhere', () => {
+    const w = {
+      w1: [
+        [0, open()],
+        [1, running],
+        [2, assign(0)],
+        [10, start(0)],
+        [20, done(0)],
+        [21, start(1)],
+      ] as [number, Line][],
+    };
+    const v = checkTraces(traces(w, { w1: 30 }));
+    expect(v.kinds['no-outcome']).toBe(1);
+    expect(v.violations[0]).toMatch(/job j1 .* never completed/);
+    // The scenario's ledger says the killed process completed j1 before it died: resolved.
+    const known = checkTraces(traces(w, { w1: 30 }), { completedUntraced: new Set(['j1']) });
+    expect(known.kinds['no-outcome']).toBeUndefined();
+    expect(known).toMatchObject({ jobs: 2, jobsResolved: 2 });
+  });
+
   it('run-overlap: a job run on a second worker while the first still runs it, beyond the tolerance', () => {
     // w2 is given partition 0 at 110 (before w1 rejoined) and runs job 1 while w1 still runs it.
     const w = handOver(160, {
