@@ -56,11 +56,13 @@ export type { LimitsOptions, Rate, RateString } from './worker/fairness/options.
 export { RedisLimitStore, type RedisLimitStoreOptions } from './worker/fairness/redis-limit-store.js';
 export type { OrderingMode } from './worker/key-scheduler.js';
 export {
+  type BatchContext,
   type BatchFailure,
   type BatchHandler,
   type BatchResult,
   defineWorker,
   type FollowUp,
+  type FollowUpOptions,
   type FollowUpTarget,
   type FollowUpTopic,
   type Job,

@@ -2,8 +2,9 @@ import { normalizeThrown } from '../failure/errors.js';
 import type { HistogramSeries } from '../observability/fast-histogram.js';
 import type { Logger } from '../observability/logger.js';
 import type { JobSlot } from './dispatcher.js';
+import { type CallJobs, keepFollowUps } from './handler-call.js';
 import { Abandoned } from './lease.js';
-import type { BatchHandler, BatchResult, Job, JobContext } from './options.js';
+import type { BatchContext, BatchHandler, BatchResult, Job } from './options.js';
 import type { RunState } from './run-state.js';
 import type { WorkItem } from './work-item.js';
 
@@ -35,7 +36,8 @@ export interface BatchCallDeps {
     item: WorkItem,
     slot: JobSlot,
     log: { readonly logger: Logger },
-    call: (ctx: JobContext) => unknown,
+    call: (ctx: BatchContext<unknown>) => unknown,
+    jobs: CallJobs,
   ) => Promise<unknown>;
   /** `Assignment.confirm`: still this ownership's partition (waiting for a just-joined one's check). */
   readonly confirm: (item: WorkItem) => boolean | Promise<boolean>;
@@ -232,9 +234,17 @@ export class BatchCall {
     const log = new BatchLog(this.deps.logger, { topic: first.topic, batchSize: jobs.length });
     let result: BatchResult<never> | undefined;
     const handed = jobs.map((s) => s.job) as Job<never>[];
-    const error = await invoke(first, this.slot, log, async (ctx) => {
-      result = (await handler(handed, ctx)) ?? undefined;
-    });
+    // Exactly once: each job's follow-ups (`ctx.enqueue(…, { for: job })`), kept if it completes.
+    const call: CallJobs = { jobs, staged: new Map() };
+    const error = await invoke(
+      first,
+      this.slot,
+      log,
+      async (ctx) => {
+        result = (await handler(handed, ctx)) ?? undefined;
+      },
+      call,
+    );
     if (error !== undefined) {
       for (const s of jobs) s.resolve(error);
       return;
@@ -247,7 +257,11 @@ export class BatchCall {
       const error = new TypeError('batch handler returned a result that cannot be read');
       failed = new Map(jobs.map((s) => [s, error]));
     }
-    for (const s of jobs) s.resolve(failed.get(s));
+    for (const s of jobs) {
+      const jobError = failed.get(s);
+      if (jobError === undefined) keepFollowUps(s.item, call.staged);
+      s.resolve(jobError);
+    }
   }
 
   /** The `{ failed }` a batch handler returned, per submission (a job is found by identity or offset). */

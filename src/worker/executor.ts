@@ -174,7 +174,7 @@ export class Executor {
     this.batchSizes ??= metrics.batchSize.labels(this.labels);
     slot.batch = new BatchCall(items, slot, {
       handler: options.batchHandler!,
-      invoke: (item, s, log, call) => runHandler(this.handlerDeps, item, s, log, call),
+      invoke: (item, s, log, call, jobs) => runHandler(this.handlerDeps, item, s, log, call, jobs),
       confirm: this.deps.confirm,
       holdsSlot: (item) => this.deps.dispatcher().holdsSlot(item),
       releaseSlot: (item) => this.deps.dispatcher().releaseSlot(item),

@@ -6,14 +6,53 @@ import type { TopicRecords } from '../ports.js';
 import type { Clock } from '../timing/clock.js';
 import { AttemptSignal, type Dispatcher, type JobSlot } from './dispatcher.js';
 import type {
+  BatchContext,
   FollowUp,
   FollowUpTarget,
   FollowUpTopic,
   Job,
-  JobContext,
   ResolvedWorkerOptions,
 } from './options.js';
 import type { WorkItem } from './work-item.js';
+
+/** A batch handler call's jobs (batch.ts): whose writes a `ctx.enqueue` `{ for: job }` joins. */
+export interface CallJobs {
+  readonly jobs: readonly { readonly item: WorkItem; readonly job: Job<unknown> }[];
+  /** Exactly once: what `ctx.enqueue` staged per job in this call (kept for the jobs that complete). */
+  readonly staged: Map<WorkItem, TopicRecords[]>;
+}
+
+const sameJob = (job: Job<unknown>, item: WorkItem) =>
+  job.offset === item.offset && job.partition === item.partition && job.topic === item.topic;
+
+/**
+ * Exactly once: the job a follow-up belongs to. A call of one job owns it whatever `for` says if
+ * it names that job; in a call of many, `for` must name one of them (found by identity or position).
+ */
+function ownerOf(item: WorkItem, call: CallJobs | undefined, options: unknown): WorkItem {
+  const named = (options as { for?: Job<unknown> } | undefined)?.for;
+  const jobs = call?.jobs ?? [];
+  if (named === undefined) {
+    if (jobs.length <= 1) return jobs[0]?.item ?? item;
+    throw new StrandError(
+      'CONFIG',
+      `ctx.enqueue in a batch handler call of ${jobs.length} jobs with exactlyOnce needs the job it belongs to: ctx.enqueue(target, data, { for: job })`,
+    );
+  }
+  if (!call && sameJob(named, item)) return item;
+  const found = jobs.find((s) => s.job === named) ?? jobs.find((s) => sameJob(named, s.item));
+  if (found) return found.item;
+  throw new StrandError(
+    'CONFIG',
+    `ctx.enqueue { for } names a job that is not in this call (${named?.topic}:${named?.partition}@${named?.offset}): pass one of the jobs the handler was given`,
+  );
+}
+
+/** Exactly once: the follow-ups `item` staged in a call join its writes (it completed). */
+export function keepFollowUps(item: WorkItem, staged: ReadonlyMap<WorkItem, TopicRecords[]>): void {
+  const mine = staged.get(item);
+  if (mine && mine.length > 0) item.writes = [...(item.writes ?? []), ...mine];
+}
 
 /** What a handler call needs of the worker. */
 export interface HandlerDeps {
@@ -53,7 +92,9 @@ export async function runHandler(
   item: WorkItem,
   slot: JobSlot,
   log: { readonly logger: Logger; readonly span?: TracedSpan | undefined },
-  call: (ctx: JobContext) => unknown,
+  call: (ctx: BatchContext<unknown>) => unknown,
+  /** A batch call: its jobs (the caller keeps the staged follow-ups of the jobs that complete). */
+  batch?: CallJobs,
 ): Promise<unknown> {
   const { jobTimeoutMs: timeoutMs, clock } = deps;
   const attempt = new AttemptSignal();
@@ -83,13 +124,15 @@ export async function runHandler(
           { unref: true },
         )
       : undefined;
-  // Exactly once: the attempt's follow-ups, kept only if it completes (then they join the job's writes).
-  const followUps: TopicRecords[] | undefined = deps.exactlyOnce ? [] : undefined;
+  // Exactly once: the attempt's follow-ups per job, kept only for a job that completes (then they
+  // join its writes: here for a single job, in batch.ts for a batch call's jobs).
+  const staged = batch?.staged ?? new Map<WorkItem, TopicRecords[]>();
   let open = true;
   const ctx = {
-    async enqueue<J>(to: FollowUpTarget<J> | FollowUpTopic, job: J): Promise<FollowUp> {
+    async enqueue<J>(to: FollowUpTarget<J> | FollowUpTopic, job: J, options?: unknown): Promise<FollowUp> {
+      const owner = deps.exactlyOnce ? ownerOf(item, batch, options) : undefined;
       const target = await followUpTarget(deps, to);
-      if (!followUps) {
+      if (!owner) {
         const [result] = await target.enqueueMany([job]);
         return { jobId: result!.jobId };
       }
@@ -99,7 +142,9 @@ export async function runHandler(
           'CONFIG',
           'ctx.enqueue settled after its handler returned: await it in the handler',
         );
-      followUps.push(...records);
+      const list = staged.get(owner);
+      if (list) list.push(...records);
+      else staged.set(owner, [...records]);
       return { jobId: jobIds[0]! };
     },
     get signal() {
@@ -115,7 +160,7 @@ export async function runHandler(
   const { span } = log;
   try {
     await (span ? span.run(() => call(ctx)) : call(ctx));
-    if (followUps && followUps.length > 0) item.writes = [...(item.writes ?? []), ...followUps];
+    if (!batch) keepFollowUps(item, staged);
     return undefined;
   } catch (error) {
     const thrown = normalizeThrown(error);
@@ -133,7 +178,7 @@ export async function runHandler(
 export function callOne(
   options: Pick<ResolvedWorkerOptions, 'handler' | 'batchHandler'>,
   job: Job<unknown>,
-  ctx: JobContext,
+  ctx: BatchContext<unknown>,
 ): unknown {
   const { handler, batchHandler } = options;
   if (handler) return handler(job as never, ctx);

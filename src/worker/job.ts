@@ -73,6 +73,30 @@ export interface JobContext {
 
 export type JobHandler<T = Record<string, unknown>> = (job: Job<T>, ctx: JobContext) => Promise<void> | void;
 
+/** The third argument of a batch handler's `ctx.enqueue`. */
+export interface FollowUpOptions<T = Record<string, unknown>> {
+  /** The job of this call the follow-up belongs to (one of the jobs the batch handler was given). */
+  readonly for: Job<T>;
+}
+
+/** What a batch handler gets besides its jobs: a {@link JobContext} whose `enqueue` names the job. */
+export interface BatchContext<T = Record<string, unknown>> extends Omit<JobContext, 'enqueue'> {
+  /**
+   * Enqueues a follow-up job through `target`, as {@link JobContext.enqueue} does, for the job named
+   * by `{ for: job }`. With `exactlyOnce` the follow-up is written in the transaction of that job's
+   * partition, with the commit of that job's offset, and only if that job completes in this call
+   * (it is not in `{ failed }` and the call did not throw; a job retried in place starts over with
+   * no follow-ups); `for` is then required when the call has more than one job (the promise
+   * rejects without it). Without `exactlyOnce` it is a plain acknowledged send and `for` is only
+   * informative.
+   */
+  enqueue<J>(
+    target: FollowUpTarget<J> | FollowUpTopic,
+    job: J,
+    options?: FollowUpOptions<T>,
+  ): Promise<FollowUp>;
+}
+
 /** One job of a batch that failed, and why; it goes through the retry policy like a failed handler. */
 export interface BatchFailure<T = Record<string, unknown>> {
   readonly job: Job<T>;
@@ -90,6 +114,6 @@ export type BatchResult<T = Record<string, unknown>> =
 /** Many jobs per call (docs/options.md, "Batch handlers"); `ctx.signal` aborts at `jobTimeoutMs` of the batch. */
 export type BatchHandler<T = Record<string, unknown>> = (
   jobs: readonly Job<T>[],
-  ctx: JobContext,
+  ctx: BatchContext<T>,
   // biome-ignore lint/suspicious/noConfusingVoidType: a batch handler that returns nothing completed every job
 ) => Promise<BatchResult<T> | void> | BatchResult<T> | void;

@@ -21,10 +21,12 @@ import type { OrderingMode } from './key-scheduler.js';
 import { exactlyOnceFits } from './rounds.js';
 
 export type {
+  BatchContext,
   BatchFailure,
   BatchHandler,
   BatchResult,
   FollowUp,
+  FollowUpOptions,
   FollowUpTarget,
   FollowUpTopic,
   Job,

@@ -201,26 +201,19 @@ export function exactlyOnceRounds(
 
 /**
  * What exactly-once rounds do not cover yet: strict key order writes parking records that its
- * release reads back by offset at once (inside an open round they are not visible yet), and a batch
- * handler's `ctx` is shared by its jobs (a follow-up belongs to one job's round).
+ * release reads back by offset at once (inside an open round they are not visible yet). A batch
+ * handler is covered: its `ctx.enqueue(…, { for: job })` names the job whose round a follow-up joins.
  */
 export const exactlyOnceFits = (
   o: {
     exactlyOnce: boolean;
-    batchHandler?: unknown;
     ordering: string;
     retry: { ordering: string; tiers: readonly number[] };
   },
   ctx: z.RefinementCtx,
 ) => {
   if (!o.exactlyOnce) return;
-  if (o.batchHandler !== undefined)
-    ctx.addIssue({
-      code: 'custom',
-      message: 'not supported with batchHandler yet (use handler)',
-      path: ['exactlyOnce'],
-    });
-  else if (o.retry.ordering === 'strict' && o.retry.tiers.length > 0 && o.ordering !== 'unordered')
+  if (o.retry.ordering === 'strict' && o.retry.tiers.length > 0 && o.ordering !== 'unordered')
     ctx.addIssue({
       code: 'custom',
       message:

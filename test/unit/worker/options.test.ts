@@ -114,19 +114,26 @@ describe('exactlyOnce options', () => {
     expect(new Worker({ ...base, exactlyOnce: true, retry: { tiers: [] } }).options.exactlyOnce).toBe(true);
   });
 
-  it('refuses strict key order and batch handlers in one line naming the field', () => {
+  it('refuses strict key order in one line naming the field, with a handler or a batch handler', () => {
     const strict = errorOf({ ...base, exactlyOnce: true });
     expect(strict.path).toBe('exactlyOnce');
     expect(strict.message).toMatch(/^worker options: exactlyOnce: .*retry\.ordering: 'relaxed'$/);
     expect(strict.message).not.toContain('\n');
     const { handler: _h, ...noHandler } = base;
-    const batch = errorOf({
+    const batchStrict = errorOf({ ...noHandler, batchHandler: async () => undefined, exactlyOnce: true });
+    expect(batchStrict.message).toMatch(/^worker options: exactlyOnce: .*retry\.ordering: 'relaxed'$/);
+    expect(errorOf({ ...base, exactlyOnce: 'yes' }).path).toBe('exactlyOnce');
+  });
+
+  it('takes a batch handler with relaxed key order (its ctx.enqueue names the job: { for: job })', () => {
+    const { handler: _h, ...noHandler } = base;
+    const w = new Worker({
       ...noHandler,
       batchHandler: async () => undefined,
       exactlyOnce: true,
       retry: { ordering: 'relaxed' },
     });
-    expect(batch.message).toMatch(/exactlyOnce: not supported with batchHandler/);
-    expect(errorOf({ ...base, exactlyOnce: 'yes' }).path).toBe('exactlyOnce');
+    expect(w.options.exactlyOnce).toBe(true);
+    expect(w.options.batchHandler).toBeDefined();
   });
 });
