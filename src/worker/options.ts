@@ -79,10 +79,10 @@ export interface WorkerOptions<T = Record<string, unknown>> extends TenantOption
   /** Commit period (with `exactlyOnce`: the round period). @defaultValue 1000 */
   commitIntervalMs?: number | string;
   /**
-   * Exactly-once pipelines: a job's `ctx.enqueue` follow-ups, its retry-tier or DLQ record and the
-   * commit of its offset go out in one Kafka transaction per input partition and round (every
-   * `commitIntervalMs`), visible to `read_committed` readers only once the round commits
-   * (docs/guarantees.md). Needs `retry.ordering: 'relaxed'` (or no tiers) and a `handler`.
+   * Exactly-once pipelines: a job's `ctx.enqueue` follow-ups (in a batch handler `{ for: job }` names
+   * the job), its retry-tier or DLQ record and the commit of its offset go out in one Kafka
+   * transaction per input partition and round (every `commitIntervalMs`), visible to `read_committed`
+   * readers once the round commits (docs/guarantees.md). Needs `retry.ordering: 'relaxed'` (or no tiers).
    * @defaultValue false
    */
   exactlyOnce?: boolean;
