@@ -62,8 +62,9 @@ function counts(records: readonly RawRecord[]): Map<string, number> {
  * payments → ledger: three worker processes, the oldest killed with SIGKILL (and a new one started)
  * five times as the input is worked through. Every 7th payment of an account fails its first attempt
  * and goes to the retry tier. Returns the ledger and tier records a read_committed reader sees.
+ * `batch`: the workers run a batch handler (pipeline-worker.ts).
  */
-async function pipeline(exactlyOnce: boolean, jobs: number) {
+async function pipeline(exactlyOnce: boolean, jobs: number, batch?: { maxSize: number; maxWaitMs: number }) {
   const { topic, cleanup } = await jobTopic('eos-in', { partitions: 6, tierDelays: [300] });
   const output = uniqueName('eos-out');
   const dropOutput = await createTopics([{ topic: output, numPartitions: 6 }]);
@@ -81,6 +82,7 @@ async function pipeline(exactlyOnce: boolean, jobs: number) {
       maxMs: 6,
       tiers: [300],
       failEvery: 7,
+      ...(batch ? { batch } : {}),
     },
     'test/support/pipeline-worker.ts',
   );
@@ -152,6 +154,24 @@ describe('exactly-once pipelines against the real broker', () => {
     );
     expect(duplicated).toBeGreaterThan(0);
   }, 600_000);
+
+  it('a batch handler, payments → ledger with SIGKILLs: each ledger job once per payment, none of a failed job', async () => {
+    const jobs = 6000;
+    const started = Date.now();
+    const eos = await pipeline(true, jobs, { maxSize: 50, maxWaitMs: 5 });
+    const seen = counts(eos.ledger);
+    expect(eos.kills).toBeGreaterThanOrEqual(2);
+    // A failing job enqueued its follow-up too: kept, it would show here twice.
+    expect([...seen].filter(([, n]) => n > 1)).toEqual([]);
+    expect(new Set(seen.keys())).toEqual(new Set(eos.jobIds.map((id) => `${id}:ledger`)));
+    const tierSeen = counts(eos.tier);
+    expect([...tierSeen].filter(([, n]) => n > 1)).toEqual([]);
+    expect(tierSeen.size).toBeGreaterThan(eos.failing * 0.8);
+    console.log(
+      `exactly-once batches: ${eos.ledger.length} ledger records for ${jobs} payments, ${tierSeen.size} tier records, ` +
+        `${eos.kills} SIGKILLs, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+  }, 180_000);
 
   it("fencing: a zombie's open round is aborted when the new owner takes the partition", async () => {
     const input = uniqueName('eos-fence-in');
