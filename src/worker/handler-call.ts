@@ -126,7 +126,7 @@ export async function runHandler(
       : undefined;
   // Exactly once: the attempt's follow-ups per job, kept only for a job that completes (then they
   // join its writes: here for a single job, in batch.ts for a batch call's jobs).
-  const staged = batch?.staged ?? new Map<WorkItem, TopicRecords[]>();
+  let staged = batch?.staged;
   let open = true;
   const ctx = {
     async enqueue<J>(to: FollowUpTarget<J> | FollowUpTopic, job: J, options?: unknown): Promise<FollowUp> {
@@ -142,6 +142,7 @@ export async function runHandler(
           'CONFIG',
           'ctx.enqueue settled after its handler returned: await it in the handler',
         );
+      staged ??= new Map();
       const list = staged.get(owner);
       if (list) list.push(...records);
       else staged.set(owner, [...records]);
@@ -160,7 +161,7 @@ export async function runHandler(
   const { span } = log;
   try {
     await (span ? span.run(() => call(ctx)) : call(ctx));
-    if (!batch) keepFollowUps(item, staged);
+    if (!batch && staged) keepFollowUps(item, staged);
     return undefined;
   } catch (error) {
     const thrown = normalizeThrown(error);
