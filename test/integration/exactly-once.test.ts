@@ -79,7 +79,8 @@ async function pipeline(exactlyOnce: boolean, jobs: number, batch?: { maxSize: n
       concurrency: 32,
       // A kill then finds a second of finished jobs not committed yet (the control must show them twice).
       commitIntervalMs: 1000,
-      maxMs: 6,
+      // A batch call works longer (up to 40 ms for up to 50 jobs), or the input is done between two kills.
+      maxMs: batch ? 40 : 6,
       tiers: [300],
       failEvery: 7,
       ...(batch ? { batch } : {}),
