@@ -30,7 +30,7 @@ const sameJob = (job: Job<unknown>, item: WorkItem) =>
  * it names that job; in a call of many, `for` must name one of them (found by identity or position).
  */
 function ownerOf(item: WorkItem, call: CallJobs | undefined, options: unknown): WorkItem {
-  const named = (options as { for?: Job<unknown> } | undefined)?.for;
+  const named = (options as { for?: Job<unknown> | null } | undefined)?.for ?? undefined;
   const jobs = call?.jobs ?? [];
   if (named === undefined) {
     if (jobs.length <= 1) return jobs[0]?.item ?? item;

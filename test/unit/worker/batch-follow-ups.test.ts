@@ -125,17 +125,19 @@ describe('batch handler follow-ups with exactlyOnce', () => {
     const errors: unknown[] = [];
     const { items, call } = setUp(2, async (jobs, ctx) => {
       await ctx.enqueue(target, 'x').catch((e: unknown) => errors.push(e));
+      await ctx.enqueue(target, 'x', { for: null as never }).catch((e: unknown) => errors.push(e));
       const stranger = { ...jobs[0]!, offset: '999' };
       await ctx.enqueue(target, 'y', { for: stranger }).catch((e: unknown) => errors.push(e));
     });
     expect(await call()).toEqual([undefined, undefined]);
-    expect(errors).toHaveLength(2);
+    expect(errors).toHaveLength(3);
     for (const e of errors) {
       expect(isStrandError(e, 'CONFIG')).toBe(true);
       expect((e as Error).message).not.toContain('\n');
     }
     expect((errors[0] as Error).message).toMatch(/needs the job it belongs to: .*\{ for: job \}/);
-    expect((errors[1] as Error).message).toMatch(/not in this call \(payments:0@999\)/);
+    expect((errors[1] as Error).message).toMatch(/needs the job it belongs to/);
+    expect((errors[2] as Error).message).toMatch(/not in this call \(payments:0@999\)/);
     expect(items.map((i) => i.writes)).toEqual([undefined, undefined]);
   });
 
