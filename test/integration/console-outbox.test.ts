@@ -196,6 +196,13 @@ describe('console: the transactional outbox', () => {
     } finally {
       clearInterval(feeding);
     }
+    // The relay publishes what the feed wrote last before it stops (CI: rows of the feed were still
+    // pending when it stopped, and the page's count was not the two written next).
+    await waitUntil(async () => (await outboxState(pool!, table)).topics.every((t) => t.pending === 0), {
+      what: 'the relay published every row of the feed',
+      timeoutMs: 60_000,
+      intervalMs: 500,
+    });
     await relay.stop();
     relay = undefined;
     // Everything published once the relay caught up: the page says 0 pending.
@@ -207,7 +214,7 @@ describe('console: the transactional outbox', () => {
           (await text(page, 'outbox-pending')) === '2' && (await text(page, 'outbox-relay-count')) === '0'
         );
       },
-      { what: 'the stopped relay shows as gone, the new rows wait', timeoutMs: 30_000, intervalMs: 1000 },
+      { what: 'the stopped relay shows as gone, the new rows wait', timeoutMs: 60_000, intervalMs: 1000 },
     );
 
     // The overview: the worker's group row has the outbox column with the topic's waiting rows.
