@@ -121,16 +121,8 @@ describe('trace checker', () => {
   });
 
   it('no-outcome: a job started by a process SIGKILLed before its end, unless its completion is known elsewhere', () => {
-    const w = {
-      w1: [
-        [0, open()],
-        [1, running],
-        [2, assign(0)],
-        [10, start(0)],
-        [20, done(0)],
-        [21, start(1)],
-      ] as [number, Line][],
-    };
+    // w1 of the hand-over up to its start of job 1, then killed.
+    const w = { w1: handOver(160).w1.slice(0, 6) };
     const v = checkTraces(traces(w, { w1: 30 }));
     expect(v.kinds['no-outcome']).toBe(1);
     expect(v.violations[0]).toMatch(/job j1 .* never completed/);
