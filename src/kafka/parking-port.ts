@@ -4,7 +4,7 @@ import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../ports.js';
 import type { Admin, KafkaConnection, KafkaMessage, Producer } from './client.js';
 import { PartitionReader } from './partition-reader.js';
 import { type PartitionCounts, partitionCounts, sendAcknowledged } from './send.js';
-import { takeTransactionalId } from './transaction.js';
+import { KeyedSerial, takeTransactionalId } from './transaction.js';
 
 function fetched(m: KafkaMessage): FetchedRecord {
   return { offset: m.offset, key: m.key ?? null, value: m.value ?? null, headers: m.headers };
@@ -83,7 +83,7 @@ export class KafkaParkingPort implements ParkingPort {
   /** The transactional producer of each parking partition this worker holds. */
   private readonly holders = new Map<number, Producer>();
   /** Steps of one partition (fence, write, release) run one after another. */
-  private readonly chains = new Map<number, Promise<unknown>>();
+  private readonly serial = new KeyedSerial<number>();
 
   constructor(
     conn: KafkaConnection,
@@ -96,17 +96,6 @@ export class KafkaParkingPort implements ParkingPort {
     this.reader = new PartitionReader(conn);
   }
 
-  private serial<T>(partition: number, step: () => Promise<T>): Promise<T> {
-    const next = (this.chains.get(partition) ?? Promise.resolve()).catch(() => undefined).then(step);
-    this.chains.set(partition, next);
-    void next
-      .catch(() => undefined)
-      .then(() => {
-        if (this.chains.get(partition) === next) this.chains.delete(partition);
-      });
-    return next;
-  }
-
   /**
    * Takes the partition's transactional id (InitProducerId), now: an earlier holder's open write is
    * aborted and its next refused. Resolves once taken; before reading the partition as its owner.
@@ -114,7 +103,7 @@ export class KafkaParkingPort implements ParkingPort {
   fence(partition: number): Promise<void> {
     const fencing = this.fencing;
     if (!fencing) return Promise.resolve();
-    return this.serial(partition, async () => {
+    return this.serial.run(partition, async () => {
       await this.let(partition);
       const producer = await takeTransactionalId(fencing.kafka, {
         transactionalId: parkingTransactionalIdOf(fencing.groupId, this.topic, partition),
@@ -135,7 +124,7 @@ export class KafkaParkingPort implements ParkingPort {
   /** Lets the partition's transactional id go (the job-topic partition left this worker). */
   release(partition: number): Promise<void> {
     if (!this.fencing) return Promise.resolve();
-    return this.serial(partition, () => this.let(partition));
+    return this.serial.run(partition, () => this.let(partition));
   }
 
   private async let(partition: number): Promise<void> {
@@ -266,33 +255,35 @@ export class KafkaParkingPort implements ParkingPort {
     const messages = batch.flatMap(({ records }) =>
       records.map((r) => ({ key: r.key, value: r.value, headers: r.headers, partition })),
     );
-    this.serial(partition, async () => {
-      const producer = this.holders.get(partition);
-      if (!producer) throw new ParkingFencedError(partition);
-      let tx: Awaited<ReturnType<Producer['transaction']>> | undefined;
-      let committing = false;
-      try {
-        tx = await producer.transaction();
-        const placements = await sendAcknowledged(tx, [{ topic: this.topic, messages }], {
-          counts: this.counts,
-          inTransaction: true,
-        });
-        committing = true;
-        await tx.commit();
-        return placements;
-      } catch (error) {
-        // kafkajs cannot leave a failed commit's state, nor a fenced producer, nor one that could
-        // not begin: the id is let go, and only a new ownership takes it again (taking it here
-        // could fence a newer owner). A send that failed inside the transaction is aborted.
-        const aborted = (t: NonNullable<typeof tx>) =>
-          t.abort().then(
-            () => true,
-            () => false,
-          );
-        if (!tx || committing || isFenced(error) || !(await aborted(tx))) await this.let(partition);
-        throw isFenced(error) ? new ParkingFencedError(partition, error) : error;
-      }
-    }).then(...settles(batch));
+    this.serial
+      .run(partition, async () => {
+        const producer = this.holders.get(partition);
+        if (!producer) throw new ParkingFencedError(partition);
+        let tx: Awaited<ReturnType<Producer['transaction']>> | undefined;
+        let committing = false;
+        try {
+          tx = await producer.transaction();
+          const placements = await sendAcknowledged(tx, [{ topic: this.topic, messages }], {
+            counts: this.counts,
+            inTransaction: true,
+          });
+          committing = true;
+          await tx.commit();
+          return placements;
+        } catch (error) {
+          // kafkajs cannot leave a failed commit's state, nor a fenced producer, nor one that could
+          // not begin: the id is let go, and only a new ownership takes it again (taking it here
+          // could fence a newer owner). A send that failed inside the transaction is aborted.
+          const aborted = (t: NonNullable<typeof tx>) =>
+            t.abort().then(
+              () => true,
+              () => false,
+            );
+          if (!tx || committing || isFenced(error) || !(await aborted(tx))) await this.let(partition);
+          throw isFenced(error) ? new ParkingFencedError(partition, error) : error;
+        }
+      })
+      .then(...settles(batch));
   }
 }
 

@@ -2,7 +2,7 @@ import type { Kafka, PartitionOffset, Producer, Transaction } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
 import type { OffsetCommit, TopicRecords, TransactionPort } from '../ports.js';
 import { type PartitionCounts, sendAcknowledged } from './send.js';
-import { sendOffsetsInTransaction, takeTransactionalId } from './transaction.js';
+import { KeyedSerial, sendOffsetsInTransaction, takeTransactionalId } from './transaction.js';
 
 export interface KafkaTransactionPortOptions {
   groupId: string;
@@ -28,7 +28,8 @@ export function transactionalIdOf(groupId: string, topic: string, partition: num
  */
 export class KafkaTransactionPort implements TransactionPort {
   private readonly producers = new Map<string, Producer>();
-  private readonly chains = new Map<string, Promise<unknown>>();
+  /** Steps of one input partition (`topic:partition`), in turn. */
+  private readonly serial = new KeyedSerial<string>();
 
   constructor(
     private readonly kafka: Kafka,
@@ -47,21 +48,8 @@ export class KafkaTransactionPort implements TransactionPort {
       : undefined;
   }
 
-  /** Runs `step` after every earlier step of the same partition. */
-  private serial<T>(topic: string, partition: number, step: () => Promise<T>): Promise<T> {
-    const tp = `${topic}:${partition}`;
-    const next = (this.chains.get(tp) ?? Promise.resolve()).catch(() => undefined).then(step);
-    this.chains.set(tp, next);
-    void next
-      .catch(() => undefined)
-      .then(() => {
-        if (this.chains.get(tp) === next) this.chains.delete(tp);
-      });
-    return next;
-  }
-
   fence(topic: string, partition: number): Promise<void> {
-    return this.serial(topic, partition, async () => {
+    return this.serial.run(`${topic}:${partition}`, async () => {
       await this.close(topic, partition);
       const producer = await takeTransactionalId(this.kafka, {
         transactionalId: transactionalIdOf(this.opts.groupId, topic, partition),
@@ -74,7 +62,7 @@ export class KafkaTransactionPort implements TransactionPort {
 
   commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void> {
     const { topic, partition, offset, metadata } = round.offset;
-    return this.serial(topic, partition, async () => {
+    return this.serial.run(`${topic}:${partition}`, async () => {
       const producer = this.producers.get(`${topic}:${partition}`);
       if (!producer) throw new Error(`no transactional producer for ${topic}[${partition}] (not fenced)`);
       const tx = await producer.transaction();
@@ -109,7 +97,7 @@ export class KafkaTransactionPort implements TransactionPort {
   }
 
   release(topic: string, partition: number): Promise<void> {
-    return this.serial(topic, partition, () => this.close(topic, partition));
+    return this.serial.run(`${topic}:${partition}`, () => this.close(topic, partition));
   }
 
   /** Closes every producer (the worker stops). */

@@ -82,3 +82,22 @@ export async function takeTransactionalId(
   }
   return producer;
 }
+
+/**
+ * Steps run one after another per key (a partition): each waits for the key's earlier steps to
+ * settle, whatever they did; a key with nothing under way holds no entry.
+ */
+export class KeyedSerial<K> {
+  private readonly chains = new Map<K, Promise<unknown>>();
+
+  run<T>(key: K, step: () => Promise<T>): Promise<T> {
+    const next = (this.chains.get(key) ?? Promise.resolve()).catch(() => undefined).then(step);
+    this.chains.set(key, next);
+    void next
+      .catch(() => undefined)
+      .then(() => {
+        if (this.chains.get(key) === next) this.chains.delete(key);
+      });
+    return next;
+  }
+}

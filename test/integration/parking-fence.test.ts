@@ -1,6 +1,5 @@
 import { Partitioners } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
-import { HEADERS } from '../../src/headers.js';
 import { createKafka } from '../../src/kafka/client.js';
 import {
   KafkaParkingPort,
@@ -12,29 +11,12 @@ import { createLogger } from '../../src/observability/logger.js';
 import type { FetchedRecord } from '../../src/ports.js';
 import { systemClock } from '../../src/timing/clock.js';
 import { ParkingState } from '../../src/worker/parking.js';
-import { PartitionTracker } from '../../src/worker/partition-tracker.js';
-import { WorkItem } from '../../src/worker/work-item.js';
 import { createTopics, stack, uniqueName, waitUntil } from '../support/helpers.js';
+import { jobMaker } from '../support/parking-records.js';
 
 const GROUP = 'g';
 const logger = createLogger({ level: process.env.TEST_LOG ?? 'silent' });
-const tracker = new PartitionTracker('jobs', 0);
-let seq = 0;
-const job = (key: string, offset: number) =>
-  new WorkItem(
-    'jobs',
-    0,
-    {
-      offset: String(offset),
-      key: Buffer.from(key),
-      value: Buffer.from(`v${offset}`),
-      headers: { [HEADERS.jobId]: `${key}-${offset}` },
-    },
-    0,
-    tracker,
-    seq++,
-    0,
-  );
+const job = jobMaker();
 
 /** Every record of the partition a read_committed reader sees, as `key` strings. */
 async function visible(port: KafkaParkingPort, partition: number): Promise<string[]> {

@@ -1,4 +1,6 @@
 import { HEADERS } from '../../src/headers.js';
+import { PartitionTracker } from '../../src/worker/partition-tracker.js';
+import { WorkItem } from '../../src/worker/work-item.js';
 
 /**
  * Parking-topic records as workers write them (docs/architecture.md, "Strict key order"), made
@@ -75,4 +77,28 @@ export function* newestParkingChanges(
   for (let j = 0; j < backlog.followers; j++)
     yield parkedJob(group, partition, backlog.keys + j * backlog.keys, null);
   yield keyState(group, partition, 'bulk-0', null);
+}
+
+/**
+ * Job-topic jobs of partition 0 of `jobs` for a `ParkingState` under test: `job(key, offset)`, job id
+ * `<key>-<offset>`, numbered in the order made, of one ownership (tracker).
+ */
+export function jobMaker(): (key: string, offset: number) => WorkItem {
+  const tracker = new PartitionTracker('jobs', 0);
+  let seq = 0;
+  return (key, offset) =>
+    new WorkItem(
+      'jobs',
+      0,
+      {
+        offset: String(offset),
+        key: Buffer.from(key),
+        value: Buffer.from(`v${offset}`),
+        headers: { [HEADERS.jobId]: `${key}-${offset}` },
+      },
+      0,
+      tracker,
+      seq++,
+      0,
+    );
 }

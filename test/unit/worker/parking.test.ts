@@ -4,8 +4,7 @@ import { createLogger } from '../../../src/observability/logger.js';
 import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../../../src/ports.js';
 import { systemClock } from '../../../src/timing/clock.js';
 import { ParkingState } from '../../../src/worker/parking.js';
-import { PartitionTracker } from '../../../src/worker/partition-tracker.js';
-import { WorkItem } from '../../../src/worker/work-item.js';
+import { jobMaker } from '../../support/parking-records.js';
 
 /**
  * One log per partition, as the parking topic (no compaction: tombstones stay), read in pages of
@@ -103,23 +102,7 @@ const state = (port: ParkingPort, group = 'g', lost?: (partition: number) => voi
     ...(lost ? { lost } : {}),
   });
 
-const tracker = new PartitionTracker('jobs', 0);
-let seq = 0;
-const job = (key: string, offset: number) =>
-  new WorkItem(
-    'jobs',
-    0,
-    {
-      offset: String(offset),
-      key: Buffer.from(key),
-      value: Buffer.from(`v${offset}`),
-      headers: { [HEADERS.jobId]: `${key}-${offset}` },
-    },
-    0,
-    tracker,
-    seq++,
-    0,
-  );
+const job = jobMaker();
 
 describe('ParkingState', () => {
   it('parks a key, follows it in order, and a new owner reads the same state back', async () => {
