@@ -57,6 +57,19 @@ function classify(error: unknown): Classified {
   return 'other';
 }
 
+/**
+ * The registry client's calls have no timeout of their own (the gateway's HTTP calls have 5 s): one
+ * that never answers would hold its caller for good. After `ms` it counts as unavailable (retried
+ * within the gateway's deadline; registering the same schema again gives the same id).
+ */
+function answered<T>(call: Promise<T>, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`schema registry request timeout after ${ms} ms`)), ms);
+  });
+  return Promise.race([call, late]).finally(() => clearTimeout(timer));
+}
+
 function firstLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // The client prefixes its client id ("strand - "); Apicurio prefixes the Java exception class.
@@ -187,9 +200,11 @@ export class SchemaRegistryGateway {
         // The client refuses to register unless told the subject's current rule, so pass it.
         const level = await this.ensureCompatibility(subject, opts.compatibility ?? 'BACKWARD');
         try {
-          const { id } = await this.client.register(
-            { type: 'AVRO' as never, schema: JSON.stringify(schema) },
-            { subject, compatibility: level as never },
+          const { id } = await answered(
+            this.client.register(
+              { type: 'AVRO' as never, schema: JSON.stringify(schema) },
+              { subject, compatibility: level as never },
+            ),
           );
           return id;
         } catch (error) {
