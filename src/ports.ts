@@ -148,9 +148,17 @@ export interface TransactionPort {
    * One transaction: the records, then the input offset (with its offset map) for the group, then
    * commit. Rejects when the transaction did not commit (aborted, fenced, unknown): nothing of it
    * is visible to read_committed readers unless the broker had already committed it, in which
-   * case its offset is committed too.
+   * case its offset is committed too. Under the transactional id of input partition `topic` /
+   * `partition`; without `offset`, a transaction of records alone (parking writes of a partition
+   * whose round staged nothing: rounds.ts `commitNow`). Resolves with the offsets the records got,
+   * in order (every message of every entry).
    */
-  commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void>;
+  commitRound(round: {
+    topic: string;
+    partition: number;
+    records: readonly TopicRecords[];
+    offset?: OffsetCommit | undefined;
+  }): Promise<number[]>;
   /** Gives the partition's transactional id up (revoked), after any round of it in flight. */
   release(topic: string, partition: number): Promise<void>;
   /** Gives every transactional id up (the worker stopped). */
@@ -177,8 +185,17 @@ export interface ParkingPort {
   ): Promise<number>;
   /** The records at these offsets, in offset order (offsets compacted away are left out). */
   read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]>;
-  /** Writes records to one partition (acks=all); resolves with their offsets once acknowledged. */
-  write(partition: number, records: readonly OutgoingRecord[]): Promise<number[]>;
+  /**
+   * Writes records to one partition (acks=all); resolves with their offsets once acknowledged.
+   * `carried`: records of other topics that must become visible with them, atomically (exactly
+   * once: a job's tier record with its key's state, a released job's follow-ups with its
+   * tombstone; worker/round-parking.ts). Only a port inside exactly-once rounds takes them.
+   */
+  write(
+    partition: number,
+    records: readonly OutgoingRecord[],
+    carried?: readonly TopicRecords[],
+  ): Promise<number[]>;
   /** The partition's log end offset. */
   endOffset(partition: number): Promise<number>;
   /**

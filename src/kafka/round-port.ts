@@ -60,29 +60,40 @@ export class KafkaTransactionPort implements TransactionPort {
     });
   }
 
-  commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void> {
-    const { topic, partition, offset, metadata } = round.offset;
+  commitRound(round: {
+    topic: string;
+    partition: number;
+    records: readonly TopicRecords[];
+    offset?: OffsetCommit | undefined;
+  }): Promise<number[]> {
+    const { topic, partition } = round;
     return this.serial.run(`${topic}:${partition}`, async () => {
       const producer = this.producers.get(`${topic}:${partition}`);
       if (!producer) throw new Error(`no transactional producer for ${topic}[${partition}] (not fenced)`);
       const tx = await producer.transaction();
       try {
-        if (round.records.length > 0)
-          await sendAcknowledged(
-            tx,
-            round.records.map(({ topic: t, messages }) => ({
-              topic: t,
-              messages: messages.map((m) => ({ ...m })),
-            })),
-            { counts: this.opts.counts, inTransaction: true },
-          );
-        await sendOffsetsInTransaction(tx, {
-          consumerGroupId: this.opts.groupId,
-          topics: [
-            { topic, partitions: [{ partition, offset: String(offset), metadata } as PartitionOffset] },
-          ],
-        });
+        const placed =
+          round.records.length > 0
+            ? await sendAcknowledged(
+                tx,
+                round.records.map(({ topic: t, messages }) => ({
+                  topic: t,
+                  messages: messages.map((m) => ({ ...m })),
+                })),
+                { counts: this.opts.counts, inTransaction: true },
+              )
+            : [];
+        if (round.offset) {
+          const { offset, metadata } = round.offset;
+          await sendOffsetsInTransaction(tx, {
+            consumerGroupId: this.opts.groupId,
+            topics: [
+              { topic, partitions: [{ partition, offset: String(offset), metadata } as PartitionOffset] },
+            ],
+          });
+        }
         await this.end(tx);
+        return placed.map((p) => Number(p.offset));
       } catch (error) {
         await tx.abort().catch(() => undefined);
         await this.close(topic, partition);

@@ -1,11 +1,12 @@
 import type { Logger } from '../observability/logger.js';
 import type { QueueMetrics } from '../observability/metrics.js';
-import type { ConsumerPort, OffsetCommit } from '../ports.js';
+import type { ConsumerPort, OffsetCommit, TopicRecords } from '../ports.js';
 import type { Assignment } from './assignment.js';
 import { encodeOffsetMap } from './offset-map.js';
 import type { PartitionTracker } from './partition-tracker.js';
 import type { TransactionRounds } from './rounds.js';
 import type { RunState } from './run-state.js';
+import { tpKey } from './work-item.js';
 
 /**
  * Commits each owned partition's commit point (the first accepted offset not yet done) with the
@@ -71,38 +72,26 @@ export class Committer {
   }
 
   private async once(duringRebalance: boolean): Promise<void> {
-    const { consumer, assignment, state, logger, metrics, group, metadataMaxChars } = this.deps;
+    const { consumer, assignment, state, logger } = this.deps;
     if (state.rebalancing && !duringRebalance) return;
     const offsets: OffsetCommit[] = [];
     const trackers: PartitionTracker[] = [];
     const rounds = this.deps.rounds;
     for (const { tracker, verified } of assignment.partitions()) {
       if (!verified || rounds?.isBroken(tracker)) continue;
-      const point = tracker.commitPoint();
-      if (point === undefined) continue;
+      const offset = this.pointOf(tracker);
+      if (offset === undefined) continue;
       const last = tracker.lastCommit;
-      // Never behind this ownership's last commit, nor behind the group's commit it began from:
-      // with exactly once the intake skips the records below that one (read after the fence), and
-      // a fetch that began before the fence may have started lower (seed 38906).
-      if (point < tracker.baseOffset || (last && point < last.point)) continue;
-      const metadata = encodeOffsetMap(point, tracker.doneAbove(), metadataMaxChars);
-      if (metadata === undefined) {
-        // The intake keeps every partition's map within the limit; if one still does not fit, keep
-        // the last commit rather than lose which jobs finished.
-        logger.error(
-          { topic: tracker.topic, partition: tracker.partition, point },
-          'offset map too large; partition not committed',
-        );
+      if (
+        last &&
+        offset.offset === last.point &&
+        offset.metadata === last.metadata &&
+        !rounds?.hasStaged(tracker)
+      )
         continue;
-      }
-      metrics.offsetMapBytes.set(
-        { topic: tracker.topic, partition: String(tracker.partition), group },
-        Buffer.byteLength(metadata),
-      );
-      if (last && point === last.point && metadata === last.metadata && !rounds?.hasStaged(tracker)) continue;
-      offsets.push({ topic: tracker.topic, partition: tracker.partition, offset: point, metadata });
+      offsets.push(offset);
       trackers.push(tracker);
-      tracker.noteSent(point, metadata);
+      tracker.noteSent(offset.offset, offset.metadata);
     }
     if (offsets.length === 0) return;
     if (rounds) return this.commitRounds(rounds, offsets, trackers);
@@ -129,6 +118,33 @@ export class Committer {
     }
   }
 
+  /** The partition's commit now (point and offset map), if it may be committed. */
+  private pointOf(tracker: PartitionTracker): OffsetCommit | undefined {
+    const { logger, metrics, group, metadataMaxChars } = this.deps;
+    const point = tracker.commitPoint();
+    if (point === undefined) return undefined;
+    const last = tracker.lastCommit;
+    // Never behind this ownership's last commit, nor behind the group's commit it began from:
+    // with exactly once the intake skips the records below that one (read after the fence), and
+    // a fetch that began before the fence may have started lower (seed 38906).
+    if (point < tracker.baseOffset || (last && point < last.point)) return undefined;
+    const metadata = encodeOffsetMap(point, tracker.doneAbove(), metadataMaxChars);
+    if (metadata === undefined) {
+      // The intake keeps every partition's map within the limit; if one still does not fit, keep
+      // the last commit rather than lose which jobs finished.
+      logger.error(
+        { topic: tracker.topic, partition: tracker.partition, point },
+        'offset map too large; partition not committed',
+      );
+      return undefined;
+    }
+    metrics.offsetMapBytes.set(
+      { topic: tracker.topic, partition: String(tracker.partition), group },
+      Buffer.byteLength(metadata),
+    );
+    return { topic: tracker.topic, partition: tracker.partition, offset: point, metadata };
+  }
+
   /**
    * Exactly once: one transaction per partition (its staged writes and its offset), all partitions
    * at once. Each round was taken in the tick its commit point was read. A round that fails breaks
@@ -141,10 +157,35 @@ export class Committer {
   ): Promise<void> {
     const results = await Promise.all(offsets.map((o, i) => rounds.commit(trackers[i]!, o)));
     const committed = offsets.filter((o, i) => {
-      if (results[i]) trackers[i]!.lastCommit = { point: o.offset, metadata: o.metadata };
+      if (results[i]) this.committed(trackers[i]!, o);
       return results[i];
     });
     if (committed.length > 0) this.deps.onCommitted(committed);
+  }
+
+  /** Never backwards: rounds of one partition made out of the committer's turn may end first. */
+  private committed(tracker: PartitionTracker, o: OffsetCommit): void {
+    if (!tracker.lastCommit || tracker.lastCommit.point <= o.offset)
+      tracker.lastCommit = { point: o.offset, metadata: o.metadata };
+  }
+
+  /**
+   * Exactly once, strict key order: a round of this partition now, out of the committer's turn,
+   * carrying `extra` (parking writes and the job writes they carry, round-parking.ts) after what
+   * it staged, with its commit point read in this tick. Resolves with `extra`'s offsets.
+   */
+  async commitNow(tracker: PartitionTracker, extra: readonly TopicRecords[]): Promise<number[]> {
+    const rounds = this.deps.rounds;
+    if (!rounds) throw new Error('commitNow needs exactly-once rounds');
+    const owned = this.deps.assignment.get(tpKey(tracker.topic, tracker.partition));
+    const offset = owned?.tracker === tracker && owned.verified ? this.pointOf(tracker) : undefined;
+    if (offset) tracker.noteSent(offset.offset, offset.metadata);
+    const placed = await rounds.commitNow(tracker, offset, extra);
+    if (offset) {
+      this.committed(tracker, offset);
+      this.deps.onCommitted([offset]);
+    }
+    return placed;
   }
 }
 

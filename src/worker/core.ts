@@ -174,6 +174,7 @@ export class WorkerCore extends WorkerEmitter {
       random,
     });
     this.parking = KeyParking.create(o, deps.parking, {
+      ...{ rounds: this.rounds, topics: deps.topics, committer: () => this.committer },
       ...{ options: o, router, runState: this.state, clock, logger, metrics, random },
       ...{ counts: executor.counts, emit: (event, ...args) => this.emit(event, ...(args as never)) },
       ...{ assignment: this.assignment, dispatcher: () => this.dispatcher, durably: executor.durably },

@@ -164,10 +164,11 @@ export async function runRelease(
           await durably(item, () => deps.state.releasing(p, key, parked, { outcome: 'dead', cause: dead }));
         }
       }
-      // Off the list now (the next read starts after it); its tombstone goes out meanwhile.
-      const tombstone = durably(item, deps.state.ran(p, parked, src));
+      // Off the list now (the next read starts after it); its tombstone goes out meanwhile (with
+      // the job's writes, exactly once).
+      const tombstone = durably(item, deps.state.ran(p, parked, src, job));
       // Awaited below; a release cut short (Abandoned) leaves it unawaited, not unhandled.
-      tombstone.catch(() => undefined);
+      tombstone.catch(() => job.onRound?.(false));
       tombstones.push(tombstone);
     }
   }

@@ -18,7 +18,6 @@ import {
   tenantFunction,
 } from './fairness/options.js';
 import type { OrderingMode } from './key-scheduler.js';
-import { exactlyOnceFits } from './rounds.js';
 
 export type {
   BatchContext,
@@ -341,7 +340,6 @@ export const workerOptionsSchema = workerOptionsObject
   })
   .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
   .superRefine(oneHandler)
-  .superRefine(exactlyOnceFits)
   .refine(batchWithBatchHandler.check, batchWithBatchHandler.params)
   .refine(limitsWithoutBatches.check, limitsWithoutBatches.params);
 
@@ -350,7 +348,6 @@ const definitionSchema = workerOptionsObject
   .partial({ brokers: true, kafka: true, registry: true })
   .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
   .superRefine(oneHandler)
-  .superRefine(exactlyOnceFits)
   .refine(batchWithBatchHandler.check, batchWithBatchHandler.params)
   .refine(limitsWithoutBatches.check, limitsWithoutBatches.params);
 

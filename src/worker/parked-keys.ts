@@ -1,5 +1,6 @@
 import { HEADERS, headerString } from '../headers.js';
 import type { ParkingPort } from '../ports.js';
+import type { Committer } from './committer.js';
 import type { JobSlot } from './dispatcher.js';
 import { type KeyParkingDeps, markReleasing, runRelease, stating } from './key-release.js';
 import { Abandoned } from './lease.js';
@@ -7,6 +8,8 @@ import type { ResolvedWorkerOptions } from './options.js';
 import type { Gate } from './parked-key.js';
 import { type ParkedKey, ParkingState } from './parking.js';
 import type { PartitionTracker } from './partition-tracker.js';
+import { RoundParkingPort } from './round-parking.js';
+import type { TransactionRounds } from './rounds.js';
 import { tpKey, WorkItem } from './work-item.js';
 
 const noop = () => undefined;
@@ -61,9 +64,15 @@ export class KeyParking {
       random: () => number;
       /** A parking write was refused (fenced by a later owner): give the partition up. */
       lost: (partition: number) => void;
+      /** Exactly once: parking writes are rounds of their job-topic partition (round-parking.ts). */
+      rounds: TransactionRounds | undefined;
+      topics: { main: string; parked: string };
+      committer: () => Pick<Committer, 'commitNow'>;
     },
   ): KeyParking | undefined {
-    if (!port || !KeyParking.wanted(o)) return undefined;
+    if (!KeyParking.wanted(o)) return undefined;
+    port = RoundParkingPort.within(port, deps.rounds, deps.topics, deps.assignment, deps.committer);
+    if (!port) return undefined;
     const state = new ParkingState({
       port,
       group: o.groupId,
@@ -136,9 +145,12 @@ export class KeyParking {
    * (the co-partitioned assignment gives one member partition i of the job topic and of its tiers):
    * the key is released now, in its lane, instead of when the intake reaches the release record.
    * That record was written first; whichever of the two comes second finds the key released (or
-   * parked behind another head) and does nothing.
+   * parked behind another head) and does nothing. Not with exactly once: the record and the
+   * head's own writes are visible only once the head's round commits, and the key's next jobs'
+   * writes must not come before them.
    */
   releaseNow(head: WorkItem, outcome: 'completed' | 'dead'): void {
+    if (this.deps.options.exactlyOnce) return;
     const p = Number(head.headers[HEADERS.originPartition] ?? head.partition);
     const key = head.key;
     if (key === null || this.state.get(p, key)?.head !== head.jobId) return;

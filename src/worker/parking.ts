@@ -7,6 +7,7 @@ import { type Clock, sleep } from '../timing/clock.js';
 import type { KeyStateRecord, ParkedJob, ParkedKey, ParkingPartition } from './parked-key.js';
 import { StateWrites } from './parked-key.js';
 import { type LoadedJobs, ParkingRecords } from './parking-records.js';
+import { TransactionRounds } from './rounds.js';
 import type { WorkItem } from './work-item.js';
 
 export type { ParkedJob, ParkedKey };
@@ -50,13 +51,10 @@ export class ParkingState {
 
   /** Parked keys and parked jobs over the owned partitions (metrics). */
   counts(): { keys: number; jobs: number } {
-    let keys = 0;
-    let jobs = 0;
-    for (const part of this.parts.values()) {
-      keys += part.keys.size;
-      for (const k of part.keys.values()) jobs += k.followers.length;
-    }
-    return { keys, jobs };
+    const counts = { keys: 0, jobs: 0 };
+    for (const part of this.parts.values())
+      for (const k of part.keys.values()) counts.keys++, (counts.jobs += k.followers.length);
+    return counts;
   }
 
   /** This worker took job-topic partition `partition`: its parked keys are read (again). */
@@ -218,7 +216,8 @@ export class ParkingState {
     if (keys.size > 0) logger.info({ partition, keys: keys.size }, 'parked keys taken over');
   }
 
-  private async write(partition: number, records: OutgoingRecord[]): Promise<number[]> {
+  /** `carrier`: a job whose writes (exactly once) go with these records, atomically. */
+  private async write(partition: number, records: OutgoingRecord[], carrier?: WorkItem) {
     const part = this.parts.get(partition);
     const token = part?.token ?? '';
     const { port } = this.deps;
@@ -226,6 +225,7 @@ export class ParkingState {
       .write(
         partition,
         records.map((r) => ({ ...r, headers: { ...r.headers, [HEADERS.parkingWriter]: token } })),
+        carrier?.writes,
       )
       .catch((error: unknown) => {
         // Refused: a later owner took the fence. This ownership's writes stay refused; it rejoins.
@@ -240,6 +240,7 @@ export class ParkingState {
       for (const o of offsets) if (o >= part.end) part.ours.add(o);
       while (part.ours.delete(part.end)) part.end++;
     }
+    if (carrier) TransactionRounds.published(carrier);
     return offsets;
   }
 
@@ -264,7 +265,7 @@ export class ParkingState {
     const wasParked = known?.followers[0]?.src === offset;
     if (wasParked) records.push(this.records.job(item.partition, offset, null));
     records.push(this.records.state(item.partition, key, state));
-    await this.write(item.partition, records);
+    await this.write(item.partition, records, item); // exactly once: its tier record with it
     if (!known) {
       part.keys.set(key, { ...state, followers: [], last: offset });
       return;
@@ -373,12 +374,11 @@ export class ParkingState {
    * A parked job ran (or was dead-lettered): it leaves the key's list now, and the returned send
    * removes it from the parking topic.
    */
-  ran(partition: number, parked: ParkedKey, src: number): () => Promise<void> {
+  ran(partition: number, parked: ParkedKey, src: number, job?: WorkItem): () => Promise<void> {
     const i = parked.followers.findIndex((f) => f.src === src);
     if (i >= 0) parked.followers.splice(i, 1);
-    return async () => {
-      await this.write(partition, [this.records.job(partition, src, null)]);
-    };
+    // Exactly once: the job's writes (follow-ups, DLQ record) go with its tombstone.
+    return () => this.write(partition, [this.records.job(partition, src, null)], job).then(() => {});
   }
 
   /** Every parked job of the key ran: the key is free again. */

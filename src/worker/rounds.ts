@@ -1,4 +1,3 @@
-import type { z } from 'zod';
 import type { RoutedRecord } from '../failure/router.js';
 import type { Logger } from '../observability/logger.js';
 import type { OffsetCommit, OutgoingRecord, TopicRecords, TransactionPort } from '../ports.js';
@@ -56,6 +55,14 @@ export class TransactionRounds {
     else item.writes = [write];
   }
 
+  /** The item's writes were published with a parking write (round-parking.ts): not staged again. */
+  static published(item: WorkItem): void {
+    const onRound = item.onRound;
+    item.writes = undefined;
+    item.onRound = undefined;
+    onRound?.(true);
+  }
+
   /** The router's staging (it sees work items as records). */
   readonly stageRouted = (item: RoutedRecord, topic: string, message: OutgoingRecord): void =>
     TransactionRounds.add(item as WorkItem, topic, message);
@@ -109,18 +116,49 @@ export class TransactionRounds {
    * same tick as the committer reads the commit point. Resolves false when it did not commit.
    */
   commit(tracker: PartitionTracker, offset: OffsetCommit): Promise<boolean> {
-    const round = this.staged.get(tracker);
-    this.staged.delete(tracker);
+    return this.commitWith(tracker, offset, []).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /**
+   * A round of the partition now, carrying `extra` after what it staged (strict key order's
+   * parking writes and the job writes they carry: round-parking.ts), with `offset` read in this
+   * tick (the committer's `commitNow`). Without an offset (none to commit yet) what it staged waits
+   * for the next round and `extra` goes alone. Resolves with the offsets `extra`'s records got;
+   * rejects when it did not commit (the partition is given up, as for any round).
+   */
+  commitNow(
+    tracker: PartitionTracker,
+    offset: OffsetCommit | undefined,
+    extra: readonly TopicRecords[],
+  ): Promise<number[]> {
+    if (this.broken.has(tracker))
+      return Promise.reject(new Error(`${tpKey(tracker.topic, tracker.partition)}: its round failed`));
+    return this.commitWith(tracker, offset, extra);
+  }
+
+  private commitWith(
+    tracker: PartitionTracker,
+    offset: OffsetCommit | undefined,
+    extra: readonly TopicRecords[],
+  ): Promise<number[]> {
+    const round = offset ? this.staged.get(tracker) : undefined;
+    if (round) this.staged.delete(tracker);
     const records: TopicRecords[] = round
       ? [...round.records].map(([topic, messages]) => ({ topic, messages }))
       : [];
+    const skip = records.reduce((n, r) => n + r.messages.length, 0);
+    records.push(...extra);
     const after = (committed: boolean) => {
       for (const f of round?.after ?? []) f(committed);
     };
-    return this.deps.port.commitRound({ records, offset }).then(
-      () => {
+    const { topic, partition } = tracker;
+    return this.deps.port.commitRound({ topic, partition, records, offset }).then(
+      (offsets) => {
         after(true);
-        return true;
+        return offsets.slice(skip);
       },
       (error: unknown) => {
         this.broken.add(tracker);
@@ -130,11 +168,11 @@ export class TransactionRounds {
         after(false);
         for (const f of later?.after ?? []) f(false);
         this.deps.logger.error(
-          { err: error, topic: tracker.topic, partition: tracker.partition, records: records.length },
+          { err: error, topic, partition, records: records.length },
           'exactly-once round not committed: its jobs run again from the committed offset (rejoining the group)',
         );
-        this.deps.giveUp(tpKey(tracker.topic, tracker.partition));
-        return false;
+        this.deps.giveUp(tpKey(topic, partition));
+        throw error;
       },
     );
   }
@@ -198,26 +236,3 @@ export function exactlyOnceRounds(
   const { transactions: port, clock, logger } = core;
   return new TransactionRounds({ port, clock, logger, random, ...hooks });
 }
-
-/**
- * What exactly-once rounds do not cover yet: strict key order writes parking records that its
- * release reads back by offset at once (inside an open round they are not visible yet). A batch
- * handler is covered: its `ctx.enqueue(…, { for: job })` names the job whose round a follow-up joins.
- */
-export const exactlyOnceFits = (
-  o: {
-    exactlyOnce: boolean;
-    ordering: string;
-    retry: { ordering: string; tiers: readonly number[] };
-  },
-  ctx: z.RefinementCtx,
-) => {
-  if (!o.exactlyOnce) return;
-  if (o.retry.ordering === 'strict' && o.retry.tiers.length > 0 && o.ordering !== 'unordered')
-    ctx.addIssue({
-      code: 'custom',
-      message:
-        "not supported with strict key order yet (retry.ordering 'strict', the default with retry tiers): set retry.ordering: 'relaxed'",
-      path: ['exactlyOnce'],
-    });
-};

@@ -218,6 +218,7 @@ describe('exactly-once pipelines against the real broker', () => {
     try {
       await zombie.fence(input, 0);
       const zombieRound = zombie.commitRound({
+        ...{ topic: input, partition: 0 },
         records: [{ topic: output, messages: [record('zombie-1'), record('zombie-2')] }],
         offset: { topic: input, partition: 0, offset: 2, metadata: '' },
       });
@@ -228,6 +229,7 @@ describe('exactly-once pipelines against the real broker', () => {
       await expect(zombieRound).rejects.toThrow();
       expect((await committedOffsets(groupId, input)).get(0) ?? -1).toBe(-1);
       await owner.commitRound({
+        ...{ topic: input, partition: 0 },
         records: [{ topic: output, messages: [record('owner-1')] }],
         offset: { topic: input, partition: 0, offset: 2, metadata: 's1:' },
       });

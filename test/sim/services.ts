@@ -384,20 +384,24 @@ export class SimTransactionPort implements TransactionPort {
     private readonly latencyMax: number,
     private readonly alive: () => boolean,
     private readonly epochs: Map<string, number>,
-    private readonly commit: (records: readonly TopicRecords[], offset: OffsetCommit) => void,
+    /** Lands a round whole; returns the offsets its records got (-1: a topic the model does not place). */
+    private readonly commit: (
+      tp: string,
+      records: readonly TopicRecords[],
+      offset: OffsetCommit | undefined,
+    ) => number[],
     private readonly trace: (text: string) => void,
     /** The new owner fenced `tp`: it reads the committed offset (and its map) from now. */
     private readonly fenced: (tp: string) => void = () => undefined,
   ) {}
 
-  private later(step: () => void): Promise<void> {
+  private later<T>(step: () => T): Promise<T> {
     return new Promise((resolve, reject) => {
       this.clock.setTimeout(
         () => {
           if (!this.alive()) return reject(new Error('transaction of a dead process'));
           try {
-            step();
-            resolve();
+            resolve(step());
           } catch (error) {
             reject(error);
           }
@@ -418,17 +422,37 @@ export class SimTransactionPort implements TransactionPort {
     });
   }
 
-  commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void> {
-    const tp = `${round.offset.topic}:${round.offset.partition}`;
+  commitRound(round: {
+    topic: string;
+    partition: number;
+    records: readonly TopicRecords[];
+    offset?: OffsetCommit | undefined;
+  }): Promise<number[]> {
+    const tp = `${round.topic}:${round.partition}`;
     const epoch = this.mine.get(tp);
-    return this.later(() => {
-      if (epoch === undefined || this.epochs.get(tp) !== epoch) {
-        this.trace(`round ${tp}@${round.offset.offset} refused: PRODUCER_FENCED`);
-        throw Object.assign(new Error('producer fenced'), { type: 'PRODUCER_FENCED' });
-      }
-      this.commit(round.records, round.offset);
+    // One partition's transactions run one after another, as on its one transactional producer.
+    const before = this.serial.get(tp) ?? Promise.resolve();
+    const run = before.then(() =>
+      this.later(() => {
+        if (epoch === undefined || this.epochs.get(tp) !== epoch) {
+          this.trace(`round ${tp}@${round.offset?.offset ?? '-'} refused: PRODUCER_FENCED`);
+          throw Object.assign(new Error('producer fenced'), { type: 'PRODUCER_FENCED' });
+        }
+        return this.commit(tp, round.records, round.offset);
+      }),
+    );
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.serial.set(tp, tail);
+    void tail.then(() => {
+      if (this.serial.get(tp) === tail) this.serial.delete(tp);
     });
+    return run;
   }
+
+  private readonly serial = new Map<string, Promise<void>>();
 
   release(topic: string, partition: number): Promise<void> {
     this.mine.delete(`${topic}:${partition}`);

@@ -411,7 +411,10 @@ export class Simulation implements ModelObserver {
     this.strict = c.worker.ordering === 'strict' && c.worker.tiers.length > 0;
     // Job-handler seeds draw from stream 901 as before batch handlers were covered; batch seeds
     // from 902 (half of the relaxed ones), so every other seed runs as it did.
-    this.eos = !this.strict && Rng.derive(seed, c.batch ? 902 : 901).chance(c.batch ? 0.5 : 0.8);
+    // Strict seeds draw from stream 903 (their parking writes are rounds then).
+    this.eos = this.strict
+      ? Rng.derive(seed, 903).chance(0.4)
+      : Rng.derive(seed, c.batch ? 902 : 901).chance(c.batch ? 0.5 : 0.8);
     this.cluster.addTopic(FOLLOW_UPS, c.partitions);
     const tps: string[] = [];
     for (const t of [this.topics.main, ...this.topics.tiers, ...delayTopics])
@@ -608,8 +611,14 @@ export class Simulation implements ModelObserver {
   /** The job reached its end: a handler run of it succeeded, or it was dead-lettered. */
   private resolved(rid: number): boolean {
     const j = this.jobs[rid];
-    return j !== undefined && (j.succeeded || j.dlq);
+    return j !== undefined && (j.succeeded || j.dlq || this.deadStaged.has(rid));
   }
+
+  /**
+   * Exactly once: jobs whose DLQ record was staged for a round (`job:dead`). The key's next job may
+   * run from then on: the record is visible with (or before) anything of the key staged after it.
+   */
+  private readonly deadStaged = new Set<number>();
 
   /** The rid of a job id of this simulation (`job-<rid>`), or -1. */
   private ridOf(jobId: string | undefined): number {
@@ -793,9 +802,33 @@ export class Simulation implements ModelObserver {
    * sends are, its follow-ups counted by rid (`follow-up-twice`), then its offset is committed with
    * the checks every commit gets.
    */
-  private onRound(inst: Instance, records: readonly TopicRecords[], o: OffsetCommit): void {
-    for (const { topic, messages } of records)
+  private onRound(
+    inst: Instance,
+    tp: string,
+    records: readonly TopicRecords[],
+    o: OffsetCommit | undefined,
+  ): number[] {
+    const placed: number[] = [];
+    // A round lands whole: its release records are judged after the outcomes they report.
+    const releases: [string, OutgoingRecord][] = [];
+    for (const { topic, messages } of records) {
+      // Strict key order: the parking writes of a job-topic partition are rounds of it (round-parking.ts).
+      if (topic === this.topics.parked) {
+        const partition = messages[0]?.partition ?? -1;
+        if (tp !== tpOf(this.topics.main, partition) || messages.some((m) => m.partition !== partition))
+          this.violation(
+            'parking-partition',
+            `${inst.id} writes parking records of ${partition} in a round of ${tp}`,
+          );
+        placed.push(...this.onParkingWrite(inst, partition, messages, true).map((e) => e.offset));
+        continue;
+      }
       for (const m of messages) {
+        placed.push(-1);
+        if (headerString(m.headers, HEADERS.release) !== undefined) {
+          releases.push([topic, m]);
+          continue;
+        }
         if (topic !== FOLLOW_UPS) {
           this.onProduce(inst, topic, m, this.stagedTime(inst, topic, m), true);
           continue;
@@ -807,10 +840,16 @@ export class Simulation implements ModelObserver {
           this.violation('follow-up-twice', `${inst.id} published the follow-up of rid ${rid} again`);
         this.cluster.append(topic, m.partition ?? 0, { key: null, value: m.value, headers: m.headers, rid });
       }
-    const tp = tpOf(o.topic, o.partition);
+    }
+    for (const [topic, m] of releases) this.onProduce(inst, topic, m, this.time.now, true);
+    if (!o) {
+      this.trace(inst.id, `round ${tp} committed without an offset (${records.length} topics)`);
+      return placed;
+    }
     this.trace(inst.id, `round ${tp}@${o.offset} committed (${records.length} topics)`);
     this.commitApplied(inst.port, o, this.group.committed.get(tp));
     this.group.committed.set(tp, { offset: o.offset, metadata: o.metadata });
+    return placed;
   }
 
   /**
@@ -819,7 +858,15 @@ export class Simulation implements ModelObserver {
    * its hold (staged at hold-until less the bucket's length), else the round's time.
    */
   private stagedTime(inst: Instance, topic: string, m: OutgoingRecord): number {
-    const at = headerString(m.headers, SIM_AT);
+    let at = headerString(m.headers, SIM_AT);
+    // A released job's record names its parked copy: staged under the job-topic record it was.
+    const parkedAt = at?.startsWith(`${this.topics.parked}:`)
+      ? at.slice(this.topics.parked.length + 1)
+      : undefined;
+    if (parkedAt !== undefined) {
+      const [p, o] = parkedAt.split(':').map(Number);
+      at = this.cluster.log(tpOf(this.topics.parked, p!))[o!]?.src ?? at;
+    }
     const routed = at === undefined ? undefined : this.stagedAt.get(`${inst.id}|${at}`);
     if (routed !== undefined) return routed;
     const bucket = this.topics.delays?.find((b) => b.topic === topic);
@@ -2236,7 +2283,7 @@ export class Simulation implements ModelObserver {
             s.produceLatencyMax,
             () => inst.alive,
             this.txEpochs,
-            (records, offset) => this.onRound(inst, records, offset),
+            (tp, records, offset) => this.onRound(inst, tp, records, offset),
             (text) => this.trace(id, text),
             (tp) => {
               const epoch = inst.epochs.get(tp);
@@ -2276,6 +2323,8 @@ export class Simulation implements ModelObserver {
     });
     core.on('job:dead', (item) => {
       staged(item.topic, item.partition, item.offset);
+      const deadRid = this.cluster.log(tpOf(item.topic, item.partition))[Number(item.offset)]?.rid ?? -1;
+      if (this.eos && deadRid >= 0) this.deadStaged.add(deadRid);
       this.trace(id, `event dead ${item.topic}:${item.partition}@${item.offset}`);
       const tracker = (item as { tracker?: object }).tracker;
       const headers = (item as { headers?: Record<string, string> }).headers ?? {};

@@ -8,7 +8,7 @@ import { WorkItem } from '../../../src/worker/work-item.js';
 
 /** A transaction port that records each round and can be told to refuse them. */
 class FakePort implements TransactionPort {
-  rounds: { records: readonly TopicRecords[]; offset: OffsetCommit }[] = [];
+  rounds: { records: readonly TopicRecords[]; offset?: OffsetCommit | undefined }[] = [];
   fences = 0;
   failFences = 0;
   refuse = false;
@@ -16,10 +16,15 @@ class FakePort implements TransactionPort {
     this.fences++;
     if (this.failFences-- > 0) throw new Error('coordinator loading');
   }
-  async commitRound(round: { records: readonly TopicRecords[]; offset: OffsetCommit }): Promise<void> {
+  async commitRound(round: {
+    records: readonly TopicRecords[];
+    offset?: OffsetCommit | undefined;
+  }): Promise<number[]> {
     if (this.refuse) throw Object.assign(new Error('fenced'), { type: 'PRODUCER_FENCED' });
     this.rounds.push(round);
+    return round.records.flatMap((r) => r.messages.map(() => this.next++));
   }
+  next = 0;
   async release(): Promise<void> {}
   async stop(): Promise<void> {}
 }
@@ -75,7 +80,7 @@ describe('exactly-once rounds', () => {
     done(a);
     done(c); // out of order: in the offset map, its writes in this round too
     expect(await rounds.commit(tracker, offset())).toBe(true);
-    expect(port.rounds[0]!.offset.offset).toBe(11);
+    expect(port.rounds[0]!.offset!.offset).toBe(11);
     expect(port.rounds[0]!.records.flatMap((r) => r.messages.map((m) => String(m.value)))).toEqual([
       '10/0',
       '10/1',
@@ -84,9 +89,49 @@ describe('exactly-once rounds', () => {
     done(b);
     expect(rounds.hasStaged(tracker)).toBe(true);
     await rounds.commit(tracker, offset());
-    expect(port.rounds[1]!.offset.offset).toBe(13);
+    expect(port.rounds[1]!.offset!.offset).toBe(13);
     expect(port.rounds[1]!.records.flatMap((r) => r.messages.map((m) => String(m.value)))).toEqual(['11/0']);
     expect(rounds.hasStaged(tracker)).toBe(false);
+  });
+
+  it('a round made now (parking writes) carries what was staged first, then its records, and returns their offsets', async () => {
+    const { port, rounds, tracker, item, done, offset } = setup();
+    const a = item(10);
+    item(11);
+    done(a);
+    const parked = [{ key: 'g\0k:x', value: Buffer.from('state'), headers: {}, partition: 2 }];
+    const carried = { key: 'x', value: Buffer.from('tier'), headers: {} };
+    const placed = await rounds.commitNow(tracker, offset(), [
+      { topic: 'payments.parked', messages: parked },
+      { topic: 'payments-retry-1', messages: [carried] },
+    ]);
+    // The staged follow-up of job 10 took offset 0; the parking record 1, the carried record 2.
+    expect(placed).toEqual([1, 2]);
+    expect(port.rounds[0]!.offset!.offset).toBe(11);
+    expect(port.rounds[0]!.records.map((r) => r.topic)).toEqual([
+      'ledger',
+      'payments.parked',
+      'payments-retry-1',
+    ]);
+    expect(rounds.hasStaged(tracker)).toBe(false);
+    // Without an offset to commit, what is staged waits for the next round; the records go alone.
+    done(item(12));
+    await rounds.commitNow(tracker, undefined, [{ topic: 'payments.parked', messages: parked }]);
+    expect(port.rounds[1]!.offset).toBeUndefined();
+    expect(port.rounds[1]!.records.map((r) => r.topic)).toEqual(['payments.parked']);
+    expect(rounds.hasStaged(tracker)).toBe(true);
+  });
+
+  it('a round made now that fails breaks the ownership like any round, and later ones are refused', async () => {
+    const { port, rounds, tracker, item, done, offset, gaveUp } = setup();
+    done(item(10));
+    port.refuse = true;
+    await expect(rounds.commitNow(tracker, offset(), [])).rejects.toThrow('fenced');
+    expect(gaveUp).toEqual(['payments:2']);
+    expect(rounds.isBroken(tracker)).toBe(true);
+    port.refuse = false;
+    await expect(rounds.commitNow(tracker, offset(), [])).rejects.toThrow('its round failed');
+    expect(port.rounds).toHaveLength(0);
   });
 
   it('a refused round breaks its ownership: told to the jobs, nothing staged later, the partition given up', async () => {

@@ -1,0 +1,102 @@
+import type { FetchedRecord, OutgoingRecord, ParkingPort, TopicRecords } from '../ports.js';
+import type { Assignment } from './assignment.js';
+import type { Committer } from './committer.js';
+import type { PartitionTracker } from './partition-tracker.js';
+import type { TransactionRounds } from './rounds.js';
+import { tpKey } from './work-item.js';
+
+/**
+ * The parking topic inside exactly-once rounds (`exactlyOnce` with strict key order;
+ * docs/architecture.md "Exactly-once rounds"). Reads go to the parking port as they are; each
+ * write is a round of the job-topic partition it belongs to, made now (committer.ts `commitNow`):
+ * under that partition's transactional id, after what the round staged and with its commit point,
+ * so a key's parking records, the jobs' writes they carry (a tier record with the park of its key,
+ * a released job's follow-ups with its tombstone) and the follow-ups of the key's earlier jobs
+ * become visible together, in order, or not at all. Fencing is the round's: the owner of job-topic
+ * partition p took p's transactional id before it read the group's committed offset, and before it
+ * reads the parking partition, so a zombie's parking write is refused like its rounds.
+ */
+export class RoundParkingPort implements ParkingPort {
+  /** The ownership (tracker) each parking partition is written for, from its `fence` on. */
+  private readonly owners = new Map<number, PartitionTracker>();
+
+  constructor(
+    private readonly base: ParkingPort,
+    private readonly deps: {
+      /** The parking topic. */
+      topic: string;
+      /** The current ownership of job-topic partition p. */
+      trackerOf: (partition: number) => PartitionTracker | undefined;
+      /** False once a round of the ownership failed (it commits nothing more). */
+      broken: (tracker: PartitionTracker) => boolean;
+      /** A round of the partition now, carrying `extra`; resolves with `extra`'s offsets. */
+      commitNow: (tracker: PartitionTracker, extra: readonly TopicRecords[]) => Promise<number[]>;
+    },
+  ) {}
+
+  /** The port a worker uses: this one around `port` when it has exactly-once rounds. */
+  static within(
+    port: ParkingPort | undefined,
+    rounds: TransactionRounds | undefined,
+    topics: { main: string; parked: string },
+    assignment: Pick<Assignment, 'get'>,
+    committer: () => Pick<Committer, 'commitNow'>,
+  ): ParkingPort | undefined {
+    if (!port || !rounds) return port;
+    return new RoundParkingPort(port, {
+      topic: topics.parked,
+      trackerOf: (p) => assignment.get(tpKey(topics.main, p))?.tracker,
+      broken: (t) => rounds.isBroken(t),
+      commitNow: (t, extra) => committer().commitNow(t, extra),
+    });
+  }
+
+  scan(
+    partition: number,
+    from: number,
+    onPage: (records: readonly FetchedRecord[], next: number) => void,
+  ): Promise<number> {
+    return this.base.scan(partition, from, onPage);
+  }
+
+  read(partition: number, offsets: readonly number[]): Promise<FetchedRecord[]> {
+    return this.base.read(partition, offsets);
+  }
+
+  endOffset(partition: number): Promise<number> {
+    return this.base.endOffset(partition);
+  }
+
+  /** The round's fence of the partition was taken before its offset was read: this ownership writes. */
+  fence(partition: number): Promise<void> {
+    const tracker = this.deps.trackerOf(partition);
+    if (!tracker) return Promise.reject(new Error(`job-topic partition ${partition} is not owned`));
+    this.owners.set(partition, tracker);
+    return Promise.resolve();
+  }
+
+  holds(partition: number): boolean {
+    const tracker = this.owners.get(partition);
+    return tracker !== undefined && this.deps.trackerOf(partition) === tracker && !this.deps.broken(tracker);
+  }
+
+  release(partition: number): Promise<void> {
+    this.owners.delete(partition);
+    return Promise.resolve();
+  }
+
+  write(
+    partition: number,
+    records: readonly OutgoingRecord[],
+    carried: readonly TopicRecords[] = [],
+  ): Promise<number[]> {
+    const tracker = this.owners.get(partition);
+    if (!tracker || !this.holds(partition))
+      return Promise.reject(new Error(`parking partition ${partition} is not held by this ownership`));
+    const messages = records.map((r) => ({ ...r, partition }));
+    // The parking records first: their offsets are the ones asked for.
+    return this.deps
+      .commitNow(tracker, [{ topic: this.deps.topic, messages }, ...carried])
+      .then((offsets) => offsets.slice(0, messages.length));
+  }
+}
