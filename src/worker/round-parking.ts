@@ -85,6 +85,10 @@ export class RoundParkingPort implements ParkingPort {
     return Promise.resolve();
   }
 
+  /**
+   * Writes of one partition go together while its last one is under way (up to 1,000 records in
+   * a round): a key's park, its parked jobs and their tombstones are many small writes.
+   */
   write(
     partition: number,
     records: readonly OutgoingRecord[],
@@ -93,10 +97,59 @@ export class RoundParkingPort implements ParkingPort {
     const tracker = this.owners.get(partition);
     if (!tracker || !this.holds(partition))
       return Promise.reject(new Error(`parking partition ${partition} is not held by this ownership`));
-    const messages = records.map((r) => ({ ...r, partition }));
-    // The parking records first: their offsets are the ones asked for.
-    return this.deps
-      .commitNow(tracker, [{ topic: this.deps.topic, messages }, ...carried])
-      .then((offsets) => offsets.slice(0, messages.length));
+    let batch = this.open.get(partition);
+    if (!batch || batch.tracker !== tracker || batch.count >= MAX_BATCH) {
+      const next: Batch = { tracker, count: 0, writes: [] };
+      batch = next;
+      this.open.set(partition, next);
+      const run = (this.last.get(partition) ?? Promise.resolve()).then(() => this.flush(partition, next));
+      this.last.set(partition, run);
+      void run.then(() => {
+        if (this.last.get(partition) === run) this.last.delete(partition);
+      });
+    }
+    const open = batch;
+    open.count += records.length;
+    return new Promise((resolve, reject) => open.writes.push({ records, carried, resolve, reject }));
   }
+
+  /** Writes of each partition not sent yet, and the last batch of each under way. */
+  private readonly open = new Map<number, Batch>();
+  private readonly last = new Map<number, Promise<void>>();
+
+  /** One round for the batch's writes; each gets its records' offsets. Never rejects. */
+  private async flush(partition: number, batch: Batch): Promise<void> {
+    if (this.open.get(partition) === batch) this.open.delete(partition);
+    const messages = batch.writes.flatMap((w) => w.records.map((r) => ({ ...r, partition })));
+    try {
+      if (!this.holds(partition) || this.owners.get(partition) !== batch.tracker)
+        throw new Error(`parking partition ${partition} is not held by this ownership`);
+      // The parking records first: their offsets are the ones asked for.
+      const offsets = await this.deps.commitNow(batch.tracker, [
+        { topic: this.deps.topic, messages },
+        ...batch.writes.flatMap((w) => w.carried),
+      ]);
+      let i = 0;
+      for (const w of batch.writes) {
+        w.resolve(offsets.slice(i, i + w.records.length));
+        i += w.records.length;
+      }
+    } catch (error) {
+      for (const w of batch.writes) w.reject(error);
+    }
+  }
+}
+
+/** Records in one round of parking writes at most. */
+const MAX_BATCH = 1000;
+
+interface Batch {
+  readonly tracker: PartitionTracker;
+  count: number;
+  readonly writes: {
+    records: readonly OutgoingRecord[];
+    carried: readonly TopicRecords[];
+    resolve: (offsets: number[]) => void;
+    reject: (error: unknown) => void;
+  }[];
 }

@@ -27,6 +27,8 @@ interface Settings {
   failEvery?: number;
   suffix?: string;
   batch?: { maxSize: number; maxWaitMs?: number };
+  /** Strict key order through the retry tier (keys parked behind a failed job). */
+  strict?: boolean;
 }
 
 const s = JSON.parse(process.env.STRAND_TEST_WORKER ?? '{}') as Settings;
@@ -77,7 +79,7 @@ export default defineWorker<Payment>({
   sessionTimeoutMs: 10_000,
   heartbeatIntervalMs: 1000,
   shutdownTimeoutMs: 5000,
-  retry: { tiers: s.tiers ?? [], inPlace: 0, maxAttempts: 5, ordering: 'relaxed' },
+  retry: { tiers: s.tiers ?? [], inPlace: 0, maxAttempts: 5, ordering: s.strict ? 'strict' : 'relaxed' },
   status: false,
   ...handlers,
 });
