@@ -156,17 +156,19 @@ export class Committer {
     trackers: PartitionTracker[],
   ): Promise<void> {
     const results = await Promise.all(offsets.map((o, i) => rounds.commit(trackers[i]!, o)));
-    const committed = offsets.filter((o, i) => {
-      if (results[i]) this.committed(trackers[i]!, o);
-      return results[i];
-    });
+    // A partition whose later round (made now, `commitNow`) ended meanwhile is not told again.
+    const committed = offsets.filter((o, i) => results[i] && this.committed(trackers[i]!, o));
     if (committed.length > 0) this.deps.onCommitted(committed);
   }
 
-  /** Never backwards: rounds of one partition made out of the committer's turn may end first. */
-  private committed(tracker: PartitionTracker, o: OffsetCommit): void {
-    if (!tracker.lastCommit || tracker.lastCommit.point <= o.offset)
-      tracker.lastCommit = { point: o.offset, metadata: o.metadata };
+  /**
+   * Records a round's commit as the partition's last, unless a later one (a round made now) is
+   * recorded already: its rounds commit in turn, but the committer waits for all its partitions.
+   */
+  private committed(tracker: PartitionTracker, o: OffsetCommit): boolean {
+    if (tracker.lastCommit && tracker.lastCommit.point > o.offset) return false;
+    tracker.lastCommit = { point: o.offset, metadata: o.metadata };
+    return true;
   }
 
   /**
@@ -181,10 +183,7 @@ export class Committer {
     const offset = owned?.tracker === tracker && owned.verified ? this.pointOf(tracker) : undefined;
     if (offset) tracker.noteSent(offset.offset, offset.metadata);
     const placed = await rounds.commitNow(tracker, offset, extra);
-    if (offset) {
-      this.committed(tracker, offset);
-      this.deps.onCommitted([offset]);
-    }
+    if (offset && this.committed(tracker, offset)) this.deps.onCommitted([offset]);
     return placed;
   }
 }

@@ -109,6 +109,11 @@ export class StateWrites {
 /** What a key's state record holds. */
 export type KeyStateRecord = Pick<ParkedKey, 'head' | 'headOffset' | 'since' | 'releasing'>;
 
+/** What a key's state record holds of its parked state. */
+export function stateOf({ head, headOffset, since, releasing }: KeyStateRecord): KeyStateRecord {
+  return { head, headOffset, since, releasing };
+}
+
 /** One owned partition's parking state, as this ownership read and wrote it. */
 export interface ParkingPartition {
   keys: Map<string, ParkedKey>;

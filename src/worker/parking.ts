@@ -5,7 +5,7 @@ import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../ports.js';
 import { retryWithBackoff } from '../timing/backoff.js';
 import { type Clock, sleep } from '../timing/clock.js';
 import type { KeyStateRecord, ParkedJob, ParkedKey, ParkingPartition } from './parked-key.js';
-import { StateWrites } from './parked-key.js';
+import { StateWrites, stateOf } from './parked-key.js';
 import { type LoadedJobs, ParkingRecords } from './parking-records.js';
 import { TransactionRounds } from './rounds.js';
 import type { WorkItem } from './work-item.js';
@@ -51,10 +51,12 @@ export class ParkingState {
 
   /** Parked keys and parked jobs over the owned partitions (metrics). */
   counts(): { keys: number; jobs: number } {
-    const counts = { keys: 0, jobs: 0 };
-    for (const part of this.parts.values())
-      for (const k of part.keys.values()) counts.keys++, (counts.jobs += k.followers.length);
-    return counts;
+    let [keys, jobs] = [0, 0];
+    for (const part of this.parts.values()) {
+      keys += part.keys.size;
+      for (const k of part.keys.values()) jobs += k.followers.length;
+    }
+    return { keys, jobs };
   }
 
   /** This worker took job-topic partition `partition`: its parked keys are read (again). */
@@ -390,9 +392,4 @@ export class ParkingState {
       part?.writes.forget(key);
     });
   }
-}
-
-/** What a key's state record holds of its parked state. */
-function stateOf({ head, headOffset, since, releasing }: KeyStateRecord): KeyStateRecord {
-  return { head, headOffset, since, releasing };
 }
