@@ -29,6 +29,8 @@ export class RoundParkingPort implements ParkingPort {
       trackerOf: (partition: number) => PartitionTracker | undefined;
       /** False once a round of the ownership failed (it commits nothing more). */
       broken: (tracker: PartitionTracker) => boolean;
+      /** Resolves once the ownership took its partition's transactional id. */
+      fenced: (tracker: PartitionTracker) => Promise<void>;
       /** A round of the partition now, carrying `extra`; resolves with `extra`'s offsets. */
       commitNow: (tracker: PartitionTracker, extra: readonly TopicRecords[]) => Promise<number[]>;
     },
@@ -47,6 +49,7 @@ export class RoundParkingPort implements ParkingPort {
       topic: topics.parked,
       trackerOf: (p) => assignment.get(tpKey(topics.main, p))?.tracker,
       broken: (t) => rounds.isBroken(t),
+      fenced: (t) => rounds.fenced(t),
       commitNow: (t, extra) => committer().commitNow(t, extra),
     });
   }
@@ -67,12 +70,18 @@ export class RoundParkingPort implements ParkingPort {
     return this.base.endOffset(partition);
   }
 
-  /** The round's fence of the partition was taken before its offset was read: this ownership writes. */
-  fence(partition: number): Promise<void> {
+  /**
+   * The fence of the ownership's rounds (the job-topic partition's transactional id, taken once per
+   * ownership): the parking partition is read only after it, so no write of an earlier owner
+   * (a zombie's round) lands after the read. Then this ownership writes.
+   */
+  async fence(partition: number): Promise<void> {
     const tracker = this.deps.trackerOf(partition);
-    if (!tracker) return Promise.reject(new Error(`job-topic partition ${partition} is not owned`));
+    if (!tracker) throw new Error(`job-topic partition ${partition} is not owned`);
+    await this.deps.fenced(tracker);
+    if (this.deps.trackerOf(partition) !== tracker)
+      throw new Error(`job-topic partition ${partition} left while it was fenced`);
     this.owners.set(partition, tracker);
-    return Promise.resolve();
   }
 
   holds(partition: number): boolean {

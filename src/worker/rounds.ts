@@ -183,8 +183,23 @@ export class TransactionRounds {
    * read cannot move under this owner. Again until it succeeds, while the ownership is current.
    */
   async fenceAll(trackers: readonly PartitionTracker[]): Promise<void> {
-    await Promise.all(trackers.map((t) => this.fence(t)));
+    await Promise.all(trackers.map((t) => this.fenced(t)));
   }
+
+  /**
+   * Resolves once this ownership took its partition's transactional id (once per ownership: the
+   * assignment's fence, or the first asked for; strict key order's parking read waits for it).
+   */
+  fenced(tracker: PartitionTracker): Promise<void> {
+    let fence = this.fences.get(tracker);
+    if (!fence) {
+      fence = this.fence(tracker);
+      this.fences.set(tracker, fence);
+    }
+    return fence;
+  }
+
+  private readonly fences = new WeakMap<PartitionTracker, Promise<void>>();
 
   private async fence(tracker: PartitionTracker): Promise<void> {
     const tp = tpKey(tracker.topic, tracker.partition);

@@ -212,8 +212,8 @@ export class SimParkingPort implements ParkingPort {
     private readonly outages: Outages,
     private readonly opts: { latencyMax: number; failRate: number; ambiguousRate: number },
     private readonly alive: () => boolean,
-    /** The parking partition's log. */
-    private readonly log: (partition: number) => readonly LogEntry[],
+    /** The parking partition's log as a reader sees it: records the log cleaner removed are holes. */
+    private readonly log: (partition: number) => readonly (LogEntry | undefined)[],
     /**
      * Appends the records to the parking partition; returns their entries. `sentAt`: when the
      * write was made; `acked`: it succeeds (else it fails though written).
@@ -291,13 +291,19 @@ export class SimParkingPort implements ParkingPort {
       this.clock.setTimeout(() => {
         const end = Math.max(from, this.log(partition).length);
         this.clock.setTimeout(() => {
-          const records = this.log(partition).slice(from, end).map(SimParkingPort.fetched);
+          const records = this.log(partition)
+            .slice(from, end)
+            .flatMap((e) => (e ? [SimParkingPort.fetched(e)] : []));
           // Pages of 7 records; a read that fails hands over half of its pages first (the reader
-          // resumes after them).
+          // resumes after them). A page reaches past any gap the log cleaner left after it.
           const pages = Math.ceil(records.length / 7);
+          const next = (i: number) => {
+            const after = records[i * 7 + 7];
+            return after ? Number(after.offset) : end;
+          };
           try {
             for (let i = 0; i < (fail ? Math.floor(pages / 2) : pages); i++)
-              onPage(records.slice(i * 7, i * 7 + 7), Math.min(end, from + i * 7 + 7));
+              onPage(records.slice(i * 7, i * 7 + 7), next(i));
           } catch (error) {
             return reject(error);
           }
@@ -323,7 +329,12 @@ export class SimParkingPort implements ParkingPort {
           return reject(new Error('simulated parking read failure: NOT_LEADER_OR_FOLLOWER'));
         }
         const log = this.log(partition);
-        resolve(wanted.flatMap((o) => (log[o] ? [SimParkingPort.fetched(log[o])] : [])));
+        resolve(
+          wanted.flatMap((o) => {
+            const e = log[o];
+            return e ? [SimParkingPort.fetched(e)] : [];
+          }),
+        );
       }, this.latency());
     });
   }

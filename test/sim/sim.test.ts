@@ -134,12 +134,17 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   copy that handed over let a new copy queue behind the record (which then had to restate the
  *   key's state, in a slot, under write failures), held the record 860 ms; the record runs the
  *   rest of the release itself now. Fails with that form, passes with this one.
+ * - 2592 `follow-up-twice` (exactly once, strict, batches; the parking log cleaner on): w2 took a
+ *   partition and read its parking partition before its rounds' fence of that partition was
+ *   taken; w1's last round (a released job's tombstone carrying its follow-up) landed after the
+ *   read, so w2 ran the job again and published its follow-up a second time. The parking read now
+ *   waits for the ownership's fence (`RoundParkingPort.fence` → `TransactionRounds.fenced`).
  */
 const PINNED = [
   10639, 21543, 5279, 13909, 27, 18559, 1218, 792, 513, 2601, 1039, 34365, 40562, 3951, 31341, 37246, 39285,
   77842, 39756, 66687, 38906, 60302, 41853, 30670, 36503, 38618, 47635, 49041, 67132, 69053, 77405, 16467,
   43447, 80407, 28813, 27402, 55530, 59663, 68131, 14216, 62265, 68447, 71116, 71291, 22429, 63208, 87084,
-  27966, 83262, 28450, 44133, 55681, 46870, 5274,
+  27966, 83262, 28450, 44133, 55681, 46870, 5274, 2592,
 ];
 
 describe('deterministic simulation', () => {

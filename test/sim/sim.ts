@@ -268,6 +268,14 @@ export class Simulation implements ModelObserver {
   private readonly txEpochs = new Map<string, number>();
   /** The writer fence of each parking partition (its transactional id's epoch; SimParkingPort). */
   private readonly parkingEpochs = new Map<number, number>();
+  /**
+   * The log cleaner of the compacted parking topic: the offsets it removed per partition, how
+   * often it runs before a read (half the seeds: never) and its own random stream, so seeds
+   * without it keep every other draw.
+   */
+  private readonly cleaned = new Map<number, Set<number>>();
+  private readonly cleaner: Rng;
+  private readonly cleanChance: number;
   /** Follow-ups (`ctx.enqueue`) visible to read_committed readers, by rid. */
   private readonly followUps = new Map<number, number>();
   /**
@@ -416,6 +424,8 @@ export class Simulation implements ModelObserver {
       ? Rng.derive(seed, 903).chance(0.4)
       : Rng.derive(seed, c.batch ? 902 : 901).chance(c.batch ? 0.5 : 0.8);
     this.cluster.addTopic(FOLLOW_UPS, c.partitions);
+    this.cleaner = Rng.derive(seed, 950);
+    this.cleanChance = Rng.derive(seed, 951).chance(0.5) ? 0.3 : 0;
     const tps: string[] = [];
     for (const t of [this.topics.main, ...this.topics.tiers, ...delayTopics])
       for (let p = 0; p < c.partitions; p++) tps.push(tpOf(t, p));
@@ -1941,6 +1951,31 @@ export class Simulation implements ModelObserver {
     );
   }
 
+  /** The parking partition as a reader sees it: what the log cleaner removed is a hole. */
+  private parkingView(partition: number): readonly (LogEntry | undefined)[] {
+    const log = this.cluster.log(tpOf(this.topics.parked, partition));
+    if (this.cleanChance > 0 && this.cleaner.chance(this.cleanChance)) this.clean(partition, log);
+    const gone = this.cleaned.get(partition);
+    return gone?.size ? log.map((e, i) => (gone.has(i) ? undefined : e)) : log;
+  }
+
+  /**
+   * Kafka's log cleaner on the compacted parking topic, without its segment and lag limits (less
+   * kind than Kafka: it may clean up to a few records short of the end at any read): below that
+   * point, a record whose key has a later record below it is removed. Tombstones stay: their
+   * retention (`delete.retention.ms`, an hour) is longer than any run.
+   */
+  private clean(partition: number, log: readonly LogEntry[]): void {
+    const end = Math.max(0, log.length - this.cleaner.int(0, 8));
+    const keyOf = (e: LogEntry) => e.key?.toString('latin1') ?? '';
+    const last = new Map<string, number>();
+    for (let o = 0; o < end; o++) last.set(keyOf(log[o]!), o);
+    const gone = this.cleaned.get(partition) ?? new Set<number>();
+    for (let o = 0; o < end; o++) if (last.get(keyOf(log[o]!))! > o && !gone.has(o)) gone.add(o);
+    this.cleaned.set(partition, gone);
+    this.count('parking-cleaner-runs');
+  }
+
   /**
    * What an instance wrote to the parking topic (acknowledged, or failed but written): a parked
    * job `f:<offset>` is the job-topic record at that offset of the same partition, key in
@@ -2228,7 +2263,7 @@ export class Simulation implements ModelObserver {
       this.outages,
       { latencyMax: s.produceLatencyMax, failRate: s.produceFailRate, ambiguousRate: s.ambiguousProduceRate },
       () => inst.alive,
-      (partition) => this.cluster.log(tpOf(this.topics.parked, partition)),
+      (partition) => this.parkingView(partition),
       (partition, records, _sentAt, acked) => this.onParkingWrite(inst, partition, records, acked),
       (text) => this.trace(id, text),
       (partition, records) => this.onParkingFail(inst, partition, records),
