@@ -154,9 +154,27 @@ export class Assignment {
       // Someone else committed it meanwhile (or we cannot tell): start this ownership afresh.
       this.revoke(tp);
       const tracker = new PartitionTracker(t.topic, t.partition);
-      load(tracker);
-      this.owned.set(tp, { tracker, ready: Promise.resolve(), verified: true });
+      // Exactly once: fenced first and its commit read again after, as a new partition's (sim
+      // seed 14580: a commit read before another owner's last round went backwards); the intake
+      // waits for that (`ready`).
+      const fence = this.deps.beforeReconcile;
+      const taken = () => {
+        load(tracker);
+        verified(tracker);
+      };
+      if (!fence) taken();
+      const ready = fence
+        ? fence([tracker])
+            .then(() => this.deps.consumer.committed([t.topic]))
+            .then(
+              (c) => (committed = c),
+              () => undefined,
+            )
+            .then(taken)
+        : Promise.resolve();
+      this.owned.set(tp, { tracker, ready, verified: !fence });
       this.deps.onNewOwnership([{ topic: t.topic, partition: t.partition }]);
+      await ready;
       this.deps.logger.info(
         { tp },
         'partition moved on while this worker was out of the group; taking it afresh',

@@ -160,8 +160,13 @@ export async function runRelease(
         if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') {
           const dead = job.jobId;
           cause = dead;
-          // A resumed release dead-letters the rest too.
-          await durably(item, () => deps.state.releasing(p, key, parked, { outcome: 'dead', cause: dead }));
+          // A resumed release dead-letters the rest too. The dead job's tombstone (and its DLQ
+          // record, exactly once) go with that state: a new owner never dead-letters it again as
+          // dead behind itself (sim seed 10976).
+          deps.state.ran(p, parked, src);
+          const info = { outcome: 'dead', cause: dead } as const;
+          await durably(item, () => deps.state.releasing(p, key, parked, info, { src, job }));
+          continue;
         }
       }
       // Off the list now (the next read starts after it); its tombstone goes out meanwhile (with

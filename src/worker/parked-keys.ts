@@ -288,6 +288,8 @@ export class KeyParking {
     // them whose hand-off that owner lost is parked again only once its turn comes, behind this
     // record. The release goes behind it in the key's lane instead (sim seed 66687).
     if (item.offset !== '-1' && parked.followers.some((f) => f.src > Number(item.offset))) {
+      // A release this worker made itself handed over to this record: the one it starts goes on.
+      if (parked.handOver === head) parked.handOver = undefined;
       await markReleasing(this.deps, item, parked, head);
       if (parked.releasing) this.startRelease(item.partition, item.key!, parked.releasing.outcome);
       return true;

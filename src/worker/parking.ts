@@ -12,6 +12,8 @@ import type { WorkItem } from './work-item.js';
 
 export type { ParkedJob, ParkedKey };
 
+type Dead = { src: number; job: WorkItem };
+
 /**
  * Which keys of each owned job-topic partition are parked (strict key order), kept in the
  * compacted parking topic `<topic>.parked` (same partition as the job topic):
@@ -51,12 +53,8 @@ export class ParkingState {
 
   /** Parked keys and parked jobs over the owned partitions (metrics). */
   counts(): { keys: number; jobs: number } {
-    let [keys, jobs] = [0, 0];
-    for (const part of this.parts.values()) {
-      keys += part.keys.size;
-      for (const k of part.keys.values()) jobs += k.followers.length;
-    }
-    return { keys, jobs };
+    const keys = [...this.parts.values()].flatMap((part) => [...part.keys.values()]);
+    return { keys: keys.length, jobs: keys.reduce((n, k) => n + k.followers.length, 0) };
   }
 
   /** This worker took job-topic partition `partition`: its parked keys are read (again). */
@@ -283,9 +281,12 @@ export class ParkingState {
    * The key's head ended: its release begins (or its dead-letter cause changed). Kept in the key's
    * state record, so whoever owns the partition next resumes the release.
    */
-  releasing(partition: number, key: string, parked: ParkedKey, info: ParkedKey['releasing']): Promise<void> {
+  releasing(partition: number, key: string, parked: ParkedKey, info: ParkedKey['releasing'], dead?: Dead) {
+    // A released job that just died: its tombstone (and its DLQ record, exactly once) go with it.
     return this.stateWrite(partition, key, async () => {
-      await this.writeState(partition, key, { ...parked, releasing: info });
+      const state = this.records.state(partition, key, stateOf({ ...parked, releasing: info }));
+      const tombstone = dead ? [this.records.job(partition, dead.src, null)] : [];
+      await this.write(partition, [state, ...tombstone], dead?.job);
       parked.releasing = info;
     });
   }

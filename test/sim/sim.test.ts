@@ -139,12 +139,19 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   taken; w1's last round (a released job's tombstone carrying its follow-up) landed after the
  *   read, so w2 ran the job again and published its follow-up a second time. The parking read now
  *   waits for the ownership's fence (`RoundParkingPort.fence` → `TransactionRounds.fenced`).
+ * - 10976 `key-dead` (exactly once, strict, `onDeadKey: 'dead-letter'`): a released job died; the
+ *   key's state naming it as the cause landed, the member crashed before the job's tombstone (which
+ *   carried its DLQ record), and the next owner dead-lettered the job as dead behind itself. The
+ *   tombstone and the DLQ record now go with that state write (`ParkingState.releasing`).
+ * - 14580 `commit-backwards` (exactly once): a kept partition taken afresh after a missed
+ *   generation was loaded from the commit read before another owner's last round; now it is
+ *   fenced first and its commit read again (`Assignment.reconcile`).
  */
 const PINNED = [
   10639, 21543, 5279, 13909, 27, 18559, 1218, 792, 513, 2601, 1039, 34365, 40562, 3951, 31341, 37246, 39285,
   77842, 39756, 66687, 38906, 60302, 41853, 30670, 36503, 38618, 47635, 49041, 67132, 69053, 77405, 16467,
   43447, 80407, 28813, 27402, 55530, 59663, 68131, 14216, 62265, 68447, 71116, 71291, 22429, 63208, 87084,
-  27966, 83262, 28450, 44133, 55681, 46870, 5274, 2592,
+  27966, 83262, 28450, 44133, 55681, 46870, 5274, 2592, 10976, 14580,
 ];
 
 describe('deterministic simulation', () => {
