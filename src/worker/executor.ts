@@ -22,7 +22,7 @@ import type { Job, ResolvedWorkerOptions } from './options.js';
 import type { KeyParking } from './parked-keys.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
-import type { WorkItem } from './work-item.js';
+import { routing, type WorkItem } from './work-item.js';
 
 /**
  * Runs one started job to an outcome: decode, idempotency lease, handler (with its timeout), and
@@ -388,7 +388,7 @@ export class Executor {
   ): Promise<Route> {
     return this.waits.durably(
       item,
-      () => send(log.span),
+      () => routing(item, send(log.span)),
       (sendError) =>
         log.logger.warn(
           { err: sendError, original: errorClassName(error) },

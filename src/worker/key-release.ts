@@ -8,10 +8,10 @@ import type { Dispatcher, JobSlot } from './dispatcher.js';
 import type { Emit } from './events.js';
 import { Abandoned } from './lease.js';
 import type { ResolvedWorkerOptions } from './options.js';
-import { KeyDeadError, type ParkedKey } from './parked-key.js';
+import { KeyDeadError, type ParkedKey, type ReleaseLedger } from './parked-key.js';
 import type { ParkingState } from './parking.js';
 import type { RunState } from './run-state.js';
-import { WorkItem } from './work-item.js';
+import { routing, WorkItem } from './work-item.js';
 
 /** What KeyParking (parked-keys.ts) and the release of a key need of the worker. */
 export interface KeyParkingDeps {
@@ -71,6 +71,12 @@ async function handingOver(tombstones: Promise<void>[]): Promise<void> {
   await Promise.all(tombstones);
 }
 
+/** The release is over here (every tombstone landed): what it resolved needs no remembering. */
+function forget(ledger: ReleaseLedger): void {
+  ledger.done.clear();
+  ledger.dead = undefined;
+}
+
 /** Every hand-off of the key's jobs under way has landed (or failed). */
 async function landed(parked: ParkedKey): Promise<void> {
   while (parked.writes && parked.writes.size > 0) await Promise.allSettled([...parked.writes]);
@@ -89,6 +95,8 @@ export async function runRelease(
   head: string,
   /** The release takes a parked job (its job-topic offset): runs or dead-letters it. */
   ran: (src: number) => void,
+  /** What this worker's earlier releases of the key resolved (a partition taken afresh); kept up to date. */
+  ledger: ReleaseLedger = { done: new Set() },
 ): Promise<void> {
   const { options, durably, clock, emit, logger, dispatcher } = deps;
   const key = item.key!;
@@ -104,6 +112,12 @@ export async function runRelease(
   // the release, in order — so the partition's commit point and its other keys move on while the
   // parked jobs run, however many there are.
   let cause = await markReleasing(deps, item, parked, head);
+  // A dead-letter cause the old ownership's release found and could not write: the rest follows it.
+  const known = ledger.dead?.head === head ? ledger.dead.cause : undefined;
+  if (cause === undefined && known !== undefined && options.retry.onDeadKey === 'dead-letter') {
+    cause = known;
+    await durably(item, () => deps.state.releasing(p, key, parked, { outcome: 'dead', cause: known }));
+  }
   deps.done(item);
   dispatcher().releaseLane(item);
   logger.info(
@@ -139,22 +153,42 @@ export async function runRelease(
       job.slot = slot;
       const src = Number(record.offset);
       ran(src);
-      if (cause !== undefined) {
+      if (ledger.done.has(src)) {
+        // Ended here by an earlier ownership's release, which could not write its tombstone.
+        logger.info(
+          { partition: p, key, offset: src },
+          'parked job already ended in this worker: not run again',
+        );
+      } else if (cause !== undefined) {
         const error = new KeyDeadError(key, cause);
         const dead = cause;
-        await durably(job, () =>
-          deps.router.toDlq(job, error, job.attempt, 'key-dead', undefined, {
-            [HEADERS.deadCause]: dead,
-          }),
-        );
+        // Done once written, even if the partition left before that counted (the ledger's).
+        const send = () =>
+          deps.router.toDlq(job, error, job.attempt, 'key-dead', undefined, { [HEADERS.deadCause]: dead });
+        try {
+          await durably(job, () => routing(job, send()));
+        } finally {
+          if (job.routed) ledger.done.add(src);
+        }
         deps.counts.dead_lettered++;
         emit('job:dead', job, error);
       } else {
-        await deps.runReleased(job, slot);
+        try {
+          await deps.runReleased(job, slot);
+        } finally {
+          // Dead-lettered, even if the partition left before that counted: this worker's next
+          // release of the key knows it (the tombstone and the dead cause were not written).
+          const ended = job.outcome === 'completed' || job.outcome === 'duplicate';
+          if (ended || job.outcome === 'dlq' || job.routed === 'dlq') {
+            ledger.done.add(src);
+            if (!ended && options.retry.onDeadKey === 'dead-letter') ledger.dead = { cause: job.jobId, head };
+          }
+        }
         if (job.outcome === undefined) throw new Abandoned();
         // It went to a tier: the key is parked behind it now, with the jobs after it.
         if (job.outcome === 'tier') {
           await Promise.all(tombstones);
+          forget(ledger);
           return;
         }
         if (job.outcome === 'dlq' && options.retry.onDeadKey === 'dead-letter') {
@@ -185,6 +219,7 @@ export async function runRelease(
     // A restate of the key's state under way (a release record read meanwhile) lands first.
     await parked.restating;
     await durably(item, () => deps.state.unpark(p, key));
+    forget(ledger);
   } catch (error) {
     // The unpark may have landed: a job of the key parked from now on writes the key's state
     // (releasing) again with it, so nothing is parked behind a key the parking topic calls free.

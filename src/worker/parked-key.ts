@@ -59,6 +59,20 @@ export interface ParkedKey {
 }
 
 /**
+ * What this worker's releases of one key resolved, across its ownerships of the partition. A
+ * partition dropped and taken afresh (a drain past its rejoin deadline) resumes the key's release
+ * from the parking topic as read then, while the old ownership's release still ends a parked job
+ * whose tombstone (and dead-letter cause) it can no longer write: the new release must not run
+ * that job again, nor run the rest of a key it knows is dead (sim seed 391921).
+ */
+export interface ReleaseLedger {
+  /** Job-topic offsets of parked jobs that reached an outcome here (ran, or were dead-lettered). */
+  done: Set<number>;
+  /** With `onDeadKey: 'dead-letter'`: the released job dead-lettered here, in the release of `head`. */
+  dead?: { cause: string; head: string } | undefined;
+}
+
+/**
  * The writes of one owned partition's key state records (parking.ts), in turn per key: each goes
  * once the key's previous one settled, and builds its record when it goes. Two sends under way at
  * once may land in either order (one failed and sent again), and the state record that lands last

@@ -5,7 +5,7 @@ import type { JobSlot } from './dispatcher.js';
 import { type KeyParkingDeps, markReleasing, runRelease, stating } from './key-release.js';
 import { Abandoned } from './lease.js';
 import type { ResolvedWorkerOptions } from './options.js';
-import type { Gate } from './parked-key.js';
+import type { Gate, ReleaseLedger } from './parked-key.js';
 import { type ParkedKey, ParkingState } from './parking.js';
 import type { PartitionTracker } from './partition-tracker.js';
 import { RoundParkingPort } from './round-parking.js';
@@ -40,6 +40,8 @@ export class KeyParking {
    * ownership's may still run a parked job: the new one waits for it, or one job runs twice at once.
    */
   private readonly releases = new Map<string, Promise<unknown>>();
+  /** Per `partition\0key`: what this worker's releases of the key resolved, kept while one is cut short. */
+  private readonly ledgers = new Map<string, ReleaseLedger>();
 
   /** Keys are parked with `retry.ordering: 'strict'`, ordered jobs and retry tiers to park behind. */
   static wanted(o: ResolvedWorkerOptions): boolean {
@@ -297,9 +299,10 @@ export class KeyParking {
     const lane = `${item.partition}\0${item.key!}`;
     const earlier = this.releases.get(lane);
     parked.releaser = true;
+    const ledger = this.ledger(lane);
     const run = (async () => {
       await earlier;
-      await runRelease(this.deps, item, slot, parked, head, (src) => this.took(item.tracker, src));
+      await runRelease(this.deps, item, slot, parked, head, (src) => this.took(item.tracker, src), ledger);
     })();
     const settled = run.catch(noop);
     this.releases.set(lane, settled);
@@ -307,12 +310,25 @@ export class KeyParking {
       await run;
     } finally {
       if (this.releases.get(lane) === settled) this.releases.delete(lane);
+      if (ledger.done.size === 0 && !ledger.dead && this.ledgers.get(lane) === ledger)
+        this.ledgers.delete(lane);
       parked.releaser = undefined;
       // The key's next head ended while this release still ran (its release record found this
       // one under way): that release starts now.
       this.continueRelease(item.partition, item.key!, parked);
     }
     return true;
+  }
+
+  /** The key's ledger (a few thousand at most: those of partitions that left for good go first). */
+  private ledger(lane: string): ReleaseLedger {
+    let ledger = this.ledgers.get(lane);
+    if (!ledger) {
+      if (this.ledgers.size >= 4096) this.ledgers.delete(this.ledgers.keys().next().value!);
+      ledger = { done: new Set() };
+      this.ledgers.set(lane, ledger);
+    }
+    return ledger;
   }
 
   /**

@@ -27,6 +27,11 @@ export class WorkItem implements Schedulable, RoutedRecord {
   slot: JobSlot | undefined;
   /** How its run ended (set by the executor when it reached an outcome). */
   outcome: 'completed' | 'duplicate' | 'tier' | 'dlq' | undefined;
+  /**
+   * Where its tier or DLQ record was acknowledged, also when the partition left before that counted
+   * as its outcome (a release of the next ownership in this worker knows a dead-lettered job's key is dead).
+   */
+  routed: 'tier' | 'dlq' | undefined;
   /** A job released from parking (strict key order), run by its key's release record. */
   released = false;
   /** A batch's job that started over after a fault: it runs alone (its batch's call went on without it). */
@@ -92,4 +97,14 @@ export class WorkItem implements Schedulable, RoutedRecord {
     this.parsed = headers;
     return headers;
   }
+}
+
+/** A tier or DLQ send of `item`'s outcome, noting where it was acknowledged (`routed`). */
+export async function routing<T extends { kind: 'tier' | 'dlq' }>(
+  item: WorkItem,
+  sent: Promise<T>,
+): Promise<T> {
+  const route = await sent;
+  item.routed = route.kind;
+  return route;
 }
