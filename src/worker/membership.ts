@@ -20,6 +20,7 @@ export class Membership {
   private joinRound = 0;
   private isJoined = false;
   private rejoining: Promise<void> | undefined;
+  private resubscribing: Promise<void> | undefined;
   /** Joined at least once since start. */
   private everJoined = false;
   /** Consumer restarts since the last join (the backoff exponent). */
@@ -101,29 +102,56 @@ export class Membership {
    * (/readyz says not ready); a failed resubscribe is tried again with the `consumerRestart`
    * backoff until it succeeds or the worker stops — given up, the worker would start no job again.
    */
-  async resubscribe(topics: readonly string[], paused: () => string[]): Promise<void> {
+  resubscribe(topics: readonly string[], paused: () => string[]): Promise<void> {
+    // One at a time: a second (a delay bucket found while a round's give-up resubscribes) goes after.
+    const run = (this.resubscribing ?? Promise.resolve()).then(() => this.resubscribeNow(topics, paused));
+    const settled = run.catch(() => undefined);
+    this.resubscribing = settled;
+    void settled.then(() => {
+      if (this.resubscribing === settled) this.resubscribing = undefined;
+    });
+    return run;
+  }
+
+  private async resubscribeNow(topics: readonly string[], paused: () => string[]): Promise<void> {
     const { consumer, clock, logger, state } = this.deps;
     if (!consumer.resubscribe) return;
+    const resubscribe = consumer.resubscribe.bind(consumer);
+    let left = false;
+    await retryWithBackoff(
+      'consumerRestart',
+      async () => {
+        // A try after a failed one leaves again if the member joined meanwhile (a consumer
+        // restart): its stop would take every partition from the group while jobs start here for
+        // them (sim seed 470829: another resubscribe had rejoined between two tries).
+        if (!left || this.isJoined) left = await this.leave();
+        if (left) await resubscribe(topics);
+      },
+      {
+        onError: (error, n) =>
+          logger.warn({ err: error, attempt: n + 1 }, 'could not subscribe to the delay buckets; retrying'),
+        wait: async (ms) => {
+          await sleep(clock, ms, state.stopSignal);
+          if (!state.running) throw new Error('worker stopped');
+        },
+        random: this.deps.random,
+      },
+    ).catch(() => undefined);
+    if (left && state.paused) consumer.pause(paused());
+  }
+
+  /** Drains as for any rebalance, then drops every partition: the port leaves the group next. False once stopped. */
+  private async leave(): Promise<boolean> {
     await this.drain();
-    if (!state.running) return;
+    if (!this.deps.state.running) return false;
     // The port leaves the group: every partition goes, even one a rebalance during the drain
     // assigned again (jobs started for it now would run while its next owner runs them too).
     this.isJoined = false;
     this.joinRound++;
     this.deps.assignment.revokeAll();
     this.deps.emit('revoked', { reason: 'resubscribe' });
-    state.rebalancing = true;
-    const resubscribe = consumer.resubscribe.bind(consumer);
-    await retryWithBackoff('consumerRestart', () => resubscribe(topics), {
-      onError: (error, n) =>
-        logger.warn({ err: error, attempt: n + 1 }, 'could not subscribe to the delay buckets; retrying'),
-      wait: async (ms) => {
-        await sleep(clock, ms, state.stopSignal);
-        if (!state.running) throw new Error('worker stopped');
-      },
-      random: this.deps.random,
-    }).catch(() => undefined);
-    if (state.paused) consumer.pause(paused());
+    this.deps.state.rebalancing = true;
+    return true;
   }
 
   /**

@@ -153,12 +153,17 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   tombstone and dead cause were written, and its resumed release ran 1@15 again (and would have
  *   run the dead key's later jobs). Fixed: the key's releases in one worker keep what they ended
  *   and the dead cause they found (`ReleaseLedger`, parked-keys.ts / key-release.ts).
+ * - 470829 `unowned-start` (exactly once): two resubscribes at once (a delay bucket found, a round's
+ *   give-up); the first's subscribe failed, the second rejoined, and the first's retry a second later
+ *   stopped the consumer (left the group) while the core kept its partitions and started 0@39
+ *   (fixed: resubscribes go one at a time, and a retry after the member joined again drains and
+ *   drops its partitions first, membership.ts).
  */
 const PINNED = [
   10639, 21543, 5279, 13909, 27, 18559, 1218, 792, 513, 2601, 1039, 34365, 40562, 3951, 31341, 37246, 39285,
   77842, 39756, 66687, 38906, 60302, 41853, 30670, 36503, 38618, 47635, 49041, 67132, 69053, 77405, 16467,
   43447, 80407, 28813, 27402, 55530, 59663, 68131, 14216, 62265, 68447, 71116, 71291, 22429, 63208, 87084,
-  27966, 83262, 28450, 44133, 55681, 46870, 5274, 2592, 10976, 14580, 391921,
+  27966, 83262, 28450, 44133, 55681, 46870, 5274, 2592, 10976, 14580, 391921, 470829,
 ];
 
 describe('deterministic simulation', () => {
