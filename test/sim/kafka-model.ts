@@ -217,7 +217,7 @@ export class Group {
     readonly cluster: Cluster,
     /** Subscribed topic-partitions in assignment order. */
     readonly tps: readonly string[],
-    readonly opts: ModelOptions,
+    public opts: ModelOptions,
     readonly rng: Rng,
     readonly observer: ModelObserver,
     readonly faults: ModelFaults,
@@ -226,6 +226,18 @@ export class Group {
       const tp = tpOf(entry.topic, entry.partition);
       for (const m of this.members) if (m.owns(tp)) m.scheduleFetch();
     };
+  }
+
+  /**
+   * The quiet period: a coordinator that expels at a rebalance timeout shorter than a heartbeat
+   * (a fault: the real port asks for at least 60 s) waits from now on at least a heartbeat, the
+   * notice delay and a JoinGroup round trip, so a member that heartbeats can rejoin in time. Kept,
+   * two members would expel each other at every rejoin for good (sim seeds 456529, 215119).
+   */
+  calm(): void {
+    const o = this.opts;
+    const floor = o.heartbeatIntervalMs + o.noticeDelayMax + o.joinDelayMax;
+    if (o.groupRebalanceTimeoutMs < floor) this.opts = { ...o, groupRebalanceTimeoutMs: floor };
   }
 
   register(member: MemberPort): void {

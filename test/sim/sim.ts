@@ -2639,6 +2639,7 @@ export class Simulation implements ModelObserver {
       this.outageDepth.commit =
         0;
     this.applyOutages();
+    this.group.calm();
     this.trace('sim', 'quiet period: no more faults');
     if (this.live().length === 0) this.startInstance();
   }
