@@ -824,7 +824,10 @@ export class MemberPort implements ConsumerPort {
   }
 
   private fetch(): void {
-    if (!this.alive || this.phase !== 'stable') return;
+    // A noticed rebalance: kafkajs fetches nothing more (the batch that threw the heartbeat's error
+    // ends its fetcher's loop, the others are stopped, the runner rejoins). Fetching on, two
+    // partitions' batches would overlap for good and the member would never act on it (seed 303061).
+    if (!this.alive || this.phase !== 'stable' || this.noticed) return;
     const tps = this.told;
     const n = tps.length;
     if (n === 0) return;
