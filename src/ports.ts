@@ -75,8 +75,13 @@ export interface GroupHooks {
    * send its JoinGroup until the returned promise settles (the Java client's onPartitionsRevoked).
    */
   beforeRejoin(): Promise<void>;
-  /** A join completed; `assignment` maps each topic to this member's partitions (maybe none). */
-  assigned(assignment: Readonly<Record<string, readonly number[]>>): void;
+  /**
+   * A join completed; `assignment` maps each topic to this member's partitions (maybe none).
+   * `continuous`: this member was in the group's previous generation too (it rejoined under the
+   * same member id; one the coordinator expelled gets a new one), so no other member held a
+   * partition it keeps in between. Unknown when omitted.
+   */
+  assigned(assignment: Readonly<Record<string, readonly number[]>>, continuous?: boolean): void;
   /**
    * The consumer crashed and has left the group. `restarting`: the client restarts itself;
    * otherwise the core calls `ConsumerPort.restart()` when it wants the consumer back.

@@ -142,9 +142,14 @@ export class KafkaConsumerPort implements ConsumerPort {
     consumer.on(ev.REBALANCING, () => {
       this.rejoinGate ??= hooks.beforeRejoin();
     });
+    // The member id of the last join: kept across a rebalance only if the coordinator kept this
+    // member (an expelled member's JoinGroup gets UNKNOWN_MEMBER_ID and joins under a new one).
+    let memberId: string | undefined;
     consumer.on(ev.GROUP_JOIN, (e) => {
       this.ownedIndexes = [...new Set(Object.values(e.payload.memberAssignment).flat())];
-      hooks.assigned(e.payload.memberAssignment);
+      const continuous = memberId !== undefined && e.payload.memberId === memberId;
+      memberId = e.payload.memberId;
+      hooks.assigned(e.payload.memberAssignment, continuous);
     });
     consumer.on(ev.CRASH, (e) => hooks.crashed(e.payload.error, e.payload.restart));
     consumer.on(ev.RECEIVED_UNSUBSCRIBED_TOPICS, (e) =>

@@ -45,7 +45,7 @@ export class Assignment {
        */
       beforeReconcile?: ((fresh: readonly PartitionTracker[]) => Promise<void>) | undefined;
       /** A kept partition's other state is as this ownership left it (strict order: its parking partition). */
-      unchanged?: (topic: string, partition: number) => Promise<boolean>;
+      unchanged?: (topic: string, partition: number, continuous: boolean) => Promise<boolean>;
     },
   ) {}
 
@@ -79,7 +79,7 @@ export class Assignment {
    * not run twice) only if nobody committed it meanwhile: a member that was late to rejoin may have
    * missed a whole generation in which another member moved the partition on.
    */
-  assign(assignment: Readonly<Record<string, readonly number[]>>): Promise<void> {
+  assign(assignment: Readonly<Record<string, readonly number[]>>, continuous = false): Promise<void> {
     const next = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment))
       for (const p of partitions) next.add(tpKey(topic, p));
@@ -102,7 +102,7 @@ export class Assignment {
     if (fresh.length > 0)
       this.deps.onNewOwnership(fresh.map((t) => ({ topic: t.topic, partition: t.partition })));
     if (fresh.length === 0 && kept.length === 0) return Promise.resolve();
-    const ready = this.reconcile(fresh, kept);
+    const ready = this.reconcile(fresh, kept, continuous);
     for (const t of [...fresh, ...kept]) {
       const owned = this.owned.get(tpKey(t.topic, t.partition));
       if (owned) owned.ready = ready;
@@ -111,12 +111,17 @@ export class Assignment {
   }
 
   /** Reads the group's committed offsets: offset maps for new partitions, continuity for kept ones. */
-  private async reconcile(fresh: PartitionTracker[], kept: PartitionTracker[]): Promise<void> {
+  private async reconcile(
+    fresh: PartitionTracker[],
+    kept: PartitionTracker[],
+    continuous: boolean,
+  ): Promise<void> {
     if (fresh.length > 0) await this.deps.beforeReconcile?.(fresh);
     const topics = [...new Set([...fresh, ...kept].map((t) => t.topic))];
     let committed: CommittedOffset[] | undefined;
     try {
-      committed = await this.deps.consumer.committed(topics);
+      // A member that stayed in the group needs no commit of a partition it kept: nobody else had it.
+      if (fresh.length > 0 || !continuous) committed = await this.deps.consumer.committed(topics);
     } catch (error) {
       this.deps.logger.warn(
         { err: error },
@@ -145,8 +150,8 @@ export class Assignment {
       if (this.owned.get(tp)?.tracker !== t) continue;
       // Still ours if the group's commit is where we started or one we sent (even unacknowledged).
       const state = stateOf(find(t));
-      const same = committed && (state === t.baseline || t.sent.includes(state));
-      if (same && (await (this.deps.unchanged?.(t.topic, t.partition) ?? true))) {
+      const same = continuous || (committed && (state === t.baseline || t.sent.includes(state)));
+      if (same && (await (this.deps.unchanged?.(t.topic, t.partition, continuous) ?? true))) {
         verified(t);
         continue;
       }

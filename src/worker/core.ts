@@ -122,7 +122,8 @@ export class WorkerCore extends WorkerEmitter {
         for (const item of dropped) this.drop(item);
         logger.info({ tp, dropped: dropped.length }, 'partition revoked');
       },
-      unchanged: async (topic, p) => topic !== deps.topics.main || (this.parking?.state.unchanged(p) ?? true),
+      unchanged: async (topic, p, continuous) =>
+        topic !== deps.topics.main || (this.parking?.state.unchanged(p, continuous) ?? true),
       onNewOwnership: (partitions) => {
         for (const p of partitions) if (p.topic === deps.topics.main) this.parking?.state.take(p.partition);
         // Paused: only delay buckets flow (they move delayed jobs to the paused job topic on time).

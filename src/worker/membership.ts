@@ -69,8 +69,8 @@ export class Membership {
 
   readonly hooks: GroupHooks = {
     beforeRejoin: () => this.drain(),
-    assigned: (assignment) => {
-      const ready = this.deps.assignment.assign(assignment);
+    assigned: (assignment, continuous) => {
+      const ready = this.deps.assignment.assign(assignment, continuous);
       // Nothing starts until kept partitions are known to be still ours (assignment.ts).
       const round = ++this.joinRound;
       void ready.then(() => {

@@ -94,13 +94,14 @@ export class ParkingState {
 
   /**
    * A partition kept across a rebalance is still this ownership's only if nobody else wrote its
-   * parking partition meanwhile (a member that owned it for a generation this worker missed):
-   * otherwise it is taken afresh, and its parked keys read again.
+   * parking partition meanwhile (a member that owned it for a generation this worker missed, not
+   * one that stayed in the group: sim seed 461971): else it is taken afresh, its keys read again.
    */
-  async unchanged(partition: number): Promise<boolean> {
+  async unchanged(partition: number, continuous = false): Promise<boolean> {
     const part = this.parts.get(partition);
     if (!part) return false;
     await part.ready;
+    if (continuous && part.loaded && !part.lost) return true;
     // Fenced again: a member that took it in a generation this worker missed writes no more.
     if (part.lost || !(await this.fence(partition, part.keys)) || part.lost) return false;
     const end = await this.untilAnswered(partition, part.keys, () => this.deps.port.endOffset(partition));

@@ -752,7 +752,7 @@ export class MemberPort implements ConsumerPort {
       list.push(Number(tp.slice(i + 1)));
       record[topic] = list;
     }
-    this.hooks!.assigned(record);
+    this.hooks!.assigned(record, continuous);
     this.scheduleFetch();
   }
 

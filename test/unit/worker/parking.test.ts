@@ -282,6 +282,18 @@ describe('ParkingState, fenced writes', () => {
     await expect(other.park(job('cold', 8))).rejects.toThrow('producer fenced');
     await kept.park(job('cold', 9));
   });
+
+  it('a partition kept by a member that stayed in the group is not fenced again (nobody else held it)', async () => {
+    const shared = new MemoryParking();
+    const keptPort = new FencedParking(shared, new Map());
+    const kept = state(keptPort);
+    kept.take(0);
+    await kept.ready(0);
+    await kept.park(job('hot', 3));
+    expect(await kept.unchanged(0, true)).toBe(true);
+    expect(keptPort.steps).toEqual(['fence 0', 'scan 0']);
+    await kept.park(job('cold', 9));
+  });
 });
 
 async function waitFor(check: () => boolean): Promise<void> {
