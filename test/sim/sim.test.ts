@@ -153,6 +153,8 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   tombstone and dead cause were written, and its resumed release ran 1@15 again (and would have
  *   run the dead key's later jobs). Fixed: the key's releases in one worker keep what they ended
  *   and the dead cause they found (`ReleaseLedger`, parked-keys.ts / key-release.ts).
+ *   Since 456529's model fix (its drop came after the quiet period) the seed passes without it too:
+ *   test/unit/worker/release-ledger.test.ts replays the defect and fails without the fix.
  * - 470829 `unowned-start` (exactly once): two resubscribes at once (a delay bucket found, a round's
  *   give-up); the first's subscribe failed, the second rejoined, and the first's retry a second later
  *   stopped the consumer (left the group) while the core kept its partitions and started 0@39
