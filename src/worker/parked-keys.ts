@@ -299,7 +299,9 @@ export class KeyParking {
     const lane = `${item.partition}\0${item.key!}`;
     const earlier = this.releases.get(lane);
     parked.releaser = true;
-    const ledger = this.ledger(lane);
+    // Exactly once: a released job's outcome counts only with its tombstone's round (a staged DLQ
+    // record or follow-up whose round failed never landed): nothing is known across ownerships.
+    const ledger = this.deps.options.exactlyOnce ? { done: new Set<number>() } : this.ledger(lane);
     const run = (async () => {
       await earlier;
       await runRelease(this.deps, item, slot, parked, head, (src) => this.took(item.tracker, src), ledger);
