@@ -159,7 +159,8 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   give-up); the first's subscribe failed, the second rejoined, and the first's retry a second later
  *   stopped the consumer (left the group) while the core kept its partitions and started 0@39
  *   (fixed: resubscribes go one at a time, and a retry after the member joined again drains and
- *   drops its partitions first, membership.ts).
+ *   drops its partitions first, membership.ts). Since c34a020 (strict seeds may run exactly once)
+ *   the seed runs otherwise and passes without the fix: resubscribe.test.ts guards it.
  * - 456529 `runaway`, 215119 `not-settled` (the model's): the coordinator expelled at a rebalance
  *   timeout (67 ms) shorter than a heartbeat (1,122 and 989 ms), so two members expelled each other
  *   at every rejoin for the whole run (916 and 4,721 expulsions; 456529's delay-bucket copies doubled
@@ -173,7 +174,8 @@ async function runSeeds(from: number, count: number): Promise<void> {
  *   partition again; through a produce outage the fence failed for 576 ms while nothing of the
  *   partition started and its release record held the commit point. A member that stayed in the
  *   group (same member id) kept its partitions from nobody: no fence, no commit read (fixed: the
- *   port tells `continuous`, assignment.ts / parking.ts `unchanged`).
+ *   port tells `continuous`, assignment.ts / parking.ts `unchanged`). Since c34a020 both seeds run
+ *   otherwise and pass without it: assignment-continuous.test.ts and parking.test.ts guard it.
  */
 const PINNED = [
   10639, 21543, 5279, 13909, 27, 18559, 1218, 792, 513, 2601, 1039, 34365, 40562, 3951, 31341, 37246, 39285,

@@ -78,6 +78,45 @@ describe('delay buckets found while the worker runs (issue 25, defect 8)', () =>
     await c.stop({ timeoutMs: 100 });
   }, 20_000);
 
+  it('two resubscribes go one after the other: the port never leaves the group while the core holds partitions (sim seed 470829)', async () => {
+    let hooks: GroupHooks | undefined;
+    let c: WorkerCore | undefined;
+    // What the core held each time the port was told to leave the group (stop, subscribe, run).
+    const heldAtLeave: number[] = [];
+    const port: ConsumerPort = {
+      start: async (h) => {
+        hooks = h;
+        h.assigned({ jobs: [0] });
+      },
+      restart: async () => undefined,
+      resubscribe: async () => {
+        heldAtLeave.push(c!.assignedPartitions().length);
+        // The first try fails; every later one joins with partition 0.
+        if (heldAtLeave.length === 1) throw new Error('subscribe failed');
+        hooks!.assigned({ jobs: [0] });
+      },
+      commit: async () => undefined,
+      committed: async () => [],
+      pause: () => undefined,
+      resume: () => undefined,
+      resumePartitions: () => undefined,
+      stop: async () => undefined,
+    };
+    c = core(port);
+    await c.start();
+    // A delay bucket found, and another (or a round's give-up) while the first one's retry waits.
+    const first = c.consumeDelayBuckets([{ topic: 'jobs.delay.1m', ms: 60_000 }]);
+    const second = c.consumeDelayBuckets([
+      { topic: 'jobs.delay.1m', ms: 60_000 },
+      { topic: 'jobs.delay.5m', ms: 300_000 },
+    ]);
+    await Promise.all([first, second]);
+    expect(heldAtLeave).toEqual([0, 0, 0]);
+    expect(c.joined).toBe(true);
+    expect(c.assignedPartitions()).toEqual([{ topic: 'jobs', partition: 0 }]);
+    await c.stop({ timeoutMs: 100 });
+  }, 20_000);
+
   it('a stop ends the retries', async () => {
     const { port, calls } = flakyConsumer(1000);
     const c = core(port);
