@@ -180,9 +180,12 @@ export class KafkaParkingPort implements ParkingPort {
     let unstable = 0;
     while (i < wanted.length) {
       const at = wanted[i]!;
-      // Enough for the offsets wanted from here on, by the bytes an offset took so far (a
-      // read-back of hundreds of close records in one fetch, not one 64 KiB fetch per few dozen).
-      const span = wanted[wanted.length - 1]! - at + 1;
+      // Enough for the close offsets wanted from here on (gaps of at most 16), by the bytes an
+      // offset took so far: a read-back of hundreds of deferred records in one fetch, not a
+      // 64 KiB fetch per few dozen; offsets far apart still get a small fetch each.
+      let last = i;
+      while (last + 1 < wanted.length && wanted[last + 1]! - wanted[last]! <= 16) last++;
+      const span = wanted[last]! - at + 1;
       const bytes = Math.min(PICK_BYTES_MAX, Math.max(PICK_BYTES, Math.ceil(span * this.bytesPerOffset)));
       const got = await this.reader.fetch(this.topic, partition, at, bytes, (o) => picked.has(o));
       // A fetch cut by its byte limit tells what an offset takes (a whole first batch can be larger).

@@ -122,7 +122,13 @@ describe('Deferral (intake side of fairness)', () => {
     for (const tracker of trackers)
       for (let i = 0; i < 6; i++) {
         tracker.accept(offset);
-        deferral.defer({ tenant: 'bulk', key: `k${offset}`, offset: String(offset++), tracker, size: 10 } as never);
+        deferral.defer({
+          tenant: 'bulk',
+          key: `k${offset}`,
+          offset: String(offset++),
+          tracker,
+          size: 10,
+        } as never);
       }
     // Nothing buffered: the bulk tenant's share is 5, read from one partition, not 5 from each.
     deferral.readBack();
