@@ -29,7 +29,7 @@ const READ_BACK_RETRY_MS = 1000;
  * three offsets each, in deferred.ts's indexes, which drop removed offsets once they outnumber the
  * live ones; past it the intake waits as for a full buffer) and never past the offset map's
  * reach (the intake's existing rule); each deferred record is fetched once more (a read-back picks
- * it by offset: at most a 64 KiB fetch per record, less when deferred records are close together).
+ * it by offset, in batches: a tenant's close deferred records come back in one fetch sized to them).
  * A partition revoked drops its deferred records: the next owner reads them from the commit point.
  */
 export class Deferral {
