@@ -17,6 +17,8 @@ const PAGE_BYTES = 1024 * 1024;
  * the record batch holding the next one (a broker always answers with that batch whole).
  */
 const PICK_BYTES = 64 * 1024;
+/** The most one fetch by offset asks for when many close offsets are wanted (a read-back of deferred records). */
+const PICK_BYTES_MAX = 1024 * 1024;
 
 /** The transactional id under which one parking partition is written (one writer at a time). */
 export function parkingTransactionalIdOf(groupId: string, topic: string, partition: number): string {
@@ -84,6 +86,8 @@ export class KafkaParkingPort implements ParkingPort {
   private readonly holders = new Map<number, Producer>();
   /** Steps of one partition (fence, write, release) run one after another. */
   private readonly serial = new KeyedSerial<number>();
+  /** What an offset of the topic takes in a fetch, as the last fetch cut by its limit said. */
+  private bytesPerOffset = 512;
 
   constructor(
     conn: KafkaConnection,
@@ -176,7 +180,16 @@ export class KafkaParkingPort implements ParkingPort {
     let unstable = 0;
     while (i < wanted.length) {
       const at = wanted[i]!;
-      const got = await this.reader.fetch(this.topic, partition, at, PICK_BYTES, (o) => picked.has(o));
+      // Enough for the close offsets wanted from here on (gaps of at most 16), by the bytes an
+      // offset took so far: a read-back of hundreds of deferred records in one fetch, not a
+      // 64 KiB fetch per few dozen; offsets far apart still get a small fetch each.
+      let last = i;
+      while (last + 1 < wanted.length && wanted[last + 1]! - wanted[last]! <= 16) last++;
+      const span = wanted[last]! - at + 1;
+      const bytes = Math.min(PICK_BYTES_MAX, Math.max(PICK_BYTES, Math.ceil(span * this.bytesPerOffset)));
+      const got = await this.reader.fetch(this.topic, partition, at, bytes, (o) => picked.has(o));
+      // A fetch cut by its byte limit tells what an offset takes (a whole first batch can be larger).
+      if (got.next > at && got.next < got.end) this.bytesPerOffset = bytes / (got.next - at);
       for (const m of got.records) {
         const offset = Number(m.offset);
         // Offsets below a returned record that it skipped were compacted away.

@@ -29,12 +29,16 @@ const READ_BACK_RETRY_MS = 1000;
  * three offsets each, in deferred.ts's indexes, which drop removed offsets once they outnumber the
  * live ones; past it the intake waits as for a full buffer) and never past the offset map's
  * reach (the intake's existing rule); each deferred record is fetched once more (a read-back picks
- * it by offset: at most a 64 KiB fetch per record, less when deferred records are close together).
+ * it by offset, in batches: a tenant's close deferred records come back in one fetch sized to them).
  * A partition revoked drops its deferred records: the next owner reads them from the commit point.
  */
 export class Deferral {
   private readonly parts = new Set<Deferred>();
   private readonly byTracker = new WeakMap<PartitionTracker, Deferred>();
+  /** Offsets being read back, per tenant and in all (they count against the tenant's room). */
+  private readonly inflight = { of: new Map<string, number>(), total: 0 };
+  /** Where the next `readBack` starts (partitions take turns). */
+  private turn = 0;
 
   constructor(
     private readonly deps: {
@@ -103,7 +107,10 @@ export class Deferral {
 
   /** Reads deferred records back where their tenants are below their share (one read per partition at a time). */
   readBack(): void {
-    for (const d of this.parts) {
+    const parts = [...this.parts];
+    this.turn = (this.turn + 1) % Math.max(1, parts.length);
+    for (let i = 0; i < parts.length; i++) {
+      const d = parts[(this.turn + i) % parts.length]!;
       if (!this.deps.current(d.tracker) || d.size === 0) {
         if (!d.reading) this.parts.delete(d);
         continue;
@@ -114,21 +121,35 @@ export class Deferral {
     }
   }
 
+  /** Counts `n` more (or fewer) of the tenant's records as being read back. */
+  private reading(tenant: string, n: number): void {
+    const now = (this.inflight.of.get(tenant) ?? 0) + n;
+    if (now > 0) this.inflight.of.set(tenant, now);
+    else this.inflight.of.delete(tenant);
+    this.inflight.total += n;
+  }
+
   /**
    * The oldest deferred offsets whose tenants have room, a key's in order (a key passed over stops
    * there). It runs on every job that leaves the buffer: with no deferred tenant under its share
    * it returns at once, and it visits only the deferred records of the tenants with room, so a
    * small tenant's records behind a bulk tenant's thousands are found without walking those (a
    * walk of every deferred record per released job made the bulk tenant's backlog crawl).
+   *
+   * In batches: a tenant is read back once it has room for half its share (or for all it has
+   * deferred here), not on every job of it that leaves — a read-back per released job fetched
+   * 64 KiB for a dozen records (noisy-tenant: 17,000 read-backs for 200,000 records). Its records
+   * being read count against its room, so the partitions' read-backs together stay within it.
    */
   private pick(d: Deferred): number[] {
     const { buffer, maxBufferedJobs } = this.deps;
-    const room = maxBufferedJobs - buffer.jobs;
+    const room = maxBufferedJobs - buffer.jobs - this.inflight.total;
     if (room <= 0) return [];
     const left = new Map<string, number>();
-    for (const tenant of d.tenants.keys()) {
-      const n = this.share(tenant) - (buffer.byTenant.get(tenant) ?? 0);
-      if (n > 0) left.set(tenant, n);
+    for (const [tenant, q] of d.tenants) {
+      const share = this.share(tenant);
+      const n = share - (buffer.byTenant.get(tenant) ?? 0) - (this.inflight.of.get(tenant) ?? 0);
+      if (n > 0 && n >= Math.min(q.size, Math.ceil(share / 2))) left.set(tenant, n);
     }
     return left.size === 0 ? [] : d.oldest(left, Math.min(READ_BACK_MAX, room));
   }
@@ -136,6 +157,13 @@ export class Deferral {
   private read(d: Deferred, picks: number[]): void {
     const { reader, clock, logger, current, take } = this.deps;
     d.reading = true;
+    // Each pick leaves the count once: when taken, or at the end (compacted away, partition gone).
+    const left = new Map(picks.map((offset) => [offset, d.records.get(offset)!.tenant]));
+    for (const tenant of left.values()) this.reading(tenant, 1);
+    const settle = (offset: number) => {
+      const tenant = left.get(offset);
+      if (tenant !== undefined && left.delete(offset)) this.reading(tenant, -1);
+    };
     reader.read(d.tracker.partition, picks).then(
       async (records) => {
         const got = new Set(records.map((r) => Number(r.offset)));
@@ -144,19 +172,23 @@ export class Deferral {
           // Deferred until it is in its key's lane: a later record of the key fetched meanwhile
           // (while this one waits for its schema or for room) is deferred behind it.
           await take(d.tracker, record);
+          settle(Number(record.offset));
           d.remove(Number(record.offset));
           this.deps.passed(d.tracker);
         }
         // Compacted away since it was fetched: nothing to run, done.
-        for (const offset of picks)
+        for (const offset of picks) {
+          settle(offset);
           if (!got.has(offset) && current(d.tracker) && d.records.has(offset)) {
             d.remove(offset);
             d.tracker.complete(offset);
           }
+        }
         d.reading = false;
         this.readBack();
       },
       (error: unknown) => {
+        for (const offset of picks) settle(offset);
         logger.warn(
           { err: error, partition: d.tracker.partition },
           'reading deferred records back failed; trying again',

@@ -36,6 +36,11 @@ class OffsetQueue {
   get empty(): boolean {
     return this.head >= this.items.length;
   }
+
+  /** Live offsets (the removed ones still in the array are counted in `dead`). */
+  get size(): number {
+    return this.items.length - this.head - this.dead;
+  }
 }
 
 /**

@@ -87,3 +87,37 @@ describe('KafkaParkingPort, fenced writes', () => {
     await port.close();
   });
 });
+
+describe('KafkaParkingPort, reading by exact offsets', () => {
+  /** A partition of 5,000 records of 400 bytes: a fetch answers as many whole records as its byte limit holds. */
+  function fakeReader(port: KafkaParkingPort) {
+    const fetches: { at: number; maxBytes: number }[] = [];
+    const end = 5000;
+    (port as unknown as { reader: unknown }).reader = {
+      fetch: async (_t: string, _p: number, at: number, maxBytes: number, wanted: (o: number) => boolean) => {
+        fetches.push({ at, maxBytes });
+        const next = Math.min(end, at + Math.max(1, Math.floor(maxBytes / 400)));
+        const records = [];
+        for (let o = at; o < next; o++)
+          if (wanted(o))
+            records.push({ offset: String(o), key: null, value: Buffer.alloc(300), headers: {} });
+        return { records, next, lastStable: end, end };
+      },
+    };
+    return fetches;
+  }
+
+  it('reads many close offsets in a few fetches sized to them, not in 64 KiB fetches', async () => {
+    const { port } = fakeKafka();
+    const fetches = fakeReader(port);
+    const wanted = Array.from({ length: 2000 }, (_, i) => 100 + i);
+    const got = await port.read(0, wanted);
+    expect(got.map((r) => Number(r.offset))).toEqual(wanted);
+    // 2,000 records of 400 bytes: 13 fetches of 64 KiB; sized to the span, one or two.
+    expect(fetches.length).toBeLessThanOrEqual(2);
+    // A few far apart: each fetch stays small (64 KiB).
+    fetches.length = 0;
+    expect((await port.read(0, [10, 3000])).map((r) => r.offset)).toEqual(['10', '3000']);
+    expect(fetches.map((f) => f.maxBytes)).toEqual([64 * 1024, 64 * 1024]);
+  });
+});

@@ -79,7 +79,7 @@ describe('Deferral (intake side of fairness)', () => {
       tracker.accept(Number(h.offset));
       buffer.add(h);
     }
-    for (const o of [5, 6, 7]) {
+    for (const o of [5, 6, 7, 8]) {
       const d = item('bulk', `k${o}`, o);
       tracker.accept(o);
       deferral.defer(d);
@@ -89,12 +89,52 @@ describe('Deferral (intake side of fairness)', () => {
     buffer.release(held[0]!);
     buffer.release(held[1]!);
     await new Promise((r) => setTimeout(r, 10));
-    // Two places free: two records read back (by exact offset; one read at a time), oldest first;
-    // the third stays deferred.
-    expect(reads.flat()).toEqual([5, 6]);
-    expect(taken).toEqual(['5', '6']);
+    // Two places free of a share of 5: not a read-back yet (it waits for room for half its share).
+    expect(reads).toEqual([]);
+    buffer.release(held[2]!);
+    await new Promise((r) => setTimeout(r, 10));
+    // Three places: three records read back in one read (by exact offset), oldest first; the
+    // fourth stays deferred.
+    expect(reads).toEqual([[5, 6, 7]]);
+    expect(taken).toEqual(['5', '6', '7']);
     expect(deferral.count).toBe(1);
     expect(tracker.commitPoint()).toBe(0);
+  });
+
+  it('a tenant with fewer deferred records than half its share is read back at once', async () => {
+    const { buffer, deferral, item, tracker, reads } = setup();
+    const held = Array.from({ length: 5 }, (_, i) => item('bulk', `k${i}`, i));
+    for (const h of held) {
+      tracker.accept(Number(h.offset));
+      buffer.add(h);
+    }
+    tracker.accept(5);
+    deferral.defer(item('bulk', 'k5', 5));
+    buffer.release(held[0]!);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(reads).toEqual([[5]]);
+  });
+
+  it("the partitions' read-backs together stay within a tenant's room (records being read count)", async () => {
+    const { buffer, deferral, reads } = setup();
+    const trackers = [0, 1, 2].map((p) => new PartitionTracker('jobs', p));
+    let offset = 0;
+    for (const tracker of trackers)
+      for (let i = 0; i < 6; i++) {
+        tracker.accept(offset);
+        deferral.defer({
+          tenant: 'bulk',
+          key: `k${offset}`,
+          offset: String(offset++),
+          tracker,
+          size: 10,
+        } as never);
+      }
+    // Nothing buffered: the bulk tenant's share is 5, read from one partition, not 5 from each.
+    deferral.readBack();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(reads.flat().length).toBeLessThanOrEqual(5);
+    expect(buffer.jobs).toBeLessThanOrEqual(5);
   });
 
   it('a read-back looks at the deferred records only for tenants under their share (not once per record per released job)', async () => {
@@ -126,7 +166,8 @@ describe('Deferral (intake side of fairness)', () => {
     deferral.defer(item('small', 's0', 10_005));
     buffer.release(held[0]!);
     await new Promise((r) => setTimeout(r, 10));
-    // One place for the bulk tenant again (its oldest), and the small tenant behind 10,000 records.
-    expect(reads.flat()).toEqual([5, 10_005]);
+    // The small tenant behind 10,000 records (the bulk tenant, one place below its share, waits
+    // for room for a batch).
+    expect(reads.flat()).toEqual([10_005]);
   });
 });
