@@ -1,8 +1,7 @@
 /**
  * Chaos scenario `exactly-once` (issue 28): a two-stage pipeline, payments → ledger → notify, each
  * stage run by worker processes of test/support/pipeline-worker.ts (`ctx.enqueue` of one follow-up
- * per job; every 7th payment of a key fails its first attempt into a retry tier, under strict key
- * order), SIGKILLed every few seconds and replaced, and — on the three-node cluster — the broker
+ * per job), SIGKILLed every few seconds and replaced, and — on the three-node cluster — the broker
  * leading the most ledger partitions SIGKILLed and restarted once. A `read_committed` reader
  * (kafkajs' own consumer, no Strand code) then reads the ledger and notify topics: with
  * `exactlyOnce` each follow-up must be there exactly once, in per-key order by the payments'
@@ -94,9 +93,9 @@ async function pipelineRun(s: ChaosStack, o: ExactlyOnceSize, exactlyOnce: boole
   const replicated = o.threeNodes
     ? { replication: 3, configs: { 'min.insync.replicas': '2' } }
     : { replication: 1 };
-  // Every 7th payment of a key fails its first attempt into a retry tier of 300 ms: strict key
-  // order (the default) parks its key until the retry completed, in the same rounds.
-  const paymentTiers = [300];
+  // No retry tiers: strict key order with exactlyOnce is refused for now (a run with every 7th
+  // payment failing into a 300 ms tier under strict order showed duplicates: docs/chaos.md).
+  const paymentTiers: number[] = [];
   for (const topic of [payments, ledger, notify]) {
     // On a fresh three-node cluster the metadata read after the create can reach a broker that has
     // not seen the topic yet (UNKNOWN_TOPIC_OR_PARTITION, which Strand's admin reads do not retry):
@@ -126,7 +125,7 @@ async function pipelineRun(s: ChaosStack, o: ExactlyOnceSize, exactlyOnce: boole
       s,
       {
         ...{ ...worker, topic: payments, groupId: `${payments}-g`, output: ledger },
-        ...{ tiers: paymentTiers, failEvery: 7, strict: true },
+        ...{ tiers: paymentTiers },
       },
       logLevel,
       module,
@@ -161,7 +160,6 @@ async function pipelineRun(s: ChaosStack, o: ExactlyOnceSize, exactlyOnce: boole
   const drained = async () =>
     steady.acknowledged.length >= o.jobs &&
     (await progress(admin, ...groups[0])).done &&
-    (await progress(admin, groups[0][0], topicNames(payments, 1).tiers[0]!)).done &&
     (await progress(admin, ...groups[1])).done;
 
   // SIGKILL the oldest member of one stage, then of the other, every few seconds; each replaced at

@@ -18,6 +18,7 @@ import {
   tenantFunction,
 } from './fairness/options.js';
 import type { OrderingMode } from './key-scheduler.js';
+import { exactlyOnceFits } from './round-parking.js';
 
 export type {
   BatchContext,
@@ -340,6 +341,7 @@ export const workerOptionsSchema = workerOptionsObject
   })
   .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
   .superRefine(oneHandler)
+  .superRefine(exactlyOnceFits)
   .refine(batchWithBatchHandler.check, batchWithBatchHandler.params)
   .refine(limitsWithoutBatches.check, limitsWithoutBatches.params);
 
@@ -348,6 +350,7 @@ const definitionSchema = workerOptionsObject
   .partial({ brokers: true, kafka: true, registry: true })
   .refine(heartbeatBelowSession.check, heartbeatBelowSession.params)
   .superRefine(oneHandler)
+  .superRefine(exactlyOnceFits)
   .refine(batchWithBatchHandler.check, batchWithBatchHandler.params)
   .refine(limitsWithoutBatches.check, limitsWithoutBatches.params);
 

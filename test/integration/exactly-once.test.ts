@@ -193,33 +193,6 @@ describe('exactly-once pipelines against the real broker', () => {
     expect(duplicated).toBeGreaterThan(0);
   }, 240_000);
 
-  it('strict key order, payments → ledger with SIGKILLs: each ledger job once, in payment order per key', async () => {
-    const jobs = Number(process.env.EOS_STRICT_JOBS ?? 9000);
-    const eos = await pipeline(true, jobs, undefined, true);
-    const seen = counts(eos.ledger);
-    expect(eos.kills).toBeGreaterThanOrEqual(2);
-    expect([...seen].filter(([, n]) => n > 1)).toEqual([]);
-    expect(new Set(seen.keys())).toEqual(new Set(eos.jobIds.map((id) => `${id}:ledger`)));
-    const tierSeen = counts(eos.tier);
-    expect([...tierSeen].filter(([, n]) => n > 1)).toEqual([]);
-    expect(tierSeen.size).toBeGreaterThan(eos.failing * 0.8);
-    // Per key, the ledger holds its payments' follow-ups in enqueue order: a payment that failed
-    // into the tier held its key's later payments back (parked) until its retry completed.
-    const rank = new Map(eos.jobIds.map((id, i) => [`${id}:ledger`, i]));
-    const last = new Map<string, number>();
-    const outOfOrder: string[] = [];
-    for (const r of [...eos.ledger].sort((a, b) => a.partition - b.partition || a.offset - b.offset)) {
-      const i = rank.get(r.headers['strand-job-id'] ?? '') ?? -1;
-      if (i < (last.get(r.key ?? '') ?? -1)) outOfOrder.push(`${r.key}: ${r.headers['strand-job-id']}`);
-      last.set(r.key ?? '', i);
-    }
-    expect(outOfOrder.slice(0, 5)).toEqual([]);
-    console.log(
-      `exactly-once, strict order: ${eos.ledger.length} ledger records for ${jobs} payments, ` +
-        `${tierSeen.size} tier records, ${eos.kills} SIGKILLs`,
-    );
-  }, 300_000);
-
   it("fencing: a zombie's open round is aborted when the new owner takes the partition", async () => {
     const input = uniqueName('eos-fence-in');
     const output = uniqueName('eos-fence-out');

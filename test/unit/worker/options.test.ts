@@ -114,13 +114,14 @@ describe('exactlyOnce options', () => {
     expect(new Worker({ ...base, exactlyOnce: true, retry: { tiers: [] } }).options.exactlyOnce).toBe(true);
   });
 
-  it('takes strict key order (the default with retry tiers), with a handler or a batch handler', () => {
-    const strict = new Worker({ ...base, exactlyOnce: true });
-    expect(strict.options.exactlyOnce).toBe(true);
-    expect(strict.options.retry.ordering).toBe('strict');
+  it('refuses strict key order in one line naming the field, with a handler or a batch handler', () => {
+    const strict = errorOf({ ...base, exactlyOnce: true });
+    expect(strict.path).toBe('exactlyOnce');
+    expect(strict.message).toMatch(/^worker options: exactlyOnce: .*retry\.ordering: 'relaxed'$/);
+    expect(strict.message).not.toContain('\n');
     const { handler: _h, ...noHandler } = base;
-    const batch = new Worker({ ...noHandler, batchHandler: async () => undefined, exactlyOnce: true });
-    expect(batch.options.retry.ordering).toBe('strict');
+    const batchStrict = errorOf({ ...noHandler, batchHandler: async () => undefined, exactlyOnce: true });
+    expect(batchStrict.message).toMatch(/^worker options: exactlyOnce: .*retry\.ordering: 'relaxed'$/);
     expect(errorOf({ ...base, exactlyOnce: 'yes' }).path).toBe('exactlyOnce');
   });
 
