@@ -446,7 +446,9 @@ export class Simulation implements ModelObserver {
         : { handler: () => undefined }),
       concurrency: w.concurrency,
       ordering: 'key',
-      exactlyOnce: this.eos,
+      // Strict seeds with exactlyOnce: the option is refused at validation for now (round-parking.ts
+      // `exactlyOnceFits`); the model runs the mechanism anyway, so it is set after.
+      exactlyOnce: this.eos && !this.strict,
       maxBufferedJobs: w.maxBufferedJobs,
       maxBufferedBytes: w.maxBufferedBytes,
       jobTimeoutMs: w.jobTimeoutMs,
@@ -485,6 +487,7 @@ export class Simulation implements ModelObserver {
         : {}),
       ...(c.tenants ? tenantOptions(c.tenants) : {}),
     } as never);
+    if (this.eos) this.options = { ...this.options, exactlyOnce: true };
     // In-place retries of one delivery, and retry-later hops served in place (no tiers).
     this.runBound = w.maxAttempts + w.inPlace + 1;
   }
