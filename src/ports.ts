@@ -137,6 +137,14 @@ export interface TopicRecords {
   readonly messages: readonly OutgoingRecord[];
 }
 
+/** One round's transaction: input partition `topic` / `partition`, its records, its offset (if any). */
+export interface RoundRequest {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: readonly TopicRecords[];
+  readonly offset?: OffsetCommit | undefined;
+}
+
 /**
  * Exactly-once rounds (`exactlyOnce`, docs/architecture.md "Exactly-once rounds"): one Kafka
  * transaction per input partition and round, under a transactional id of its own
@@ -158,12 +166,7 @@ export interface TransactionPort {
    * whose round staged nothing: rounds.ts `commitNow`). Resolves with the offsets the records got,
    * in order (every message of every entry).
    */
-  commitRound(round: {
-    topic: string;
-    partition: number;
-    records: readonly TopicRecords[];
-    offset?: OffsetCommit | undefined;
-  }): Promise<number[]>;
+  commitRound(round: RoundRequest): Promise<number[]>;
   /** Gives the partition's transactional id up (revoked), after any round of it in flight. */
   release(topic: string, partition: number): Promise<void>;
   /** Gives every transactional id up (the worker stopped). */

@@ -1,6 +1,6 @@
 import type { Kafka, PartitionOffset, Producer, Transaction } from 'kafkajs';
 import type { Logger } from '../observability/logger.js';
-import type { OffsetCommit, TopicRecords, TransactionPort } from '../ports.js';
+import type { RoundRequest, TransactionPort } from '../ports.js';
 import { type PartitionCounts, sendAcknowledged } from './send.js';
 import { KeyedSerial, sendOffsetsInTransaction, takeTransactionalId } from './transaction.js';
 
@@ -60,12 +60,7 @@ export class KafkaTransactionPort implements TransactionPort {
     });
   }
 
-  commitRound(round: {
-    topic: string;
-    partition: number;
-    records: readonly TopicRecords[];
-    offset?: OffsetCommit | undefined;
-  }): Promise<number[]> {
+  commitRound(round: RoundRequest): Promise<number[]> {
     const { topic, partition } = round;
     return this.serial.run(`${topic}:${partition}`, async () => {
       const producer = this.producers.get(`${topic}:${partition}`);

@@ -18,6 +18,7 @@ import type {
   OutgoingRecord,
   ParkingPort,
   ProducePort,
+  RoundRequest,
   TopicRecords,
   TransactionPort,
 } from '../../src/ports.js';
@@ -433,12 +434,7 @@ export class SimTransactionPort implements TransactionPort {
     });
   }
 
-  commitRound(round: {
-    topic: string;
-    partition: number;
-    records: readonly TopicRecords[];
-    offset?: OffsetCommit | undefined;
-  }): Promise<number[]> {
+  commitRound(round: RoundRequest): Promise<number[]> {
     const tp = `${round.topic}:${round.partition}`;
     const epoch = this.mine.get(tp);
     // One partition's transactions run one after another, as on its one transactional producer.

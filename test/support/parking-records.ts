@@ -1,4 +1,5 @@
 import { HEADERS } from '../../src/headers.js';
+import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../../src/ports.js';
 import { PartitionTracker } from '../../src/worker/partition-tracker.js';
 import { WorkItem } from '../../src/worker/work-item.js';
 
@@ -101,4 +102,48 @@ export function jobMaker(): (key: string, offset: number) => WorkItem {
       seq++,
       0,
     );
+}
+
+/**
+ * One log per partition, as the parking topic (no compaction: tombstones stay), read in pages of
+ * `pageSize`; `failScanAt` makes a scan fail once each time it reaches that offset.
+ */
+export class MemoryParking implements ParkingPort {
+  readonly logs = new Map<number, FetchedRecord[]>();
+  pageSize = 3;
+  failScanAt: number | undefined;
+  scans: number[] = [];
+  private log(p: number): FetchedRecord[] {
+    const l = this.logs.get(p) ?? [];
+    this.logs.set(p, l);
+    return l;
+  }
+  async scan(p: number, from: number, onPage: (records: readonly FetchedRecord[], next: number) => void) {
+    this.scans.push(from);
+    const end = this.log(p).length;
+    for (let at = from; at < end; at += this.pageSize) {
+      await Promise.resolve();
+      if (this.failScanAt !== undefined && at >= this.failScanAt) {
+        this.failScanAt = undefined;
+        throw new Error('NOT_LEADER_OR_FOLLOWER');
+      }
+      const next = Math.min(end, at + this.pageSize);
+      onPage(this.log(p).slice(at, next), next);
+    }
+    return Math.max(from, end);
+  }
+  async read(p: number, offsets: readonly number[]) {
+    return this.log(p).filter((r) => offsets.includes(Number(r.offset)));
+  }
+  async endOffset(p: number) {
+    return this.log(p).length;
+  }
+  async write(p: number, records: readonly OutgoingRecord[]) {
+    const l = this.log(p);
+    return records.map((r) => {
+      const key = r.key === null ? null : Buffer.from(r.key);
+      l.push({ offset: String(l.length), key, value: r.value, headers: r.headers });
+      return l.length - 1;
+    });
+  }
 }

@@ -4,51 +4,7 @@ import { createLogger } from '../../../src/observability/logger.js';
 import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../../../src/ports.js';
 import { systemClock } from '../../../src/timing/clock.js';
 import { ParkingState } from '../../../src/worker/parking.js';
-import { jobMaker } from '../../support/parking-records.js';
-
-/**
- * One log per partition, as the parking topic (no compaction: tombstones stay), read in pages of
- * `pageSize`; `failScanAt` makes a scan fail once each time it reaches that offset.
- */
-class MemoryParking implements ParkingPort {
-  readonly logs = new Map<number, FetchedRecord[]>();
-  pageSize = 3;
-  failScanAt: number | undefined;
-  scans: number[] = [];
-  private log(p: number): FetchedRecord[] {
-    const l = this.logs.get(p) ?? [];
-    this.logs.set(p, l);
-    return l;
-  }
-  async scan(p: number, from: number, onPage: (records: readonly FetchedRecord[], next: number) => void) {
-    this.scans.push(from);
-    const end = this.log(p).length;
-    for (let at = from; at < end; at += this.pageSize) {
-      await Promise.resolve();
-      if (this.failScanAt !== undefined && at >= this.failScanAt) {
-        this.failScanAt = undefined;
-        throw new Error('NOT_LEADER_OR_FOLLOWER');
-      }
-      const next = Math.min(end, at + this.pageSize);
-      onPage(this.log(p).slice(at, next), next);
-    }
-    return Math.max(from, end);
-  }
-  async read(p: number, offsets: readonly number[]) {
-    return this.log(p).filter((r) => offsets.includes(Number(r.offset)));
-  }
-  async endOffset(p: number) {
-    return this.log(p).length;
-  }
-  async write(p: number, records: readonly OutgoingRecord[]) {
-    const l = this.log(p);
-    return records.map((r) => {
-      const key = r.key === null ? null : Buffer.from(r.key);
-      l.push({ offset: String(l.length), key, value: r.value, headers: r.headers });
-      return l.length - 1;
-    });
-  }
-}
+import { jobMaker, MemoryParking } from '../../support/parking-records.js';
 
 /**
  * One worker's port to a parking topic shared with others (`logs`, `epochs`), fenced as the kafkajs

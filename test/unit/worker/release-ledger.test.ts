@@ -3,7 +3,6 @@ import type { OutcomeRouter } from '../../../src/failure/router.js';
 import { HEADERS } from '../../../src/headers.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { QueueMetrics } from '../../../src/observability/metrics.js';
-import type { FetchedRecord, OutgoingRecord, ParkingPort } from '../../../src/ports.js';
 import { systemClock } from '../../../src/timing/clock.js';
 import type { JobSlot } from '../../../src/worker/dispatcher.js';
 import type { KeyParkingDeps } from '../../../src/worker/key-release.js';
@@ -13,39 +12,7 @@ import { KeyParking } from '../../../src/worker/parked-keys.js';
 import { ParkingState } from '../../../src/worker/parking.js';
 import { PartitionTracker } from '../../../src/worker/partition-tracker.js';
 import { WorkItem } from '../../../src/worker/work-item.js';
-
-/** The parking topic's partitions as logs (no compaction). */
-class MemoryParking implements ParkingPort {
-  readonly logs = new Map<number, FetchedRecord[]>();
-  private log(p: number): FetchedRecord[] {
-    const l = this.logs.get(p) ?? [];
-    this.logs.set(p, l);
-    return l;
-  }
-  async scan(p: number, from: number, onPage: (records: readonly FetchedRecord[], next: number) => void) {
-    const end = this.log(p).length;
-    if (from < end) onPage(this.log(p).slice(from), end);
-    return Math.max(from, end);
-  }
-  async read(p: number, offsets: readonly number[]) {
-    return this.log(p).filter((r) => offsets.includes(Number(r.offset)));
-  }
-  async endOffset(p: number) {
-    return this.log(p).length;
-  }
-  async write(p: number, records: readonly OutgoingRecord[]) {
-    const l = this.log(p);
-    return records.map((r) => {
-      l.push({
-        offset: String(l.length),
-        key: r.key === null ? null : Buffer.from(r.key),
-        value: r.value,
-        headers: r.headers,
-      });
-      return l.length - 1;
-    });
-  }
-}
+import { MemoryParking } from '../../support/parking-records.js';
 
 function record(
   tracker: PartitionTracker,
