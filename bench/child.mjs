@@ -70,6 +70,15 @@ function worstSeconds(enqueued, latencies) {
   return [...bySecond.values()].sort((a, b) => b.maxMs - a.maxMs).slice(0, 5);
 }
 
+/**
+ * The process's CPU time (user + system, all its threads: GC helpers, libuv) from the first job to
+ * the last, per job: the per-job cost, steadier than the rate on two cores shared with the broker.
+ */
+function cpuPerJob(cpu, count) {
+  if (!cpu) return {};
+  return { cpuMicrosPerJob: Math.round(((cpu.user + cpu.system) / count) * 100) / 100 };
+}
+
 async function waitFor(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -83,11 +92,17 @@ async function waitFor(check, timeoutMs, what) {
  * the clock runs from the first handler call to the last counted one.
  */
 function strandHandler(kind, count) {
-  const s = { first: 0, last: 0, n: 0 };
+  const s = { first: 0, last: 0, n: 0, cpu0: undefined, cpu: undefined };
   // Two clock reads per run, not per job: the first call and the count-th.
   const tick = () => {
-    if (!s.first) s.first = performance.now();
-    if (++s.n === count) s.last = performance.now();
+    if (!s.first) {
+      s.first = performance.now();
+      s.cpu0 = process.cpuUsage();
+    }
+    if (++s.n === count) {
+      s.last = performance.now();
+      s.cpu = process.cpuUsage(s.cpu0);
+    }
   };
   const base = { s, done: () => s.n >= count, extra: () => ({}) };
   switch (kind) {
@@ -254,6 +269,7 @@ async function strand() {
     count: p.count,
     seconds,
     jobsPerSecond: p.count / seconds,
+    ...cpuPerJob(h.s.cpu, p.count),
     maxRssMiB: maxRssMiB(),
     ...h.extra(),
     ...(sdk ? { spansExported: await sdk.exported() } : {}),
@@ -309,6 +325,8 @@ async function kafkajsConsume() {
   let first = 0;
   let last = 0;
   let sink = 0;
+  let cpu0;
+  let cpu;
   await consumer.connect();
   await consumer.subscribe({ topic: p.topic, fromBeginning: true });
   let joined = false;
@@ -320,7 +338,10 @@ async function kafkajsConsume() {
     autoCommit: true,
     ...(p.fast ? {} : { partitionsConsumedConcurrently: 3 }),
     eachBatch: async ({ batch }) => {
-      if (!first) first = performance.now();
+      if (!first) {
+        first = performance.now();
+        cpu0 = process.cpuUsage();
+      }
       if (p.decode) {
         for (const m of batch.messages) {
           const v = m.value;
@@ -333,6 +354,7 @@ async function kafkajsConsume() {
       }
       seen += batch.messages.length;
       last = performance.now();
+      if (seen >= p.count && !cpu) cpu = process.cpuUsage(cpu0);
     },
   });
   await waitFor(
@@ -346,6 +368,7 @@ async function kafkajsConsume() {
     seen,
     seconds,
     jobsPerSecond: p.count / seconds,
+    ...cpuPerJob(cpu, p.count),
     maxRssMiB: maxRssMiB(),
     ...(p.decode ? { checksum: sink } : {}),
   });

@@ -80,7 +80,7 @@ export function strandRun(
  * without decoding.
  */
 type Loop = 'fast' | 'strand-fetch' | 'raw';
-const kafkajsRun = (s: BenchStack, topic: string, count: number, loop: Loop) =>
+export const kafkajsRun = (s: BenchStack, topic: string, count: number, loop: Loop) =>
   child('kafkajs', {
     ...conn(s),
     topic,

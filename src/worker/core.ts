@@ -156,14 +156,7 @@ export class WorkerCore extends WorkerEmitter {
     const stage = this.rounds?.stageRouted;
     const router = new OutcomeRouter(producer, deps.topics, o.groupId, clock, o.retry.tiers, logger, stage);
     const executor = new Executor({
-      options: o,
-      state: this.state,
-      clock,
-      logger,
-      metrics,
-      decoder: deps.decoder,
-      router,
-      leases,
+      ...{ options: o, state: this.state, clock, logger, metrics, decoder: deps.decoder, router, leases },
       dispatcher: () => this.dispatcher,
       followUps: deps.followUps,
       parking: () => this.parking,
@@ -172,6 +165,7 @@ export class WorkerCore extends WorkerEmitter {
       done,
       settle: (item) => this.dispatcher.settle(item),
       emit: (event, ...args) => this.emit(event, ...(args as never)),
+      hears: (event) => this.listenerCount(event) > 0,
       random,
     });
     this.parking = KeyParking.create(o, deps.parking, {

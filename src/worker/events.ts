@@ -52,6 +52,7 @@ export const EVENTS: (keyof WorkerEvents)[] = [
   'drain',
   'revoked',
 ];
+const FORWARDED: ReadonlySet<string> = new Set(EVENTS);
 
 /**
  * Emits a worker event so that no listener can hurt the worker: each listener is called on its
@@ -101,7 +102,9 @@ export abstract class WorkerEmitter extends EventEmitter<WorkerEvents> {
   protected abstract readonly logger: Logger;
 
   override emit<E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]): boolean {
-    if (!EVENTS.includes(event)) return super.emit(event as never, ...(args as never));
+    if (!FORWARDED.has(event)) return super.emit(event as never, ...(args as never));
+    // Per-job events are emitted whether or not anyone listens: nobody, nothing to do.
+    if (this.listenerCount(event) === 0) return false;
     this.onListenerFault ??= listenerFaultLogger(this.logger);
     return emitGuarded(this, event, args, this.onListenerFault);
   }

@@ -12,9 +12,9 @@ import type { Clock } from '../timing/clock.js';
 import { AttemptTracer } from './attempt-trace.js';
 import { BatchCall } from './batch.js';
 import type { Dispatcher, JobSlot } from './dispatcher.js';
-import type { Emit } from './events.js';
+import type { Emit, WorkerEvents } from './events.js';
 import { BadTenantError } from './fairness/options.js';
-import { callOne, type HandlerDeps, runHandler } from './handler-call.js';
+import { callOne, HandlerDeadlines, type HandlerDeps, runHandler } from './handler-call.js';
 import { JobLog } from './job-log.js';
 import { JobWaits } from './job-waits.js';
 import { Abandoned, IdempotencyKeyError, type LeaseKeeper } from './lease.js';
@@ -22,7 +22,7 @@ import type { Job, ResolvedWorkerOptions } from './options.js';
 import type { KeyParking } from './parked-keys.js';
 import { decide } from './policy.js';
 import type { RunState } from './run-state.js';
-import { routing, type WorkItem } from './work-item.js';
+import { JobView, routing, type WorkItem } from './work-item.js';
 
 /**
  * Runs one started job to an outcome: decode, idempotency lease, handler (with its timeout), and
@@ -40,6 +40,7 @@ export class Executor {
   private readonly waits: JobWaits;
   /** A write an outcome depends on, until acknowledged (job-waits.ts); strict order's writes use it too. */
   readonly durably: JobWaits['durably'];
+  private readonly hears: (event: keyof WorkerEvents) => boolean;
 
   constructor(
     private readonly deps: {
@@ -63,6 +64,8 @@ export class Executor {
       /** The job is over (with or without an outcome): its slot, key and buffer space go back. */
       settle: (item: WorkItem) => void;
       emit: Emit;
+      /** Whether anyone listens to a per-job event (no event object is made for nobody). */
+      hears?: (event: keyof WorkerEvents) => boolean;
       random: () => number;
     },
   ) {
@@ -74,9 +77,11 @@ export class Executor {
     this.endToEnd = metrics.endToEndLatency.labels(this.labels);
     this.tracer = new AttemptTracer(options.tracing, options.groupId);
     const { jobTimeoutMs, exactlyOnce } = options;
-    this.handlerDeps = { ...deps, jobTimeoutMs, exactlyOnce };
+    const deadlines = jobTimeoutMs > 0 ? new HandlerDeadlines(deps.clock, jobTimeoutMs) : undefined;
+    this.handlerDeps = { ...deps, jobTimeoutMs, deadlines, exactlyOnce };
     this.waits = new JobWaits(deps);
     this.durably = this.waits.durably;
+    this.hears = deps.hears ?? (() => true);
   }
 
   /**
@@ -87,6 +92,9 @@ export class Executor {
    */
   async execute(item: WorkItem, slot: JobSlot): Promise<void> {
     const parking = this.deps.parking();
+    // A job starts in a microtask of its own, never inside its starter (the intake's loop, a
+    // settle): most jobs need no other await before their handler.
+    await undefined;
     try {
       for (let faults = 0; ; faults++) {
         const gate = parking ? parking.gate(item) : 'run';
@@ -195,7 +203,9 @@ export class Executor {
     const { options: o, state, leases, emit, router } = this.deps;
     let data: unknown;
     try {
-      data = await this.waits.decode(item, log);
+      // Most records: a cached writer schema, decoded now (no promise, per-job cost).
+      const now = this.waits.decodeNow(item);
+      data = now ? now.data : await this.waits.decode(item, log);
     } catch (error) {
       if (!(error instanceof DecodeError)) throw error;
       log.logger.warn(
@@ -218,21 +228,8 @@ export class Executor {
     const enqueued = headerString(item.rawHeaders, HEADERS.enqueuedAt);
     const enqueuedAt = enqueued ? Number(enqueued) : undefined;
     for (;;) {
-      await this.waits.holdSlot(item);
-      const job: Job<unknown> = {
-        id: item.jobId,
-        key: item.key,
-        data,
-        attempt,
-        // Parsed only if the handler reads them.
-        get headers() {
-          return item.headers;
-        },
-        topic: item.topic,
-        partition: item.partition,
-        offset: item.offset,
-        enqueuedAt,
-      };
+      if (!this.waits.slotHeld(item)) await this.waits.holdSlot(item);
+      const job: Job<unknown> = new JobView(item, data, attempt, enqueuedAt);
       // A batch's jobs take their leases in lane order and do not hold their batch up while the
       // lease is held elsewhere (batch.ts).
       // A released job (strict key order) runs alone, in its release's slot.
@@ -347,14 +344,14 @@ export class Executor {
     const { leases, emit, clock, state } = this.deps;
     const stopRenewal = lease === 'acquired' ? leases!.keepAlive(item, job, log) : undefined;
     let error: unknown;
-    let started = clock.now();
+    let started = 0;
     try {
       // Paused or draining while it waited for its lease: it waits again, without its slot.
       if (!batch && !state.canStart) await this.waits.holdSlot(item);
       // The partition may have been lost while the job decoded or waited for its lease.
       const confirmed = this.deps.confirm(item);
       if (confirmed !== true && !(await confirmed)) throw new Abandoned();
-      emit('job:started', job);
+      if (this.hears('job:started')) emit('job:started', job);
       started = clock.now();
       // A batch's job waits for the batch's call and gets its own result; the call may not
       // happen for it (partition lost, stop): Abandoned (batch.ts).
@@ -374,7 +371,7 @@ export class Executor {
     this.counts.completed++;
     log.end('completed');
     if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
-    emit('job:completed', job, { durationMs: ms });
+    if (this.hears('job:completed')) emit('job:completed', job, { durationMs: ms });
     item.outcome = 'completed';
     return undefined;
   }

@@ -1,3 +1,4 @@
+import type { Span } from '@opentelemetry/api';
 import { StrandError } from '../errors.js';
 import { JobTimeoutError, normalizeThrown } from '../failure/errors.js';
 import type { Logger } from '../observability/logger.js';
@@ -57,6 +58,8 @@ export function keepFollowUps(item: WorkItem, staged: ReadonlyMap<WorkItem, Topi
 /** What a handler call needs of the worker. */
 export interface HandlerDeps {
   readonly jobTimeoutMs: number;
+  /** The handler timeouts' shared timer; undefined when `jobTimeoutMs` is 0 (no timeout). */
+  readonly deadlines?: HandlerDeadlines | undefined;
   readonly clock: Clock;
   readonly dispatcher: () => Dispatcher;
   /** `ctx.enqueue` stages follow-ups for the job's round instead of sending them. */
@@ -81,6 +84,171 @@ function followUpTarget<J>(
 }
 
 /**
+ * Handler timeouts without a timer per call: every call has the same `jobTimeoutMs`, so deadlines
+ * come in start order and one timer, set for the earliest, serves them all. A call that ended is
+ * marked and skipped; the queue is compacted when most of it has ended (one long call ahead of
+ * many short ones would otherwise keep theirs).
+ */
+export class HandlerDeadlines {
+  private queue: HandlerContext[] = [];
+  private head = 0;
+  /** Ended calls still in the queue (behind a running one). */
+  private gone = 0;
+  private timer: ReturnType<Clock['setTimeout']> | undefined;
+
+  constructor(
+    private readonly clock: Clock,
+    readonly ms: number,
+  ) {}
+
+  add(call: HandlerContext): void {
+    call.deadline = this.clock.now() + this.ms;
+    this.queue.push(call);
+    if (this.timer === undefined) this.arm();
+  }
+
+  /**
+   * The call ended before its deadline. The timer stays set (it finds nothing then): cleared and
+   * set again per call it would be a timer per job after all.
+   */
+  end(call: HandlerContext): void {
+    call.deadline = -1;
+    this.gone++;
+    // Ended calls at the front go at once; elsewhere, once they are most of the queue.
+    while (this.head < this.queue.length && this.queue[this.head]!.deadline < 0) {
+      this.head++;
+      this.gone--;
+    }
+    if (this.head === this.queue.length) this.reset();
+    else if (this.gone > 1024 && this.gone * 2 > this.queue.length - this.head) {
+      this.queue = this.queue.slice(this.head).filter((c) => c.deadline >= 0);
+      this.head = 0;
+      this.gone = 0;
+    }
+  }
+
+  private reset(): void {
+    this.queue = [];
+    this.head = 0;
+    this.gone = 0;
+  }
+
+  private arm(): void {
+    const next = this.queue[this.head];
+    if (!next) return;
+    this.timer = this.clock.setTimeout(() => this.fire(), Math.max(0, next.deadline - this.clock.now()), {
+      unref: true,
+    });
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const now = this.clock.now();
+    while (this.head < this.queue.length) {
+      const call = this.queue[this.head]!;
+      if (call.deadline >= 0 && call.deadline > now) break;
+      this.head++;
+      if (call.deadline < 0) this.gone--;
+      else {
+        call.deadline = -1;
+        call.timedOut();
+      }
+    }
+    if (this.head === this.queue.length) this.reset();
+    this.arm();
+  }
+
+  /** Stops the timer (the worker stopped). */
+  clear(): void {
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/**
+ * The `ctx` of one handler call (a class: an object literal with getters is made on V8's slow path,
+ * a measurable cost per job). Its `enqueue` is bound on first read, so `const { enqueue } = ctx` works.
+ */
+class HandlerContext {
+  /** When its timeout fires (`HandlerDeadlines`); -1 once ended or fired. */
+  deadline = -1;
+  /** Set when the timeout fired. */
+  timeout: JobTimeoutError | undefined;
+  stuckTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** Exactly once: the attempt's follow-ups per job (`CallJobs.staged` for a batch call). */
+  staged: Map<WorkItem, TopicRecords[]> | undefined;
+  open = true;
+  private bound: HandlerContext['send'] | undefined;
+
+  constructor(
+    private readonly deps: HandlerDeps,
+    private readonly item: WorkItem,
+    readonly attempt: AttemptSignal,
+    private readonly log: { readonly logger: Logger; readonly span?: TracedSpan | undefined },
+    private readonly batch: CallJobs | undefined,
+  ) {
+    this.staged = batch?.staged;
+  }
+
+  get enqueue(): HandlerContext['send'] {
+    this.bound ??= this.send.bind(this);
+    return this.bound;
+  }
+
+  get signal(): AbortSignal {
+    return this.attempt.signal;
+  }
+
+  get logger(): Logger {
+    return this.log.logger;
+  }
+
+  get span(): Span {
+    return this.log.span?.span ?? NOOP_SPAN;
+  }
+
+  private async send<J>(to: FollowUpTarget<J> | FollowUpTopic, job: J, options?: unknown): Promise<FollowUp> {
+    const { deps, item, batch } = this;
+    const owner = deps.exactlyOnce ? ownerOf(item, batch, options) : undefined;
+    const target = await followUpTarget(deps, to);
+    if (!owner) {
+      const [result] = await target.enqueueMany([job]);
+      return { jobId: result!.jobId };
+    }
+    const { jobIds, records } = await target.prepare([job]);
+    if (!this.open)
+      throw new StrandError(
+        'CONFIG',
+        'ctx.enqueue settled after its handler returned: await it in the handler',
+      );
+    this.staged ??= new Map();
+    const list = this.staged.get(owner);
+    if (list) list.push(...records);
+    else this.staged.set(owner, [...records]);
+    return { jobId: jobIds[0]! };
+  }
+
+  /** `jobTimeoutMs` passed: the signal aborts; still running as long again, the call is stuck. */
+  timedOut(): void {
+    const { deps, item, log } = this;
+    const timeoutMs = deps.jobTimeoutMs;
+    this.timeout = new JobTimeoutError(timeoutMs);
+    this.attempt.abort(this.timeout);
+    this.stuckTimer = deps.clock.setTimeout(
+      () => {
+        log.logger.warn(
+          { timeoutMs },
+          'handler ignores its aborted signal; its slot goes to other jobs, its key waits',
+        );
+        deps.dispatcher().markStuck(item);
+      },
+      timeoutMs,
+      { unref: true },
+    );
+  }
+}
+
+/**
  * Runs the handler once. At `jobTimeoutMs` its signal aborts; a handler that still succeeds
  * afterwards succeeded (its side effect happened: running it again would repeat it), one that
  * fails with the abort fails with `JobTimeoutError`. A handler still running `jobTimeoutMs` after
@@ -96,81 +264,29 @@ export async function runHandler(
   /** A batch call: its jobs (the caller keeps the staged follow-ups of the jobs that complete). */
   batch?: CallJobs,
 ): Promise<unknown> {
-  const { jobTimeoutMs: timeoutMs, clock } = deps;
   const attempt = new AttemptSignal();
   slot.attempt = attempt;
   if (slot.stopReason !== undefined) attempt.abort(slot.stopReason);
-  let timeout: JobTimeoutError | undefined;
-  let stuckTimer: ReturnType<Clock['setTimeout']> | undefined;
-  const timer =
-    timeoutMs > 0
-      ? clock.setTimeout(
-          () => {
-            timeout = new JobTimeoutError(timeoutMs);
-            attempt.abort(timeout);
-            stuckTimer = clock.setTimeout(
-              () => {
-                log.logger.warn(
-                  { timeoutMs },
-                  'handler ignores its aborted signal; its slot goes to other jobs, its key waits',
-                );
-                deps.dispatcher().markStuck(item);
-              },
-              timeoutMs,
-              { unref: true },
-            );
-          },
-          timeoutMs,
-          { unref: true },
-        )
-      : undefined;
-  // Exactly once: the attempt's follow-ups per job, kept only for a job that completes (then they
-  // join its writes: here for a single job, in batch.ts for a batch call's jobs).
-  let staged = batch?.staged;
-  let open = true;
-  const ctx = {
-    async enqueue<J>(to: FollowUpTarget<J> | FollowUpTopic, job: J, options?: unknown): Promise<FollowUp> {
-      const owner = deps.exactlyOnce ? ownerOf(item, batch, options) : undefined;
-      const target = await followUpTarget(deps, to);
-      if (!owner) {
-        const [result] = await target.enqueueMany([job]);
-        return { jobId: result!.jobId };
-      }
-      const { jobIds, records } = await target.prepare([job]);
-      if (!open)
-        throw new StrandError(
-          'CONFIG',
-          'ctx.enqueue settled after its handler returned: await it in the handler',
-        );
-      staged ??= new Map();
-      const list = staged.get(owner);
-      if (list) list.push(...records);
-      else staged.set(owner, [...records]);
-      return { jobId: jobIds[0]! };
-    },
-    get signal() {
-      return attempt.signal;
-    },
-    get logger() {
-      return log.logger;
-    },
-    get span() {
-      return log.span?.span ?? NOOP_SPAN;
-    },
-  };
+  const ctx = new HandlerContext(deps, item, attempt, log, batch);
+  if (deps.deadlines) deps.deadlines.add(ctx);
   const { span } = log;
   try {
-    await (span ? span.run(() => call(ctx)) : call(ctx));
-    if (!batch && staged) keepFollowUps(item, staged);
+    // A handler that returns no promise is not awaited (one microtask less per job).
+    const result = span
+      ? span.run(() => call(ctx as BatchContext<unknown>))
+      : call(ctx as BatchContext<unknown>);
+    if (result !== undefined) await result;
+    if (!batch && ctx.staged) keepFollowUps(item, ctx.staged);
     return undefined;
   } catch (error) {
     const thrown = normalizeThrown(error);
+    const { timeout } = ctx;
     if (timeout && (thrown === timeout || (thrown as Error).name === 'AbortError')) return timeout;
     return thrown;
   } finally {
-    open = false;
-    clock.clearTimeout(timer);
-    clock.clearTimeout(stuckTimer);
+    ctx.open = false;
+    if (ctx.deadline >= 0) deps.deadlines!.end(ctx);
+    deps.clock.clearTimeout(ctx.stuckTimer);
     slot.attempt = undefined;
   }
 }

@@ -232,7 +232,11 @@ export class Intake {
     const owned = assignment.get(tp);
     if (!owned) return;
     const tracker = owned.tracker;
-    const current = () => batch.isActive() && state.running && assignment.get(tp)?.tracker === tracker;
+    const ours = () => state.running && assignment.get(tp)?.tracker === tracker;
+    const current = () => batch.isActive() && ours();
+    // The client's own check (kafkajs builds a key per call) changes only across an await: nothing
+    // here seeks, and jobs start in a microtask of their own (executor.ts). Asked again after each.
+    let active = false;
     if (!(await this.heartbeating(batch, owned.ready, current))) return;
     const keys = tier === 0 ? this.deps.parking?.ready(batch.partition) : undefined;
     if (keys && !(await this.heartbeating(batch, keys, current))) return;
@@ -244,7 +248,8 @@ export class Intake {
       resolved = undefined;
     };
     for (const record of batch.records) {
-      if (!current()) return resolve();
+      if (!(active ? ours() : current())) return resolve();
+      active = true;
       const offset = Number(record.offset);
       // Exactly once: below the offset committed when this ownership began (read after fencing the
       // previous owner) is the previous owner's, even if the client's fetch began earlier.
@@ -299,8 +304,10 @@ export class Intake {
         if (telling) {
           // Its writer schema is fetched first (once per schema): the tenant is in the data.
           resolve();
+          active = false;
           if (!(await this.heartbeating(batch, telling, current))) return;
         }
+        active = false;
         const deferred =
           tier === 0 && this.deferral ? await this.deferred(told, batch, current, resolve) : false;
         if (deferred === undefined) return;
@@ -313,6 +320,7 @@ export class Intake {
       // map can describe could not be recorded as done out of order (offset-map.ts).
       while (!buffer.hasRoom(size) || this.beyondMap(tracker, offset) || this.overShare(tracker)) {
         resolve();
+        active = false;
         await buffer.waitForRoom(1000);
         if (!current()) return;
         // Rejects when the group rebalances, so the client can rejoin.

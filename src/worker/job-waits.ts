@@ -43,14 +43,21 @@ export class JobWaits {
   };
 
   /**
+   * Most records: decoded now, by a cached writer schema (or by the intake, to tell its tenant);
+   * undefined when the schema must be fetched (`decode`). Throws `DecodeError` for bad bytes.
+   */
+  decodeNow(item: WorkItem): { data: unknown } | undefined {
+    return item.decoded ?? this.deps.decoder.decodeCached?.(item.value);
+  }
+
+  /**
    * Decodes the record. While its writer schema cannot be fetched (registry down) the job waits
    * without its slot — it keeps its key, so order holds, and jobs whose schemas are cached keep
    * running — and takes a slot again before its handler runs.
    */
   async decode(item: WorkItem, log: JobLog): Promise<unknown> {
     const { decoder, dispatcher } = this.deps;
-    // Most records: a cached writer schema, decoded without a promise (or by the intake, to tell its tenant).
-    const cached = item.decoded ?? decoder.decodeCached?.(item.value);
+    const cached = this.decodeNow(item);
     if (cached) return cached.data;
     // A schema not in memory means a registry call, which may take the registry's whole retry
     // budget when it is down: the job gives its slot up for that time.
@@ -93,6 +100,17 @@ export class JobWaits {
     return result;
   };
 
+  /** The job may run its handler now, in the slot it holds (`holdSlot` need not wait). */
+  slotHeld(item: WorkItem): boolean {
+    if (!this.deps.dispatcher().holdsSlot(item)) return false;
+    const { state } = this.deps;
+    // Stopping: a started job (an in-place retry, a release's next job) goes on within the
+    // shutdown budget, as before the stop; paused or draining, it waits.
+    // A batch's job follows its batch's call (batch.ts checks); a released job runs alone.
+    const inBatch = item.slot?.batch !== undefined && !item.solo && !item.released;
+    return state.canStart || state.phase === 'stopping' || inBatch;
+  }
+
   /**
    * A handler runs only with a slot and while jobs may start: a job without a slot (it waited for
    * the registry, was stuck, or starts over) takes one first, and one whose handler would start
@@ -101,16 +119,10 @@ export class JobWaits {
    * jobs follow their batch's call (batch.ts).
    */
   async holdSlot(item: WorkItem): Promise<void> {
-    const dispatcher = this.deps.dispatcher();
     const { state } = this.deps;
-    if (dispatcher.holdsSlot(item)) {
-      // Stopping: a started job (an in-place retry, a release's next job) goes on within the
-      // shutdown budget, as before the stop; paused or draining, it waits.
-      // A batch's job follows its batch's call (batch.ts checks); a released job runs alone.
-      const inBatch = item.slot?.batch && !item.solo && !item.released;
-      if (state.canStart || state.phase === 'stopping' || inBatch) return;
-      dispatcher.releaseSlot(item);
-    }
+    const dispatcher = this.deps.dispatcher();
+    if (this.slotHeld(item)) return;
+    if (dispatcher.holdsSlot(item)) dispatcher.releaseSlot(item);
     const admitted = await dispatcher.reacquireSlot(item);
     if (!admitted || !state.running || !this.deps.owns(item)) throw new Abandoned();
   }

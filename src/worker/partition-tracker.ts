@@ -1,3 +1,5 @@
+import { tpKey } from './work-item.js';
+
 /**
  * Accepted offsets of one partition and which of them are done. The commit point is the first
  * accepted offset not yet done, or the last accepted + 1 when all are done. Offsets need not be
@@ -45,10 +47,15 @@ export class PartitionTracker {
     if (this.sent.length > 16) this.sent.shift();
   }
 
+  /** `tpKey(topic, partition)`, made once (every accepted job carries it). */
+  readonly tp: string;
+
   constructor(
     readonly topic: string,
     readonly partition: number,
-  ) {}
+  ) {
+    this.tp = tpKey(topic, partition);
+  }
 
   /**
    * True when the intake of this ownership is past `offset`: accepted, or below the offset the

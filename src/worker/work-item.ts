@@ -2,6 +2,7 @@ import type { RoutedRecord } from '../failure/router.js';
 import { HEADERS, headerString } from '../headers.js';
 import type { FetchedRecord, RecordHeaders, TopicRecords } from '../ports.js';
 import type { JobSlot } from './dispatcher.js';
+import type { Job } from './job.js';
 import type { Schedulable } from './key-scheduler.js';
 import type { PartitionTracker } from './partition-tracker.js';
 
@@ -63,7 +64,8 @@ export class WorkItem implements Schedulable, RoutedRecord {
     readonly seq: number,
     readonly acceptedAt: number,
   ) {
-    this.tp = tpKey(topic, partition);
+    this.tp =
+      tracker.topic === topic && tracker.partition === partition ? tracker.tp : tpKey(topic, partition);
     this.key = record.key ? record.key.toString('utf8') : null;
     this.offset = record.offset;
     this.value = record.value;
@@ -96,6 +98,43 @@ export class WorkItem implements Schedulable, RoutedRecord {
     }
     this.parsed = headers;
     return headers;
+  }
+}
+
+/**
+ * A job as its handler sees it. A class: an object literal with a getter is made on V8's slow path,
+ * a measurable cost per job. Headers are parsed only if read; `toJSON` includes them (a logged job
+ * shows what it showed as a plain object).
+ */
+export class JobView implements Job<unknown> {
+  readonly #item: WorkItem;
+  readonly id: string;
+  readonly key: string | null;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+
+  constructor(
+    item: WorkItem,
+    readonly data: unknown,
+    readonly attempt: number,
+    readonly enqueuedAt: number | undefined,
+  ) {
+    this.#item = item;
+    this.id = item.jobId;
+    this.key = item.key;
+    this.topic = item.topic;
+    this.partition = item.partition;
+    this.offset = item.offset;
+  }
+
+  get headers(): Record<string, string> {
+    return this.#item.headers;
+  }
+
+  toJSON(): Record<string, unknown> {
+    const { id, key, data, attempt, headers, topic, partition, offset, enqueuedAt } = this;
+    return { id, key, data, attempt, headers, topic, partition, offset, enqueuedAt };
   }
 }
 
