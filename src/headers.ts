@@ -51,3 +51,25 @@ export function headerString(headers: Record<string, unknown> | undefined, name:
   if (one === undefined || one === null) return undefined;
   return Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
 }
+
+/**
+ * Reads a header as `Number(headerString(...))` does, without making a string when it is plain ASCII
+ * digits (the attempt and time headers of every job); undefined when absent or empty.
+ */
+export function headerNumber(headers: Record<string, unknown> | undefined, name: string): number | undefined {
+  const raw = headers?.[name];
+  const one = Array.isArray(raw) ? raw[0] : raw;
+  if (one === undefined || one === null) return undefined;
+  if (!Buffer.isBuffer(one) || one.length > 15) {
+    const text = Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
+    return text === '' ? undefined : Number(text);
+  }
+  if (one.length === 0) return undefined;
+  let n = 0;
+  for (let i = 0; i < one.length; i++) {
+    const digit = one[i]! - 48;
+    if (digit < 0 || digit > 9) return Number(one.toString('utf8'));
+    n = n * 10 + digit;
+  }
+  return n;
+}

@@ -130,8 +130,8 @@ export class KafkaConsumerPort implements ConsumerPort {
       readUncommitted: false,
       partitionAssigners: this.gatedAssigners(),
       // Fetched-but-unaccepted records are memory too: keep fetches small next to the job buffer.
-      maxBytesPerPartition: Number(process.env.XPP ?? 512 * 1024),
-      maxBytes: Number(process.env.XMAX ?? 4 * 1024 * 1024),
+      maxBytesPerPartition: 512 * 1024,
+      maxBytes: 4 * 1024 * 1024,
       // A resumed retry-tier partition is fetched only when the current long poll returns: keep it short.
       maxWaitTimeInMs: 200,
       retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },

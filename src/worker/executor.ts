@@ -1,7 +1,7 @@
 import { DecodeError } from '../codec/errors.js';
 import { classifySafely, errorClassName } from '../failure/errors.js';
 import type { OutcomeRouter, Route } from '../failure/router.js';
-import { HEADERS, headerString } from '../headers.js';
+import { HEADERS, headerNumber } from '../headers.js';
 import type { HistogramSeries } from '../observability/fast-histogram.js';
 import type { Logger } from '../observability/logger.js';
 import type { OutcomeCounts, QueueMetrics } from '../observability/metrics.js';
@@ -225,8 +225,7 @@ export class Executor {
 
     let attempt = item.attempt;
     let inPlaceUsed = 0;
-    const enqueued = headerString(item.rawHeaders, HEADERS.enqueuedAt);
-    const enqueuedAt = enqueued ? Number(enqueued) : undefined;
+    const enqueuedAt = headerNumber(item.rawHeaders, HEADERS.enqueuedAt);
     for (;;) {
       if (!this.waits.slotHeld(item)) await this.waits.holdSlot(item);
       const job: Job<unknown> = new JobView(item, data, attempt, enqueuedAt);
@@ -361,7 +360,8 @@ export class Executor {
     } finally {
       stopRenewal?.();
     }
-    const ms = clock.now() - started;
+    const ended = clock.now();
+    const ms = ended - started;
     this.processing.observe(ms / 1000);
     if (error !== undefined) return error;
     // The side effect happened: the done marker is written even if the partition moved on
@@ -370,7 +370,10 @@ export class Executor {
     if (lease === 'acquired') await leases!.done(item, job, log, wait, this.deps.options.exactlyOnce);
     this.counts.completed++;
     log.end('completed');
-    if (job.enqueuedAt) this.endToEnd.observe(Math.max(0, clock.now() - job.enqueuedAt) / 1000);
+    if (job.enqueuedAt) {
+      const now = lease === 'acquired' ? clock.now() : ended;
+      this.endToEnd.observe(Math.max(0, now - job.enqueuedAt) / 1000);
+    }
     if (this.hears('job:completed')) emit('job:completed', job, { durationMs: ms });
     item.outcome = 'completed';
     return undefined;

@@ -237,6 +237,8 @@ export class Intake {
     // The client's own check (kafkajs builds a key per call) changes only across an await: nothing
     // here seeks, and jobs start in a microtask of their own (executor.ts). Asked again after each.
     let active = false;
+    // Acceptance time: the clock is read once per stretch without an await, not per record.
+    let now = 0;
     if (!(await this.heartbeating(batch, owned.ready, current))) return;
     const keys = tier === 0 ? this.deps.parking?.ready(batch.partition) : undefined;
     if (keys && !(await this.heartbeating(batch, keys, current))) return;
@@ -248,8 +250,13 @@ export class Intake {
       resolved = undefined;
     };
     for (const record of batch.records) {
-      if (!(active ? ours() : current())) return resolve();
-      active = true;
+      if (active) {
+        if (!ours()) return resolve();
+      } else {
+        if (!current()) return resolve();
+        active = true;
+        now = clock.now();
+      }
       const offset = Number(record.offset);
       // Exactly once: below the offset committed when this ownership began (read after fencing the
       // previous owner) is the previous owner's, even if the client's fetch began earlier.
@@ -326,8 +333,7 @@ export class Intake {
         // Rejects when the group rebalances, so the client can rejoin.
         await batch.heartbeat();
       }
-      const item =
-        told ?? new WorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq(), clock.now());
+      const item = told ?? new WorkItem(batch.topic, batch.partition, record, tier, tracker, this.seq(), now);
       tracker.accept(offset);
       buffer.add(item);
       pending.set(item, true);

@@ -1,5 +1,5 @@
 import type { RoutedRecord } from '../failure/router.js';
-import { HEADERS, headerString } from '../headers.js';
+import { HEADERS, headerNumber, headerString } from '../headers.js';
 import type { FetchedRecord, RecordHeaders, TopicRecords } from '../ports.js';
 import type { JobSlot } from './dispatcher.js';
 import type { Job } from './job.js';
@@ -72,7 +72,7 @@ export class WorkItem implements Schedulable, RoutedRecord {
     this.rawHeaders = record.headers;
     this.size = WorkItem.sizeOf(record);
     const raw = record.headers;
-    const attempt = raw ? Number(headerString(raw, HEADERS.attempt) ?? '1') : 1;
+    const attempt = raw ? (headerNumber(raw, HEADERS.attempt) ?? 1) : 1;
     this.attempt = Number.isInteger(attempt) && attempt > 0 ? attempt : 1;
     // A record without our header (another producer) gets a stable id from where it was first consumed.
     this.jobId =
