@@ -146,6 +146,6 @@ describe('headerNumber', () => {
     expect(headerNumber(h('12'), 'x')).toBe(12);
     expect(headerNumber(h(undefined), 'x')).toBeUndefined();
     expect(headerNumber(undefined, 'x')).toBeUndefined();
-    expect(headerNumber(h(Buffer.from('12345678901234567')), 'x')).toBe(12345678901234567);
+    expect(headerNumber(h(Buffer.from('12345678901234567')), 'x')).toBe(Number('12345678901234567'));
   });
 });
