@@ -23,7 +23,9 @@ const variants = values['node-args'] ?? [''];
 const options = { ...STRAND_DEFAULTS, ...(values.options ? JSON.parse(values.options) : {}) };
 const s = await benchStack();
 await deleteBenchTopics(s);
-const topic = await benchTopic(s, 'ab', 12);
+// Its retry tiers exist when the options name some (strict key order parks keys only with tiers).
+const tiers = ((options as { retry?: { tiers?: number[] } }).retry?.tiers ?? []).map(Number);
+const topic = await benchTopic(s, 'ab', 12, tiers);
 await fill(s, topic, jobs, 1000);
 const fast: number[] = [];
 const strand = variants.map(() => [] as number[]);
