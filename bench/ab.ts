@@ -1,7 +1,8 @@
 /**
  * `node --import tsx bench/ab.ts [--jobs N] [--rounds R] [--node-args "a b" ...]`: a quick A/B of
  * the no-op worker against the fast kafkajs loop on one topic (filled once): each round runs the
- * fast loop, then Strand once per `--node-args` variant (node flags and NAME=value environment
+ * fast loop, then Strand (`--handler noop` or `noop-batch`, `--options` JSON over the bench's
+ * defaults) once per `--node-args` variant (node flags and NAME=value environment
  * words; default: none), and prints each run and
  * the per-round ratios. For profiling work between full `npm run bench` runs; not a result file.
  */
@@ -15,8 +16,10 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     'node-args': { type: 'string', multiple: true },
     options: { type: 'string' },
+    handler: { type: 'string' },
   },
 });
+const handler = (values.handler ?? 'noop') as 'noop' | 'noop-batch';
 const jobs = Number(values.jobs ?? 200_000);
 const rounds = Number(values.rounds ?? 3);
 const variants = values['node-args'] ?? [''];
@@ -43,7 +46,7 @@ for (let r = 0; r < rounds; r++) {
     const vars = words.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => w.split('=') as [string, string]);
     const nodeArgs = words.filter((w) => !/^[A-Z_]+=/.test(w));
     for (const [k, value] of vars) process.env[k] = value;
-    const sr = await strandRun(s, topic, jobs, 'noop', options, { nodeArgs });
+    const sr = await strandRun(s, topic, jobs, handler, options, { nodeArgs });
     for (const [k] of vars) delete process.env[k];
     const run = Number(sr.jobsPerSecond);
     strand[i]!.push(run);

@@ -113,9 +113,15 @@ function strandHandler(kind, count) {
       return {
         ...base,
         batchHandler: (jobs) => {
-          if (!s.first) s.first = performance.now();
+          if (!s.first) {
+            s.first = performance.now();
+            s.cpu0 = process.cpuUsage();
+          }
           s.n += jobs.length;
-          if (s.n >= count && !s.last) s.last = performance.now();
+          if (s.n >= count && !s.last) {
+            s.last = performance.now();
+            s.cpu = process.cpuUsage(s.cpu0);
+          }
         },
       };
     case 'sleep5':
