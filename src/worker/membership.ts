@@ -229,7 +229,7 @@ export class Membership {
     ]);
     budget.abort();
     clock.clearTimeout(fence);
-    const stillRunning = this.deps.dispatcher.inflight;
+    const stillRunning = this.deps.dispatcher.busy;
     this.deps.emit('drain', { phase: 'end', committed, stillRunning });
     if (committed)
       logger.info(
