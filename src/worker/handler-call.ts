@@ -90,9 +90,10 @@ function followUpTarget<J>(
  * many short ones would otherwise keep theirs).
  */
 export class HandlerDeadlines {
-  private queue: HandlerContext[] = [];
+  /** Calls in start order; an ended call's place is emptied at once (it must not keep its job's memory). */
+  private queue: (HandlerContext | undefined)[] = [];
   private head = 0;
-  /** Ended calls still in the queue (behind a running one). */
+  /** Emptied places behind a running call. */
   private gone = 0;
   private timer: ReturnType<Clock['setTimeout']> | undefined;
 
@@ -103,6 +104,7 @@ export class HandlerDeadlines {
 
   add(call: HandlerContext): void {
     call.deadline = this.clock.now() + this.ms;
+    call.place = this.queue.length;
     this.queue.push(call);
     if (this.timer === undefined) this.arm();
   }
@@ -113,24 +115,30 @@ export class HandlerDeadlines {
    */
   end(call: HandlerContext): void {
     call.deadline = -1;
+    this.queue[call.place] = undefined;
     this.gone++;
-    // Ended calls at the front go at once; elsewhere, once they are most of the queue.
-    while (this.head < this.queue.length && this.queue[this.head]!.deadline < 0) {
-      this.head++;
-      this.gone--;
-    }
-    if (this.head === this.queue.length) this.reset();
-    else if (this.gone > 1024 && this.gone * 2 > this.queue.length - this.head) {
-      this.queue = this.queue.slice(this.head).filter((c) => c.deadline >= 0);
+    this.skipEmpty();
+    // Emptied places go once they are most of the queue (each compaction follows as many ends).
+    if (this.gone > 64 && this.gone * 2 > this.queue.length - this.head) {
+      const live = this.queue.slice(this.head).filter((c) => c !== undefined);
+      for (const [i, c] of live.entries()) c.place = i;
+      this.queue = live;
       this.head = 0;
       this.gone = 0;
     }
   }
 
-  private reset(): void {
-    this.queue = [];
-    this.head = 0;
-    this.gone = 0;
+  /** Moves past emptied places at the front; an empty queue starts over. */
+  private skipEmpty(): void {
+    while (this.head < this.queue.length && this.queue[this.head] === undefined) {
+      this.head++;
+      this.gone--;
+    }
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+      this.gone = 0;
+    }
   }
 
   private arm(): void {
@@ -144,24 +152,15 @@ export class HandlerDeadlines {
   private fire(): void {
     this.timer = undefined;
     const now = this.clock.now();
-    while (this.head < this.queue.length) {
-      const call = this.queue[this.head]!;
-      if (call.deadline >= 0 && call.deadline > now) break;
-      this.head++;
-      if (call.deadline < 0) this.gone--;
-      else {
-        call.deadline = -1;
-        call.timedOut();
-      }
+    for (;;) {
+      this.skipEmpty();
+      const call = this.queue[this.head];
+      if (!call || call.deadline > now) break;
+      this.queue[this.head++] = undefined;
+      call.deadline = -1;
+      call.timedOut();
     }
-    if (this.head === this.queue.length) this.reset();
     this.arm();
-  }
-
-  /** Stops the timer (the worker stopped). */
-  clear(): void {
-    this.clock.clearTimeout(this.timer);
-    this.timer = undefined;
   }
 }
 
@@ -172,6 +171,8 @@ export class HandlerDeadlines {
 class HandlerContext {
   /** When its timeout fires (`HandlerDeadlines`); -1 once ended or fired. */
   deadline = -1;
+  /** Its place in `HandlerDeadlines`' queue. */
+  place = 0;
   /** Set when the timeout fired. */
   timeout: JobTimeoutError | undefined;
   stuckTimer: ReturnType<Clock['setTimeout']> | undefined;
