@@ -308,7 +308,7 @@ export class WorkerCore extends WorkerEmitter {
   /** Resolves when no job holds a slot, or at `deadline`. */
   async idle(deadline: number): Promise<void> {
     const { clock } = this.deps;
-    while (this.dispatcher.busy > 0 && clock.now() < deadline) {
+    while (this.dispatcher.inflight > 0 && clock.now() < deadline) {
       const timer = new AbortController();
       let wake!: () => void;
       const settled = new Promise<void>((r) => (wake = r));
@@ -372,8 +372,8 @@ export class WorkerCore extends WorkerEmitter {
     this.assignment.clearTimers();
     consumer.pause(this.topicList());
     await this.idle(clock.now() + budgetMs);
-    if (this.dispatcher.busy > 0) {
-      logger.warn({ running: this.dispatcher.busy }, 'shutdown budget spent; aborting running jobs');
+    if (this.dispatcher.inflight > 0) {
+      logger.warn({ running: this.dispatcher.inflight }, 'shutdown budget spent; aborting running jobs');
       this.dispatcher.abortAll(new StrandError('JOB_TIMEOUT', 'worker is shutting down'));
       this.state.abortWaits();
       await this.idle(clock.now() + 5000);

@@ -86,11 +86,6 @@ export class Dispatcher {
   /** Slotless starts that want a slot again, oldest request first; they go before new jobs. */
   private readonly reentry: { slot: JobSlot; admit: (admitted: boolean) => void }[] = [];
   private readonly stuck = new Set<JobSlot>();
-  /**
-   * Parked jobs whose hand-off to the parking topic is under way (`yieldSlot`): no handler runs for
-   * them, so they hold no concurrency slot, but a drain or a stop waits for them (`busy`).
-   */
-  private readonly handingOff = new Set<JobSlot>();
   /** The acceptance order of the worker's jobs (`WorkItem.seq`). */
   private accepted = 0;
 
@@ -130,11 +125,6 @@ export class Dispatcher {
   /** Starts (jobs, or batches) holding a concurrency slot. */
   get inflight(): number {
     return this.running.size;
-  }
-
-  /** Starts a drain or a stop waits for: those holding a slot, and parked jobs' hand-offs. */
-  get busy(): number {
-    return this.running.size + this.handingOff.size;
   }
 
   /** Jobs of the starts holding a slot (a batch counts its unsettled jobs). */
@@ -254,12 +244,11 @@ export class Dispatcher {
       this.running.delete(slot);
       this.slotless.delete(slot);
       this.stuck.delete(slot);
-      this.handingOff.delete(slot);
     }
     if (!item.laneFreed) this.scheduler.finish(item);
     this.opts.tenants?.finished(item);
     this.opts.finished(item);
-    if (this.busy === 0) this.opts.idle?.();
+    if (this.running.size === 0) this.opts.idle?.();
     this.pump();
   }
 
@@ -278,19 +267,6 @@ export class Dispatcher {
     this.pump();
   }
 
-  /**
-   * A parked job (alone in its slot) whose record is being handed to the parking topic: its slot
-   * goes to other jobs, and a drain or a stop still waits for it (`busy`) until it settles.
-   */
-  yieldSlot(item: WorkItem): void {
-    const slot = item.slot;
-    if (!slot || slot.open !== 1 || slot.batch || !this.running.has(slot)) return;
-    this.running.delete(slot);
-    this.handingOff.add(slot);
-    // Not from here: the dispatcher may be what started this job; it sees the free slot next tick.
-    queueMicrotask(() => this.pump());
-  }
-
   /** The job (with its batch) gives its slot up for a while (it keeps its key). */
   releaseSlot(item: WorkItem): void {
     const slot = item.slot;
@@ -298,7 +274,7 @@ export class Dispatcher {
     this.running.delete(slot);
     this.slotless.add(slot);
     // A drain waiting for the slots to empty ends now, not at its budget (sim seed 80407).
-    if (this.busy === 0) this.opts.idle?.();
+    if (this.running.size === 0) this.opts.idle?.();
     // Not from here: the dispatcher may be what started this job; it sees the free slot next tick.
     queueMicrotask(() => this.pump());
   }
@@ -324,8 +300,6 @@ export class Dispatcher {
     if (!slot) return Promise.resolve(false);
     if (this.running.has(slot)) return Promise.resolve(true);
     this.stuck.delete(slot);
-    // A hand-off that starts over (a fault) waits for a slot like any slotless start.
-    if (this.handingOff.delete(slot)) this.slotless.add(slot);
     if (slot.readmitted) return slot.readmitted;
     const readmitted = new Promise<boolean>((admit) => this.reentry.push({ slot, admit }));
     slot.readmitted = readmitted;

@@ -229,7 +229,7 @@ export class Membership {
     ]);
     budget.abort();
     clock.clearTimeout(fence);
-    const stillRunning = this.deps.dispatcher.busy;
+    const stillRunning = this.deps.dispatcher.inflight;
     this.deps.emit('drain', { phase: 'end', committed, stillRunning });
     if (committed)
       logger.info(

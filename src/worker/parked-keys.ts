@@ -245,12 +245,9 @@ export class KeyParking {
         () => writes.delete(written),
         () => writes.delete(written),
       );
-      // The key's next job may be parked meanwhile; this one gives its slot to other jobs (no
-      // handler runs for it; a drain or a stop still waits for it) and counts as done once
-      // acknowledged.
-      const dispatcher = this.deps.dispatcher();
-      dispatcher.releaseLane(item);
-      dispatcher.yieldSlot(item);
+      // The key's next job may be parked meanwhile; this one keeps its slot (a drain waits for it)
+      // and counts as done once acknowledged.
+      this.deps.dispatcher().releaseLane(item);
       await written;
       this.deps.emit('job:parked', item, parked.head);
       return true;
