@@ -1,5 +1,5 @@
 /**
- * `node --import tsx bench/ab.ts [--jobs N] [--rounds R] [--node-args "a b" ...]`: a quick A/B of
+ * `npm run bench:ab -- [--jobs N] [--rounds R] [--node-args "a b" ...]`: a quick A/B of
  * the no-op worker against the fast kafkajs loop on one topic (filled once): each round runs the
  * fast loop, then Strand (`--handler noop` or `noop-batch`, `--options` JSON over the bench's
  * defaults) once per `--node-args` variant (node flags and NAME=value environment
