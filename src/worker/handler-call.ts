@@ -85,9 +85,9 @@ function followUpTarget<J>(
 
 /**
  * Handler timeouts without a timer per call: every call has the same `jobTimeoutMs`, so deadlines
- * come in start order and one timer, set for the earliest, serves them all. A call that ended is
- * marked and skipped; the queue is compacted when most of it has ended (one long call ahead of
- * many short ones would otherwise keep theirs).
+ * come in start order and one timer, set for the earliest, serves them all. A call that ended
+ * leaves its place empty at once; the empty places are compacted away once they are most of the
+ * queue (one long call ahead of many short ones would otherwise keep them all).
  */
 export class HandlerDeadlines {
   /** Calls in start order; an ended call's place is emptied at once (it must not keep its job's memory). */
