@@ -86,14 +86,10 @@ export class Assignment {
     for (const tp of [...this.owned.keys()]) if (!next.has(tp)) this.revoke(tp);
     const fresh: PartitionTracker[] = [];
     const kept: PartitionTracker[] = [];
-    // Kept partitions whose check after the last join has not ended: staying in the group since
-    // says nothing about them (sim seed 94027: a stale ownership passed as continuous).
-    const unchecked = new Set<PartitionTracker>();
     for (const [topic, partitions] of Object.entries(assignment)) {
       for (const partition of partitions) {
         const owned = this.owned.get(tpKey(topic, partition));
         if (owned) {
-          if (!owned.verified) unchecked.add(owned.tracker);
           owned.verified = false;
           kept.push(owned.tracker);
           continue;
@@ -106,7 +102,7 @@ export class Assignment {
     if (fresh.length > 0)
       this.deps.onNewOwnership(fresh.map((t) => ({ topic: t.topic, partition: t.partition })));
     if (fresh.length === 0 && kept.length === 0) return Promise.resolve();
-    const ready = this.reconcile(fresh, kept, continuous, unchecked);
+    const ready = this.reconcile(fresh, kept, continuous);
     for (const t of [...fresh, ...kept]) {
       const owned = this.owned.get(tpKey(t.topic, t.partition));
       if (owned) owned.ready = ready;
@@ -119,15 +115,13 @@ export class Assignment {
     fresh: PartitionTracker[],
     kept: PartitionTracker[],
     continuous: boolean,
-    unchecked: ReadonlySet<PartitionTracker>,
   ): Promise<void> {
     if (fresh.length > 0) await this.deps.beforeReconcile?.(fresh);
     const topics = [...new Set([...fresh, ...kept].map((t) => t.topic))];
     let committed: CommittedOffset[] | undefined;
     try {
       // A member that stayed in the group needs no commit of a partition it kept: nobody else had it.
-      if (fresh.length > 0 || !continuous || unchecked.size > 0)
-        committed = await this.deps.consumer.committed(topics);
+      if (fresh.length > 0 || !continuous) committed = await this.deps.consumer.committed(topics);
     } catch (error) {
       this.deps.logger.warn(
         { err: error },
@@ -156,9 +150,8 @@ export class Assignment {
       if (this.owned.get(tp)?.tracker !== t) continue;
       // Still ours if the group's commit is where we started or one we sent (even unacknowledged).
       const state = stateOf(find(t));
-      const stayed = continuous && !unchecked.has(t);
-      const same = stayed || (committed && (state === t.baseline || t.sent.includes(state)));
-      if (same && (await (this.deps.unchanged?.(t.topic, t.partition, stayed) ?? true))) {
+      const same = continuous || (committed && (state === t.baseline || t.sent.includes(state)));
+      if (same && (await (this.deps.unchanged?.(t.topic, t.partition, continuous) ?? true))) {
         verified(t);
         continue;
       }
