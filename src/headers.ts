@@ -44,11 +44,17 @@ export const HEADERS = {
   tracestate: 'tracestate',
 } as const;
 
-/** Reads a header as a string (kafkajs gives Buffers, arrays or undefined). */
-export function headerString(headers: Record<string, unknown> | undefined, name: string): string | undefined {
+/** A header's first value as kafkajs gives it (a Buffer, a string), or undefined. */
+function firstValue(headers: Record<string, unknown> | undefined, name: string): unknown {
   const raw = headers?.[name];
   const one = Array.isArray(raw) ? raw[0] : raw;
-  if (one === undefined || one === null) return undefined;
+  return one === null ? undefined : one;
+}
+
+/** Reads a header as a string (kafkajs gives Buffers, arrays or undefined). */
+export function headerString(headers: Record<string, unknown> | undefined, name: string): string | undefined {
+  const one = firstValue(headers, name);
+  if (one === undefined) return undefined;
   return Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
 }
 
@@ -57,11 +63,10 @@ export function headerString(headers: Record<string, unknown> | undefined, name:
  * digits (the attempt and time headers of every job); undefined when absent or empty.
  */
 export function headerNumber(headers: Record<string, unknown> | undefined, name: string): number | undefined {
-  const raw = headers?.[name];
-  const one = Array.isArray(raw) ? raw[0] : raw;
-  if (one === undefined || one === null) return undefined;
+  const one = firstValue(headers, name);
+  if (one === undefined) return undefined;
   if (!Buffer.isBuffer(one) || one.length > 15) {
-    const text = Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
+    const text = headerString(headers, name)!;
     return text === '' ? undefined : Number(text);
   }
   if (one.length === 0) return undefined;

@@ -51,14 +51,12 @@ export class JobWaits {
   }
 
   /**
-   * Decodes the record. While its writer schema cannot be fetched (registry down) the job waits
+   * Decodes a record `decodeNow` could not (its writer schema is fetched). While its writer schema cannot be fetched (registry down) the job waits
    * without its slot — it keeps its key, so order holds, and jobs whose schemas are cached keep
    * running — and takes a slot again before its handler runs.
    */
   async decode(item: WorkItem, log: JobLog): Promise<unknown> {
     const { decoder, dispatcher } = this.deps;
-    const cached = this.decodeNow(item);
-    if (cached) return cached.data;
     // A schema not in memory means a registry call, which may take the registry's whole retry
     // budget when it is down: the job gives its slot up for that time.
     if (!decoder.decodesLocally(item.value)) dispatcher().releaseSlot(item);
